@@ -1,0 +1,1 @@
+"""TZN: Temporal Zoom Network detector (pure PyTorch)."""

@@ -1,0 +1,67 @@
+"""Typed configuration of the TZN detector; saved as `config.json` next to the weights."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class ModelConfig(BaseModel):
+    """Sizes and switches of one TZN network. Key names follow ActionFormer where one exists."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_dim: int = Field(2048, gt=0, description="feature channels C_in (I3D: 2048)")
+    num_classes: int = Field(20, gt=0)
+    embed_dim: int = Field(512, gt=0, description="width d of every block")
+    n_head: int = Field(4, gt=0)
+    n_mha_win_size: int = Field(19, ge=1, description="local attention window (odd), in positions of the level")
+    attn_block_size: int = Field(64, ge=2, description="positions per attention block; the unit of ATR skipping")
+    mlp_ratio: int = Field(4, ge=1)
+    stem_layers: int = Field(6, ge=1, description="L_max: full-resolution transformer blocks")
+    pyramid_levels: int = Field(6, ge=1, description="levels with strides 1, 2, 4, ... (levels-1 down-sampling blocks)")
+    head_layers: int = Field(2, ge=0, description="hidden conv layers in every head")
+    head_kernel_size: int = Field(3, ge=1)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    prior_prob: float = Field(0.01, gt=0.0, lt=1.0, description="initial foreground probability of the classifier")
+
+    # Adaptive Temporal Refinement
+    atr: bool = Field(True, description="False builds the Uniform-L_max baseline (every layer for every position)")
+    min_depth: float = Field(1.0, ge=0.0, description="D_min; depth D = D_min + tau * (L_max - D_min)")
+    tau_hidden: int = Field(128, gt=0)
+
+    # Boundary head: signed distance fields (BDR), a Gaussian-target classifier (for the R comparison), or none
+    boundary_head: Literal["bdr", "classification", "none"] = "bdr"
+    boundary_levels: int = Field(3, ge=1, description="finest levels that carry the boundary head")
+    bdr_clip: float = Field(8.0, gt=0.0, description="distance fields are clipped to +-bdr_clip grid steps")
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        if self.embed_dim % self.n_head:
+            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by n_head {self.n_head}")
+        if self.n_mha_win_size % 2 == 0:
+            raise ValueError(f"n_mha_win_size must be odd, got {self.n_mha_win_size}")
+        if self.n_mha_win_size // 2 > self.attn_block_size:
+            raise ValueError(
+                f"attn_block_size {self.attn_block_size} must be >= half the window ({self.n_mha_win_size // 2})"
+            )
+        if self.min_depth > self.stem_layers:
+            raise ValueError(f"min_depth {self.min_depth} exceeds stem_layers {self.stem_layers}")
+        if self.boundary_levels > self.pyramid_levels:
+            raise ValueError(f"boundary_levels {self.boundary_levels} exceeds pyramid_levels {self.pyramid_levels}")
+        return self
+
+    @property
+    def halo(self) -> int:
+        """Positions each side of a block that its queries can see: half the window."""
+        return self.n_mha_win_size // 2
+
+    @property
+    def max_stride(self) -> int:
+        """Stride of the coarsest level; inputs are padded internally to a multiple of it."""
+        return 2 ** (self.pyramid_levels - 1)
+
+
+# ActionFormer's THUMOS14 I3D sizes (d=512, 4 heads, window 19, 2048-d input), with TZN's 6-layer stem.
+THUMOS_I3D = ModelConfig()
