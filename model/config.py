@@ -17,7 +17,7 @@ class ModelConfig(BaseModel):
     embed_dim: int = Field(512, gt=0, description="width d of every block")
     n_head: int = Field(4, gt=0)
     n_mha_win_size: int = Field(19, ge=1, description="local attention window (odd), in positions of the level")
-    attn_block_size: int = Field(64, ge=2, description="positions per attention block; the unit of ATR skipping")
+    attn_block_size: int = Field(32, ge=2, description="positions per attention block; the unit of ATR skipping")
     mlp_ratio: int = Field(4, ge=1)
     stem_layers: int = Field(6, ge=1, description="L_max: full-resolution transformer blocks")
     pyramid_levels: int = Field(6, ge=1, description="levels with strides 1, 2, 4, ... (levels-1 down-sampling blocks)")

@@ -1,0 +1,129 @@
+"""Adaptive Temporal Refinement: a continuous per-position depth for the full-resolution stem.
+
+In reading order: the tau predictor, the layer masks, and the stem that executes them, either softly
+(every layer everywhere, blended by the mask; differentiable, for training) or hard (a layer runs only on
+the attention blocks that hold a position with m > 0; the same numbers, with the skipped work not done).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from model.attention import TransformerBlock, pad_to_multiple
+
+Execution = Literal["soft", "hard"]
+
+
+class TauPredictor(nn.Module):
+    """Two masked convolutions on the embedding -> tau in [0, 1] per position (0 on padding)."""
+
+    def __init__(self, dim: int, hidden: int, kernel_size: int = 3):
+        super().__init__()
+        self.conv1 = nn.Conv1d(dim, hidden, kernel_size, padding=kernel_size // 2)
+        self.conv2 = nn.Conv1d(hidden, 1, kernel_size, padding=kernel_size // 2)
+        # Start deep: tau ~ 0.95, so training begins close to the uniform model and the budget pulls it down.
+        nn.init.constant_(self.conv2.bias, 3.0)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """x (B, d, T), mask (B, T) bool -> tau (B, T)."""
+        valid = mask[:, None].to(x.dtype)
+        hidden = F.relu(self.conv1(x)) * valid
+        return torch.sigmoid(self.conv2(hidden))[:, 0] * valid[:, 0]
+
+
+def depth_masks(tau: Tensor, layers: int, min_depth: float = 1.0) -> Tensor:
+    """(B, T) in [0,1] -> (B, T, layers): layer l (0-based) gets clamp(D - l, 0, 1), D = min + tau*(layers-min)."""
+    depth = min_depth + tau * (layers - min_depth)
+    return (depth[..., None] - torch.arange(layers, device=tau.device, dtype=tau.dtype)).clamp(0, 1)
+
+
+@dataclass
+class StemStats:
+    """Per stem layer (L,) int64 counts over the batch.
+
+    active_positions: valid positions with m > 0 (the work ATR asks for);
+    executed_positions: query positions the layer actually computed (whole attention blocks);
+    kv_positions: positions whose keys/values were computed (executed blocks plus their halos when skipping).
+    """
+
+    active_positions: Tensor
+    executed_positions: Tensor
+    kv_positions: Tensor
+
+
+class ATRStem(nn.Module):
+    """L_max full-resolution transformer blocks; block l updates x <- x + m_l * (Block_l(x) - x)."""
+
+    def __init__(self, layers: int, dim: int, heads: int, window: int, block: int, mlp_ratio: int, dropout: float):
+        super().__init__()
+        self.block_size = block
+        self.blocks = nn.ModuleList(
+            TransformerBlock(dim, heads, window, block, mlp_ratio, dropout) for _ in range(layers)
+        )
+
+    def forward(
+        self, x: Tensor, mask: Tensor, layer_masks: Tensor | None, execution: Execution = "soft"
+    ) -> tuple[Tensor, StemStats]:
+        """x (B, T, d), mask (B, T) bool, layer_masks (B, T, L) or None (= all ones) -> (B, T, d), stats."""
+        length = x.shape[1]
+        x = pad_to_multiple(x, self.block_size)
+        mask = pad_to_multiple(mask, self.block_size)
+        if layer_masks is not None:
+            layer_masks = pad_to_multiple(layer_masks, self.block_size)
+        if execution == "hard" and layer_masks is not None:
+            x, stats = self._hard(x, mask, layer_masks)
+        else:
+            x, stats = self._dense(x, mask, layer_masks)
+        return x[:, :length] * mask[:, :length, None].to(x.dtype), stats
+
+    def _dense(self, x: Tensor, mask: Tensor, layer_masks: Tensor | None) -> tuple[Tensor, StemStats]:
+        for layer, block in enumerate(self.blocks):
+            y = block(x, mask)
+            x = y if layer_masks is None else x + layer_masks[..., layer, None] * (y - x)
+        all_positions = torch.full((len(self.blocks),), mask.numel(), dtype=torch.long, device=x.device)
+        if layer_masks is None:
+            active = mask.sum().expand(len(self.blocks))
+        else:
+            active = ((layer_masks > 0) & mask[..., None]).sum(dim=(0, 1))
+        return x, StemStats(active.to(torch.long), all_positions, all_positions)
+
+    def _hard(self, x: Tensor, mask: Tensor, layer_masks: Tensor) -> tuple[Tensor, StemStats]:
+        batch, length, dim = x.shape
+        block = self.block_size
+        blocks = length // block
+        valid_blocks = mask.reshape(batch, blocks, block).any(-1)
+        active_counts, executed, kv = [], [], []
+        for layer, transformer in enumerate(self.blocks):
+            layer_mask = layer_masks[..., layer]
+            active = (layer_mask > 0) & mask
+            block_active = active.reshape(batch, blocks, block).any(-1)
+            active_counts.append(active.sum())
+            if _eager() and bool((block_active == valid_blocks).all()):
+                # Nothing to skip in this layer (always so for the first when D_min = 1): the dense path is
+                # the same computation without gathering blocks and recomputing halos.
+                x = x + layer_mask[..., None] * (transformer(x, mask) - x)
+                executed.append(torch.tensor(batch * length, device=x.device))
+                kv.append(executed[-1])
+                continue
+            batch_index, block_index = block_active.nonzero(as_tuple=True)
+            y = transformer.forward_blocks(x, mask, batch_index, block_index)
+            x_blocks = x.reshape(batch, blocks, block, dim)
+            current = x_blocks[batch_index, block_index]
+            weight = layer_mask.reshape(batch, blocks, block)[batch_index, block_index, :, None]
+            x = x_blocks.index_put((batch_index, block_index), current + weight * (y - current))
+            x = x.reshape(batch, length, dim)
+            executed_blocks = block_active.sum()
+            executed.append(executed_blocks * block)
+            kv.append(executed_blocks * (block + 2 * transformer.attn.halo))
+        stats = StemStats(torch.stack(active_counts), torch.stack(executed), torch.stack(kv))
+        return x, stats
+
+
+def _eager() -> bool:
+    """False while tracing or exporting, where a data-dependent branch would be frozen into the graph."""
+    return not (torch.jit.is_tracing() or torch.compiler.is_compiling())
