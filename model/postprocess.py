@@ -132,7 +132,7 @@ def soft_nms(
     Repeatedly picks the best remaining candidate (its current, decayed score is reported) and decays
     the others by their tIoU with it: gaussian `exp(-iou^2 / sigma)` for every candidate (ActionFormer
     ignores `iou_threshold` here), linear `1 - iou` and hard `0` only where `iou >= iou_threshold`.
-    Candidates whose score falls below `min_score` are dropped (as are those that start below it).
+    Candidates whose score falls below `min_score` are dropped, and so are those below it from the start.
     `multiclass`: only candidates with the picked label are decayed, the same result as ActionFormer's
     per-class Soft-NMS followed by a global top-`max_segments`.
     `voting_thresh > 0` replaces each kept segment by the score-weighted mean of the input candidates
@@ -149,7 +149,6 @@ def soft_nms(
     if count == 0 or max_segments <= 0:
         return Detections.empty(segments.device)
 
-    lengths = segments[:, 1] - segments[:, 0] + _LENGTH_EPS
     candidate_ids = torch.arange(count, device=scores.device)
     remaining = torch.where(scores >= min_score, scores, float("-inf"))
     picks = min(max_segments, count)
@@ -159,11 +158,7 @@ def soft_nms(
         best_score, best = remaining.max(dim=0)
         picked_ids[step] = best
         picked_scores[step] = best_score
-        inter = torch.minimum(segments[:, 1], segments[best, 1]) - torch.maximum(
-            segments[:, 0], segments[best, 0]
-        )
-        inter = inter.clamp(min=0)
-        iou = inter / (lengths + lengths[best] - inter)
+        iou = pairwise_tiou(segments[best].unsqueeze(0), segments)[0]
         if method == "gaussian":
             weight = torch.exp(-iou.square() / sigma)
         elif method == "linear":
@@ -247,12 +242,19 @@ def postprocess(
         elif boundary_logits is not None:
             probs = boundary_logits[video, :valid].float().sigmoid()
             segments = snap_to_peaks(segments, probs, snap_radius, min_boundary_prob)
-        results.append(
-            soft_nms(
-                segments, found.scores, found.labels, iou_threshold, sigma, min_score, max_segments,
-                method, multiclass, voting_thresh,
-            )
-        )  # fmt: skip
+        kept = soft_nms(
+            segments,
+            found.scores,
+            found.labels,
+            iou_threshold=iou_threshold,
+            sigma=sigma,
+            min_score=min_score,
+            max_segments=max_segments,
+            method=method,
+            multiclass=multiclass,
+            voting_thresh=voting_thresh,
+        )
+        results.append(kept)
     return results
 
 
