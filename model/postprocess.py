@@ -1,0 +1,278 @@
+"""From per-level head outputs to scored segments: decoding, boundary snapping, Soft-NMS, seconds.
+
+Head conventions (shared with the network): per pyramid level l, stride 2**l,
+`cls_logits` (B, T_l, C) sigmoid logits, `offsets` (B, T_l, 2) non-negative distances to start/end in
+units of the level's stride, `masks` (B, T_l) bool. Position i of level l sits at t = i * stride in
+level-0 grid steps and proposes [t - off_s * stride, t + off_e * stride].
+
+Segments stay in level-0 grid steps, unclamped, until `detections_to_seconds`, which clamps them to
+[0, duration] seconds as ActionFormer does. Clamping to the grid range [0, T] instead would cut every
+action that starts with the video: grid step 0 is the centre of the first clip, num_frames / 2
+frames after the video starts.
+
+Everything runs on the device of its inputs and uses no compiled extension.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from model.bdr import snap_boundaries, snap_to_peaks
+
+# ActionFormer adds 1e-6 to every segment length before computing tIoU; kept for parity of scores.
+_LENGTH_EPS = 1e-6
+
+
+@dataclass
+class Detections:
+    """Detections of one video: segments (N, 2) float [start, end], scores (N,), labels (N,) long."""
+
+    segments: Tensor
+    scores: Tensor
+    labels: Tensor
+
+    def __len__(self) -> int:
+        return self.scores.numel()
+
+    @classmethod
+    def empty(cls, device: torch.device | str = "cpu") -> Detections:
+        return cls(
+            torch.zeros(0, 2, device=device),
+            torch.zeros(0, device=device),
+            torch.zeros(0, dtype=torch.long, device=device),
+        )
+
+    def to(self, device: torch.device | str) -> Detections:
+        return Detections(self.segments.to(device), self.scores.to(device), self.labels.to(device))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Decoding
+
+
+def decode_segments(
+    cls_logits: list[Tensor],
+    offsets: list[Tensor],
+    masks: list[Tensor],
+    pre_nms_thresh: float = 0.001,
+    pre_nms_topk: int = 2000,
+    duration_thresh: float = 0.05,
+) -> list[Detections]:
+    """Candidate segments of every video, ActionFormer-style, in level-0 grid steps. One entry per video.
+
+    Per level: scores = sigmoid(logits) x mask over all (position, class) pairs; keep score >
+    `pre_nms_thresh`; keep the `pre_nms_topk` best of that level; drop segments not longer than
+    `duration_thresh` grid steps. Levels are concatenated, finest first, each sorted by score.
+    """
+    batch = cls_logits[0].shape[0]
+    per_video: list[list[Detections]] = [[] for _ in range(batch)]
+    for level, (logits, level_offsets, level_mask) in enumerate(zip(cls_logits, offsets, masks, strict=True)):
+        stride = 2**level
+        num_classes = logits.shape[-1]
+        probs = logits.float().sigmoid() * level_mask[..., None]
+        for video in range(batch):
+            flat = probs[video].flatten()
+            scores, flat_index = flat.sort(descending=True, stable=True)
+            keep = scores[:pre_nms_topk] > pre_nms_thresh
+            scores, flat_index = scores[:pre_nms_topk][keep], flat_index[:pre_nms_topk][keep]
+            position = flat_index // num_classes
+            centre = position.to(scores.dtype) * stride
+            distance = level_offsets[video, position].float() * stride
+            segments = torch.stack([centre - distance[:, 0], centre + distance[:, 1]], dim=-1)
+            long_enough = segments[:, 1] - segments[:, 0] > duration_thresh
+            per_video[video].append(
+                Detections(
+                    segments[long_enough], scores[long_enough], (flat_index % num_classes)[long_enough]
+                )
+            )
+    return [_concatenate(levels) for levels in per_video]
+
+
+def _concatenate(parts: list[Detections]) -> Detections:
+    return Detections(
+        torch.cat([p.segments for p in parts]),
+        torch.cat([p.scores for p in parts]),
+        torch.cat([p.labels for p in parts]),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Soft-NMS
+
+
+def pairwise_tiou(segments: Tensor, others: Tensor) -> Tensor:
+    """tIoU of (N, 2) segments against (M, 2) others -> (N, M), lengths padded by 1e-6 as in ActionFormer."""
+    inter = (
+        torch.minimum(segments[:, None, 1], others[None, :, 1])
+        - torch.maximum(segments[:, None, 0], others[None, :, 0])
+    ).clamp(min=0)
+    lengths = segments[:, 1] - segments[:, 0] + _LENGTH_EPS
+    other_lengths = others[:, 1] - others[:, 0] + _LENGTH_EPS
+    return inter / (lengths[:, None] + other_lengths[None, :] - inter)
+
+
+def soft_nms(
+    segments: Tensor,
+    scores: Tensor,
+    labels: Tensor,
+    iou_threshold: float = 0.1,
+    sigma: float = 0.5,
+    min_score: float = 0.001,
+    max_segments: int = 200,
+    method: Literal["gaussian", "linear", "hard"] = "gaussian",
+    multiclass: bool = True,
+    voting_thresh: float = 0.0,
+) -> Detections:
+    """Soft-NMS over (N, 2) segments, (N,) scores, (N,) labels -> at most `max_segments`, best first.
+
+    Repeatedly picks the best remaining candidate (its current, decayed score is reported) and decays
+    the others by their tIoU with it: gaussian `exp(-iou^2 / sigma)` for every candidate (ActionFormer
+    ignores `iou_threshold` here), linear `1 - iou` and hard `0` only where `iou >= iou_threshold`.
+    Candidates whose score falls below `min_score` are dropped, and so are those below it from the start.
+    `multiclass`: only candidates with the picked label are decayed, the same result as ActionFormer's
+    per-class Soft-NMS followed by a global top-`max_segments`.
+    `voting_thresh > 0` replaces each kept segment by the score-weighted mean of the input candidates
+    (of its label, when multiclass) with tIoU >= voting_thresh, as ActionFormer's `seg_voting`
+    (which ActionFormer only applies class-agnostically; its THUMOS recipe is multiclass without voting).
+
+    One iteration per kept segment, each a handful of vectorised ops over all candidates, and no host
+    synchronisation inside the loop, so it runs as it is on GPU.
+    """
+    if method not in ("gaussian", "linear", "hard"):
+        raise ValueError(f"method must be 'gaussian', 'linear' or 'hard', got {method!r}")
+    segments, scores = segments.float(), scores.float()
+    count = scores.numel()
+    if count == 0 or max_segments <= 0:
+        return Detections.empty(segments.device)
+
+    candidate_ids = torch.arange(count, device=scores.device)
+    remaining = torch.where(scores >= min_score, scores, float("-inf"))
+    picks = min(max_segments, count)
+    picked_ids = torch.zeros(picks, dtype=torch.long, device=scores.device)
+    picked_scores = torch.zeros(picks, device=scores.device)
+    for step in range(picks):
+        best_score, best = remaining.max(dim=0)
+        picked_ids[step] = best
+        picked_scores[step] = best_score
+        iou = pairwise_tiou(segments[best].unsqueeze(0), segments)[0]
+        if method == "gaussian":
+            weight = torch.exp(-iou.square() / sigma)
+        elif method == "linear":
+            weight = torch.where(iou >= iou_threshold, 1 - iou, torch.ones_like(iou))
+        else:
+            weight = (iou < iou_threshold).to(iou.dtype)
+        if multiclass:
+            weight = torch.where(labels == labels[best], weight, torch.ones_like(weight))
+        remaining = remaining * weight  # -inf * 0 is NaN, and NaN >= min_score is False: still dropped
+        remaining = torch.where((remaining >= min_score) & (candidate_ids != best), remaining, float("-inf"))
+
+    found = torch.isfinite(picked_scores)  # once nothing remains, max() returns -inf
+    picked_ids, picked_scores = picked_ids[found], picked_scores[found]
+    kept_segments = segments[picked_ids]
+    if voting_thresh > 0:
+        kept_segments = _vote(
+            kept_segments, labels[picked_ids], segments, scores, labels, voting_thresh, multiclass
+        )
+    return Detections(kept_segments, picked_scores, labels[picked_ids])
+
+
+def _vote(
+    kept: Tensor,
+    kept_labels: Tensor,
+    segments: Tensor,
+    scores: Tensor,
+    labels: Tensor,
+    thresh: float,
+    multiclass: bool,
+) -> Tensor:
+    """Each kept segment -> score-weighted mean of the candidates with tIoU >= thresh (itself included)."""
+    neighbour = pairwise_tiou(kept, segments) >= thresh
+    if multiclass:
+        neighbour &= kept_labels[:, None] == labels[None, :]
+    weights = neighbour.to(scores.dtype) * scores[None, :]
+    return (weights @ segments) / weights.sum(dim=1, keepdim=True).clamp(min=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The whole chain, and grid <-> seconds
+
+
+def postprocess(
+    cls_logits: list[Tensor],
+    offsets: list[Tensor],
+    masks: list[Tensor],
+    *,
+    bdr_fields: Tensor | None = None,
+    boundary_logits: Tensor | None = None,
+    snap_radius: float = 2.0,
+    min_slope: float = 0.5,
+    min_boundary_prob: float = 0.1,
+    pre_nms_thresh: float = 0.001,
+    pre_nms_topk: int = 2000,
+    duration_thresh: float = 0.05,
+    iou_threshold: float = 0.1,
+    sigma: float = 0.5,
+    min_score: float = 0.001,
+    max_segments: int = 200,
+    method: Literal["gaussian", "linear", "hard"] = "gaussian",
+    multiclass: bool = True,
+    voting_thresh: float = 0.0,
+) -> list[Detections]:
+    """Decode, snap boundaries (optional), Soft-NMS: one `Detections` per video, level-0 grid steps.
+
+    `bdr_fields` (B, T_0, 2): BDR [d_start, d_end] of level 0 -> `snap_boundaries`;
+    `boundary_logits` (B, T_0, 2): classification boundary head of level 0 -> `snap_to_peaks` on their
+    sigmoid. Only the valid prefix of level 0 (`masks[0]`) is searched. Give at most one of them.
+    Defaults are ActionFormer's THUMOS14 settings.
+    """
+    if bdr_fields is not None and boundary_logits is not None:
+        raise ValueError("give bdr_fields or boundary_logits, not both")
+    candidates = decode_segments(cls_logits, offsets, masks, pre_nms_thresh, pre_nms_topk, duration_thresh)
+    valid_lengths = masks[0].sum(dim=1).tolist()
+    results = []
+    for video, found in enumerate(candidates):
+        segments = found.segments
+        valid = int(valid_lengths[video])
+        if bdr_fields is not None:
+            segments = snap_boundaries(segments, bdr_fields[video, :valid].float(), snap_radius, min_slope)
+        elif boundary_logits is not None:
+            probs = boundary_logits[video, :valid].float().sigmoid()
+            segments = snap_to_peaks(segments, probs, snap_radius, min_boundary_prob)
+        kept = soft_nms(
+            segments,
+            found.scores,
+            found.labels,
+            iou_threshold=iou_threshold,
+            sigma=sigma,
+            min_score=min_score,
+            max_segments=max_segments,
+            method=method,
+            multiclass=multiclass,
+            voting_thresh=voting_thresh,
+        )
+        results.append(kept)
+    return results
+
+
+def grid_to_seconds(grid: Tensor, fps: float, feat_stride: int, num_frames: int) -> Tensor:
+    """Level-0 grid steps -> seconds: `(grid * feat_stride + num_frames / 2) / fps` (centre of the clip)."""
+    return (grid * feat_stride + 0.5 * num_frames) / fps
+
+
+def seconds_to_grid(seconds: Tensor, fps: float, feat_stride: int, num_frames: int) -> Tensor:
+    """Seconds -> level-0 grid steps; the inverse of `grid_to_seconds`."""
+    return (seconds * fps - 0.5 * num_frames) / feat_stride
+
+
+def detections_to_seconds(
+    detections: Detections, fps: float, feat_stride: int, num_frames: int, duration: float | None = None
+) -> Detections:
+    """Segments from grid steps to seconds, clamped to [0, duration] (only below at 0 when no duration)."""
+    seconds = grid_to_seconds(detections.segments, fps, feat_stride, num_frames).clamp(min=0.0)
+    if duration is not None:
+        seconds = seconds.clamp(max=duration)
+    return Detections(seconds, detections.scores, detections.labels)
