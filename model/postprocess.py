@@ -85,9 +85,7 @@ def decode_segments(
             segments = torch.stack([centre - distance[:, 0], centre + distance[:, 1]], dim=-1)
             long_enough = segments[:, 1] - segments[:, 0] > duration_thresh
             per_video[video].append(
-                Detections(
-                    segments[long_enough], scores[long_enough], (flat_index % num_classes)[long_enough]
-                )
+                Detections(segments[long_enough], scores[long_enough], (flat_index % num_classes)[long_enough])
             )
     return [_concatenate(levels) for levels in per_video]
 
@@ -174,9 +172,7 @@ def soft_nms(
     picked_ids, picked_scores = picked_ids[found], picked_scores[found]
     kept_segments = segments[picked_ids]
     if voting_thresh > 0:
-        kept_segments = _vote(
-            kept_segments, labels[picked_ids], segments, scores, labels, voting_thresh, multiclass
-        )
+        kept_segments = _vote(kept_segments, labels[picked_ids], segments, scores, labels, voting_thresh, multiclass)
     return Detections(kept_segments, picked_scores, labels[picked_ids])
 
 

@@ -118,9 +118,7 @@ def test_crossings_of_target_fields_are_the_true_boundaries():
     segments = separated_segments(generator, count=12, gap=9.0, min_length=3.0)
     fields = bdr_targets(segments, 140)
     for kind in range(2):
-        torch.testing.assert_close(
-            upward_zero_crossings(fields[:, kind]), segments[:, kind], atol=1e-3, rtol=0
-        )
+        torch.testing.assert_close(upward_zero_crossings(fields[:, kind]), segments[:, kind], atol=1e-3, rtol=0)
 
 
 def test_crossings_match_loop_on_a_noisy_field():
@@ -197,9 +195,7 @@ def test_snap_with_no_crossings_changes_nothing():
 # loss
 
 
-def random_fields(
-    seed: int, batch: int = 2, length: int = 50
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def random_fields(seed: int, batch: int = 2, length: int = 50) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     target = bdr_targets_batch([torch.tensor([[10.0, 22.5]]), torch.tensor([[30.2, 41.0]])], length, 1)
     pred = target + torch.randn(batch, length, 2, generator=generator)
@@ -218,9 +214,7 @@ def test_loss_ignores_masked_positions(smoothness):
     pred, target, mask = random_fields(1)
     changed = pred.clone()
     changed[~mask] = float("nan")
-    torch.testing.assert_close(
-        bdr_loss(changed, target, mask, smoothness), bdr_loss(pred, target, mask, smoothness)
-    )
+    torch.testing.assert_close(bdr_loss(changed, target, mask, smoothness), bdr_loss(pred, target, mask, smoothness))
 
 
 def test_loss_matches_loop_reference():

@@ -51,9 +51,7 @@ def reference_soft_nms_one_group(candidates, iou_threshold, sigma, min_score, me
     return kept
 
 
-def reference_soft_nms(
-    segments, scores, labels, iou_threshold, sigma, min_score, max_segments, method, multiclass
-):
+def reference_soft_nms(segments, scores, labels, iou_threshold, sigma, min_score, max_segments, method, multiclass):
     """ActionFormer's batched_nms: per class (or all together), cap each, then global sort and cap."""
     candidates = [(s, e, sc, lab) for (s, e), sc, lab in zip(segments, scores, labels, strict=True)]
     groups = sorted({c[3] for c in candidates}) if multiclass else [None]
@@ -74,11 +72,7 @@ def reference_decode(cls_logits, offsets, masks, pre_nms_thresh, pre_nms_topk, d
             candidates = []
             for position in range(logits.shape[1]):
                 for label in range(logits.shape[2]):
-                    score = (
-                        1
-                        / (1 + math.exp(-logits[video, position, label].item()))
-                        * float(mask[video, position])
-                    )
+                    score = 1 / (1 + math.exp(-logits[video, position, label].item())) * float(mask[video, position])
                     if score > pre_nms_thresh:
                         candidates.append((score, position, label))
             candidates = sorted(candidates, key=lambda c: -c[0])[:pre_nms_topk]
@@ -179,8 +173,7 @@ def test_voting_averages_overlapping_same_class_segments_by_score():
     labels = torch.tensor([0, 0, 1, 0])
     kept = soft_nms(segments, scores, labels, method="hard", voting_thresh=0.7)
     by_label_start = {
-        (label, round(s)): (s, e)
-        for (s, e), label in zip(kept.segments.tolist(), kept.labels.tolist(), strict=True)
+        (label, round(s)): (s, e) for (s, e), label in zip(kept.segments.tolist(), kept.labels.tolist(), strict=True)
     }
     assert by_label_start[(0, 0)] == pytest.approx((0.25, 10.25))  # (0.9 * 0 + 0.3 * 1) / 1.2
     assert by_label_start[(1, 0)] == pytest.approx((0.0, 10.0))  # the other class does not vote
@@ -258,9 +251,7 @@ def test_grid_and_seconds_are_inverse():
 
 
 def test_detections_to_seconds_clamps_to_video_duration():
-    found = Detections(
-        torch.tensor([[-3.0, 10.0], [40.0, 60.0]]), torch.tensor([0.9, 0.8]), torch.tensor([0, 1])
-    )
+    found = Detections(torch.tensor([[-3.0, 10.0], [40.0, 60.0]]), torch.tensor([0.9, 0.8]), torch.tensor([0, 1]))
     seconds = detections_to_seconds(found, fps=30.0, feat_stride=4, num_frames=16, duration=7.0)
     torch.testing.assert_close(seconds.segments, torch.tensor([[0.0, 48 / 30], [168 / 30, 7.0]]))
 
@@ -269,9 +260,7 @@ def test_detections_to_seconds_clamps_to_video_duration():
 def test_postprocess_runs_on_gpu():
     heads = random_head_outputs(seed=8)
     on_cpu = postprocess(*heads, bdr_fields=torch.zeros(2, 32, 2))
-    on_gpu = postprocess(
-        *[[t.cuda() for t in part] for part in heads], bdr_fields=torch.zeros(2, 32, 2).cuda()
-    )
+    on_gpu = postprocess(*[[t.cuda() for t in part] for part in heads], bdr_fields=torch.zeros(2, 32, 2).cuda())
     for cpu_result, gpu_result in zip(on_cpu, on_gpu, strict=True):
         assert gpu_result.scores.is_cuda
         assert_same_rows(as_rows(gpu_result.to("cpu")), as_rows(cpu_result))
