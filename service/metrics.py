@@ -131,9 +131,7 @@ class ServiceMetrics:
             ["component"],
             registry=registry,
         )
-        self.video_seconds = Counter(
-            "tzn_video_seconds_total", "Seconds of video localized.", registry=registry
-        )
+        self.video_seconds = Counter("tzn_video_seconds_total", "Seconds of video localized.", registry=registry)
         self.realtime_factor = Histogram(
             "tzn_realtime_factor",
             "Video seconds per processing second, per request.",
@@ -184,14 +182,10 @@ class ServiceMetrics:
     def add_flops(self, component: str, flops: float) -> None:
         """FLOPs of one component (one of `FLOP_COMPONENTS`) for one request; must be >= 0."""
         if component not in FLOP_COMPONENTS:
-            raise ValueError(
-                f"unknown FLOPs component {component!r}: expected one of {', '.join(FLOP_COMPONENTS)}"
-            )
+            raise ValueError(f"unknown FLOPs component {component!r}: expected one of {', '.join(FLOP_COMPONENTS)}")
         self.flops.labels(component=component).inc(flops)
 
-    def observe_video(
-        self, video_seconds: float, processing_seconds: float, mean_depth: float | None
-    ) -> None:
+    def observe_video(self, video_seconds: float, processing_seconds: float, mean_depth: float | None) -> None:
         """One localized video: its duration, the time it took, and the ATR mean depth (None if not ATR)."""
         self.video_seconds.inc(video_seconds)
         if processing_seconds > 0:

@@ -72,9 +72,7 @@ def load_compose(path: Path) -> dict:
 
 def compose_validator():
     """The schema declares draft 2019-09 (with a non-canonical URI, so it is named here)."""
-    jsonschema = pytest.importorskip(
-        "jsonschema", reason="jsonschema is not installed (pip install jsonschema)"
-    )
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is not installed (pip install jsonschema)")
     schema = json.loads(COMPOSE_SCHEMA.read_text())
     jsonschema.Draft201909Validator.check_schema(schema)
     return jsonschema.Draft201909Validator(schema)
@@ -214,9 +212,7 @@ def test_every_alert_has_a_for_duration_severity_and_annotations():
 
 
 def test_every_alert_is_unit_tested():
-    alerts = {
-        rule["alert"] for group in yaml.safe_load(ALERTS.read_text())["groups"] for rule in group["rules"]
-    }
+    alerts = {rule["alert"] for group in yaml.safe_load(ALERTS.read_text())["groups"] for rule in group["rules"]}
     tested = {
         case["alertname"]
         for test in yaml.safe_load(ALERTS_TEST.read_text())["tests"]
@@ -305,12 +301,8 @@ def test_dashboard_and_alerts_only_use_metrics_the_service_exports():
 
 def test_metric_name_check_catches_a_dashboard_query_on_a_metric_the_service_does_not_export():
     board = copy.deepcopy(dashboard())
-    target = next(panel for panel in board["panels"] if panel["title"] == "Request latency percentiles")[
-        "targets"
-    ][0]
-    target["expr"] = target["expr"].replace(
-        "tzn_request_duration_seconds_bucket", "tzn_request_latency_seconds_bucket"
-    )
+    target = next(panel for panel in board["panels"] if panel["title"] == "Request latency percentiles")["targets"][0]
+    target["expr"] = target["expr"].replace("tzn_request_duration_seconds_bucket", "tzn_request_latency_seconds_bucket")
     assert unexported_metric_names(dashboard_expressions(board), exposition_text()) == {
         "tzn_request_latency_seconds_bucket"
     }

@@ -43,9 +43,7 @@ def test_binary_operators_keywords_and_grafana_variables_are_handled():
 
 
 def test_name_matcher_selects_a_metric():
-    assert metric_names_in_promql('{__name__="tzn_inflight_requests", job="tzn"}') == {
-        "tzn_inflight_requests"
-    }
+    assert metric_names_in_promql('{__name__="tzn_inflight_requests", job="tzn"}') == {"tzn_inflight_requests"}
 
 
 def test_series_names_follow_from_the_type_of_families_without_samples():

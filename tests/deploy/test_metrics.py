@@ -46,9 +46,7 @@ def test_known_statuses_stages_and_components_exist_at_zero_before_any_request()
 
 def test_request_buckets_cover_a_tenth_of_a_second_to_a_minute():
     samples = scrape(ServiceMetrics())
-    bounds = {
-        float(dict(labels)["le"]) for name, labels in samples if name == "tzn_request_duration_seconds_bucket"
-    }
+    bounds = {float(dict(labels)["le"]) for name, labels in samples if name == "tzn_request_duration_seconds_bucket"}
     assert min(bounds) <= 0.1
     assert 60.0 in bounds
 
@@ -133,10 +131,7 @@ def test_build_info_carries_version_runtime_and_device():
     metrics.set_build_info(runtime="tensorrt", device="cuda:0", version="1.2.3")
     samples = scrape(metrics)
     assert ("tzn_build_info", labels) not in samples
-    assert (
-        samples[("tzn_build_info", (("device", "cuda:0"), ("runtime", "tensorrt"), ("version", "1.2.3")))]
-        == 1
-    )
+    assert samples[("tzn_build_info", (("device", "cuda:0"), ("runtime", "tensorrt"), ("version", "1.2.3")))] == 1
 
 
 def test_gpu_memory_families_are_declared_even_without_cuda():
