@@ -6,7 +6,10 @@ class. So lengths, counts per video, durations and the class mix follow THUMOS14
 / `max_duration`, which shorten videos for CPU runs and thin out the actions to keep their density).
 
 How features are made, per time step i of the feature grid (DESIGN §2):
-    x_i = (1 - W_i) * background_i + sum_a w_a(i) * content_a(i) + noise * eps_i
+    x_i = [(1 - W_i) * background_i + sum_a w_a(i) * content_a(i)] @ projection + noise * eps_i
+- everything but the noise lives in a `latent_dim`-dimensional subspace of the C channels, so a wider
+  `feature_dim` does not make the task easier; class prototypes share a common direction and differ by
+  `class_separation`;
 - background: a per-video scene vector plus a slow random walk (AR(1), time constant ~50 steps);
 - content of an action: its class prototype, an instance offset, and a class-specific direction that it
   moves along from start to end (actions have phases, so starts and ends look different);
@@ -216,22 +219,35 @@ def ar1(innovations: np.ndarray, decay: float, block: int = 128) -> np.ndarray:
 
 @dataclass
 class Prototypes:
-    """Feature directions shared by all videos of a dataset."""
+    """Directions shared by all videos of a dataset, in a latent space of L dimensions that `projection`
+    embeds into the C feature channels. Content lives in the latent space and noise in all channels, so
+    the difficulty does not fall as `feature_dim` grows."""
 
-    classes: np.ndarray  # (K, C)
-    phases: np.ndarray  # (K, C): how an action of the class changes from its start to its end
-    distractors: np.ndarray  # (D, C)
+    classes: np.ndarray  # (K, L)
+    phases: np.ndarray  # (K, L): how an action of the class changes from its start to its end
+    distractors: np.ndarray  # (D, L)
+    projection: np.ndarray  # (L, C), orthonormal rows
 
     @classmethod
     def sample(
-        cls, num_classes: int, feature_dim: int, rng: np.random.Generator, num_distractors: int = 8
+        cls,
+        num_classes: int,
+        feature_dim: int,
+        rng: np.random.Generator,
+        latent_dim: int = 16,
+        class_separation: float = 0.6,
+        num_distractors: int = 8,
     ) -> Prototypes:
-        classes = rng.normal(size=(num_classes, feature_dim))
-        phases = rng.normal(size=(num_classes, feature_dim))
-        # distractors half resemble a class: hard negatives, not just "anything that is not background"
+        latent_dim = min(latent_dim, feature_dim)
+        # every action shares a common "something happens" direction; classes differ by class_separation
+        common = rng.normal(size=latent_dim)
+        classes = common + class_separation * rng.normal(size=(num_classes, latent_dim))
+        phases = rng.normal(size=(num_classes, latent_dim))
+        # distractors resemble a class: hard negatives, not just "anything that is not background"
         resembled = classes[rng.integers(num_classes, size=num_distractors)]
-        distractors = 0.6 * resembled + 0.8 * rng.normal(size=(num_distractors, feature_dim))
-        return cls(classes, phases, distractors)
+        distractors = 0.7 * resembled + 0.7 * rng.normal(size=(num_distractors, latent_dim))
+        basis, _ = np.linalg.qr(rng.normal(size=(feature_dim, latent_dim)))
+        return cls(classes, phases, distractors, basis.T)
 
 
 def render_features(
@@ -241,13 +257,13 @@ def render_features(
     fps: float,
     feat_stride: int,
     num_frames: int,
-    noise: float = 0.5,
+    noise: float = 1.0,
     drift: float = 1.0,
     instance_variation: float = 0.5,
 ) -> np.ndarray:
     """(T, C) float32 features of one video; see the module docstring for the model."""
     length = num_features(layout.duration, fps, feat_stride, num_frames)
-    dim = prototypes.classes.shape[1]
+    dim, channels = prototypes.projection.shape
     decay = 0.98  # time constant of the background drift: 50 steps (~7 s at stride 4, 30 fps)
     scene = 0.5 * rng.normal(size=dim)
     walk = ar1(rng.normal(size=(length, dim)) * np.sqrt(1 - decay**2), decay)  # stationary std 1
@@ -272,7 +288,8 @@ def render_features(
     overlap = np.maximum(total_weight, 1.0)  # neighbouring ramps may overlap: weights then sum to 1
     content /= overlap[:, None]
     total_weight /= overlap
-    features = (1.0 - total_weight)[:, None] * background + content + noise * rng.normal(size=(length, dim))
+    latent = (1.0 - total_weight)[:, None] * background + content
+    features = latent @ prototypes.projection + noise * rng.normal(size=(length, channels))
     return features.astype(np.float32)
 
 
@@ -296,8 +313,11 @@ def generate_synthetic_dataset(
     fps: float = 30.0,
     boundary_mix: float = 0.5,
     ramp_widths: Sequence[int] = (2, 6, 12),
-    noise: float = 0.5,
+    noise: float = 1.0,
     drift: float = 1.0,
+    instance_variation: float = 0.5,
+    class_separation: float = 0.6,
+    latent_dim: int = 16,
     distractor_rate: float = 0.5,
     duration_scale: float = 1.0,
     max_duration: float | None = None,
@@ -331,7 +351,7 @@ def generate_synthetic_dataset(
     features_dir = root / "features"
     features_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    prototypes = Prototypes.sample(len(labels), feature_dim, rng)
+    prototypes = Prototypes.sample(len(labels), feature_dim, rng, latent_dim, class_separation)
     is_test = np.zeros(num_videos, dtype=bool)
     is_test[rng.permutation(num_videos)[: round(test_fraction * num_videos)]] = True
 
@@ -341,7 +361,9 @@ def generate_synthetic_dataset(
         layout = sample_layout(
             stats, labels, video_rng, duration_scale, max_duration, boundary_mix, ramp_widths, distractor_rate
         )
-        features = render_features(layout, prototypes, video_rng, fps, feat_stride, num_frames, noise, drift)
+        features = render_features(
+            layout, prototypes, video_rng, fps, feat_stride, num_frames, noise, drift, instance_variation
+        )
         subset = "test" if is_test[index] else "validation"
         video_id = f"video_{subset}_{index:07d}"
         np.save(features_dir / f"{video_id}.npy", features)
@@ -373,6 +395,9 @@ def generate_synthetic_dataset(
         "ramp_widths": list(ramp_widths),
         "noise": noise,
         "drift": drift,
+        "instance_variation": instance_variation,
+        "class_separation": class_separation,
+        "latent_dim": latent_dim,
         "distractor_rate": distractor_rate,
         "duration_scale": duration_scale,
         "max_duration": max_duration,
@@ -404,8 +429,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--boundary-mix", type=float, default=0.5, help="share of gradual (ramped) boundaries"
     )
     parser.add_argument("--ramp-widths", default="2,6,12", help="ramp widths in grid steps, comma separated")
-    parser.add_argument("--noise", type=float, default=0.5)
+    parser.add_argument("--noise", type=float, default=1.0, help="std of white noise on every channel")
     parser.add_argument("--drift", type=float, default=1.0, help="scale of the background random walk")
+    parser.add_argument("--instance-variation", type=float, default=0.5, help="std of per-action offsets")
+    parser.add_argument("--class-separation", type=float, default=0.6, help="spread of class prototypes")
+    parser.add_argument("--latent-dim", type=int, default=16, help="dimensions that carry the content")
     parser.add_argument("--distractor-rate", type=float, default=0.5, help="chance of a distractor per gap")
     parser.add_argument("--duration-scale", type=float, default=1.0)
     parser.add_argument("--max-duration", type=float, default=None, help="cap on video length (s)")
@@ -426,6 +454,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             ramp_widths=tuple(int(w) for w in args.ramp_widths.split(",")),
             noise=args.noise,
             drift=args.drift,
+            instance_variation=args.instance_variation,
+            class_separation=args.class_separation,
+            latent_dim=args.latent_dim,
             distractor_rate=args.distractor_rate,
             duration_scale=args.duration_scale,
             max_duration=args.max_duration,
