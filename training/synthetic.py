@@ -3,7 +3,8 @@
 What is resampled (empirically, from `thumos14.json`): each synthetic video copies a real video's duration,
 its number of actions and its class mix; each action's length is drawn from the real lengths of its
 class. So lengths, counts per video, durations and the class mix follow THUMOS14 (up to `duration_scale`
-/ `max_duration`, which shorten videos for CPU runs and thin out the actions to keep their density).
+/ `max_duration`, which shorten videos for CPU runs and thin out the actions to keep their density; a cap
+shifts the class mix towards the classes of short videos: median action length 2.5 s at a 120 s cap).
 
 How features are made, per time step i of the feature grid (DESIGN §2):
     x_i = [(1 - W_i) * background_i + sum_a w_a(i) * content_a(i)] @ projection + noise * eps_i
