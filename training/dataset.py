@@ -275,9 +275,7 @@ class FeatureDataset(Dataset):
                 f"video {video_id!r}: features in {path} must have shape (T, C) with T, C > 0, got {header.shape}"
             )
         if not np.issubdtype(header.dtype, np.floating):
-            raise DatasetError(
-                f"video {video_id!r}: features in {path} must be floating point, got {header.dtype}"
-            )
+            raise DatasetError(f"video {video_id!r}: features in {path} must be floating point, got {header.dtype}")
         fps = info.get("fps", default_fps)
         if fps is None or not fps > 0:
             raise DatasetError(
@@ -298,9 +296,7 @@ class FeatureDataset(Dataset):
                 )
             start, end = (float(v) for v in annotation["segment"])
             if not end >= start:
-                raise DatasetError(
-                    f"video {video_id!r}: segment {annotation['segment']} ends before it starts"
-                )
+                raise DatasetError(f"video {video_id!r}: segment {annotation['segment']} ends before it starts")
             seconds.append((start, end))
             label_ids.append(self.label_ids[label])
         segments = seconds_to_grid(np.asarray(seconds).reshape(-1, 2), fps, self.feat_stride, self.num_frames)

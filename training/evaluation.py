@@ -101,9 +101,7 @@ def match_predictions(
     return order, matched_gt
 
 
-def average_precision(
-    true_positive: np.ndarray, false_positive: np.ndarray, num_positives: int
-) -> np.ndarray:
+def average_precision(true_positive: np.ndarray, false_positive: np.ndarray, num_positives: int) -> np.ndarray:
     """(K, N) bools in score order (a prediction may be neither: ignored) -> (K,) AP in [0, 1]."""
     if num_positives == 0:
         raise ValueError("AP is undefined without positives")
@@ -152,9 +150,7 @@ def _segment(value: object, where: str) -> tuple[float, float]:
 def _ground_truth(annotations: dict, split: str) -> tuple[list[str], dict[str, _Segments], set[str]]:
     database = annotations.get("database")
     if not isinstance(database, dict):
-        raise EvaluationError(
-            "annotations have no 'database' dict (ActionFormer/ActivityNet format expected)"
-        )
+        raise EvaluationError("annotations have no 'database' dict (ActionFormer/ActivityNet format expected)")
     wanted = split.lower()
     videos = [vid for vid, info in database.items() if str(info.get("subset", "")).lower() == wanted]
     if not videos:
@@ -192,9 +188,7 @@ def _predictions(
     counted = 0
     for video_id, items in results.items():
         if not isinstance(items, list):
-            raise EvaluationError(
-                f"predictions of video {video_id!r} must be a list, got {type(items).__name__}"
-            )
+            raise EvaluationError(f"predictions of video {video_id!r} must be a list, got {type(items).__name__}")
         if video_id not in video_index:
             ignored["video_not_in_split"] += len(items)
             continue
@@ -259,9 +253,7 @@ def evaluate(
     ap = np.zeros((len(labels), len(thresholds)))
     for c, label in enumerate(labels):
         gt, pred = ground_truth[label], preds.get(label, _empty())
-        _, matched = match_predictions(
-            pred.videos, pred.segments, pred.scores, gt.videos, gt.segments, thresholds
-        )
+        _, matched = match_predictions(pred.videos, pred.segments, pred.scores, gt.videos, gt.segments, thresholds)
         is_match = matched >= 0
         ap[c] = average_precision(is_match, ~is_match, len(gt.videos))
         durations = gt.segments[:, 1] - gt.segments[:, 0]

@@ -34,11 +34,9 @@ from tqdm import tqdm
 
 from training.dataset import seconds_to_grid
 
-DEFAULT_THUMOS_ANNOTATIONS = Path(
-    os.environ.get(
-        "TZN_THUMOS_ANNOTATIONS", Path(__file__).resolve().parents[2] / "shared" / "data" / "thumos14.json"
-    )
-)
+# The real THUMOS14 annotations (412 videos) ship with the package; TZN_THUMOS_ANNOTATIONS points elsewhere.
+THUMOS14_ANNOTATIONS = Path(__file__).resolve().parent / "data" / "thumos14.json"
+DEFAULT_THUMOS_ANNOTATIONS = Path(os.environ.get("TZN_THUMOS_ANNOTATIONS", THUMOS14_ANNOTATIONS))
 
 
 # ------------------------------------------------------------------------------ statistics
@@ -415,20 +413,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m training.synthetic",
         description="Generate synthetic clip features with THUMOS14 action statistics (ActionFormer format).",
     )
-    parser.add_argument(
-        "--output", required=True, type=Path, help="directory for annotations.json and features/"
-    )
+    parser.add_argument("--output", required=True, type=Path, help="directory for annotations.json and features/")
     parser.add_argument("--videos", type=int, default=200)
     parser.add_argument("--feature-dim", type=int, default=64)
-    parser.add_argument(
-        "--classes", type=int, default=None, help="the N most frequent THUMOS14 classes (all 20)"
-    )
+    parser.add_argument("--classes", type=int, default=None, help="the N most frequent THUMOS14 classes (all 20)")
     parser.add_argument("--feat-stride", type=int, default=4)
     parser.add_argument("--num-frames", type=int, default=16)
     parser.add_argument("--fps", type=float, default=30.0)
-    parser.add_argument(
-        "--boundary-mix", type=float, default=0.5, help="share of gradual (ramped) boundaries"
-    )
+    parser.add_argument("--boundary-mix", type=float, default=0.5, help="share of gradual (ramped) boundaries")
     parser.add_argument("--ramp-widths", default="2,6,12", help="ramp widths in grid steps, comma separated")
     parser.add_argument("--noise", type=float, default=1.0, help="std of white noise on every channel")
     parser.add_argument("--drift", type=float, default=1.0, help="scale of the background random walk")

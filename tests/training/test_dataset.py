@@ -60,9 +60,7 @@ def test_grid_and_seconds_are_inverse():
     seconds = np.array([0.0, 1.5, 100.0])
     grid = seconds_to_grid(seconds, 29.97, STRIDE, FRAMES)
     assert grid_to_seconds(grid, 29.97, STRIDE, FRAMES) == pytest.approx(seconds)
-    assert grid_to_seconds(np.array([0.0]), FPS, STRIDE, FRAMES) == pytest.approx(
-        [8 / FPS]
-    )  # centre of clip 0
+    assert grid_to_seconds(np.array([0.0]), FPS, STRIDE, FRAMES) == pytest.approx([8 / FPS])  # centre of clip 0
 
 
 def test_label_ids_are_sorted_over_all_splits(data):
@@ -82,9 +80,7 @@ def test_given_labels_set_the_ids(data):
 
 def test_unknown_label_names_the_video(data):
     with pytest.raises(DatasetError, match="'train_a'.*'Dive'"):
-        FeatureDataset(
-            *data, split="validation", feat_stride=STRIDE, num_frames=FRAMES, labels=["Jump", "Run"]
-        )
+        FeatureDataset(*data, split="validation", feat_stride=STRIDE, num_frames=FRAMES, labels=["Jump", "Run"])
 
 
 def test_empty_split_lists_available_subsets(data):

@@ -1,6 +1,5 @@
 import json
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +12,9 @@ from training.evaluation import (
     parse_tious,
     segment_tiou,
 )
+from training.synthetic import THUMOS14_ANNOTATIONS
 
-THUMOS_JSON = Path(__file__).resolve().parents[3] / "shared" / "data" / "thumos14.json"
+THUMOS_JSON = THUMOS14_ANNOTATIONS
 TIOUS = (0.3, 0.4, 0.5, 0.6, 0.7)
 
 
@@ -99,9 +99,7 @@ def brute_map(gt_videos, pred_videos, thresholds, positive=lambda gt: True):
             gts = [(v, s, e) for v, items in gt_videos.items() for s, e, lab in items if lab == label]
             if not any(positive(gt) for gt in gts):
                 continue
-            preds = [
-                (v, s, e, sc) for v, items in pred_videos.items() for s, e, lab, sc in items if lab == label
-            ]
+            preds = [(v, s, e, sc) for v, items in pred_videos.items() for s, e, lab, sc in items if lab == label]
             aps.append(brute_class_ap(gts, preds, threshold, positive))
         per_threshold.append(100.0 * sum(aps) / len(aps))
     return per_threshold
@@ -241,9 +239,7 @@ def test_short_bin_ignores_predictions_matching_longer_actions():
 def test_short_bin_counts_unmatched_predictions_as_false_positives():
     gt = {"v": [(0, 2, "a")]}
     pred = {"v": [(50, 52, "a", 0.9), (0, 2, "a", 0.8)]}
-    assert evaluate(annotations(gt), results(pred), "test", [0.5])["short_actions"]["<=3s"] == pytest.approx(
-        50.0
-    )
+    assert evaluate(annotations(gt), results(pred), "test", [0.5])["short_actions"]["<=3s"] == pytest.approx(50.0)
 
 
 # -------------------------------------------------------------------------- filtering, errors
@@ -310,14 +306,11 @@ def test_parse_tious():
     assert len(parse_tious("0.5:0.05:0.95")) == 10
 
 
-@pytest.mark.skipif(not THUMOS_JSON.exists(), reason="real THUMOS14 annotations not present")
 def test_real_thumos_ground_truth_as_predictions_gives_100(tmp_path):
     data = json.loads(THUMOS_JSON.read_text())
     pred = {
         "results": {
-            video_id: [
-                {"segment": a["segment"], "label": a["label"], "score": 1.0} for a in info["annotations"]
-            ]
+            video_id: [{"segment": a["segment"], "label": a["label"], "score": 1.0} for a in info["annotations"]]
             for video_id, info in data["database"].items()
             if info["subset"] == "Test"
         }

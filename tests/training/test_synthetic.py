@@ -1,11 +1,11 @@
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from training.dataset import FeatureDataset, seconds_to_grid
 from training.synthetic import (
+    THUMOS14_ANNOTATIONS,
     ThumosStats,
     VideoTemplate,
     ar1,
@@ -15,8 +15,7 @@ from training.synthetic import (
     sample_layout,
 )
 
-THUMOS_JSON = Path(__file__).resolve().parents[3] / "shared" / "data" / "thumos14.json"
-needs_thumos = pytest.mark.skipif(not THUMOS_JSON.exists(), reason="real THUMOS14 annotations not present")
+THUMOS_JSON = THUMOS14_ANNOTATIONS
 
 
 @pytest.fixture
@@ -137,8 +136,6 @@ def test_missing_thumos_annotations_is_a_clear_error(tmp_path):
 
 
 def test_cli_writes_a_dataset(tmp_path, capsys):
-    if not THUMOS_JSON.exists():
-        pytest.skip("real THUMOS14 annotations not present")
     code = main(
         ["--output", str(tmp_path), "--videos", "2", "--feature-dim", "3", "--max-duration", "30"]
         + ["--thumos-annotations", str(THUMOS_JSON)]
@@ -148,7 +145,6 @@ def test_cli_writes_a_dataset(tmp_path, capsys):
     assert len(list((tmp_path / "features").glob("*.npy"))) == 2
 
 
-@needs_thumos
 def test_layout_statistics_follow_thumos14():
     stats = ThumosStats.from_annotations(THUMOS_JSON)
     real = stats.summary()
@@ -161,18 +157,13 @@ def test_layout_statistics_follow_thumos14():
     assert np.median(lengths) == pytest.approx(real["median_action_length_s"], abs=0.25)
     assert np.median(counts) == pytest.approx(real["median_actions_per_video"], abs=1.5)
     assert counts.mean() == pytest.approx(real["mean_actions_per_video"], rel=0.2)
-    assert np.median([layout.duration for layout in layouts]) == pytest.approx(
-        real["median_duration_s"], rel=0.15
-    )
+    assert np.median([layout.duration for layout in layouts]) == pytest.approx(real["median_duration_s"], rel=0.15)
     real_mix = np.array([len(stats.lengths_by_class[label]) for label in labels], dtype=float)
-    synthetic_mix = np.array(
-        [sum(a.label == label for lay in layouts for a in lay.actions) for label in labels]
-    )
+    synthetic_mix = np.array([sum(a.label == label for lay in layouts for a in lay.actions) for label in labels])
     total_variation = 0.5 * np.abs(real_mix / real_mix.sum() - synthetic_mix / synthetic_mix.sum()).sum()
     assert total_variation < 0.1
 
 
-@needs_thumos
 def test_max_duration_caps_videos_and_keeps_action_density():
     stats = ThumosStats.from_annotations(THUMOS_JSON)
     labels = sorted(stats.lengths_by_class)
@@ -180,7 +171,5 @@ def test_max_duration_caps_videos_and_keeps_action_density():
     layouts = [sample_layout(stats, labels, rng, max_duration=60.0) for _ in range(300)]
     assert max(layout.duration for layout in layouts) <= 60.0
     assert all(a.end <= layout.duration for layout in layouts for a in layout.actions)
-    coverage = sum(a.end - a.start for lay in layouts for a in lay.actions) / sum(
-        lay.duration for lay in layouts
-    )
+    coverage = sum(a.end - a.start for lay in layouts for a in lay.actions) / sum(lay.duration for lay in layouts)
     assert coverage == pytest.approx(stats.summary()["action_coverage"], rel=0.35)
