@@ -1,0 +1,28 @@
+"""The `tzn` command: one entry point, each package registers its own subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from export import commands as export_commands
+from service import commands as service_commands
+from training import commands as training_commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tzn", description="Temporal Zoom Network: temporal action localization")
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    training_commands.register(subcommands)
+    export_commands.register(subcommands)
+    service_commands.register(subcommands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
