@@ -1,0 +1,152 @@
+"""Video backbones that turn decoded frames into one feature vector per clip (the head's input).
+
+Two torchvision models, chosen by name:
+- "resnet18-2d": a 2D ResNet-18 run once per sampled frame at 112 px, clip features = the mean of the
+  frame features in each clip. The CPU default: ~80 frames/s on 2 cores.
+- "r2plus1d_18": the 3D R(2+1)D-18 clip model at 112 px, for GPU hosts (~0.8 clips/s on 2 CPU cores).
+
+Weights load only from a local file. Without one, the network is initialised from a fixed seed, so every
+machine computes the same features, and `weights` says "random-init" so that answers can say so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+RANDOM_INIT = "random-init"
+RANDOM_INIT_SEED = 20261126
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
+KINETICS_STD = (0.22803, 0.22145, 0.216989)
+
+
+class BackboneError(Exception):
+    """A backbone that cannot be built: unknown name, unreadable or mismatched weights file."""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How frames are sampled and grouped for a backbone.
+
+    Frames are sampled at `sample_fps` and resized to `size` x `size`; clip k holds sampled frames
+    [k * clip_stride, k * clip_stride + frames_per_clip) and its feature is centred at
+    (k * clip_stride + frames_per_clip / 2) / sample_fps seconds (DESIGN §2 with feat_stride = clip_stride,
+    num_frames = frames_per_clip, fps = sample_fps).
+    """
+
+    name: str
+    sample_fps: float
+    frames_per_clip: int
+    clip_stride: int
+    size: int
+    feature_dim: int
+    per_frame: bool  # 2D backbone: one pass per sampled frame, shared by overlapping clips
+
+
+SPECS = {
+    "resnet18-2d": BackboneSpec("resnet18-2d", 8.0, 4, 2, 112, 512, per_frame=True),
+    "r2plus1d_18": BackboneSpec("r2plus1d_18", 15.0, 16, 4, 112, 512, per_frame=False),
+}
+
+
+class FrameBackbone(nn.Module):
+    """ResNet-18 per frame, averaged over each clip. frames (N, H, W, 3) uint8 -> (K, 512)."""
+
+    def __init__(self, spec: BackboneSpec):
+        super().__init__()
+        self.spec = spec
+        network = torchvision.models.resnet18(weights=None)
+        network.fc = nn.Identity()
+        self.network = network
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def frame_features(self, frames: Tensor) -> Tensor:
+        """(N, H, W, 3) uint8 -> (N, 512)."""
+        x = frames.permute(0, 3, 1, 2).to(self.mean.dtype) / 255.0
+        return self.network((x - self.mean) / self.std)
+
+    def pool_clips(self, frame_features: Tensor) -> Tensor:
+        """(N, C) -> (K, C): the mean over each clip's frames (K = number of whole clips, at least 1)."""
+        spec = self.spec
+        if frame_features.shape[0] < spec.frames_per_clip:
+            return frame_features.mean(0, keepdim=True)
+        windows = frame_features.unfold(0, spec.frames_per_clip, spec.clip_stride)  # (K, C, F)
+        return windows.mean(-1)
+
+
+class ClipBackbone(nn.Module):
+    """R(2+1)D-18 on clips. clips (K, F, H, W, 3) uint8 -> (K, 512)."""
+
+    def __init__(self, spec: BackboneSpec):
+        super().__init__()
+        self.spec = spec
+        network = torchvision.models.video.r2plus1d_18(weights=None)
+        network.fc = nn.Identity()
+        self.network = network
+        self.register_buffer("mean", torch.tensor(KINETICS_MEAN).view(1, 3, 1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(KINETICS_STD).view(1, 3, 1, 1, 1), persistent=False)
+
+    def forward(self, clips: Tensor) -> Tensor:
+        x = clips.permute(0, 4, 1, 2, 3).to(self.mean.dtype) / 255.0
+        return self.network((x - self.mean) / self.std)
+
+
+def build_backbone(name: str, weights: str | Path | None = None) -> tuple[nn.Module, str]:
+    """The backbone `name` in eval mode, and a description of its weights: "random-init" or
+    "<file name> sha256:<first 12 hex>". Weights are a local safetensors file of the torchvision state dict."""
+    if name not in SPECS:
+        raise BackboneError(f"unknown backbone {name!r}; choose one of {', '.join(sorted(SPECS))}")
+    spec = SPECS[name]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_INIT_SEED)
+        backbone = FrameBackbone(spec) if spec.per_frame else ClipBackbone(spec)
+    description = RANDOM_INIT
+    if weights is not None:
+        description = _load_weights(backbone.network, Path(weights))
+    return backbone.eval(), description
+
+
+def _load_weights(network: nn.Module, path: Path) -> str:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise BackboneError(f"backbone weights {str(path)!r} not found")
+    try:
+        state = load_file(path)
+    except (SafetensorError, OSError, ValueError) as error:
+        raise BackboneError(f"{path}: not a readable safetensors file ({error})") from None
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # classifier replaced by Identity
+    result = network.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise BackboneError(
+            f"{path}: does not fit the backbone (missing {result.missing_keys[:3]}, "
+            f"unexpected {result.unexpected_keys[:3]})"
+        )
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return f"{path.name} sha256:{digest}"
+
+
+def flops_per_unit(backbone: nn.Module) -> int:
+    """FLOPs of one frame (2D backbones) or one clip (3D), counted once with FlopCounterMode."""
+    spec: BackboneSpec = backbone.spec
+    if spec.per_frame:
+        sample = torch.zeros(1, spec.size, spec.size, 3, dtype=torch.uint8)
+        run = backbone.frame_features
+    else:
+        sample = torch.zeros(1, spec.frames_per_clip, spec.size, spec.size, 3, dtype=torch.uint8)
+        run = backbone
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:
+        run(sample.to(next(backbone.parameters()).device))
+    return counter.get_total_flops()
