@@ -11,6 +11,9 @@ maps them: NotAVideo -> 415, Decode/Empty -> 422, TooLong (and TooLarge) -> 413,
 Sampling is by time, not by frame index: `decode_frames(path, sample_fps=8)` returns the frame shown at
 t0, t0 + 1/8 s, t0 + 2/8 s, ... using the container's per-frame timestamps, so 25, 29.97, 30 fps and
 variable-frame-rate sources all give the same temporal spacing.
+
+As with any multiprocessing code, a script that calls these functions needs the
+`if __name__ == "__main__":` guard around its entry point (uvicorn and console scripts have it).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import shutil
 import signal
 import struct
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -471,6 +475,7 @@ def _mp_context() -> multiprocessing.context.BaseContext:
 
 
 def _child_main(conn, target: Callable[..., Any], workdir: str, args: tuple) -> None:
+    conn.send(("started", None))  # tells the parent that a later silence is a crash, not a failed start
     # decoder chatter (ffmpeg warnings) goes to a log the parent can quote, not to the server's stderr
     log = os.open(os.path.join(workdir, "decoder.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(log, 2)
@@ -478,10 +483,21 @@ def _child_main(conn, target: Callable[..., Any], workdir: str, args: tuple) -> 
         conn.send(("ok", target(Path(workdir), *args)))
     except VideoError as error:
         conn.send(("error", error))
-    except BaseException as error:  # anything else: report it as a decode failure, never hang the parent
-        conn.send(("error", VideoDecodeError(f"decoder failed: {type(error).__name__}: {error}")))
+    except Exception as error:
+        if type(error).__module__.startswith("decord"):  # e.g. a corrupt packet in the middle of the stream
+            conn.send(("decode_failed", f"{error}".strip().splitlines()[-1][:300]))
+        else:  # our bug or the machine's trouble (MemoryError), not the upload's: the server answers 500
+            conn.send(("failed", f"{type(error).__name__}: {error}"))
     finally:
         conn.close()
+
+
+def _next_message(receiver, process, deadline: float) -> tuple[str, Any] | None:
+    """The child's next message, None past the deadline; EOFError if the child died without sending one."""
+    remaining = max(0.0, deadline - time.monotonic())
+    if not multiprocessing.connection.wait([receiver, process.sentinel], timeout=remaining):
+        return None
+    return receiver.recv()
 
 
 @contextlib.contextmanager
@@ -495,33 +511,54 @@ def run_isolated(
 ) -> Iterator[tuple[Any, Path]]:
     """Run `target(workdir, *args)` in a child process; yield (its return value, workdir).
 
-    A child that dies without answering raises VideoDecodeError, one that runs past `timeout_s` is killed
-    and raises VideoTimeoutError; a VideoError raised in the child is re-raised here. The workdir and the
-    child are gone when the block exits, whatever happened.
+    A child that dies while working raises VideoDecodeError; one that runs past `timeout_s` (start included)
+    is killed and raises VideoTimeoutError; a VideoError raised in the child is re-raised here. A child that
+    cannot start, or fails for a reason other than the file, raises RuntimeError. The workdir and the
+    child are gone when the block exits, whatever happened. `target` must be importable by name (a module-level
+    function), since the child is a fresh process.
     """
+    deadline = time.monotonic() + timeout_s
     workdir = Path(tempfile.mkdtemp(prefix="tzn-decode-", dir=tmp_dir))
     ctx = _mp_context()
     receiver, sender = ctx.Pipe(duplex=False)
     process = ctx.Process(target=_child_main, args=(sender, target, str(workdir), args), daemon=True)
+    timed_out = VideoTimeoutError(
+        f"decoding '{filename}' took longer than {timeout_s:g} s and was stopped: "
+        "try again later or send a shorter or lower-resolution video"
+    )
     try:
         process.start()
         sender.close()
-        ready = multiprocessing.connection.wait([receiver, process.sentinel], timeout=timeout_s)
-        if not ready:
-            raise VideoTimeoutError(
-                f"decoding '{filename}' took longer than {timeout_s:g} s and was stopped: "
-                "try again later or send a shorter or lower-resolution video"
-            )
         try:
-            status, payload = receiver.recv()
+            started = _next_message(receiver, process, deadline)
+        except (EOFError, OSError):
+            process.join(timeout=5)
+            raise RuntimeError(
+                f"the decoder process failed to start ({_describe_exit(process.exitcode)}); see its traceback in "
+                "stderr. A script that decodes videos needs `if __name__ == '__main__':` around its entry point"
+            ) from None
+        if started is None:
+            raise timed_out
+        try:
+            message = _next_message(receiver, process, deadline)
         except (EOFError, OSError):
             process.join(timeout=5)
             raise VideoDecodeError(
                 f"could not decode '{filename}': the decoder crashed ({_describe_exit(process.exitcode)}"
                 f"{_log_tail(workdir)}); the file is probably corrupt: re-encode it or send another file"
             ) from None
+        if message is None:
+            raise timed_out
+        status, payload = message
         if status == "error":
             raise payload
+        if status == "decode_failed":
+            raise VideoDecodeError(
+                f"could not decode '{filename}' ({payload}); the file is probably corrupt: "
+                "re-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4) or send another file"
+            )
+        if status == "failed":
+            raise RuntimeError(f"decoding '{filename}' failed: {payload}")
         yield payload, workdir
     finally:
         receiver.close()

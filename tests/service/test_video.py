@@ -210,6 +210,10 @@ def return_workdir_listing(workdir: Path, value: int) -> list[str]:
     return [value, sorted(p.name for p in workdir.iterdir())]
 
 
+def raise_a_bug(workdir: Path) -> None:
+    raise KeyError("not the upload's fault")
+
+
 def process_gone(pid: int) -> bool:
     """Neither running nor a zombie: /proc lists zombies too, until someone reaps them."""
     return not Path(f"/proc/{pid}").exists()
@@ -251,6 +255,15 @@ def test_crashing_decoder_raises_decode_error_and_leaves_nothing_behind(tmp_path
         pass
     assert list(scratch.iterdir()) == []
     assert process_gone(int(pid_file.read_text()))
+
+
+def test_failure_unrelated_to_the_file_is_a_server_error_not_a_video_error(tmp_path):
+    with (
+        pytest.raises(RuntimeError, match="KeyError"),
+        run_isolated(raise_a_bug, (), timeout_s=30, filename="v.mp4", tmp_dir=tmp_path),
+    ):
+        pass
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_decode_leaves_no_temp_files(media, tmp_path):
