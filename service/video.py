@@ -1,0 +1,587 @@
+"""Video decoding with decord, isolated from the server process.
+
+Every decode runs in a child process (multiprocessing "forkserver", with this module preloaded, so a
+child starts in ~15 ms): a decoder that segfaults or hangs on a hostile upload fails only that request.
+The child writes the frames to a temporary .npy file that the parent loads and deletes; only small
+metadata crosses the pipe.
+
+Failures are typed, all subclasses of `VideoError`, and their messages say what to do. The HTTP layer
+maps them: NotAVideo -> 415, Decode/Empty -> 422, TooLong (and TooLarge) -> 413, Timeout -> 504.
+
+Sampling is by time, not by frame index: `decode_frames(path, sample_fps=8)` returns the frame shown at
+t0, t0 + 1/8 s, t0 + 2/8 s, ... using the container's per-frame timestamps, so 25, 29.97, 30 fps and
+variable-frame-rate sources all give the same temporal spacing.
+
+As with any multiprocessing code, a script that calls these functions needs the
+`if __name__ == "__main__":` guard around its entry point (uvicorn and console scripts have it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+import os
+import shutil
+import signal
+import struct
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+DEFAULT_MAX_BYTES = 2 * 1024**3  # decoded frames held in memory for one request
+DEFAULT_TIMEOUT_S = 120.0
+_DECODE_CHUNK = 32  # frames per decord batch; bounds the child's memory beyond the output file
+_SUPPORTED = "upload a video file (MP4/MOV, MKV/WebM, AVI, MPEG-TS)"
+
+
+# ---------------------------------------------------------------------------------------------------- errors
+
+
+class VideoError(Exception):
+    """Base class of every failure to turn an upload into frames."""
+
+
+class NotAVideoError(VideoError):
+    """The file has no video stream: an image, a document, random bytes, or audio only (HTTP 415)."""
+
+
+class VideoDecodeError(VideoError):
+    """The file looks like a video but cannot be decoded: truncated, corrupt, or crashed the decoder (422)."""
+
+
+class EmptyVideoError(VideoError):
+    """The file is empty or its video stream has no frames (422)."""
+
+
+class VideoTimeoutError(VideoError):
+    """Decoding took longer than the time limit; the decoder process was killed (504)."""
+
+
+class VideoTooLongError(VideoError):
+    """The video is longer than the service accepts (413)."""
+
+    def __init__(self, duration_s: float, limit_s: float, filename: str = "video"):
+        self.duration_s, self.limit_s, self.filename = duration_s, limit_s, filename
+        super().__init__(
+            f"'{filename}' is {duration_s:.1f} s long; the limit is {limit_s:.1f} s: trim it or split it into parts"
+        )
+
+    def __reduce__(self):
+        return type(self), (self.duration_s, self.limit_s, self.filename)
+
+
+class VideoTooLargeError(VideoTooLongError):
+    """The decoded frames would exceed the memory limit (413, like TooLong: the video is too long for this
+    sampling rate and size)."""
+
+    def __init__(self, frames: int, frame_bytes: int, limit_bytes: int, filename: str = "video"):
+        self.frames, self.frame_bytes, self.limit_bytes, self.filename = (
+            frames,
+            frame_bytes,
+            limit_bytes,
+            filename,
+        )
+        VideoError.__init__(
+            self,
+            f"'{filename}' would decode to {frames} frames ({frames * frame_bytes / 2**20:.0f} MiB); the limit is "
+            f"{limit_bytes / 2**20:.0f} MiB: send a shorter video or sample fewer frames per second",
+        )
+
+    def __reduce__(self):
+        return type(self), (self.frames, self.frame_bytes, self.limit_bytes, self.filename)
+
+
+# ---------------------------------------------------------------------------------------------------- types
+
+
+class VideoInfo(BaseModel):
+    """What the source file holds (not the decoded sample): the `video` object of the /localize answer."""
+
+    model_config = ConfigDict(frozen=True)
+
+    filename: str
+    duration_s: float
+    fps: float
+    frames: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """How a clip backbone consumes frames sampled at `sample_fps`.
+
+    Clip k holds sampled frames [k * clip_stride, k * clip_stride + frames_per_clip). Its time (the clip
+    centre) is `(k * clip_stride + frames_per_clip / 2) / sample_fps` seconds after the first frame: DESIGN §2's
+    `(i * feat_stride + num_frames / 2) / fps` with feat_stride = clip_stride, num_frames = frames_per_clip and
+    fps = sample_fps. (THUMOS14 I3D features: 16 frames, stride 4, sampled at the source ~30 fps.)
+    """
+
+    frames_per_clip: int
+    clip_stride: int
+    sample_fps: float
+
+    def __post_init__(self):
+        if self.frames_per_clip < 1 or self.clip_stride < 1 or not self.sample_fps > 0:
+            raise ValueError(
+                f"ClipSpec needs frames_per_clip >= 1, clip_stride >= 1, sample_fps > 0; got {self}"
+            )
+
+    def num_clips(self, num_frames: int) -> int:
+        """Clips from `num_frames` sampled frames; a video shorter than one clip still gives one (padded)."""
+        if num_frames <= 0:
+            return 0
+        return max(0, num_frames - self.frames_per_clip) // self.clip_stride + 1
+
+    def clip_times(self, num_clips: int, start_s: float = 0.0) -> np.ndarray:
+        """(K,) seconds: the centre of each clip, `start_s` being the time of the first sampled frame."""
+        index = np.arange(num_clips, dtype=np.float64)
+        return start_s + (index * self.clip_stride + self.frames_per_clip / 2) / self.sample_fps
+
+
+def group_clips(frames: np.ndarray, timestamps: np.ndarray, spec: ClipSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(N, H, W, 3) frames sampled at spec.sample_fps -> clips (K, frames_per_clip, H, W, 3), centres (K,) seconds.
+
+    Clips are a strided view of `frames` (no copy) unless N < frames_per_clip, where the last frame is
+    repeated to fill the single clip. Frames after the last full clip are dropped.
+    """
+    if len(frames) == 0:
+        return np.empty((0, spec.frames_per_clip, *frames.shape[1:]), frames.dtype), np.empty(0)
+    if len(frames) < spec.frames_per_clip:
+        pad = np.repeat(frames[-1:], spec.frames_per_clip - len(frames), axis=0)
+        frames = np.concatenate([frames, pad])
+    windows = np.lib.stride_tricks.sliding_window_view(
+        frames, spec.frames_per_clip, axis=0
+    )  # (N-F+1, H, W, 3, F)
+    clips = np.moveaxis(windows[:: spec.clip_stride], -1, 1)
+    return clips, spec.clip_times(len(clips), float(timestamps[0]))
+
+
+# ---------------------------------------------------------------------------------------------------- public API
+
+
+def probe_video(
+    path: str | os.PathLike, *, filename: str | None = None, timeout_s: float = 30.0
+) -> VideoInfo:
+    """Duration, frame rate, frame count and size of the video at `path`, read in an isolated process.
+
+    `filename` is the name shown in errors and in the result (the upload's name; default: the path's name).
+    """
+    path, name = _precheck(path, filename)
+    with run_isolated(_probe_child, (str(path), name), timeout_s=timeout_s, filename=name) as (result, _):
+        return VideoInfo(**result)
+
+
+def decode_frames(
+    path: str | os.PathLike,
+    *,
+    sample_fps: float | None = None,
+    frame_step: int | None = None,
+    size: tuple[int, int] | None = None,
+    max_frames: int | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_duration_s: float | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    filename: str | None = None,
+    tmp_dir: str | os.PathLike | None = None,
+) -> tuple[np.ndarray, np.ndarray, VideoInfo]:
+    """Decode sampled frames in an isolated process.
+
+    Returns frames (N, H, W, 3) uint8 RGB, timestamps (N,) seconds (presentation time of each returned frame)
+    and the source's VideoInfo.
+
+    Sampling: `sample_fps` takes the frame shown at each tick of a uniform grid t0 + k / sample_fps over the
+    video's time (frames repeat if sample_fps exceeds the source rate); `frame_step` takes every n-th
+    decoded frame; neither takes every frame. `size=(H, W)` resizes in the decoder (exact size, no crop).
+    Refuses with VideoTooLongError beyond `max_duration_s`, with VideoTooLargeError when the sample has
+    more than `max_frames` frames or more than `max_bytes` bytes, with VideoTimeoutError after `timeout_s`.
+    `tmp_dir` holds the transfer file (default: the system's temporary directory).
+    """
+    if sample_fps is not None and frame_step is not None:
+        raise ValueError("give sample_fps or frame_step, not both")
+    if sample_fps is not None and not sample_fps > 0:
+        raise ValueError(f"sample_fps must be > 0, got {sample_fps}")
+    if frame_step is not None and frame_step < 1:
+        raise ValueError(f"frame_step must be >= 1, got {frame_step}")
+    if size is not None and (len(size) != 2 or min(size) < 1):
+        raise ValueError(f"size must be (height, width) >= 1, got {size}")
+    path, name = _precheck(path, filename)
+    request = {
+        "path": str(path),
+        "filename": name,
+        "sample_fps": sample_fps,
+        "frame_step": frame_step or 1,
+        "size": tuple(size) if size else None,
+        "max_frames": max_frames,
+        "max_bytes": max_bytes,
+        "max_duration_s": max_duration_s,
+    }
+    with run_isolated(_decode_child, (request,), timeout_s=timeout_s, filename=name, tmp_dir=tmp_dir) as (
+        result,
+        workdir,
+    ):
+        frames = np.load(workdir / "frames.npy")
+        return frames, result["timestamps"], VideoInfo(**result["info"])
+
+
+def sample_indices(
+    starts: np.ndarray, end_s: float, sample_fps: float | None = None, frame_step: int = 1
+) -> np.ndarray:
+    """Frame indices to decode. `starts` (F,) presentation times (s, non-decreasing), `end_s` end of the last frame.
+
+    With `sample_fps`, index k is the last frame whose start <= t0 + k / sample_fps (the frame on screen at that
+    tick), for every tick before `end_s`. Otherwise every `frame_step`-th frame.
+    """
+    if sample_fps is None:
+        return np.arange(0, len(starts), frame_step)
+    t0 = float(starts[0])
+    ticks = int(np.ceil((end_s - t0) * sample_fps - 1e-6))
+    grid = t0 + np.arange(max(ticks, 1)) / sample_fps
+    # 1e-6 s tolerance: a frame stamped 0.09999999 belongs to the tick at 0.1
+    return np.clip(np.searchsorted(starts, grid + 1e-6, side="right") - 1, 0, len(starts) - 1)
+
+
+# ---------------------------------------------------------------------------------------------------- sniffing
+
+_IMAGE_BRANDS = {b"heic", b"heix", b"mif1", b"msf1", b"avif"}
+
+
+def sniff_container(header: bytes) -> str:
+    """Name of the format announced by the first bytes: a video container ("mp4", "mkv", ...), or
+    "image:PNG", "audio:MP3", "other:PDF", "text", or "unknown" (let the decoder try)."""
+    if header[4:8] == b"ftyp":
+        return "image:HEIF/AVIF" if header[8:12] in _IMAGE_BRANDS else "mp4"
+    if header[4:8] in (b"moov", b"mdat", b"free", b"wide", b"skip"):
+        return "mp4"
+    if header[:4] == b"RIFF":
+        return {b"AVI ": "avi", b"WAVE": "audio:WAV", b"WEBP": "image:WebP"}.get(header[8:12], "unknown")
+    signatures = [
+        (b"\x1a\x45\xdf\xa3", "mkv"),
+        (b"\x30\x26\xb2\x75\x8e\x66\xcf\x11", "asf"),
+        (b"FLV", "flv"),
+        (b"OggS", "ogg"),
+        (b"\x00\x00\x01\xba", "mpeg-ps"),
+        (b"\x00\x00\x01\xb3", "mpeg-es"),
+        (b"\x89PNG", "image:PNG"),
+        (b"\xff\xd8\xff", "image:JPEG"),
+        (b"GIF8", "gif"),  # animated GIFs decode; let decord decide
+        (b"II*\x00", "image:TIFF"),
+        (b"MM\x00*", "image:TIFF"),
+        (b"%PDF", "other:PDF"),
+        (b"PK\x03\x04", "other:ZIP archive"),
+        (b"\x1f\x8b", "other:gzip archive"),
+        (b"ID3", "audio:MP3"),
+        (b"fLaC", "audio:FLAC"),
+    ]
+    for magic, kind in signatures:
+        if header.startswith(magic):
+            return kind
+    if len(header) >= 377 and header[0] == header[188] == header[376] == 0x47:
+        return "mpeg-ts"
+    if len(header) >= 2 and header[0] == 0xFF and header[1] & 0xF6 == 0xF0:
+        return "audio:AAC (ADTS)"
+    if _looks_like_text(header):
+        return "text"
+    return "unknown"
+
+
+def _looks_like_text(header: bytes) -> bool:
+    if not header or b"\x00" in header:
+        return False
+    try:
+        text = header.decode("utf-8")
+    except UnicodeDecodeError:
+        # the header may cut a multi-byte character in half
+        try:
+            text = header[:-3].decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return all(ch.isprintable() or ch in "\t\r\n\f" for ch in text)
+
+
+def mp4_truncation(path: str | os.PathLike) -> str | None:
+    """For an ISO-BMFF file (MP4/MOV/M4A): a description of how it is cut short, or None if its top-level
+    boxes account for the whole file. A cut upload keeps a valid header, so this catches what decord would
+    half-decode silently."""
+    size = os.path.getsize(path)
+    seen = set()
+    with open(path, "rb") as f:
+        offset = 0
+        while offset < size:
+            f.seek(offset)
+            head = f.read(16)
+            if len(head) < 8:
+                return f"it ends inside a box header at byte {offset}"
+            box_size, kind = struct.unpack(">I4s", head[:8])
+            if box_size == 1:
+                if len(head) < 16:
+                    return f"it ends inside a box header at byte {offset}"
+                box_size = struct.unpack(">Q", head[8:16])[0]
+            elif box_size == 0:  # box extends to the end of the file
+                box_size = size - offset
+            if box_size < 8:
+                return f"box '{kind.decode('latin-1')}' at byte {offset} has an invalid size"
+            if offset + box_size > size:
+                return f"its '{kind.decode('latin-1')}' box needs {offset + box_size} bytes but the file has {size}"
+            seen.add(kind)
+            offset += box_size
+    if b"moov" not in seen:
+        return "it has no 'moov' index"
+    return None
+
+
+def _precheck(path: str | os.PathLike, filename: str | None) -> tuple[Path, str]:
+    """Cheap checks in the server process before any decoder touches the file."""
+    path = Path(path)
+    name = filename or path.name
+    size = path.stat().st_size
+    if size == 0:
+        raise EmptyVideoError(f"'{name}' is empty (0 bytes): the upload may have failed; send the file again")
+    with open(path, "rb") as f:
+        kind = sniff_container(f.read(1024))
+    if kind.startswith("audio:"):
+        raise NotAVideoError(f"'{name}' has no video stream (audio only, {kind[6:]}): {_SUPPORTED}")
+    if kind.startswith("image:"):
+        raise NotAVideoError(f"'{name}' is a {kind[6:]} image, not a video: {_SUPPORTED}")
+    if kind.startswith("other:"):
+        raise NotAVideoError(f"'{name}' is a {kind[6:]} file, not a video: {_SUPPORTED}")
+    if kind == "text":
+        raise NotAVideoError(f"'{name}' is a text file, not a video: {_SUPPORTED}")
+    if kind == "mp4" and (problem := mp4_truncation(path)):
+        raise VideoDecodeError(
+            f"could not decode '{name}': the MP4 is truncated or corrupt ({problem}); "
+            "check that the upload completed and send the whole file"
+        )
+    return path, name
+
+
+# ---------------------------------------------------------------------------------------------------- child side
+
+
+def _open_reader(path: str, name: str, size: tuple[int, int] | None = None):
+    """decord.VideoReader, with decord's generic failures turned into typed errors."""
+    import decord
+
+    height, width = size if size else (-1, -1)
+    try:
+        return decord.VideoReader(path, ctx=decord.cpu(0), width=width, height=height)
+    except AssertionError as error:  # decord asserts frame count > 0
+        raise EmptyVideoError(
+            f"'{name}' has a video stream with no frames: send a video with content"
+        ) from error
+    except Exception as error:  # decord raises DECORDError / RuntimeError for everything
+        message = str(error)
+        if "cannot find video stream" in message:
+            if _has_audio(path):
+                raise NotAVideoError(f"'{name}' has no video stream (audio only): {_SUPPORTED}") from error
+            raise NotAVideoError(f"'{name}' has no video stream: {_SUPPORTED}") from error
+        with open(path, "rb") as f:
+            kind = sniff_container(f.read(1024))
+        if kind == "unknown":
+            raise NotAVideoError(f"'{name}' is not in a recognised video format: {_SUPPORTED}") from error
+        raise VideoDecodeError(
+            f"could not decode '{name}' ({kind}): the file is truncated or corrupt; "
+            "re-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4) or send it again"
+        ) from error
+
+
+def _has_audio(path: str) -> bool:
+    import decord
+
+    try:
+        decord.AudioReader(path)
+    except Exception:
+        return False
+    return True
+
+
+def _video_info(reader, name: str) -> tuple[dict[str, Any], np.ndarray, float]:
+    """Info of an un-resized reader, its frame start times (F,) and the end time of the last frame."""
+    frames = len(reader)
+    pts = reader.get_frame_timestamp(np.arange(frames))
+    starts = pts[:, 0].astype(np.float64)
+    end_s = float(pts[-1, 1])
+    height, width = reader[0].shape[:2]
+    fps = float(reader.get_avg_fps())
+    if not np.isfinite(fps) or fps <= 0:
+        fps = frames / max(end_s - starts[0], 1e-9)
+    info = {
+        "filename": name,
+        "duration_s": end_s,
+        "fps": fps,
+        "frames": frames,
+        "width": width,
+        "height": height,
+    }
+    return info, starts, end_s
+
+
+def _probe_child(workdir: Path, path: str, name: str) -> dict[str, Any]:
+    info, _, _ = _video_info(_open_reader(path, name), name)
+    return info
+
+
+def _decode_child(workdir: Path, request: dict[str, Any]) -> dict[str, Any]:
+    path, name = request["path"], request["filename"]
+    reader = _open_reader(path, name)
+    info, starts, end_s = _video_info(reader, name)
+    if request["max_duration_s"] is not None and info["duration_s"] > request["max_duration_s"]:
+        raise VideoTooLongError(info["duration_s"], request["max_duration_s"], name)
+    indices = sample_indices(starts, end_s, request["sample_fps"], request["frame_step"])
+    height, width = request["size"] or (info["height"], info["width"])
+    frame_bytes = height * width * 3
+    limit = request["max_bytes"]
+    if request["max_frames"] is not None:
+        limit = min(limit, request["max_frames"] * frame_bytes)
+    if len(indices) * frame_bytes > limit:
+        raise VideoTooLargeError(len(indices), frame_bytes, limit, name)
+
+    if request["size"]:
+        reader = _open_reader(path, name, request["size"])
+    out = np.lib.format.open_memmap(
+        workdir / "frames.npy", mode="w+", dtype=np.uint8, shape=(len(indices), height, width, 3)
+    )
+    for first in range(0, len(indices), _DECODE_CHUNK):
+        chunk = indices[first : first + _DECODE_CHUNK]
+        out[first : first + len(chunk)] = reader.get_batch(chunk.tolist()).asnumpy()
+    out.flush()
+    del out
+    return {"info": info, "timestamps": starts[indices]}
+
+
+# ---------------------------------------------------------------------------------------------------- isolation
+
+_context: multiprocessing.context.BaseContext | None = None
+
+
+def _mp_context() -> multiprocessing.context.BaseContext:
+    """forkserver with this module preloaded: children start as forks of a clean, single-threaded process
+    that has already imported numpy and decord (spawn would pay ~0.4 s of imports per request)."""
+    global _context
+    if _context is None:
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            _context = multiprocessing.get_context("forkserver")
+            _context.set_forkserver_preload([__name__])
+        else:
+            _context = multiprocessing.get_context("spawn")
+    return _context
+
+
+def _child_main(conn, target: Callable[..., Any], workdir: str, args: tuple) -> None:
+    conn.send(("started", None))  # tells the parent that a later silence is a crash, not a failed start
+    # decoder chatter (ffmpeg warnings) goes to a log the parent can quote, not to the server's stderr
+    log = os.open(os.path.join(workdir, "decoder.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(log, 2)
+    try:
+        conn.send(("ok", target(Path(workdir), *args)))
+    except VideoError as error:
+        conn.send(("error", error))
+    except Exception as error:
+        if type(error).__module__.startswith("decord"):  # e.g. a corrupt packet in the middle of the stream
+            conn.send(("decode_failed", f"{error}".strip().splitlines()[-1][:300]))
+        else:  # our bug or the machine's trouble (MemoryError), not the upload's: the server answers 500
+            conn.send(("failed", f"{type(error).__name__}: {error}"))
+    finally:
+        conn.close()
+
+
+def _next_message(receiver, process, deadline: float) -> tuple[str, Any] | None:
+    """The child's next message, None past the deadline; EOFError if the child died without sending one."""
+    remaining = max(0.0, deadline - time.monotonic())
+    if not multiprocessing.connection.wait([receiver, process.sentinel], timeout=remaining):
+        return None
+    return receiver.recv()
+
+
+@contextlib.contextmanager
+def run_isolated(
+    target: Callable[..., Any],
+    args: tuple,
+    *,
+    timeout_s: float,
+    filename: str,
+    tmp_dir: str | os.PathLike | None = None,
+) -> Iterator[tuple[Any, Path]]:
+    """Run `target(workdir, *args)` in a child process; yield (its return value, workdir).
+
+    A child that dies while working raises VideoDecodeError; one that runs past `timeout_s` (start included)
+    is killed and raises VideoTimeoutError; a VideoError raised in the child is re-raised here. A child that
+    cannot start, or fails for a reason other than the file, raises RuntimeError. The workdir and the
+    child are gone when the block exits, whatever happened. `target` must be importable by name (a module-level
+    function), since the child is a fresh process.
+    """
+    deadline = time.monotonic() + timeout_s
+    workdir = Path(tempfile.mkdtemp(prefix="tzn-decode-", dir=tmp_dir))
+    ctx = _mp_context()
+    receiver, sender = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=_child_main, args=(sender, target, str(workdir), args), daemon=True)
+    timed_out = VideoTimeoutError(
+        f"decoding '{filename}' took longer than {timeout_s:g} s and was stopped: "
+        "try again later or send a shorter or lower-resolution video"
+    )
+    try:
+        process.start()
+        sender.close()
+        try:
+            started = _next_message(receiver, process, deadline)
+        except (EOFError, OSError):
+            process.join(timeout=5)
+            raise RuntimeError(
+                f"the decoder process failed to start ({_describe_exit(process.exitcode)}); see its traceback in "
+                "stderr. A script that decodes videos needs `if __name__ == '__main__':` around its entry point"
+            ) from None
+        if started is None:
+            raise timed_out
+        try:
+            message = _next_message(receiver, process, deadline)
+        except (EOFError, OSError):
+            process.join(timeout=5)
+            raise VideoDecodeError(
+                f"could not decode '{filename}': the decoder crashed ({_describe_exit(process.exitcode)}"
+                f"{_log_tail(workdir)}); the file is probably corrupt: re-encode it or send another file"
+            ) from None
+        if message is None:
+            raise timed_out
+        status, payload = message
+        if status == "error":
+            raise payload
+        if status == "decode_failed":
+            raise VideoDecodeError(
+                f"could not decode '{filename}' ({payload}); the file is probably corrupt: "
+                "re-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4) or send another file"
+            )
+        if status == "failed":
+            raise RuntimeError(f"decoding '{filename}' failed: {payload}")
+        yield payload, workdir
+    finally:
+        receiver.close()
+        if process.is_alive():
+            process.kill()
+        if process.pid is not None:
+            process.join()
+        process.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _describe_exit(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+def _log_tail(workdir: Path) -> str:
+    try:
+        lines = (workdir / "decoder.log").read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return f"; last decoder message: {lines[-1][:200]}" if lines else ""
