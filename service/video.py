@@ -130,9 +130,7 @@ class ClipSpec:
 
     def __post_init__(self):
         if self.frames_per_clip < 1 or self.clip_stride < 1 or not self.sample_fps > 0:
-            raise ValueError(
-                f"ClipSpec needs frames_per_clip >= 1, clip_stride >= 1, sample_fps > 0; got {self}"
-            )
+            raise ValueError(f"ClipSpec needs frames_per_clip >= 1, clip_stride >= 1, sample_fps > 0; got {self}")
 
     def num_clips(self, num_frames: int) -> int:
         """Clips from `num_frames` sampled frames; a video shorter than one clip still gives one (padded)."""
@@ -157,9 +155,7 @@ def group_clips(frames: np.ndarray, timestamps: np.ndarray, spec: ClipSpec) -> t
     if len(frames) < spec.frames_per_clip:
         pad = np.repeat(frames[-1:], spec.frames_per_clip - len(frames), axis=0)
         frames = np.concatenate([frames, pad])
-    windows = np.lib.stride_tricks.sliding_window_view(
-        frames, spec.frames_per_clip, axis=0
-    )  # (N-F+1, H, W, 3, F)
+    windows = np.lib.stride_tricks.sliding_window_view(frames, spec.frames_per_clip, axis=0)  # (N-F+1, H, W, 3, F)
     clips = np.moveaxis(windows[:: spec.clip_stride], -1, 1)
     return clips, spec.clip_times(len(clips), float(timestamps[0]))
 
@@ -167,9 +163,7 @@ def group_clips(frames: np.ndarray, timestamps: np.ndarray, spec: ClipSpec) -> t
 # ---------------------------------------------------------------------------------------------------- public API
 
 
-def probe_video(
-    path: str | os.PathLike, *, filename: str | None = None, timeout_s: float = 30.0
-) -> VideoInfo:
+def probe_video(path: str | os.PathLike, *, filename: str | None = None, timeout_s: float = 30.0) -> VideoInfo:
     """Duration, frame rate, frame count and size of the video at `path`, read in an isolated process.
 
     `filename` is the name shown in errors and in the result (the upload's name; default: the path's name).
@@ -373,9 +367,7 @@ def _open_reader(path: str, name: str, size: tuple[int, int] | None = None):
     try:
         return decord.VideoReader(path, ctx=decord.cpu(0), width=width, height=height)
     except AssertionError as error:  # decord asserts frame count > 0
-        raise EmptyVideoError(
-            f"'{name}' has a video stream with no frames: send a video with content"
-        ) from error
+        raise EmptyVideoError(f"'{name}' has a video stream with no frames: send a video with content") from error
     except Exception as error:  # decord raises DECORDError / RuntimeError for everything
         message = str(error)
         if "cannot find video stream" in message:

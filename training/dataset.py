@@ -276,7 +276,9 @@ class FeatureDataset(Dataset):
             )
         if not np.issubdtype(header.dtype, np.floating):
             raise DatasetError(f"video {video_id!r}: features in {path} must be floating point, got {header.dtype}")
-        fps = info.get("fps", default_fps)
+        # ActionFormer's rule: default_fps, when given, is the rate the features were sampled at and wins
+        # over the video's own fps (e.g. features extracted at 8 fps from 30 fps videos).
+        fps = default_fps if default_fps is not None else info.get("fps")
         if fps is None or not fps > 0:
             raise DatasetError(
                 f"video {video_id!r}: no valid 'fps' in {self.annotations_path} ({fps!r}); pass default_fps"

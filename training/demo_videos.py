@@ -60,9 +60,7 @@ class DemoVideo:
         return self.frames / self.fps
 
 
-def plan_video(
-    index: int, seed: int, duration_s: float, fps: int, width: int, height: int, subset: str
-) -> DemoVideo:
+def plan_video(index: int, seed: int, duration_s: float, fps: int, width: int, height: int, subset: str) -> DemoVideo:
     """Place 2-6 non-overlapping actions of 2-8 s with gaps of at least 1 s, on the frame grid."""
     rng = np.random.default_rng([seed, index, 0])
     frames = round(duration_s * fps)
@@ -244,9 +242,7 @@ def generate(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--output", required=True, type=Path, help="directory for the .mp4 files and annotations.json"
-    )
+    parser.add_argument("--output", required=True, type=Path, help="directory for the .mp4 files and annotations.json")
     parser.add_argument("--videos", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -264,9 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     if len(args.duration) not in (1, 2):
         parser.error("--duration takes one value or MIN MAX")
     low, high = args.duration[0], args.duration[-1]
-    annotations = generate(
-        args.output, args.videos, args.seed, (low, high), args.width, args.height, args.fps
-    )
+    annotations = generate(args.output, args.videos, args.seed, (low, high), args.width, args.height, args.fps)
     actions = sum(len(v["annotations"]) for v in annotations["database"].values())
     print(f"wrote {len(annotations['database'])} videos with {actions} actions to {args.output}")
 

@@ -28,9 +28,7 @@ from service.video import (
     sample_indices,
 )
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("ffmpeg") is None, reason="needs the ffmpeg binary (apt install ffmpeg)"
-)
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg binary (apt install ffmpeg)")
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 
@@ -248,9 +246,7 @@ def test_crashing_decoder_raises_decode_error_and_leaves_nothing_behind(tmp_path
     scratch.mkdir()
     with (
         pytest.raises(VideoDecodeError, match="crashed.*SIGSEGV"),
-        run_isolated(
-            write_pid_then_segfault, (str(pid_file),), timeout_s=30, filename="v.mp4", tmp_dir=scratch
-        ),
+        run_isolated(write_pid_then_segfault, (str(pid_file),), timeout_s=30, filename="v.mp4", tmp_dir=scratch),
     ):
         pass
     assert list(scratch.iterdir()) == []
@@ -296,9 +292,7 @@ def test_clips_follow_the_feature_time_convention():
     assert clips.shape == (22, 16, 2, 3, 3) == (spec.num_clips(100), 16, 2, 3, 3)
     assert np.shares_memory(clips, frames)
     np.testing.assert_array_equal(clips[5, :, 0, 0, 0], np.arange(20, 36))
-    np.testing.assert_allclose(
-        centres, (np.arange(22) * 4 + 8) / 30
-    )  # (i * feat_stride + num_frames / 2) / fps
+    np.testing.assert_allclose(centres, (np.arange(22) * 4 + 8) / 30)  # (i * feat_stride + num_frames / 2) / fps
 
 
 def test_video_shorter_than_a_clip_gives_one_padded_clip():

@@ -132,6 +132,14 @@ def test_missing_fps_uses_default_or_fails(tmp_path):
     assert dataset[0].fps == 25.0
 
 
+def test_default_fps_overrides_the_videos_fps_as_in_actionformer(tmp_path):
+    annotations, features = write_data(tmp_path, {"v": ("test", [])}, {"v": 10})
+    dataset = FeatureDataset(
+        annotations, features, split="test", feat_stride=STRIDE, num_frames=FRAMES, default_fps=8.0
+    )
+    assert dataset[0].fps == 8.0
+
+
 def test_evaluation_items_are_whole_videos(data):
     dataset = FeatureDataset(*data, split="validation", feat_stride=STRIDE, num_frames=FRAMES, max_seq_len=64)
     assert dataset[0].features.shape[1] == 200

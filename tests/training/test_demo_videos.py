@@ -13,9 +13,7 @@ import pytest
 from service.video import decode_frames
 from training.demo_videos import ANNOTATIONS_FILE, CLASS_COLOURS, CLASSES, Scene, generate, plan_video
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("ffmpeg") is None, reason="needs the ffmpeg binary (apt install ffmpeg)"
-)
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg binary (apt install ffmpeg)")
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +25,7 @@ def demo(tmp_path_factory):
 
 def class_pixel_fractions(frames: np.ndarray) -> np.ndarray:
     """(N, H, W, 3) -> (N, classes): share of pixels within a small RGB distance of each class colour."""
-    distance = np.linalg.norm(
-        frames[:, :, :, None, :].astype(np.float32) - CLASS_COLOURS.astype(np.float32), axis=-1
-    )
+    distance = np.linalg.norm(frames[:, :, :, None, :].astype(np.float32) - CLASS_COLOURS.astype(np.float32), axis=-1)
     return (distance < 60).mean(axis=(1, 2))
 
 
