@@ -1,0 +1,180 @@
+"""The FastAPI app through TestClient, with a real Localizer (real decord, real backbone, small TZN)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from service.app import create_app
+from service.pipeline import Localizer
+from service.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def uploads_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("uploads")
+
+
+@pytest.fixture(scope="module")
+def settings(small_checkpoint, uploads_dir) -> Settings:
+    return Settings(checkpoint=small_checkpoint, temp_dir=uploads_dir, max_upload_mb=16.0, max_duration_s=120)
+
+
+@pytest.fixture(scope="module")
+def localizer(settings) -> Localizer:
+    return Localizer(settings)
+
+
+@pytest.fixture(scope="module")
+def client(settings, localizer):
+    with TestClient(create_app(settings, localizer)) as client:
+        yield client
+
+
+def post_file(client, path: Path, field: str = "video", data: dict | None = None, headers: dict | None = None):
+    with open(path, "rb") as file:
+        return client.post("/localize", files={field: (path.name, file)}, data=data or {}, headers=headers or {})
+
+
+def assert_error(response, status: int, code: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    if code is not None:
+        assert body["error"]["code"] == code
+    return body["error"]
+
+
+def test_localize_answers_with_every_documented_field(client, media):
+    response = post_file(client, media / "clip.mp4", data={"min_score": "0", "top_k": "3"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["video"] == {
+        "filename": "clip.mp4", "duration_s": pytest.approx(3.0, abs=0.05), "fps": pytest.approx(30.0),
+        "frames": 90, "width": 320, "height": 240,
+    }  # fmt: skip
+    assert len(body["segments"]) == 3  # top_k with min_score 0
+    for segment in body["segments"]:
+        assert 0 <= segment["start_s"] <= segment["end_s"] <= 3.0
+        assert segment["label"] in client.get("/info").json()["labels"]
+    assert body["model"]["backbone"] == "resnet18-2d" and body["model"]["backbone_weights"] == "random-init"
+    assert body["model"]["runtime"] == "torch" and body["model"]["device"] == "cpu"
+    timing = body["timing_ms"]
+    parts = timing["decode"] + timing["features"] + timing["head"] + timing["postprocess"]
+    assert timing["total"] == pytest.approx(parts)
+    flops = body["flops"]
+    assert flops["backbone"] > 0 and flops["head"] > 0 and flops["total"] == flops["backbone"] + flops["head"]
+    assert flops["head_saved_ratio"] == pytest.approx(1 - flops["head"] / flops["head_uniform"])
+    assert 1.0 <= flops["mean_depth"] <= 6.0
+    assert body["realtime_factor"] == pytest.approx(3.0 / (timing["total"] / 1000), rel=0.05)
+
+
+def test_min_score_filters_segments(client, media):
+    body = post_file(client, media / "clip.mp4", data={"min_score": "1.0"}).json()
+    assert body["segments"] == []
+
+
+def test_real_camera_footage_is_localized(client, camera_footage):
+    response = post_file(client, camera_footage)
+    assert response.status_code == 200, response.text
+    assert response.json()["video"]["width"] == 768
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "code"),
+    [
+        ("empty.mp4", 422, "empty_video"),
+        ("random.mp4", 415, "not_a_video"),
+        ("still.png", 415, "not_a_video"),
+        ("notes.txt", 415, "not_a_video"),
+        ("tone.m4a", 415, "not_a_video"),
+        ("truncated.mp4", 422, "undecodable_video"),
+    ],
+)
+def test_bad_video_gets_its_code_and_the_service_stays_ready(client, media, uploads_dir, name, status, code):
+    assert_error(post_file(client, media / name), status, code)
+    assert client.get("/health/ready").status_code == 200
+    assert list(uploads_dir.iterdir()) == []
+
+
+def test_wrong_form_field_is_a_400_that_names_the_field(client, media):
+    error = assert_error(post_file(client, media / "clip.mp4", field="file"), 400, "bad_form")
+    assert "'file'" in error["message"]
+
+
+def test_a_json_body_is_a_400(client):
+    assert_error(client.post("/localize", json={"video": "clip.mp4"}), 400, "bad_form")
+
+
+@pytest.mark.parametrize("data", [{"min_score": "high"}, {"min_score": "2"}, {"top_k": "0"}, {"top_k": "1.5"}])
+def test_bad_options_are_a_400(client, media, data):
+    assert_error(post_file(client, media / "clip.mp4", data=data), 400, "bad_form")
+
+
+def test_oversize_upload_is_a_413_and_leaves_no_file(client, tmp_path, uploads_dir):
+    big = tmp_path / "big.mp4"
+    with open(big, "wb") as file:  # sparse: 16 MiB + 1 byte without writing them
+        file.truncate(16 * 1024 * 1024 + 1)
+    assert_error(post_file(client, big), 413, "upload_too_large")
+    assert list(uploads_dir.iterdir()) == []
+
+
+def test_video_longer_than_the_limit_is_a_413(settings, media):
+    short_limit = settings.model_copy(update={"max_duration_s": 1.0})
+    with TestClient(create_app(short_limit, Localizer(short_limit))) as client:
+        assert_error(post_file(client, media / "clip.mp4"), 413, "video_too_long")
+
+
+def test_api_key_is_required_when_set(settings, localizer, media):
+    keyed = settings.model_copy(update={"api_key": SecretStr("s3cret")})
+    with TestClient(create_app(keyed, localizer)) as client:
+        assert_error(post_file(client, media / "clip.mp4"), 401, "unauthorized")
+        assert_error(post_file(client, media / "clip.mp4", headers={"X-API-Key": "wrong"}), 401)
+        assert post_file(client, media / "clip.mp4", headers={"X-API-Key": "s3cret"}).status_code == 200
+        assert client.get("/health/ready").status_code == 200  # health needs no key
+
+
+def test_info_reports_model_runtime_and_limits(client, small_checkpoint):
+    info = client.get("/info").json()
+    assert info["model"]["name"] == "small" and len(info["model"]["checkpoint_sha256"]) == 64
+    assert info["limits"]["max_upload_mb"] == 16.0 and info["limits"]["api_key_required"] is False
+    assert info["ready"] is True
+
+
+def test_ready_only_after_the_model_loaded(small_checkpoint):
+    with TestClient(create_app(Settings(checkpoint=small_checkpoint))) as client:
+        assert client.get("/health/live").status_code == 200
+        deadline = time.monotonic() + 60
+        while client.get("/health/ready").status_code != 200:
+            assert time.monotonic() < deadline, "model did not become ready"
+            time.sleep(0.2)
+        assert client.get("/info").status_code == 200
+
+
+def test_broken_checkpoint_keeps_ready_at_503_with_the_reason(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with TestClient(create_app(Settings(checkpoint=tmp_path))) as client:
+        deadline = time.monotonic() + 30
+        while True:
+            response = client.get("/health/ready")
+            if response.json()["error"]["code"] == "model_failed":
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert "invalid config" in response.json()["error"]["message"]
+        assert_error(client.get("/info"), 503)
+
+
+def test_metrics_count_requests_by_status(client, media):
+    post_file(client, media / "random.mp4")
+    text = client.get("/metrics").text
+    assert 'tzn_requests_total{status="415"}' in text
+    assert "tzn_model_ready 1.0" in text
+
+
+def test_unknown_route_is_a_json_404(client):
+    assert_error(client.get("/nope"), 404, "not_found")
