@@ -10,6 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.metric_names import expressions_in_file, unexported_metric_names
+
 from .server import free_port, running_server
 
 pytestmark = pytest.mark.skipif(
@@ -30,7 +32,7 @@ def wait_for(prometheus: str, expression: str, timeout_s: float = 20.0) -> list[
             result = query(prometheus, expression)
             if result:
                 return result
-        except httpx.TransportError:
+        except httpx.HTTPError:  # not listening yet, or 503 while its storage starts
             pass
         if time.monotonic() > deadline:
             raise AssertionError(f"Prometheus never returned a result for {expression!r}")
@@ -47,11 +49,12 @@ def scraped_server(small_checkpoint, tmp_path_factory):
             "global:\n  scrape_interval: 1s\n"
             f"scrape_configs:\n  - job_name: tzn\n    static_configs:\n      - targets: ['{url[len('http://') :]}']\n"
         )
-        process = subprocess.Popen(
-            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={root / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL, stderr=open(root / "prometheus.log", "wb"),
-        )  # fmt: skip
+        with open(root / "prometheus.log", "wb") as log:
+            process = subprocess.Popen(
+                ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={root / 'data'}",
+                 f"--web.listen-address=127.0.0.1:{port}"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
         try:
             prometheus = f"http://127.0.0.1:{port}"
             wait_for(prometheus, "up == 1")
@@ -82,3 +85,12 @@ def test_prometheus_scrapes_the_service_metrics_after_a_request(scraped_server, 
     assert 1.0 <= float(depth[0]["value"][1]) <= 6.0
     assert wait_for(prometheus, "tzn_realtime_factor_count >= 1")
     assert float(wait_for(prometheus, "tzn_inflight_requests >= 0")[0]["value"][1]) == 0.0
+
+
+def test_dashboard_and_alerts_query_only_metrics_the_running_service_exports(scraped_server):
+    url, _ = scraped_server
+    repo = Path(__file__).resolve().parents[2]
+    expressions = expressions_in_file(repo / "deploy/grafana/dashboards/tzn.json")
+    expressions += expressions_in_file(repo / "deploy/prometheus/alerts.yml")
+    assert len(expressions) > 10
+    assert unexported_metric_names(expressions, httpx.get(f"{url}/metrics").text) == set()
