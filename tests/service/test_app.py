@@ -178,3 +178,14 @@ def test_metrics_count_requests_by_status(client, media):
 
 def test_unknown_route_is_a_json_404(client):
     assert_error(client.get("/nope"), 404, "not_found")
+
+
+def test_processing_past_the_timeout_is_a_504_and_the_service_stays_ready(settings, camera_footage, uploads_dir):
+    hurried = settings.model_copy(update={"request_timeout_s": 0.3})
+    with TestClient(create_app(hurried, Localizer(hurried))) as client:
+        assert_error(post_file(client, camera_footage), 504, "timeout")
+        assert client.get("/health/ready").status_code == 200
+    deadline = time.monotonic() + 30  # the worker frees its upload when it ends
+    while list(uploads_dir.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(uploads_dir.iterdir()) == []
