@@ -11,7 +11,6 @@ checkpoint directory is needed to serve it. Every runtime runs the hard ATR path
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -136,7 +135,9 @@ class OnnxRuntimeHead(Head):
                 raise ValueError("this ONNX file was exported for tests with a tau_override input: pass one")
             inputs["tau_override"] = tau_override.detach().float().cpu().numpy()
         values = self.session.run(self.output_names, inputs)
-        outputs = {name: torch.from_numpy(value).to(self.device) for name, value in zip(self.output_names, values)}
+        outputs = {
+            name: torch.from_numpy(value).to(self.device) for name, value in zip(self.output_names, values, strict=True)
+        }
         return tzn_output(outputs, mask.to(self.device), self.config)
 
 
@@ -146,7 +147,7 @@ def load_head(
     onnx: str | Path | None = None,
     engine: str | Path | None = None,
     device: str | torch.device | None = None,
-) -> Callable[[Tensor, Tensor], TZNOutput] | Head:
+) -> Head:
     """A head for `runtime`: "torch" needs `checkpoint` (a run directory), "onnxruntime" `onnx`, "tensorrt"
     `engine` (a plan from `tzn export tensorrt`; an `onnx` file instead runs through onnxruntime's TensorRT
     execution provider). device defaults to cuda when available for torch/tensorrt, cpu for onnxruntime."""
