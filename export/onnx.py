@@ -9,12 +9,12 @@ It is exported with the TorchScript-based exporter (`dynamo=False`), which handl
 
 Inputs
 
-| name       | type    | shape    | meaning                                                         |
-|------------|---------|----------|-----------------------------------------------------------------|
-| `features` | float32 | (B, C, T)| clip features, C = `input_dim`                                  |
-| `mask`     | bool    | (B, T)   | True on valid positions (a padded batch of different lengths)   |
-| `tau_override` | float32 | (B, T) | only in test exports (`tau_input=True`): replaces the predicted |
-|            |         |          | tau after the predictor ran, to force depth patterns            |
+| name           | type    | shape     | meaning                                                          |
+|----------------|---------|-----------|------------------------------------------------------------------|
+| `features`     | float32 | (B, C, T) | clip features, C = `input_dim`                                   |
+| `mask`         | bool    | (B, T)    | True on valid positions (a padded batch of different lengths)    |
+| `tau_override` | float32 | (B, T)    | only in test exports (`tau_input=True`): replaces the predicted  |
+|                |         |           | tau after the predictor ran, to force depth patterns             |
 
 Outputs (T_pad = T rounded up to a multiple of `max_stride`, T_k = T_pad / 2**k, L = `stem_layers`)
 
