@@ -28,7 +28,8 @@ def pad_to_multiple(x: Tensor, multiple: int, dim: int = 1) -> Tensor:
     """Zero-pads `dim` of x up to a multiple of `multiple` (bool tensors pad with False)."""
     length = x.shape[dim]
     missing = (-length) % multiple
-    if missing == 0:
+    if missing == 0 and not torch.jit.is_tracing():
+        # While tracing (ONNX export) the test would be frozen for every length: always pad, maybe by zero.
         return x
     shape = list(x.shape)
     shape[dim] = missing
@@ -72,7 +73,9 @@ class LocalAttention(nn.Module):
         A query always sees itself, so padded queries (which have no valid key) give finite values.
         """
         n, block, dim = query.shape
-        head_dim = dim // self.heads
+        # From the weights, not the traced shape: an exported graph must reshape n = 0 blocks (nothing active)
+        # without a -1, which zero elements cannot resolve.
+        head_dim = self.qkv.in_features // self.heads
 
         def split(t: Tensor) -> Tensor:
             return t.reshape(n, t.shape[1], self.heads, head_dim).transpose(1, 2)
