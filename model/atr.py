@@ -7,6 +7,7 @@ the attention blocks that hold a position with m > 0; the same numbers, with the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -40,6 +41,17 @@ def depth_masks(tau: Tensor, layers: int, min_depth: float = 1.0) -> Tensor:
     """(B, T) in [0,1] -> (B, T, layers): layer l (0-based) gets clamp(D - l, 0, 1), D = min + tau*(layers-min)."""
     depth = min_depth + tau * (layers - min_depth)
     return (depth[..., None] - torch.arange(layers, device=tau.device, dtype=tau.dtype)).clamp(0, 1)
+
+
+def integer_depth_tau(tau: Tensor, layers: int, min_depth: float, straight_through: bool = True) -> Tensor:
+    """Rounds tau so that D = min_depth + tau * (layers - min_depth) is a whole number in [ceil(min), layers]:
+    every layer mask becomes 0 or 1. With `straight_through` the result carries the unrounded gradient."""
+    span = layers - min_depth
+    if span <= 0:
+        return tau
+    depth = (min_depth + tau * span).round().clamp(min=math.ceil(min_depth), max=layers)
+    rounded = (depth - min_depth) / span
+    return tau + (rounded - tau).detach() if straight_through else rounded
 
 
 @dataclass

@@ -30,6 +30,9 @@ class ModelConfig(BaseModel):
     atr: bool = Field(True, description="False builds the Uniform-L_max baseline (every layer for every position)")
     min_depth: float = Field(1.0, ge=0.0, description="D_min; depth D = D_min + tau * (L_max - D_min)")
     tau_hidden: int = Field(128, gt=0)
+    integer_depth: bool = Field(
+        False, description="round D to whole layers (binary layer masks), as in distilled hard-mask students"
+    )
 
     # Boundary head: signed distance fields (BDR), a Gaussian-target classifier (for the R comparison), or none
     boundary_head: Literal["bdr", "classification", "none"] = "bdr"

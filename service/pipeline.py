@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from export.runtime import load_head
 from model.backbones import SPECS, BackboneSpec, build_backbone, flops_per_unit
-from model.checkpoint import CheckpointConfig, file_sha256, load_checkpoint, read_checkpoint_config
+from model.checkpoint import CheckpointConfig
 from model.flops import output_flops, uniform_head_flops
 from model.postprocess import detections_to_seconds, postprocess
-from model.tzn import TZN, TZNOutput
+from model.tzn import TZNOutput
 from service.settings import Settings
 from service.video import ClipSpec, VideoInfo, decode_frames, group_clips
 
@@ -125,17 +126,24 @@ class Localizer:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.device = resolve_device(settings.device)
-        self.config: CheckpointConfig = read_checkpoint_config(settings.checkpoint)
+        # The head brings its checkpoint config (from the checkpoint directory, or from the ONNX metadata).
+        self.head = load_head(
+            settings.runtime,
+            checkpoint=settings.checkpoint if settings.runtime == "torch" else None,
+            onnx=settings.onnx,
+            engine=settings.engine,
+            device=self.device,
+        )
+        self.config: CheckpointConfig = self.head.checkpoint
+        self.checkpoint_sha256 = self.head.checkpoint_sha256
         backbone_name = settings.backbone or self.config.features.backbone
         if backbone_name is None:
             raise ConfigurationError(
-                f"checkpoint {settings.checkpoint} does not name its backbone; set TZN_BACKBONE to the one "
-                "its features came from"
+                "the checkpoint does not name the backbone its features came from; set TZN_BACKBONE to it"
             )
         if self.config.features.backbone and backbone_name != self.config.features.backbone:
             raise ConfigurationError(
-                f"checkpoint {settings.checkpoint} was trained on {self.config.features.backbone!r} features, "
-                f"not {backbone_name!r}"
+                f"the checkpoint was trained on {self.config.features.backbone!r} features, not {backbone_name!r}"
             )
         self.extractor = FeatureExtractor(backbone_name, settings.backbone_weights, self.device, settings)
         spec = self.extractor.spec
@@ -143,30 +151,7 @@ class Localizer:
             raise ConfigurationError(
                 f"checkpoint expects {self.config.model.input_dim}-d features, {backbone_name} gives {spec.feature_dim}"
             )
-        self.checkpoint_sha256 = file_sha256(Path(settings.checkpoint) / "model.safetensors")
-        self.head = self._load_head()
         self.warm_up()
-
-    def _load_head(self):
-        if self.settings.runtime == "torch":
-            model, _ = load_checkpoint(self.settings.checkpoint, self.device)
-            execution = self.settings.atr
-
-            def run(features: torch.Tensor, mask: torch.Tensor) -> TZNOutput:
-                return model(features.to(self.device), mask.to(self.device), execution=execution)
-
-            self.model: TZN | None = model
-            return run
-        from export.runtime import load_head  # onnxruntime / tensorrt, only when asked for
-
-        self.model = None
-        return load_head(
-            self.settings.runtime,
-            checkpoint=self.settings.checkpoint,
-            onnx=self.settings.onnx,
-            engine=self.settings.engine,
-            device=self.device,
-        )
 
     @torch.inference_mode()
     def warm_up(self) -> None:

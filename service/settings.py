@@ -21,7 +21,6 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available, else CPU")
     backbone: str | None = Field(None, description="feature extractor; default: the one the checkpoint names")
     backbone_weights: Path | None = Field(None, description="local safetensors weights; unset = random-init")
-    atr: Literal["hard", "soft"] = "hard"
 
     max_upload_mb: float = Field(512.0, gt=0)
     max_duration_s: float = Field(600.0, gt=0)

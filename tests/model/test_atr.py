@@ -101,3 +101,22 @@ def test_soft_masks_pass_gradients_to_the_tau_predictor():
     out.cls_logits[0].sum().backward()
     gradient = model.tau_predictor.conv2.weight.grad
     assert gradient is not None and gradient.abs().sum() > 0
+
+
+def test_integer_depth_gives_binary_layer_masks_and_whole_depths():
+    torch.manual_seed(4)
+    model = TZN(small_config(integer_depth=True)).eval()
+    features, mask = torch.randn(1, 24, 300), torch.ones(1, 300, dtype=torch.bool)
+    with torch.no_grad():
+        soft, hard = model(features, mask, "soft"), model(features, mask, "hard")
+    masks = soft.layer_masks[0, :300]
+    assert set(masks.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(masks.sum(-1), masks.sum(-1).round())
+    assert max_output_difference(soft, hard) <= 1e-5
+
+
+def test_integer_depth_passes_the_continuous_gradient_in_training():
+    model = TZN(small_config(integer_depth=True)).train()
+    out = model(torch.randn(2, 24, 64), torch.ones(2, 64, dtype=torch.bool), "soft")
+    out.tau.sum().backward()
+    assert model.tau_predictor.conv2.weight.grad.abs().sum() > 0
