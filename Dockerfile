@@ -62,11 +62,10 @@ ARG MODELS_DIR=deploy/models
 RUN groupadd --system --gid 10001 tzn \
     && useradd --system --uid 10001 --gid tzn --create-home --home-dir /home/tzn tzn
 COPY --chown=10001:10001 ${MODELS_DIR}/ /models/
+# Without TZN_CHECKPOINT the service runs the bundled demo model; point it at /models/... to serve yours.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    TZN_CHECKPOINT=/models/checkpoint \
-    TZN_BACKBONE_WEIGHTS=/models/backbone
+    PYTHONUNBUFFERED=1
 WORKDIR /home/tzn
 EXPOSE 8000
 # Ready only once the model is loaded and warmed up; urlopen raises (exit 1) on any non-2xx answer.

@@ -12,7 +12,8 @@ DEMO_CHECKPOINT = Path(__file__).resolve().parent / "demo" / "checkpoint"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TZN_", extra="forbid")
+    # An empty variable means "unset" (docker-compose passes `${TZN_X:-}` through as "").
+    model_config = SettingsConfigDict(env_prefix="TZN_", extra="forbid", env_ignore_empty=True)
 
     checkpoint: Path = Field(DEMO_CHECKPOINT, description="checkpoint directory (config.json + model.safetensors)")
     runtime: Literal["torch", "onnxruntime", "tensorrt"] = "torch"
