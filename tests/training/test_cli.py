@@ -4,6 +4,7 @@ import importlib.util
 import json
 
 import pytest
+import torch
 
 from model.checkpoint import load_checkpoint
 from service.cli import main
@@ -156,3 +157,13 @@ def test_other_runtimes_fail_clearly_until_export_runtime_exists(trained_run, ti
         "--runtime", "onnxruntime", "--onnx", str(tmp_path / "model.onnx"),
     )  # fmt: skip
     assert code == 2 and "runtime 'onnxruntime' is not available" in err
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_train_and_predict_on_cuda(tiny_data, tiny_config, tmp_path):
+    config = tiny_config(optimizer={"epochs": 1})
+    assert main(train_args(config, tiny_data, tmp_path / "run", "--device", "cuda")) == 0
+    assert main(["predict", "--checkpoint", str(tmp_path / "run"), "--annotations", str(tiny_data.annotations),
+                 "--features", str(tiny_data.features_dir), "--output", str(tmp_path / "p.json"),
+                 "--device", "cuda"]) == 0  # fmt: skip
