@@ -1,0 +1,172 @@
+"""Run a checkpoint over a split: ActivityNet results JSON and what the run cost (`tzn predict`).
+
+The head is any callable `head(features (B, C, T), mask (B, T) bool) -> TZNOutput`: the loaded TZN with
+soft or hard ATR execution for the torch runtime, or an exported model from `export.runtime.load_head`
+(onnxruntime, TensorRT). Decoding, boundary snapping and Soft-NMS are `model.postprocess`, with the
+settings the training run saved in the checkpoint's metadata (`postprocess`), else its defaults.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from model.checkpoint import CheckpointConfig, load_checkpoint
+from model.flops import output_flops, uniform_head_flops
+from model.postprocess import detections_to_seconds, postprocess
+from model.tzn import TZN, TZNOutput
+from training.dataset import FeatureDataset
+from training.distill import install_integer_depth
+
+Head = Callable[[Tensor, Tensor], TZNOutput]
+Runtime = Literal["torch", "onnxruntime", "tensorrt"]
+
+
+class PredictError(Exception):
+    """A prediction run that cannot start: wrong runtime, missing files, features the model cannot read."""
+
+
+def torch_head(model: TZN, execution: Literal["soft", "hard"] = "hard") -> Head:
+    """The loaded TZN as a head, in eval mode, without autograd."""
+    model.eval()
+
+    def head(features: Tensor, mask: Tensor) -> TZNOutput:
+        with torch.inference_mode():
+            return model(features, mask, execution=execution)
+
+    return head
+
+
+def runtime_head(runtime: Runtime, onnx: Path | None = None, engine: Path | None = None) -> Head:
+    """A head from an exported model (export.runtime, imported only when asked for)."""
+    try:
+        from export.runtime import load_head
+    except ImportError as error:
+        raise PredictError(
+            f"runtime {runtime!r} is not available: export.runtime.load_head could not be imported ({error}); "
+            "use --runtime torch"
+        ) from None
+    return load_head(runtime, onnx=onnx, engine=engine)
+
+
+def load_model(checkpoint: Path, device: str = "cpu") -> tuple[TZN, CheckpointConfig]:
+    """A checkpoint's model in eval mode, with the integer-depth hook of distilled students installed."""
+    model, config = load_checkpoint(checkpoint, device=device)
+    if config.metadata.get("atr_depth") == "integer":
+        install_integer_depth(model, straight_through=False)
+    return model, config
+
+
+def postprocess_settings(config: CheckpointConfig) -> dict[str, Any]:
+    """The training run's postprocess section (snap and NMS settings) as saved in the checkpoint metadata."""
+    return dict(config.metadata.get("postprocess", {}))
+
+
+def predict_dataset(
+    head: Head,
+    dataset: FeatureDataset,
+    config: CheckpointConfig,
+    settings: dict[str, Any] | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> tuple[dict[str, list[dict]], dict[str, float]]:
+    """Detections of every video of `dataset` (whole videos, one at a time) -> (results, stats).
+
+    results: {video_id: [{"segment": [start_s, end_s], "label": name, "score": s}]}, best first.
+    stats: totals over the split: videos, seconds (annotated durations), mean_depth (stem layers per valid
+    position), head_flops (what ran) and head_flops_uniform (Uniform-L_max at the same shapes).
+    """
+    settings = dict(settings or {})
+    snap = settings.pop("snap", True)
+    model_config = config.model
+    if dataset.feature_dim != model_config.input_dim:
+        raise PredictError(
+            f"features in {dataset.features_dir} have {dataset.feature_dim} channels, the checkpoint expects "
+            f"{model_config.input_dim}"
+        )
+    results: dict[str, list[dict]] = {}
+    seconds = depth_sum = positions = flops = flops_uniform = 0.0
+    for index in tqdm(range(len(dataset)), desc="predict", disable=None if progress else True):
+        item = dataset[index]
+        features = item.features[None].to(device)
+        mask = torch.ones(1, features.shape[2], dtype=torch.bool, device=device)
+        output = head(features, mask)
+        boundary = output.boundary[0] if (snap and output.boundary) else None
+        detections = postprocess(
+            output.cls_logits,
+            output.offsets,
+            output.masks,
+            bdr_fields=boundary if model_config.boundary_head == "bdr" else None,
+            boundary_logits=boundary if model_config.boundary_head == "classification" else None,
+            **settings,
+        )[0]
+        detections = detections_to_seconds(
+            detections.to("cpu"), item.fps, item.feat_stride, item.num_frames, item.duration
+        )
+        results[item.video_id] = [
+            {"segment": [round(float(s), 4), round(float(e), 4)], "label": config.labels[int(c)], "score": float(p)}
+            for (s, e), p, c in zip(
+                detections.segments.tolist(), detections.scores.tolist(), detections.labels.tolist(), strict=True
+            )
+        ]
+        valid = output.masks[0]
+        depth_sum += float(output.layer_masks.float().sum(-1)[valid].sum())
+        positions += float(valid.sum())
+        seconds += item.duration
+        flops += output_flops(model_config, output, batch=1).total
+        flops_uniform += uniform_head_flops(model_config, 1, output.padded_length).total
+    stats = {
+        "videos": len(dataset),
+        "seconds": seconds,
+        "mean_depth": depth_sum / max(positions, 1.0),
+        "head_flops": flops,
+        "head_flops_uniform": flops_uniform,
+    }
+    return results, stats
+
+
+def predict(
+    checkpoint: Path,
+    annotations: Path,
+    features_dir: Path,
+    split: str = "test",
+    execution: Literal["soft", "hard"] = "hard",
+    runtime: Runtime = "torch",
+    onnx: Path | None = None,
+    engine: Path | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> tuple[dict, dict[str, float]]:
+    """`tzn predict`: -> ({"version", "results", "external_data"}, stats)."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise PredictError("--device cuda was requested but CUDA is not available")
+    model, config = load_model(checkpoint, device)
+    if runtime == "torch":
+        head = torch_head(model, execution)
+    else:
+        if runtime == "onnxruntime" and onnx is None:
+            raise PredictError("--runtime onnxruntime needs --onnx FILE")
+        if runtime == "tensorrt" and engine is None:
+            raise PredictError("--runtime tensorrt needs --engine FILE")
+        head = runtime_head(runtime, onnx, engine)
+    spec = config.features
+    dataset = FeatureDataset(
+        annotations, features_dir, split, feat_stride=spec.feat_stride, num_frames=spec.num_frames,
+        default_fps=spec.default_fps,
+    )  # fmt: skip
+    results, stats = predict_dataset(head, dataset, config, postprocess_settings(config), device, progress)
+    document = {"version": "tzn-predictions-1", "results": results, "external_data": {"used": False}}
+    return document, stats
+
+
+def write_json(path: Path, document: dict) -> None:
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document) + "\n")

@@ -1,0 +1,592 @@
+"""The training loop of TZN (`tzn train`): typed YAML config, AdamW + warm-up/cosine, EMA, resumable runs.
+
+A run directory holds, once an epoch has finished:
+- `config.json` + `model.safetensors`: the EMA weights as a checkpoint (`model.checkpoint.load_checkpoint`);
+- `train_config.yaml`: the resolved training config (command-line overrides applied);
+- `train_log.jsonl`: one line per epoch (losses, mean depth, learning rate, seconds);
+- `state/`: what resuming needs, without pickle: `training_state.safetensors` (model, EMA and optimizer
+  tensors) and `training_state.json` (epoch, iteration, loss normaliser, optimizer hyper-parameters).
+Running `tzn train` again with the same `--output` resumes from the last finished epoch.
+
+Determinism: the initial weights come from `seed`; each epoch reseeds torch with (seed, epoch) and draws
+its video order and crops from generators seeded the same way, so a resumed run repeats what an
+uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from model.checkpoint import CheckpointConfig, FeatureSpec, load_checkpoint, save_checkpoint
+from model.config import ModelConfig
+from model.tzn import TZN
+from training.dataset import Batch, FeatureDataset, collate
+from training.distill import (
+    TEACHER_CACHE,
+    cache_teacher_outputs,
+    install_integer_depth,
+    load_matching_weights,
+    read_teacher_cache,
+    teacher_targets,
+)
+from training.evaluation import evaluate
+from training.losses import (
+    LossNormalizer,
+    LossSettings,
+    boundary_guidance_loss,
+    budget_loss,
+    depth_per_position,
+    detection_losses,
+    kd_class_loss,
+    kd_offset_loss,
+    regression_ranges,
+)
+
+STATE_DIR = "state"
+STATE_TENSORS = "training_state.safetensors"
+STATE_JSON = "training_state.json"
+LOG_NAME = "train_log.jsonl"
+RESOLVED_CONFIG = "train_config.yaml"
+
+
+class TrainConfigError(ValueError):
+    """A training config or run directory that cannot be used; the message names the file and the key."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Configuration
+
+DATA_DERIVED = ("input_dim", "num_classes")
+
+_ModelSectionBase = create_model(
+    "_ModelSectionBase",
+    __config__=ConfigDict(extra="forbid"),
+    **{name: (info.annotation, info) for name, info in ModelConfig.model_fields.items() if name not in DATA_DERIVED},
+)
+
+
+class ModelSection(_ModelSectionBase):
+    """`ModelConfig` without the fields that come from the data (input_dim, num_classes)."""
+
+    def build(self, input_dim: int, num_classes: int) -> ModelConfig:
+        return ModelConfig(input_dim=input_dim, num_classes=num_classes, **self.model_dump())
+
+
+class DataConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    annotations: Path | None = Field(None, description="ActionFormer annotation JSON (or --annotations)")
+    features_dir: Path | None = Field(None, description="directory of <video_id>.npy (or --features)")
+    train_split: str = "training"
+    val_split: str | None = Field(None, description="evaluated with the EMA model after the last epoch")
+    feat_stride: int = Field(4, gt=0)
+    num_frames: int = Field(16, gt=0)
+    default_fps: float | None = Field(None, gt=0)
+    max_seq_len: int | None = Field(2304, gt=0, description="training crops are at most this long")
+    trunc_thresh: float = Field(0.5, ge=0.0, le=1.0)
+    crop_ratio: tuple[float, float] | None = None
+    backbone: str | None = Field(None, description="feature extractor, recorded in the checkpoint")
+
+
+class OptimizerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    warmup_epochs: float = Field(5, ge=0, description="linear warm-up of the learning rate, part of `epochs`")
+    epochs: int = Field(35, ge=1, description="total epochs, warm-up included")
+    batch_size: int = Field(2, ge=1)
+    clip_grad_norm: float | None = Field(1.0, gt=0)
+    ema_decay: float = Field(0.999, ge=0, lt=1)
+
+
+class ATRConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    rho: float = Field(0.76, ge=0, le=1, description="target mean tau (0.76: the paper's 151/198 FLOPs)")
+    budget_weight: float = Field(5.0, ge=0, alias="lambda", description="lambda of lambda * (mean tau - rho)^2")
+    warmup_epochs: int = Field(2, ge=0, description="epochs at full depth (every stem layer everywhere)")
+    ramp_epochs: float = Field(3, ge=0, description="rho goes linearly from 1 to its target over these epochs")
+    boundary_guidance_weight: float = Field(0.0, ge=0, description="0 disables boundary guidance")
+    boundary_guidance_epochs: int = Field(0, ge=0, description="first epochs with boundary guidance")
+    boundary_guidance_radius: float = Field(2.0, ge=0, description="level-0 steps around a boundary")
+
+
+class LossConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cls: float = Field(1.0, ge=0)
+    reg: float = Field(1.0, ge=0)
+    boundary: float = Field(1.0, ge=0)
+    center_radius: float = Field(1.5, gt=0, description="centre sampling radius, in strides")
+    regression_ranges: list[tuple[float, float]] | None = Field(
+        None, description="per level, level-0 steps; default [0,4],[4,8],...,[.,inf) (ActionFormer THUMOS)"
+    )
+    focal_alpha: float = 0.25
+    focal_gamma: float = Field(2.0, ge=0)
+    bdr_smoothness: Literal["none", "l1", "l2"] = "l1"
+    bdr_alpha: float = Field(0.1, ge=0)
+    boundary_sigma: float = Field(1.0, gt=0, description="Gaussian targets of the classification boundary head")
+    init_loss_norm: float = Field(100.0, gt=0)
+    loss_norm_momentum: float = Field(0.9, ge=0, lt=1)
+
+
+class PostprocessConfig(BaseModel):
+    """Saved in the checkpoint's metadata; `tzn predict` uses it (names follow `model.postprocess.postprocess`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    snap: bool = Field(True, description="snap boundaries with the boundary head (BDR or classification)")
+    snap_radius: float = 2.0
+    min_slope: float = 0.5
+    min_boundary_prob: float = 0.1
+    pre_nms_thresh: float = 0.001
+    pre_nms_topk: int = 2000
+    duration_thresh: float = 0.05
+    iou_threshold: float = 0.1
+    sigma: float = 0.5
+    min_score: float = 0.001
+    max_segments: int = 200
+    method: Literal["gaussian", "linear", "hard"] = "gaussian"
+    multiclass: bool = True
+    voting_thresh: float = 0.0
+
+
+class DistillConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    teacher: Path | None = Field(None, description="teacher run directory; set to distil (or --distill-from)")
+    kd_cls: float = Field(1.0, ge=0)
+    kd_reg: float = Field(1.0, ge=0)
+    temperature: float = Field(1.0, gt=0)
+    init_from_teacher: bool = True
+    integer_depth: bool = Field(True, description="hard (binary, straight-through) layer masks in the student")
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: ModelSection = ModelSection()
+    data: DataConfig = DataConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    atr: ATRConfig = ATRConfig()
+    loss: LossConfig = LossConfig()
+    postprocess: PostprocessConfig = PostprocessConfig()
+    distill: DistillConfig = DistillConfig()
+    seed: int = 0
+
+    @field_validator("model")
+    @classmethod
+    def _model_is_buildable(cls, section: ModelSection) -> ModelSection:
+        section.build(input_dim=1, num_classes=1)  # runs ModelConfig's own checks
+        return section
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def _describe(error: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in error.errors())
+
+
+def load_config(path: Path, overrides: dict[str, dict[str, Any]] | None = None) -> TrainConfig:
+    """YAML -> TrainConfig; `overrides` {section: {key: value}} (from the command line) win over the file.
+
+    Unknown keys are errors that name the key ("optimizer.learning_rate: Extra inputs are not permitted").
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise TrainConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as error:
+        raise TrainConfigError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise TrainConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    for section, values in (overrides or {}).items():
+        if not isinstance(raw.get(section, {}), dict):
+            raise TrainConfigError(f"{path}: section {section!r} must be a mapping")
+        raw[section] = {**raw.get(section, {}), **{k: v for k, v in values.items() if v is not None}}
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as error:
+        raise TrainConfigError(f"{path}: {_describe(error)}") from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Schedules
+
+
+def learning_rate(step: int, total_steps: int, warmup_steps: int, base: float, final: float = 1e-8) -> float:
+    """Linear warm-up from 0 over `warmup_steps`, then cosine from `base` to `final` at `total_steps`."""
+    if step < warmup_steps:
+        return base * step / warmup_steps
+    progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
+    return final + 0.5 * (base - final) * (1 + math.cos(math.pi * progress))
+
+
+def atr_target(epoch_progress: float, atr: ATRConfig) -> float | None:
+    """rho at a (fractional) epoch: None during the full-depth warm-up, then 1 -> target over `ramp_epochs`."""
+    if epoch_progress < atr.warmup_epochs:
+        return None
+    if atr.ramp_epochs <= 0:
+        return atr.rho
+    ramp = min((epoch_progress - atr.warmup_epochs) / atr.ramp_epochs, 1.0)
+    return 1.0 + ramp * (atr.rho - 1.0)
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on conv/linear weights only; biases, norms and the per-level scales go without."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (decay if parameter.dim() >= 2 and "norm" not in name else no_decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for ema_value, value in zip(ema.state_dict().values(), model.state_dict().values(), strict=True):
+        if ema_value.is_floating_point():
+            ema_value.lerp_(value, 1.0 - decay)
+        else:
+            ema_value.copy_(value)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Run state (no pickle)
+
+
+def save_state(directory: Path, model: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer, info: dict) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
+    optimizer_state = optimizer.state_dict()
+    for index, values in optimizer_state["state"].items():
+        for key, value in values.items():
+            tensors[f"optimizer.{index}.{key}"] = torch.as_tensor(value)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(directory / (STATE_TENSORS + ".tmp")))
+    info = {**info, "optimizer_param_groups": optimizer_state["param_groups"]}
+    (directory / (STATE_JSON + ".tmp")).write_text(json.dumps(info, indent=1))
+    # tensors first, then the JSON that marks the state complete
+    (directory / (STATE_TENSORS + ".tmp")).replace(directory / STATE_TENSORS)
+    (directory / (STATE_JSON + ".tmp")).replace(directory / STATE_JSON)
+
+
+def load_state(
+    directory: Path, model: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer, device: str
+) -> dict:
+    info = json.loads((directory / STATE_JSON).read_text())
+    tensors = load_file(str(directory / STATE_TENSORS), device=device)
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    state: dict[int, dict[str, Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            # AdamW keeps `step` on the CPU unless capturable/fused
+            state.setdefault(int(index), {})[name] = value.cpu() if name == "step" else value
+    optimizer.load_state_dict({"state": state, "param_groups": info["optimizer_param_groups"]})
+    return info
+
+
+# ---------------------------------------------------------------------------------------------------
+# The loop
+
+
+def _config_difference(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    keys = sorted(set(saved) | set(current))
+    differences = []
+    for key in keys:
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            differences += _config_difference(a, b, f"{prefix}{key}.")
+        elif a != b:
+            differences.append(f"{prefix}{key}")
+    return differences
+
+
+def _prepare_run_directory(output: Path, config: TrainConfig) -> bool:
+    """True when `output` holds a run to resume; errors when it holds something else."""
+    state = output / STATE_DIR / STATE_JSON
+    if state.is_file():
+        saved_path = output / RESOLVED_CONFIG
+        saved = yaml.safe_load(saved_path.read_text()) if saved_path.is_file() else {}
+        current = config.dump()
+        differences = [d for d in _config_difference(saved, current) if d not in ("optimizer.epochs", "data.val_split")]
+        if differences:
+            raise TrainConfigError(
+                f"{output} holds a run with a different config ({', '.join(differences[:5])}); "
+                "resume with the same config or choose a new --output"
+            )
+        return True
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise TrainConfigError(f"{output} exists and is not a TZN run directory; choose a new --output")
+    return False
+
+
+def _datasets(config: TrainConfig) -> tuple[FeatureDataset, FeatureDataset | None]:
+    data = config.data
+    if data.annotations is None or data.features_dir is None:
+        raise TrainConfigError("no data: set data.annotations and data.features_dir, or pass --annotations/--features")
+    common = dict(feat_stride=data.feat_stride, num_frames=data.num_frames, default_fps=data.default_fps)
+    train = FeatureDataset(
+        data.annotations, data.features_dir, data.train_split, max_seq_len=data.max_seq_len, training=True,
+        trunc_thresh=data.trunc_thresh, crop_ratio=data.crop_ratio, seed=config.seed, **common,
+    )  # fmt: skip
+    val = None
+    if data.val_split:
+        val = FeatureDataset(data.annotations, data.features_dir, data.val_split, labels=train.labels, **common)
+    return train, val
+
+
+def _checkpoint_config(
+    config: TrainConfig, model_config: ModelConfig, train: FeatureDataset, extra: dict
+) -> CheckpointConfig:
+    fps = config.data.default_fps or train.videos[0].fps
+    features = FeatureSpec(
+        feat_stride=config.data.feat_stride, num_frames=config.data.num_frames, default_fps=fps,
+        backbone=config.data.backbone,
+    )  # fmt: skip
+    metadata = {"postprocess": config.postprocess.model_dump(mode="json"), **extra}
+    if config.distill.teacher is not None and config.distill.integer_depth and model_config.atr:
+        metadata["atr_depth"] = "integer"
+    return CheckpointConfig(model=model_config, labels=train.labels, features=features, metadata=metadata)
+
+
+def train(
+    config: TrainConfig,
+    output: Path,
+    device: str = "cpu",
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Trains (or resumes) the run in `output`; returns the run directory, a loadable checkpoint."""
+    output = Path(output)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainConfigError("--device cuda was requested but CUDA is not available")
+    train_set, val_set = _datasets(config)
+    model_config = config.model.build(train_set.feature_dim, train_set.num_classes)
+    resume = _prepare_run_directory(output, config)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / RESOLVED_CONFIG).write_text(yaml.safe_dump(config.dump(), sort_keys=False))
+
+    torch.manual_seed(config.seed)
+    model = TZN(model_config).to(device)
+    teacher_cache = None
+    if config.distill.teacher is not None:
+        teacher_cache = _prepare_teacher(config, model, train_set, output, device, progress, log)
+        if config.distill.integer_depth:
+            install_integer_depth(model)
+    ema = copy.deepcopy(model).eval()
+    for parameter in ema.parameters():
+        parameter.requires_grad_(False)
+    optimizer = torch.optim.AdamW(parameter_groups(model, config.optimizer.weight_decay), lr=config.optimizer.lr)
+    normalizer = LossNormalizer(config.loss.init_loss_norm, config.loss.loss_norm_momentum)
+    settings = LossSettings(
+        ranges=[tuple(r) for r in config.loss.regression_ranges]
+        if config.loss.regression_ranges
+        else regression_ranges(model_config.pyramid_levels),
+        center_radius=config.loss.center_radius, focal_alpha=config.loss.focal_alpha,
+        focal_gamma=config.loss.focal_gamma, bdr_smoothness=config.loss.bdr_smoothness,
+        bdr_alpha=config.loss.bdr_alpha, boundary_sigma=config.loss.boundary_sigma,
+    )  # fmt: skip
+    if len(settings.ranges) != model_config.pyramid_levels:
+        raise TrainConfigError(
+            f"loss.regression_ranges has {len(settings.ranges)} entries for {model_config.pyramid_levels} levels"
+        )
+
+    start_epoch, step = 0, 0
+    if resume:
+        info = load_state(output / STATE_DIR, model, ema, optimizer, device)
+        start_epoch, step, normalizer.value = info["epoch"], info["step"], info["loss_normalizer"]
+        log(f"resuming {output} after epoch {start_epoch}")
+    _trim_log(output / LOG_NAME, start_epoch)
+
+    epochs = config.optimizer.epochs
+    steps_per_epoch = math.ceil(len(train_set) / config.optimizer.batch_size)
+    total_steps = epochs * steps_per_epoch
+    warmup_steps = round(config.optimizer.warmup_epochs * steps_per_epoch)
+    for epoch in range(start_epoch, epochs):
+        started = time.perf_counter()
+        torch.manual_seed(config.seed * 100_003 + epoch)
+        train_set.set_epoch(epoch)
+        order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(config.seed * 7919 + epoch))
+        model.train()
+        sums: dict[str, float] = {}
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", disable=None if progress else True)
+        for batch_index in bar:
+            indices = order[batch_index * config.optimizer.batch_size : (batch_index + 1) * config.optimizer.batch_size]
+            batch = collate([train_set[int(i)] for i in indices]).to(device)
+            lr = learning_rate(step, total_steps, warmup_steps, config.optimizer.lr)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            rho = atr_target(epoch + batch_index / steps_per_epoch, config.atr) if model_config.atr else None
+            losses = _batch_losses(model, batch, config, model_config, settings, normalizer, rho, epoch, teacher_cache)
+            optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            if config.optimizer.clip_grad_norm:
+                nn.utils.clip_grad_norm_(model.parameters(), config.optimizer.clip_grad_norm)
+            optimizer.step()
+            update_ema(ema, model, config.optimizer.ema_decay)
+            step += 1
+            for key, value in losses.items():
+                sums[key] = sums.get(key, 0.0) + float(value.detach())
+            bar.set_postfix(loss=f"{float(losses['total'].detach()):.3f}", depth=f"{float(losses['mean_depth']):.2f}")
+        record = {"epoch": epoch + 1, "step": step, "lr": lr}
+        record.update({key: value / steps_per_epoch for key, value in sums.items()})
+        record["seconds"] = time.perf_counter() - started
+        info = {"epoch": epoch + 1, "step": step, "loss_normalizer": normalizer.value, "seed": config.seed}
+        save_state(output / STATE_DIR, model, ema, optimizer, info)
+        save_checkpoint(ema, output, _checkpoint_config(config, model_config, train_set, {"epochs": epoch + 1}))
+        with (output / LOG_NAME).open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        log(
+            f"epoch {epoch + 1}/{epochs}: loss {record['total']:.4f} (cls {record['cls']:.4f}, reg {record['reg']:.4f},"
+            f" boundary {record['boundary']:.4f}) mean depth {record['mean_depth']:.2f}, {record['seconds']:.1f} s"
+        )
+
+    if not (output / "model.safetensors").is_file():  # a finished run resumed with nothing left to do
+        save_checkpoint(ema, output, _checkpoint_config(config, model_config, train_set, {"epochs": epochs}))
+    if val_set is not None:
+        _validate(ema, val_set, config, model_config, train_set, output, device, progress, log)
+    return output
+
+
+def _batch_losses(
+    model: TZN,
+    batch: Batch,
+    config: TrainConfig,
+    model_config: ModelConfig,
+    settings: LossSettings,
+    normalizer: LossNormalizer,
+    rho: float | None,
+    epoch: int,
+    teacher_cache: dict[str, Tensor] | None,
+) -> dict[str, Tensor]:
+    full_depth = model_config.atr and rho is None
+    output = model(batch.features, batch.mask, execution="soft", full_depth=full_depth)
+    losses = detection_losses(output, batch.segments, batch.labels, model_config, settings, normalizer)
+    weights = config.loss
+    total = weights.cls * losses["cls"] + weights.reg * losses["reg"] + weights.boundary * losses["boundary"]
+    valid = output.masks[0]
+    zero = total.new_zeros(())
+    losses["budget"] = losses["guidance"] = zero
+    if output.tau is not None and rho is not None and config.atr.budget_weight > 0:
+        losses["budget"] = budget_loss(output.tau, valid, rho)
+        total = total + config.atr.budget_weight * losses["budget"]
+    guidance = config.atr.boundary_guidance_weight
+    if output.tau is not None and guidance > 0 and epoch < config.atr.boundary_guidance_epochs:
+        losses["guidance"] = boundary_guidance_loss(
+            output.tau, valid, batch.segments, config.atr.boundary_guidance_radius
+        )
+        total = total + guidance * losses["guidance"]
+    if teacher_cache is not None:
+        lengths = [logits.shape[1] for logits in output.cls_logits]
+        t_logits, t_offsets, t_valid = teacher_targets(
+            teacher_cache, batch.video_ids, batch.offsets, lengths, batch.features.device
+        )
+        kd_mask = torch.cat(output.masks, 1) & torch.cat(t_valid, 1)
+        losses["kd_cls"] = kd_class_loss(
+            torch.cat(output.cls_logits, 1), torch.cat(t_logits, 1), kd_mask, config.distill.temperature
+        )
+        losses["kd_reg"] = kd_offset_loss(
+            torch.cat(output.offsets, 1), torch.cat(t_offsets, 1), torch.cat(t_logits, 1), kd_mask
+        )
+        total = total + config.distill.kd_cls * losses["kd_cls"] + config.distill.kd_reg * losses["kd_reg"]
+    with torch.no_grad():
+        losses["mean_depth"] = depth_per_position(output)[valid].mean() if valid.any() else zero
+        if output.tau is not None:
+            losses["mean_tau"] = output.tau[valid].mean() if valid.any() else zero
+    losses["total"] = total
+    return {k: v if k == "total" else v.detach() for k, v in losses.items()}
+
+
+def _prepare_teacher(
+    config: TrainConfig,
+    model: TZN,
+    train_set: FeatureDataset,
+    output: Path,
+    device: str,
+    progress: bool,
+    log: Callable[[str], None],
+) -> dict[str, Tensor]:
+    """Loads the teacher, initialises the student from it (optional) and returns the cached teacher outputs."""
+    teacher, teacher_config = load_checkpoint(config.distill.teacher, device=device)
+    if teacher_config.labels != train_set.labels:
+        raise TrainConfigError(
+            f"teacher {config.distill.teacher} has labels {teacher_config.labels[:5]}..., the data has "
+            f"{train_set.labels[:5]}...; distil on the teacher's classes"
+        )
+    if teacher_config.model.input_dim != train_set.feature_dim:
+        raise TrainConfigError(
+            f"teacher {config.distill.teacher} expects {teacher_config.model.input_dim}-d features, "
+            f"the data has {train_set.feature_dim}"
+        )
+    if config.distill.init_from_teacher:
+        copied = load_matching_weights(model, teacher.state_dict())
+        log(f"student initialised from the teacher: {len(copied)} of {len(model.state_dict())} tensors")
+    path = output / TEACHER_CACHE
+    if path.is_file():
+        return read_teacher_cache(path)
+    whole_videos = FeatureDataset(
+        train_set.annotations_path, train_set.features_dir, train_set.split, train_set.feat_stride,
+        train_set.num_frames, default_fps=config.data.default_fps, labels=train_set.labels,
+    )  # fmt: skip
+    return cache_teacher_outputs(teacher, whole_videos, path, device, progress)
+
+
+def _validate(
+    ema: TZN,
+    val_set: FeatureDataset,
+    config: TrainConfig,
+    model_config: ModelConfig,
+    train_set: FeatureDataset,
+    output: Path,
+    device: str,
+    progress: bool,
+    log: Callable[[str], None],
+) -> None:
+    """mAP of the EMA model on the validation split, appended to the log and saved in the checkpoint metadata."""
+    from training.predict import load_model, postprocess_settings, predict_dataset, torch_head
+
+    model, checkpoint_config = load_model(output, device)
+    results, stats = predict_dataset(
+        torch_head(model, "hard"), val_set, checkpoint_config, postprocess_settings(checkpoint_config), device,
+        progress,
+    )  # fmt: skip
+    annotations = json.loads(Path(val_set.annotations_path).read_text())
+    metrics = evaluate(annotations, {"results": results}, val_set.split)
+    summary = {"split": val_set.split, "mAP": metrics["mAP"], "average": metrics["average"], **stats}
+    with (output / LOG_NAME).open("a") as handle:
+        handle.write(json.dumps({"validation": summary}) + "\n")
+    log(f"validation ({val_set.split}): average mAP {metrics['average']:.2f}, mean depth {stats['mean_depth']:.2f}")
+    checkpoint_config.metadata["validation"] = summary
+    save_checkpoint(model, output, checkpoint_config)
+
+
+def _trim_log(path: Path, epochs_done: int) -> None:
+    """Drops log lines of epochs after the saved state (a run stopped between the log and the state)."""
+    if not path.is_file():
+        return
+    kept = [
+        line
+        for line in path.read_text().splitlines()
+        if line.strip() and json.loads(line).get("epoch", 0) <= epochs_done and "validation" not in json.loads(line)
+    ]
+    path.write_text("".join(line + "\n" for line in kept))
