@@ -16,12 +16,13 @@ Everything runs on the device of its inputs and uses no compiled extension.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from model.bdr import snap_boundaries, snap_to_peaks
+from model.tzn import TZNOutput
 
 # ActionFormer adds 1e-6 to every segment length before computing tIoU; kept for parity of scores.
 _LENGTH_EPS = 1e-6
@@ -252,6 +253,20 @@ def postprocess(
         )
         results.append(kept)
     return results
+
+
+def detect(output: TZNOutput, boundary_head: str, snap: bool = True, **settings: Any) -> list[Detections]:
+    """`postprocess` of a forward pass: snaps with the level-0 boundary head the model has (BDR fields or
+    classification logits) unless `snap` is False; `settings` are postprocess's keyword arguments."""
+    boundary = output.boundary[0] if (snap and output.boundary) else None
+    return postprocess(
+        output.cls_logits,
+        output.offsets,
+        output.masks,
+        bdr_fields=boundary if boundary_head == "bdr" else None,
+        boundary_logits=boundary if boundary_head == "classification" else None,
+        **settings,
+    )
 
 
 def grid_to_seconds(grid: Tensor, fps: float, feat_stride: int, num_frames: int) -> Tensor:

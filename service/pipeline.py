@@ -16,10 +16,11 @@ from export.runtime import load_head
 from model.backbones import SPECS, BackboneSpec, build_backbone, flops_per_unit
 from model.checkpoint import CheckpointConfig
 from model.flops import output_flops, uniform_head_flops
-from model.postprocess import detections_to_seconds, postprocess
+from model.postprocess import detect, detections_to_seconds
 from model.tzn import TZNOutput
 from service.settings import Settings
 from service.video import ClipSpec, VideoInfo, decode_frames, group_clips
+from training.predict import postprocess_settings
 
 
 class ConfigurationError(Exception):
@@ -208,15 +209,9 @@ class Localizer:
         )
 
     def _segments(self, output: TZNOutput, extracted: VideoFeatures, min_score: float, top_k: int) -> list[dict]:
-        boundary_kind = self.config.model.boundary_head
-        level0 = output.boundary[0] if output.boundary else None
-        detections = postprocess(
-            output.cls_logits,
-            output.offsets,
-            output.masks,
-            bdr_fields=level0 if boundary_kind == "bdr" else None,
-            boundary_logits=level0 if boundary_kind == "classification" else None,
-        )[0]
+        settings = postprocess_settings(self.config)  # the training run's snap and NMS settings
+        snap = settings.pop("snap", True)
+        detections = detect(output, self.config.model.boundary_head, snap, **settings)[0]
         spec = self.extractor.spec
         start_s = float(extracted.clip_times[0] - (spec.frames_per_clip / 2) / spec.sample_fps)
         seconds = detections_to_seconds(

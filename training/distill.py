@@ -8,9 +8,9 @@ What it does:
 2. The student is an ATR model whose stem uses *integer* depths: the tau predictor's output is rounded so
    that D = D_min + tau (L_max - D_min) is a whole number of layers (straight-through: the forward pass
    uses the rounded value, the backward pass the gradient of the continuous one). Every layer mask is then
-   0 or 1, so hard execution skips whole layers of a position, with no blending. The rounding is installed
-   as a forward hook on the tau predictor (`install_integer_depth`); the checkpoint records it in its
-   metadata (`"atr_depth": "integer"`) and `training.predict` installs the same hook when loading.
+   0 or 1, so hard execution skips whole layers of a position, with no blending. The rounding is the
+   model's own `integer_depth` switch (model/atr.py `integer_depth_tau`), saved in the checkpoint's model
+   config, so predict, export and the service all run the student as it was trained.
 3. Loss = the ground-truth losses + KD: a sigmoid KD loss on the class logits (`kd_class_loss`) and a
    confidence-weighted centre-DIoU on the offsets (`kd_offset_loss`) against the cached teacher.
    Training crops are aligned to the teacher's whole-video outputs by their offset (linear interpolation
@@ -33,35 +33,6 @@ from model.tzn import TZN
 from training.dataset import FeatureDataset
 
 TEACHER_CACHE = "teacher_cache.safetensors"
-
-# ---------------------------------------------------------------------------------------------------
-# Integer depth (hard masks)
-
-
-def integer_depth_tau(tau: Tensor, layers: int, min_depth: float, straight_through: bool = True) -> Tensor:
-    """Rounds tau so that D = min_depth + tau * (layers - min_depth) is a whole number in [ceil(min), layers].
-
-    With `straight_through`, the result carries the gradient of the unrounded tau.
-    """
-    span = layers - min_depth
-    if span <= 0:
-        return tau
-    depth = (min_depth + tau * span).round().clamp(min=float(torch.tensor(min_depth).ceil()), max=float(layers))
-    rounded = (depth - min_depth) / span
-    return tau + (rounded - tau).detach() if straight_through else rounded
-
-
-def install_integer_depth(model: TZN, straight_through: bool = True) -> torch.utils.hooks.RemovableHandle | None:
-    """Makes the model's stem use integer depths (binary layer masks); returns the hook handle (None for a
-    uniform model). Padded positions keep tau = 0 (depth D_min)."""
-    if model.tau_predictor is None:
-        return None
-    layers, min_depth = model.config.stem_layers, model.config.min_depth
-
-    def round_tau(_module: nn.Module, _inputs: tuple, tau: Tensor) -> Tensor:
-        return integer_depth_tau(tau, layers, min_depth, straight_through)
-
-    return model.tau_predictor.register_forward_hook(round_tau)
 
 
 def load_matching_weights(student: nn.Module, teacher_state: dict[str, Tensor]) -> list[str]:

@@ -19,10 +19,9 @@ from tqdm import tqdm
 
 from model.checkpoint import CheckpointConfig, load_checkpoint
 from model.flops import output_flops, uniform_head_flops
-from model.postprocess import detections_to_seconds, postprocess
+from model.postprocess import detect, detections_to_seconds
 from model.tzn import TZN, TZNOutput
 from training.dataset import FeatureDataset
-from training.distill import install_integer_depth
 
 Head = Callable[[Tensor, Tensor], TZNOutput]
 Runtime = Literal["torch", "onnxruntime", "tensorrt"]
@@ -56,11 +55,8 @@ def runtime_head(runtime: Runtime, onnx: Path | None = None, engine: Path | None
 
 
 def load_model(checkpoint: Path, device: str = "cpu") -> tuple[TZN, CheckpointConfig]:
-    """A checkpoint's model in eval mode, with the integer-depth hook of distilled students installed."""
-    model, config = load_checkpoint(checkpoint, device=device)
-    if config.metadata.get("atr_depth") == "integer":
-        install_integer_depth(model, straight_through=False)
-    return model, config
+    """A checkpoint's model in eval mode."""
+    return load_checkpoint(checkpoint, device=device)
 
 
 def postprocess_settings(config: CheckpointConfig) -> dict[str, Any]:
@@ -97,15 +93,7 @@ def predict_dataset(
         features = item.features[None].to(device)
         mask = torch.ones(1, features.shape[2], dtype=torch.bool, device=device)
         output = head(features, mask)
-        boundary = output.boundary[0] if (snap and output.boundary) else None
-        detections = postprocess(
-            output.cls_logits,
-            output.offsets,
-            output.masks,
-            bdr_fields=boundary if model_config.boundary_head == "bdr" else None,
-            boundary_logits=boundary if model_config.boundary_head == "classification" else None,
-            **settings,
-        )[0]
+        detections = detect(output, model_config.boundary_head, snap, **settings)[0]
         detections = detections_to_seconds(
             detections.to("cpu"), item.fps, item.feat_stride, item.num_frames, item.duration
         )

@@ -37,7 +37,6 @@ from training.dataset import Batch, FeatureDataset, collate
 from training.distill import (
     TEACHER_CACHE,
     cache_teacher_outputs,
-    install_integer_depth,
     load_matching_weights,
     read_teacher_cache,
     teacher_targets,
@@ -364,8 +363,6 @@ def _checkpoint_config(
         backbone=config.data.backbone,
     )  # fmt: skip
     metadata = {"postprocess": config.postprocess.model_dump(mode="json"), **extra}
-    if config.distill.teacher is not None and config.distill.integer_depth and model_config.atr:
-        metadata["atr_depth"] = "integer"
     return CheckpointConfig(model=model_config, labels=train.labels, features=features, metadata=metadata)
 
 
@@ -382,6 +379,9 @@ def train(
         raise TrainConfigError("--device cuda was requested but CUDA is not available")
     train_set, val_set = _datasets(config)
     model_config = config.model.build(train_set.feature_dim, train_set.num_classes)
+    if config.distill.teacher is not None and config.distill.integer_depth and model_config.atr:
+        # The student's depth is rounded to whole layers (binary masks) in training and in every runtime.
+        model_config = model_config.model_copy(update={"integer_depth": True})
     resume = _prepare_run_directory(output, config)
     output.mkdir(parents=True, exist_ok=True)
     (output / RESOLVED_CONFIG).write_text(yaml.safe_dump(config.dump(), sort_keys=False))
@@ -391,8 +391,6 @@ def train(
     teacher_cache = None
     if config.distill.teacher is not None:
         teacher_cache = _prepare_teacher(config, model, train_set, output, device, progress, log)
-        if config.distill.integer_depth:
-            install_integer_depth(model)
     ema = copy.deepcopy(model).eval()
     for parameter in ema.parameters():
         parameter.requires_grad_(False)

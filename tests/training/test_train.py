@@ -4,11 +4,12 @@ import math
 import pytest
 import torch
 
+from model.atr import integer_depth_tau
 from model.checkpoint import load_checkpoint
 from model.config import ModelConfig
 from model.tzn import TZN
 from service.cli import main
-from training.distill import align_level, install_integer_depth, integer_depth_tau
+from training.distill import align_level
 from training.predict import load_model
 from training.train import (
     ATRConfig,
@@ -135,22 +136,13 @@ def test_distillation_trains_an_integer_depth_student_from_a_cached_teacher(tiny
     log = [json.loads(line) for line in (student / "train_log.jsonl").read_text().splitlines()]
     assert all(math.isfinite(entry["kd_cls"]) and math.isfinite(entry["kd_reg"]) for entry in log)
     _, config = load_checkpoint(student)
-    assert config.metadata["atr_depth"] == "integer"
+    assert config.model.integer_depth is True
     model, _ = load_model(student)
     features = torch.randn(1, 16, 100)
     with torch.no_grad():
         output = model(features, torch.ones(1, 100, dtype=torch.bool), execution="hard")
     depth = output.layer_masks[0, :100].sum(-1)
     assert torch.equal(depth, depth.round())
-
-
-def test_integer_depth_hook_gives_binary_layer_masks():
-    model = TZN(ModelConfig(input_dim=8, num_classes=2, embed_dim=16, n_head=2, attn_block_size=16, tau_hidden=4))
-    handle = install_integer_depth(model, straight_through=False)
-    with torch.no_grad():
-        output = model(torch.randn(1, 8, 40), torch.ones(1, 40, dtype=torch.bool))
-    assert set(output.layer_masks.unique().tolist()) <= {0.0, 1.0}
-    handle.remove()
 
 
 def test_default_config_is_valid():
