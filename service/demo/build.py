@@ -2,7 +2,7 @@
 
     python -m service.demo.build [--workdir /tmp/tzn-demo] [--videos 48] [--device cpu]
 
-1. `training.demo_videos` draws 48 H.264 videos (20-60 s, 320x240, 30 fps) with 2-6 actions each of four
+1. `training.demo_videos` draws 160 H.264 videos (20-60 s, 320x240, 30 fps) with 2-6 actions each of four
    visible classes, 3/4 "training" and 1/4 "test", and their ActionFormer annotations.
 2. Features come from the service's own pipeline (the same decoding, sampling and random-init backbone that
    answers requests), so the demo model sees at training time exactly what it sees when serving.
@@ -35,7 +35,7 @@ CONFIG = REPO / "configs" / "demo.yaml"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/tzn-demo"))
-    parser.add_argument("--videos", type=int, default=48)
+    parser.add_argument("--videos", type=int, default=160)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     work = args.workdir
