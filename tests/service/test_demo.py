@@ -1,0 +1,47 @@
+"""The embedded default: a fresh service with no settings serves the bundled demo model, and it finds the
+actions of the bundled sample video (held out from the demo's training videos)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from service.pipeline import Localizer
+from service.settings import DEMO_CHECKPOINT, Settings
+
+SAMPLE = DEMO_CHECKPOINT.parent / "sample.mp4"
+SAMPLE_ANNOTATIONS = DEMO_CHECKPOINT.parent / "sample.json"
+
+
+def tiou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    overlap = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    return overlap / (max(a[1], b[1]) - min(a[0], b[0]))
+
+
+@pytest.fixture(scope="module")
+def demo_answer():
+    localizer = Localizer(Settings(device="cpu"))  # the defaults: no checkpoint given
+    return localizer, localizer.localize(SAMPLE, SAMPLE.name)
+
+
+def test_default_settings_serve_the_bundled_demo(demo_answer):
+    localizer, _ = demo_answer
+    assert localizer.config.features.backbone == "resnet18-2d"
+    assert localizer.extractor.weights == "random-init"
+    assert localizer.config.labels == sorted(localizer.config.labels) and len(localizer.config.labels) == 4
+
+
+def test_demo_finds_most_actions_of_the_sample_video(demo_answer):
+    _, answer = demo_answer
+    truth = json.loads(SAMPLE_ANNOTATIONS.read_text())["database"]["sample"]["annotations"]
+    found = 0
+    for action in truth:
+        overlaps = [
+            tiou((s["start_s"], s["end_s"]), tuple(action["segment"]))
+            for s in answer.segments
+            if s["label"] == action["label"]
+        ]
+        found += max(overlaps, default=0.0) >= 0.5
+    assert len(truth) >= 2
+    assert found >= 0.75 * len(truth), (found, truth, answer.segments[:10])
