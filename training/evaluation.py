@@ -283,6 +283,42 @@ def evaluate(
     }
 
 
+def boundary_errors(annotations: dict, predictions: dict, split: str, min_tiou: float = 0.5) -> np.ndarray:
+    """Signed boundary errors of the detection matched to each ground truth of `split`.
+
+    Returns (G, 2) float64 seconds, `[predicted start - true start, predicted end - true end]`, one row per
+    ground truth in the order of the annotation file (videos of the split in database order, then their
+    annotation lists); a row is NaN where nothing matches. The match of a ground truth is the highest-scoring
+    prediction of the same video and label with tIoU >= `min_tiou` (ties: the first in list order). Matches
+    are not one-to-one: a prediction may serve two ground truths that overlap heavily.
+    """
+    database = annotations.get("database")
+    if not isinstance(database, dict):
+        raise EvaluationError("annotations have no 'database' dict (ActionFormer/ActivityNet format expected)")
+    results = predictions.get("results") if isinstance(predictions, dict) else None
+    if not isinstance(results, dict):
+        raise EvaluationError("predictions have no 'results' dict (ActivityNet results format expected)")
+    rows = []
+    for video_id, info in database.items():
+        if str(info.get("subset", "")).lower() != split.lower():
+            continue
+        items = results.get(video_id, [])
+        where = f"prediction for video {video_id!r}"
+        labels = np.array([str(item["label"]) for item in items], dtype=object)
+        segments = np.array([_segment(item["segment"], where) for item in items], dtype=np.float64).reshape(-1, 2)
+        scores = np.array([float(item["score"]) for item in items], dtype=np.float64)
+        for annotation in info.get("annotations", []):
+            truth = np.array(_segment(annotation.get("segment"), f"ground truth of video {video_id!r}"))
+            eligible = (labels == annotation["label"]) & (segment_tiou(truth, segments) >= min_tiou)
+            if not eligible.any():
+                rows.append((math.nan, math.nan))
+                continue
+            candidates = np.flatnonzero(eligible)
+            best = candidates[np.argmax(scores[candidates])]  # argmax keeps the first of equal scores
+            rows.append(tuple(segments[best] - truth))
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 2)
+
+
 def evaluate_files(
     annotations_path: str | Path,
     predictions_path: str | Path,

@@ -1,4 +1,5 @@
 import json
+import math
 import random
 
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 
 from training.evaluation import (
     EvaluationError,
+    boundary_errors,
     evaluate,
     evaluate_files,
     interpolated_ap,
@@ -321,3 +323,35 @@ def test_real_thumos_ground_truth_as_predictions_gives_100(tmp_path):
     assert result["average"] == pytest.approx(100.0)
     assert result["num_videos"] == 212 and result["num_classes"] == 20
     assert result["num_ground_truth"] == result["num_predictions"]
+
+
+# ------------------------------------------------------------------------------ boundary errors
+
+
+def brute_boundary_errors(gt_videos, pred_videos, min_tiou):
+    rows = []
+    for video_id, items in gt_videos.items():
+        for gs, ge, label in items:
+            best = None
+            for s, e, pred_label, score in pred_videos.get(video_id, []):
+                overlaps = pred_label == label and brute_tiou((s, e), (gs, ge)) >= min_tiou
+                if overlaps and (best is None or score > best[2]):
+                    best = (s, e, score)
+            rows.append((math.nan, math.nan) if best is None else (best[0] - gs, best[1] - ge))
+    return rows
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_boundary_errors_match_brute_force_on_random_cases(seed):
+    gt_videos, pred_videos = random_case(random.Random(seed))
+    errors = boundary_errors(annotations(gt_videos), results(pred_videos), "test", min_tiou=0.5)
+    expected = np.array(brute_boundary_errors(gt_videos, pred_videos, 0.5), dtype=np.float64).reshape(-1, 2)
+    np.testing.assert_allclose(errors, expected, atol=1e-12)
+
+
+def test_boundary_errors_take_the_highest_scoring_match_and_are_signed():
+    gt = {"v": [(10, 20, "a"), (40, 50, "a")]}
+    pred = {"v": [(11, 19, "a", 0.5), (9, 21.5, "a", 0.9), (10, 20, "b", 1.0), (70, 80, "a", 0.99)]}
+    errors = boundary_errors(annotations(gt), results(pred), "test")
+    np.testing.assert_allclose(errors[0], [-1.0, 1.5])  # the 0.9 detection, not the better-placed 0.5 one
+    assert np.isnan(errors[1]).all()  # no detection of label "a" overlaps [40, 50]

@@ -1,0 +1,613 @@
+"""The results table: Uniform-6, BDR, ATR, TZN and a distilled student on the synthetic THUMOS benchmark.
+
+    PYTHONPATH=. python bench/results.py --seeds 0 1 2 --workdir /tmp/tzn-results [--videos 200] [--epochs N]
+        [--variants ...] [--threads N] [--output docs/results.md]
+
+Per seed: one synthetic dataset with THUMOS14 statistics and heterogeneous boundaries (training.synthetic:
+`--boundary-mix` of the boundaries are linear ramps of 2, 6 or 12 steps, the others sharp cuts), then every
+variant is configs/synthetic_cpu.yaml with model overrides (VARIANTS), trained from the same seed, run over
+the test split (hard ATR execution) and evaluated (mAP at tIoU 0.3:0.1:0.7, short-action mAP).
+
+Measured per run:
+- training cost: wall-clock seconds of `training.train.train` (resume-safe: the epochs' seconds from the run's
+  log plus what the last call spent outside epochs, e.g. the student's teacher pass), relative to Uniform-6;
+- head GFLOPs and latency at T=2304: every trained model runs hard on the same windows of 2304 steps cut from
+  the seed's test features laid end to end (so tau is the trained predictor's), round robin over the models in
+  this one process, median of `--repeats` per model and window, mean over windows; FLOPs from
+  model.flops.output_flops; latency relative to the seed's Uniform-6;
+- R: boundary-error variance ratio. training.evaluation.boundary_errors gives, for every ground-truth action
+  of the test split, the signed start and end errors (s) of the highest-scoring detection of its label with
+  tIoU >= 0.5; R = Var(errors of a variant) / Var(errors of Uniform-6 + classification boundary head), over
+  the boundaries both runs matched. The paper's R is the Uniform-6 + BDR row.
+
+Resumable: the datasets and every run live under --workdir; a run whose directory holds `bench_result.json`
+for the same number of epochs is not redone, and an interrupted training resumes from its last epoch.
+Latency is always measured anew, in this process. Writes --output (Markdown) and the JSON next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.config import ModelConfig
+from model.flops import output_flops
+from model.tzn import TZN
+from training.evaluation import THUMOS_TIOUS, boundary_errors, evaluate
+from training.predict import load_model, predict
+from training.synthetic import generate_synthetic_dataset
+from training.train import LOG_NAME, TrainConfig, load_config, train
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = ROOT / "configs" / "synthetic_cpu.yaml"
+RESULT_NAME = "bench_result.json"
+TIMING_NAME = "bench_timing.json"
+LATENCY_LENGTH = 2304
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    model: dict[str, object]
+    teacher: str | None = None  # key of the variant whose run of the same seed is the distillation teacher
+    notes: str = ""
+
+
+# The student learns from the seed's Uniform-6 + BDR run: a uniform teacher of the same size shares every
+# tensor but the tau predictor, so the student starts from it (init_from_teacher) and its own cost stays that
+# of one ATR training; a TZN teacher would put a second ATR training on the student's bill.
+VARIANTS: dict[str, Variant] = {
+    "uniform6": Variant("Uniform-6", {"atr": False, "boundary_head": "none"}),
+    "uniform6_bdr": Variant("Uniform-6 + BDR", {"atr": False, "boundary_head": "bdr"}),
+    "uniform6_cls": Variant(
+        "Uniform-6 + cls. boundary", {"atr": False, "boundary_head": "classification"}, notes="reference of R"
+    ),
+    "atr": Variant("ATR", {"atr": True, "boundary_head": "none"}),
+    "tzn": Variant("TZN (ATR + BDR)", {"atr": True, "boundary_head": "bdr"}),
+    "tzn_distilled": Variant(
+        "TZN distilled", {"atr": True, "boundary_head": "bdr"}, teacher="uniform6_bdr", notes="teacher: Uniform-6 + BDR"
+    ),
+}
+BASELINE, R_REFERENCE = "uniform6", "uniform6_cls"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pure helpers
+
+
+def mean_std(values: list[float | None]) -> tuple[float, float] | None:
+    """Mean and sample standard deviation (0 for one value) of the values that are not None/NaN."""
+    kept = [float(v) for v in values if v is not None and not math.isnan(v)]
+    if not kept:
+        return None
+    return statistics.fmean(kept), statistics.stdev(kept) if len(kept) > 1 else 0.0
+
+
+def format_mean_std(summary: tuple[float, float] | None, digits: int = 1, seeds: int = 1) -> str:
+    if summary is None:
+        return "–"
+    mean, std = summary
+    return f"{mean:.{digits}f}" if seeds < 2 else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def window(stream: np.ndarray, start: int, length: int) -> np.ndarray:
+    """(T, C) features laid end to end -> (length, C) from `start`, wrapping around (tiling) past the end."""
+    return stream[(start + np.arange(length)) % stream.shape[0]]
+
+
+def variance_ratio(errors: np.ndarray, reference: np.ndarray) -> tuple[float, int]:
+    """Var(errors) / Var(reference) over the entries finite in both (same boundaries), and how many there are."""
+    both = np.isfinite(errors) & np.isfinite(reference)
+    count = int(both.sum())
+    if count < 2 or np.var(reference[both]) == 0:
+        return math.nan, count
+    return float(np.var(errors[both]) / np.var(reference[both])), count
+
+
+def ground_truth_widths(annotations: dict, split: str) -> np.ndarray:
+    """(G, 2) synthetic ramp widths [start, end] (0 = sharp), in `boundary_errors`' order; -1 where unknown."""
+    widths = [
+        annotation.get("boundary_widths", [-1, -1])
+        for info in annotations["database"].values()
+        if str(info.get("subset", "")).lower() == split.lower()
+        for annotation in info.get("annotations", [])
+    ]
+    return np.asarray(widths, dtype=np.int64).reshape(-1, 2)
+
+
+def relative(values: dict[str, float | None], baseline: str) -> dict[str, float | None]:
+    """Every value divided by the baseline's (None where either is missing)."""
+    base = values.get(baseline)
+    return {k: (v / base if v is not None and base else None) for k, v in values.items()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Data, training, evaluation
+
+
+@dataclass
+class Settings:
+    videos: int
+    max_duration: float
+    boundary_mix: float
+    feature_dim: int = 64
+    classes: int = 8
+
+    @property
+    def data_tag(self) -> str:
+        return f"{self.videos}v-{self.max_duration:g}s-mix{self.boundary_mix:g}-{self.feature_dim}d-{self.classes}c"
+
+
+def dataset(workdir: Path, settings: Settings, seed: int) -> tuple[Path, Path]:
+    """The seed's synthetic dataset (generated once; annotations.json is written last, so it marks completion)."""
+    root = workdir / "data" / f"{settings.data_tag}-seed{seed}"
+    annotations = root / "annotations.json"
+    if not annotations.is_file():
+        print(f"[seed {seed}] generating {settings.videos} synthetic videos in {root}", flush=True)
+        generate_synthetic_dataset(
+            root, num_videos=settings.videos, feature_dim=settings.feature_dim, num_classes=settings.classes,
+            boundary_mix=settings.boundary_mix, max_duration=settings.max_duration, seed=seed,
+        )  # fmt: skip
+    return annotations, root / "features"
+
+
+def run_config(
+    config_path: Path,
+    variant: Variant,
+    annotations: Path,
+    features: Path,
+    seed: int,
+    epochs: int | None,
+    teacher: Path | None,
+) -> TrainConfig:
+    overrides: dict[str, dict] = {
+        "model": dict(variant.model),
+        "data": {"annotations": str(annotations), "features_dir": str(features)},
+        "optimizer": {"epochs": epochs},
+    }
+    if teacher is not None:
+        overrides["distill"] = {"teacher": str(teacher)}
+    config = load_config(config_path, overrides)
+    return TrainConfig.model_validate({**config.dump(), "seed": seed})
+
+
+def _logged_epochs(run_dir: Path) -> list[dict]:
+    path = run_dir / LOG_NAME
+    if not path.is_file():
+        return []
+    return [r for r in map(json.loads, path.read_text().splitlines()) if "epoch" in r]
+
+
+def warm_up() -> None:
+    """Pays the process's one-time costs before any run is timed: the first optimizer imports torch._dynamo
+    (over a second), the first forward/backward sets up autograd; otherwise the first run looks dearer."""
+    model = TZN(ModelConfig(input_dim=8, num_classes=2, embed_dim=16, n_head=2, tau_hidden=8))
+    torch.optim.AdamW(model.parameters()).zero_grad()
+    output = model(torch.randn(1, 8, 64), torch.ones(1, 64, dtype=torch.bool), execution="soft")
+    sum(logits.sum() for logits in output.cls_logits).backward()
+
+
+def train_timed(config: TrainConfig, run_dir: Path, prefix: str) -> float:
+    """Trains (or resumes) the run; returns its wall-clock training seconds (see the module docstring)."""
+    before = len(_logged_epochs(run_dir))
+    started = time.perf_counter()
+    train(config, run_dir, progress=False, log=lambda message: print(f"{prefix} {message}", flush=True))
+    wall = time.perf_counter() - started
+    epochs = _logged_epochs(run_dir)
+    timing_path = run_dir / TIMING_NAME
+    if len(epochs) > before or not timing_path.is_file():
+        overhead = wall - sum(r["seconds"] for r in epochs[before:])
+        timing_path.write_text(json.dumps({"overhead_seconds": overhead, "last_call_wall_seconds": wall}))
+    overhead = json.loads(timing_path.read_text())["overhead_seconds"]
+    return sum(r["seconds"] for r in epochs) + overhead
+
+
+def run_variant(name: str, seed: int, run_dir: Path, config: TrainConfig, annotations: Path, features: Path) -> dict:
+    """Train, predict and evaluate one run (skipped when its bench_result.json is there); returns that result."""
+    prefix = f"[seed {seed}] {name}:"
+    result_path = run_dir / RESULT_NAME
+    if result_path.is_file():
+        result = json.loads(result_path.read_text())
+        if result.get("epochs") == config.optimizer.epochs:
+            print(f"{prefix} done before, reusing {result_path}", flush=True)
+            return result
+    print(f"{prefix} training in {run_dir}", flush=True)
+    train_seconds = train_timed(config, run_dir, prefix)
+    print(f"{prefix} predicting the test split", flush=True)
+    document, stats = predict(run_dir, annotations, features, split="test", execution="hard", progress=False)
+    (run_dir / "predictions.json").write_text(json.dumps(document) + "\n")
+    ground_truth = json.loads(annotations.read_text())
+    metrics = evaluate(ground_truth, document, "test", THUMOS_TIOUS)
+    errors = boundary_errors(ground_truth, document, "test", min_tiou=0.5)
+    result = {
+        "variant": name,
+        "seed": seed,
+        "epochs": config.optimizer.epochs,
+        "train_seconds": train_seconds,
+        "mAP": metrics["mAP"],
+        "average": metrics["average"],
+        "short_actions": metrics["short_actions"],
+        "test_stats": stats,
+        "boundary_errors": [[None if math.isnan(v) else v for v in row] for row in errors.tolist()],
+    }
+    result_path.write_text(json.dumps(result) + "\n")
+    print(f"{prefix} average mAP {metrics['average']:.2f}, mAP@0.7 {metrics['mAP']['0.70']:.2f}", flush=True)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------
+# Head cost at T=2304
+
+
+def latency_windows(annotations: Path, features: Path, count: int, length: int = LATENCY_LENGTH) -> list[torch.Tensor]:
+    """`count` windows (1, C, length) from the test videos' features laid end to end, evenly spaced."""
+    database = json.loads(annotations.read_text())["database"]
+    videos = [v for v, info in database.items() if str(info["subset"]).lower() == "test"]
+    stream = np.concatenate([np.load(features / f"{v}.npy") for v in videos])
+    starts = [round(i * stream.shape[0] / count) for i in range(count)]
+    return [torch.from_numpy(window(stream, start, length).T.copy())[None] for start in starts]
+
+
+def measure_heads(models: dict[str, TZN], windows: list[torch.Tensor], repeats: int) -> dict[str, dict]:
+    """Hard-mode cost of every model on every window: round robin (so drift in machine load hits all models
+    alike), median ms per model and window, then the mean over windows; GFLOPs and mean depth likewise."""
+    times: dict[tuple[str, int], list[float]] = {}
+    flops: dict[str, list[float]] = {name: [] for name in models}
+    depths: dict[str, list[float]] = {name: [] for name in models}
+    with torch.inference_mode():
+        for index, features in enumerate(windows):
+            mask = torch.ones(1, features.shape[2], dtype=torch.bool)
+            for name, model in models.items():  # warm-up, and the counts
+                output = model(features, mask, execution="hard")
+                flops[name].append(output_flops(model.config, output, batch=1).total / 1e9)
+                depths[name].append(float(output.layer_masks[0, : features.shape[2]].sum(-1).mean()))
+            for _ in range(repeats):
+                for name, model in models.items():
+                    started = time.perf_counter()
+                    model(features, mask, execution="hard")
+                    times.setdefault((name, index), []).append(1000 * (time.perf_counter() - started))
+    return {
+        name: {
+            "latency_ms": statistics.fmean(statistics.median(times[name, i]) for i in range(len(windows))),
+            "gflops": statistics.fmean(flops[name]),
+            "mean_depth": statistics.fmean(depths[name]),
+        }
+        for name in models
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# One seed, all seeds
+
+
+def run_seed(seed: int, args: argparse.Namespace, settings: Settings, variants: list[str]) -> dict[str, dict]:
+    annotations, features = dataset(args.workdir, settings, seed)
+    runs_root = args.workdir / "runs" / f"{settings.data_tag}-e{args.epochs or 'cfg'}-seed{seed}"
+    results: dict[str, dict] = {}
+    for name in variants:
+        variant = VARIANTS[name]
+        teacher = runs_root / variant.teacher if variant.teacher else None
+        config = run_config(args.config, variant, annotations, features, seed, args.epochs, teacher)
+        results[name] = run_variant(name, seed, runs_root / name, config, annotations, features)
+
+    print(f"[seed {seed}] head cost at T={LATENCY_LENGTH}: {args.windows} windows x {args.repeats} runs", flush=True)
+    models = {name: load_model(runs_root / name)[0].eval() for name in variants}
+    cost = measure_heads(models, latency_windows(annotations, features, args.windows), args.repeats)
+
+    ground_truth = json.loads(annotations.read_text())
+    widths = ground_truth_widths(ground_truth, "test")
+    reference = np.array(results[R_REFERENCE]["boundary_errors"], dtype=np.float64) if R_REFERENCE in results else None
+    latency = relative({n: cost[n]["latency_ms"] for n in variants}, BASELINE)
+    flops = relative({n: cost[n]["gflops"] for n in variants}, BASELINE)
+    training = relative({n: results[n]["train_seconds"] for n in variants}, BASELINE)
+    rows = {}
+    for name in variants:
+        result = results[name]
+        errors = np.array(result["boundary_errors"], dtype=np.float64).reshape(-1, 2)
+        row = {
+            "mAP": result["mAP"],
+            "average": result["average"],
+            "short_actions": result["short_actions"],
+            "train_seconds": result["train_seconds"],
+            "train_cost": training[name],
+            "test_mean_depth": result["test_stats"]["mean_depth"],
+            "test_head_flops_ratio": result["test_stats"]["head_flops"] / result["test_stats"]["head_flops_uniform"],
+            "gflops_2304": cost[name]["gflops"],
+            "flops_ratio_2304": flops[name],
+            "latency_ms_2304": cost[name]["latency_ms"],
+            "latency_ratio": latency[name],
+            "mean_depth_2304": cost[name]["mean_depth"],
+            "matched_fraction": float(np.isfinite(errors[:, 0]).mean()) if len(errors) else None,
+            "boundary_error_std_s": float(np.nanstd(errors)) if np.isfinite(errors).any() else None,
+        }
+        if reference is not None:
+            row["R"], row["R_boundaries"] = variance_ratio(errors, reference)
+            sharp, ramped = widths == 0, widths > 0
+            row["R_sharp"] = variance_ratio(np.where(sharp, errors, np.nan), reference)[0]
+            row["R_ramped"] = variance_ratio(np.where(ramped, errors, np.nan), reference)[0]
+        rows[name] = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+    return rows
+
+
+def summarize(per_seed: dict[int, dict[str, dict]], variants: list[str]) -> dict[str, dict]:
+    """{variant: {metric: (mean, std)}} over seeds; nested metrics are flattened as 'mAP@0.70', 'short<=3s'."""
+    summary: dict[str, dict] = {}
+    for name in variants:
+        flat: dict[str, list] = {}
+        for rows in per_seed.values():
+            row = rows[name]
+            for key, value in row.items():
+                if key == "mAP":
+                    for threshold, v in value.items():
+                        flat.setdefault(f"mAP@{threshold}", []).append(v)
+                elif key == "short_actions":
+                    for bin_name, v in value.items():
+                        flat.setdefault(f"short{bin_name}", []).append(v)
+                else:
+                    flat.setdefault(key, []).append(value)
+        summary[name] = {key: mean_std(values) for key, values in flat.items()}
+    return summary
+
+
+def paper_comparison(per_seed: dict[int, dict[str, dict]]) -> list[tuple[str, str, list[float | None]]]:
+    """(quantity, paper's claim, per-seed values) for the claims the issue quotes."""
+
+    def per(name: str, key: str, transform=lambda v: v) -> list[float | None]:
+        return [transform(rows[name][key]) if name in rows and rows[name].get(key) is not None else None
+                for rows in per_seed.values()]  # fmt: skip
+
+    def delta(name: str, base: str, threshold: str) -> list[float | None]:
+        return [rows[name]["mAP"][threshold] - rows[base]["mAP"][threshold] if {name, base} <= rows.keys() else None
+                for rows in per_seed.values()]  # fmt: skip
+
+    student_kept = [
+        100 * rows["tzn_distilled"]["average"] / rows["uniform6_bdr"]["average"]
+        if {"tzn_distilled", "uniform6_bdr"} <= rows.keys() and rows["uniform6_bdr"]["average"] > 0
+        else None
+        for rows in per_seed.values()
+    ]
+    return [
+        ("TZN - Uniform-6, mAP@0.7 (points)", "+2.9", delta("tzn", "uniform6", "0.70")),
+        ("Uniform-6 + BDR - Uniform-6, mAP@0.7 (points)", "+1.8 .. +3.1", delta("uniform6_bdr", "uniform6", "0.70")),
+        ("TZN head FLOPs saved at T=2304 (%)", "24", per("tzn", "flops_ratio_2304", lambda v: 100 * (1 - v))),
+        ("TZN head latency saved at T=2304 (%)", "29", per("tzn", "latency_ratio", lambda v: 100 * (1 - v))),
+        ("R of Uniform-6 + BDR (variance ratio)", "0.06 .. 0.30", per("uniform6_bdr", "R")),
+        ("TZN training cost (x Uniform-6)", "1.29", per("tzn", "train_cost")),
+        ("Distilled student training cost (x Uniform-6)", "1.1", per("tzn_distilled", "train_cost")),
+        ("Distilled student avg mAP (% of its teacher's)", "99.5", student_kept),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Report
+
+
+def machine() -> dict:
+    model_name = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        model_name = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                           if line.startswith("model name")), "")  # fmt: skip
+    return {
+        "cpu": model_name or platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def render(document: dict) -> str:
+    summary, per_seed, variants = document["summary"], document["per_seed"], document["variants"]
+    seeds = len(per_seed)
+    tious = [f"{t:.2f}" for t in THUMOS_TIOUS]
+
+    def cell(name: str, key: str, digits: int = 1) -> str:
+        return format_mean_std(summary[name].get(key), digits, seeds)
+
+    lines = [
+        "# Results on the synthetic THUMOS-statistics benchmark",
+        "",
+        f"Generated by `bench/results.py` on {document['date']}; {seeds} seed(s): "
+        f"{', '.join(map(str, per_seed))}. Values are mean ± sample std over seeds (mean alone for one seed).",
+        "",
+        "```",
+        document["command"],
+        "```",
+        "",
+        "| variant | "
+        + " | ".join(f"mAP@{t[:3]}" for t in tious)
+        + " | avg | mAP ≤3 s | GFLOPs @2304 | latency × | R | train cost × |",
+        "|---|" + "---:|" * (len(tious) + 6),
+    ]
+    for name in variants:
+        cells = [cell(name, f"mAP@{t}") for t in tious] + [cell(name, "average"), cell(name, "short<=3s")]
+        cells += [cell(name, "gflops_2304", 3), cell(name, "latency_ratio", 2), cell(name, "R", 2)]
+        cells += [cell(name, "train_cost", 2)]
+        lines.append(f"| {VARIANTS[name].label} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "More of the same runs:",
+        "",
+        "| variant | mAP 3-6 s | mean depth (test) | head FLOPs (test, x uniform) | mean depth @2304 | latency ms @2304 "
+        "| R sharp | R ramped | boundary error std (s) | GT matched | train s |",
+        "|---|" + "---:|" * 10,
+    ]
+    for name in variants:
+        cells = [cell(name, "short3-6s"), cell(name, "test_mean_depth", 2), cell(name, "test_head_flops_ratio", 2)]
+        cells += [cell(name, "mean_depth_2304", 2), cell(name, "latency_ms_2304", 1), cell(name, "R_sharp", 2)]
+        cells += [cell(name, "R_ramped", 2), cell(name, "boundary_error_std_s", 3)]
+        cells += [cell(name, "matched_fraction", 2), cell(name, "train_seconds", 1)]
+        lines.append(f"| {VARIANTS[name].label} | " + " | ".join(cells) + " |")
+
+    lines += [
+        "",
+        "## Against the paper's claims",
+        "",
+        "| quantity | paper | measured | per seed |",
+        "|---|---:|---:|---|",
+    ]
+    for quantity, claim, values in document["paper_comparison"]:
+        shown = ", ".join("–" if v is None else f"{v:.2f}" for v in values)
+        lines.append(f"| {quantity} | {claim} | {format_mean_std(mean_std(values), 2, seeds)} | {shown} |")
+
+    lines += [
+        "",
+        "## Definitions",
+        "",
+        "- Data: per seed, `training.synthetic` with "
+        + ", ".join(f"{k}={v}" for k, v in document["settings"]["data"].items())
+        + "; the `validation` subset trains, `test` is evaluated. Model and training: "
+        f"`{document['settings']['config']}` with the variant's `model` overrides and the seed as `seed`"
+        + (f", `optimizer.epochs` = {document['settings']['epochs']}" if document["settings"]["epochs"] else "")
+        + ".",
+        "- Variants: "
+        + "; ".join(
+            f"{VARIANTS[n].label} = `{json.dumps(VARIANTS[n].model)}`"
+            + (f" ({VARIANTS[n].notes})" if VARIANTS[n].notes else "")
+            for n in variants
+        )
+        + ". The distilled student is the TZN config trained with `distill.teacher` = the seed's Uniform-6 + BDR run "
+        "(a uniform teacher of the same size shares all weights but the tau predictor, so the student starts from "
+        "it; its training cost does not include training the teacher).",
+        "- mAP: ActivityNet protocol (training.evaluation), test split, percent; short-action mAP: ground truths of "
+        "at most 3 s (resp. 3-6 s) as positives.",
+        f"- GFLOPs / latency @2304: each trained model runs hard ATR execution on {document['settings']['windows']} "
+        f"windows of {LATENCY_LENGTH} steps cut from the seed's test features laid end to end (tau from the trained "
+        f"predictor); FLOPs from `model.flops.output_flops`; latency = median of {document['settings']['repeats']} "
+        "runs per window (round robin over the models, one process), mean over windows, ratio to the seed's "
+        "Uniform-6. Mean depth (test) and head FLOPs (test) are totals over the test videos from `tzn predict`'s stats.",
+        "- R: for each test ground truth, the signed start and end errors (s) of the highest-scoring detection of its "
+        "label with tIoU ≥ 0.5 (`training.evaluation.boundary_errors`); R = Var(variant's errors) / Var(errors of "
+        "Uniform-6 + cls. boundary head), same seed, over the boundaries both matched. R sharp / R ramped: only "
+        "boundaries that are sharp cuts / linear ramps in the synthetic data.",
+        "- Training cost: wall-clock seconds of `training.train.train` (all epochs plus what the call spent outside "
+        "them, e.g. the student's teacher pass), ratio to the seed's Uniform-6. Runs of a seed train one after the "
+        "other on the same machine; other load on the machine shows up here.",
+        "",
+        "## Machine",
+        "",
+        "```json",
+        json.dumps(document["machine"], indent=1),
+        "```",
+        "",
+        "## Per seed",
+        "",
+        "| seed | variant | mAP@0.7 | avg | mAP ≤3 s | GFLOPs @2304 | latency ms | R | train s | mean depth (test) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def number(value, digits: int) -> str:
+        return "–" if value is None else f"{value:.{digits}f}"
+
+    for seed, rows in per_seed.items():
+        for name in variants:
+            row = rows[name]
+            cells = [number(row["mAP"]["0.70"], 2), number(row["average"], 2)]
+            cells += [number(row["short_actions"].get("<=3s"), 2), number(row["gflops_2304"], 3)]
+            cells += [number(row["latency_ms_2304"], 1), number(row.get("R"), 3), number(row["train_seconds"], 1)]
+            cells += [number(row["test_mean_depth"], 2)]
+            lines.append(f"| {seed} | {VARIANTS[name].label} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"All numbers, per seed: `{document['json_name']}`.",
+        "",
+        "## Reading",
+        "",
+        "**TODO (lead): fill in after the full run** — where the measurements agree or disagree with the paper's "
+        "claims above, and why.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Command line
+
+
+def selected_variants(requested: list[str]) -> list[str]:
+    """The requested variants plus what they need (the baseline, R's reference, teachers), in VARIANTS order."""
+    wanted = set(requested) | {BASELINE}
+    if any(VARIANTS[n].model.get("boundary_head") != "none" for n in wanted):
+        wanted.add(R_REFERENCE)
+    wanted |= {VARIANTS[n].teacher for n in list(wanted) if VARIANTS[n].teacher}
+    return [name for name in VARIANTS if name in wanted]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--workdir", type=Path, required=True, help="datasets and runs (kept between invocations)")
+    parser.add_argument("--videos", type=int, default=200, help="synthetic videos per seed (about half are test)")
+    parser.add_argument("--max-duration", type=float, default=133.0, help="cap on video length (s)")
+    parser.add_argument("--boundary-mix", type=float, default=0.5, help="share of ramped (gradual) boundaries")
+    parser.add_argument("--epochs", type=int, default=None, help="override the config's optimizer.epochs")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--repeats", type=int, default=10, help="timed runs per model and window at T=2304")
+    parser.add_argument("--windows", type=int, default=3, help="windows of T=2304 steps per seed")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "results.md")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    variants = selected_variants(args.variants)
+    settings = Settings(args.videos, args.max_duration, args.boundary_mix)
+    environment = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ)
+    command = " ".join(filter(None, [environment, "PYTHONPATH=. python bench/results.py", shlex.join(sys.argv[1:])]))
+    print(f"variants: {', '.join(variants)}; seeds: {args.seeds}; torch threads: {torch.get_num_threads()}", flush=True)
+
+    warm_up()
+    per_seed = {seed: run_seed(seed, args, settings, variants) for seed in args.seeds}
+    json_path = args.output.with_suffix(".json")
+    document = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "command": command,
+        "machine": machine(),
+        "settings": {
+            "config": str(
+                args.config.resolve().relative_to(ROOT) if args.config.resolve().is_relative_to(ROOT) else args.config
+            ),
+            "epochs": args.epochs,
+            "data": {
+                "videos": settings.videos,
+                "feature_dim": settings.feature_dim,
+                "classes": settings.classes,
+                "max_duration": settings.max_duration,
+                "boundary_mix": settings.boundary_mix,
+            },
+            "repeats": args.repeats,
+            "windows": args.windows,
+            "min_tiou_for_R": 0.5,
+        },  # fmt: skip
+        "variants": variants,
+        "per_seed": per_seed,
+        "summary": summarize(per_seed, variants),
+        "paper_comparison": paper_comparison(per_seed),
+        "json_name": json_path.name,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(document, indent=1) + "\n")
+    markdown = render(document)
+    args.output.write_text(markdown)
+    print(markdown.split("## Against")[0], flush=True)
+    print(f"wrote {args.output} and {json_path}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,127 @@
+"""The pure helpers of bench/results.py (the benchmark itself is run by hand, not in CI)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from bench.results import (
+    VARIANTS,
+    format_mean_std,
+    ground_truth_widths,
+    mean_std,
+    relative,
+    render,
+    selected_variants,
+    summarize,
+    variance_ratio,
+    window,
+)
+from training.evaluation import boundary_errors
+
+
+def test_mean_std_is_sample_std_and_skips_missing_values():
+    assert mean_std([1.0, 2.0, 3.0, None, math.nan]) == pytest.approx((2.0, 1.0))
+    assert mean_std([4.0]) == (4.0, 0.0)
+    assert mean_std([None]) is None
+
+
+def test_format_mean_std_shows_std_only_over_several_seeds():
+    assert format_mean_std((1.234, 0.5), 2, seeds=3) == "1.23 ± 0.50"
+    assert format_mean_std((1.234, 0.0), 2, seeds=1) == "1.23"
+    assert format_mean_std(None) == "–"
+
+
+def test_window_crops_and_wraps_around_like_tiling():
+    stream = np.arange(10)[:, None] * np.ones((1, 3))
+    np.testing.assert_array_equal(window(stream, 2, 4)[:, 0], [2, 3, 4, 5])
+    np.testing.assert_array_equal(window(stream, 8, 25)[:, 0], [(8 + i) % 10 for i in range(25)])
+
+
+def test_variance_ratio_uses_only_boundaries_both_runs_matched():
+    errors = np.array([[1.0, -1.0], [np.nan, 100.0], [1.0, -1.0]])
+    reference = np.array([[2.0, -2.0], [0.0, np.nan], [2.0, -2.0]])
+    ratio, count = variance_ratio(errors, reference)
+    assert count == 4
+    assert ratio == pytest.approx(0.25)  # same boundaries, half the spread
+
+
+def test_variance_ratio_is_nan_without_enough_common_boundaries():
+    ratio, count = variance_ratio(np.array([[1.0, np.nan]]), np.array([[1.0, 2.0]]))
+    assert math.isnan(ratio) and count == 1
+
+
+def test_ground_truth_widths_follow_boundary_errors_order():
+    annotations = {
+        "database": {
+            "a": {"subset": "test", "annotations": [{"segment": [1, 2], "label": "x", "boundary_widths": [0, 6]}]},
+            "b": {
+                "subset": "validation",
+                "annotations": [{"segment": [1, 2], "label": "x", "boundary_widths": [2, 2]}],
+            },
+            "c": {
+                "subset": "Test",
+                "annotations": [
+                    {"segment": [5, 9], "label": "x", "boundary_widths": [12, 0]},
+                    {"segment": [20, 30], "label": "x"},
+                ],
+            },
+        }
+    }
+    predictions = {"results": {"c": [{"segment": [5.5, 9], "label": "x", "score": 0.9}]}}
+    widths = ground_truth_widths(annotations, "test")
+    errors = boundary_errors(annotations, predictions, "test")
+    np.testing.assert_array_equal(widths, [[0, 6], [12, 0], [-1, -1]])
+    assert len(errors) == len(widths)
+    np.testing.assert_allclose(errors[1], [0.5, 0.0])  # the [5, 9] action of video c, second in both
+
+
+def test_relative_divides_by_the_baseline():
+    assert relative({"base": 2.0, "other": 3.0, "missing": None}, "base") == {
+        "base": 1.0,
+        "other": 1.5,
+        "missing": None,
+    }
+
+
+def test_selected_variants_add_baseline_reference_and_teacher():
+    assert selected_variants(["tzn_distilled"]) == ["uniform6", "uniform6_bdr", "uniform6_cls", "tzn_distilled"]
+    assert selected_variants(["atr"]) == ["uniform6", "atr"]
+
+
+def _row(average: float) -> dict:
+    return {
+        "mAP": {f"{t:.2f}": average for t in (0.3, 0.4, 0.5, 0.6, 0.7)},
+        "average": average,
+        "short_actions": {"<=3s": average / 2, "3-6s": None},
+        "train_seconds": 100.0,
+        "train_cost": 1.0,
+        "gflops_2304": 2.0,
+        "latency_ratio": 1.0,
+        "latency_ms_2304": 40.0,
+        "R": 0.5,
+        "test_mean_depth": 6.0,
+    }
+
+
+def test_summarize_and_render_give_one_row_per_variant_and_leave_the_reading_to_do():
+    variants = ["uniform6", "tzn"]
+    per_seed = {0: {"uniform6": _row(50.0), "tzn": _row(52.0)}, 1: {"uniform6": _row(54.0), "tzn": _row(52.0)}}
+    summary = summarize(per_seed, variants)
+    assert summary["uniform6"]["mAP@0.70"] == pytest.approx((52.0, math.sqrt(8.0)))
+    assert summary["tzn"]["short3-6s"] is None
+    document = {
+        "date": "today",
+        "command": "python bench/results.py --seeds 0 1",
+        "machine": {"cpu_count": 2},
+        "settings": {"config": "c.yaml", "epochs": None, "data": {"videos": 4}, "repeats": 1, "windows": 1},
+        "variants": variants,
+        "per_seed": per_seed,
+        "summary": summary,
+        "paper_comparison": [("TZN - Uniform-6, mAP@0.7 (points)", "+2.9", [2.0, -2.0])],
+        "json_name": "results.json",
+    }
+    markdown = render(document)
+    assert f"| {VARIANTS['uniform6'].label} | 52.0 ± 2.8 |" in markdown
+    assert "python bench/results.py --seeds 0 1" in markdown
+    assert "TODO" in markdown.split("## Reading")[1]
