@@ -5,8 +5,9 @@ The same code path serves `POST /localize`, `tzn localize VIDEO` and `tzn extrac
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,6 @@ class Localization:
     flops: dict[str, float]
     mean_depth: float | None
     realtime_factor: float
-    extra: dict = field(default_factory=dict)
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -75,6 +75,10 @@ class FeatureExtractor:
         self.backbone = backbone.to(device)
         self.flops_per_unit = flops_per_unit(self.backbone)
         self.batch = 64 if self.spec.per_frame else 8
+        # One network computation at a time: concurrent requests overlap their decoding (separate processes)
+        # but not their backbone/head work, which would only oversubscribe the cores (or the GPU) and slow
+        # every request down. Stage times are measured once the lock is held.
+        self.compute_lock = threading.Lock()
 
     @torch.inference_mode()
     def extract(self, path: str | Path, filename: str | None = None) -> VideoFeatures:
@@ -89,6 +93,11 @@ class FeatureExtractor:
             filename=filename,
             tmp_dir=self.settings.temp_dir,
         )
+        decode_ms = (time.perf_counter() - started) * 1000
+        with self.compute_lock:
+            return self._features(frames, timestamps, info, decode_ms)
+
+    def _features(self, frames: np.ndarray, timestamps: np.ndarray, info: VideoInfo, decode_ms: float) -> VideoFeatures:
         decoded = time.perf_counter()
         spec = clip_spec(self.spec)
         if self.spec.per_frame:
@@ -115,7 +124,7 @@ class FeatureExtractor:
             info=info,
             features=features.float().T.contiguous().cpu(),
             clip_times=clip_times,
-            decode_ms=(decoded - started) * 1000,
+            decode_ms=decode_ms,
             features_ms=(done - decoded) * 1000,
             backbone_flops=units * self.flops_per_unit,
         )
@@ -171,13 +180,14 @@ class Localizer:
         min_score = self.settings.min_score if min_score is None else min_score
         top_k = self.settings.top_k if top_k is None else top_k
         extracted = self.extractor.extract(path, filename)
-        started = time.perf_counter()
         features = extracted.features[None]
         mask = torch.ones(1, features.shape[-1], dtype=torch.bool)
-        output = self.head(features, mask)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        head_done = time.perf_counter()
+        with self.extractor.compute_lock:
+            started = time.perf_counter()
+            output = self.head(features, mask)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            head_done = time.perf_counter()
         segments = self._segments(output, extracted, min_score, top_k)
         finished = time.perf_counter()
 
