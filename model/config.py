@@ -24,6 +24,9 @@ class ModelConfig(BaseModel):
     head_layers: int = Field(2, ge=0, description="hidden conv layers in every head")
     head_kernel_size: int = Field(3, ge=1)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    standardize_input: bool = Field(
+        True, description="subtract/divide per-channel feature statistics of the training set (kept in the weights)"
+    )
     prior_prob: float = Field(0.01, gt=0.0, lt=1.0, description="initial foreground probability of the classifier")
 
     # Adaptive Temporal Refinement

@@ -81,6 +81,10 @@ class TZN(nn.Module):
         super().__init__()
         self.config = config
         d, k = config.embed_dim, config.head_kernel_size
+        # Per-channel statistics of the training features (identity until training sets them); backbone
+        # features are often far from zero-mean (post-ReLU pooling) and train poorly without this.
+        self.register_buffer("input_mean", torch.zeros(config.input_dim))
+        self.register_buffer("input_std", torch.ones(config.input_dim))
         self.embed = nn.ModuleList([MaskedConv(config.input_dim, d, 3), MaskedConv(d, d, 3)])
         self.embed_norms = nn.ModuleList([ChannelNorm(d), ChannelNorm(d)])
         self.tau_predictor = TauPredictor(d, config.tau_hidden) if config.atr else None
@@ -99,6 +103,14 @@ class TZN(nn.Module):
         self.reg_scales = nn.Parameter(torch.ones(config.pyramid_levels))
         self.boundary_head = ConvHead(d, 2, config.head_layers, k) if config.boundary_head != "none" else None
         self._init_weights()
+
+    @torch.no_grad()
+    def set_input_statistics(self, mean: Tensor, std: Tensor) -> None:
+        """Per-channel mean/std (C_in,) of the training features, applied to every input when
+        config.standardize_input is set (a no-op otherwise)."""
+        if self.config.standardize_input:
+            self.input_mean.copy_(mean)
+            self.input_std.copy_(std.clamp(min=1e-6))
 
     def _init_weights(self) -> None:
         prior = self.config.prior_prob
@@ -125,6 +137,7 @@ class TZN(nn.Module):
         if features.shape[1] != self.config.input_dim:
             raise ValueError(f"features have {features.shape[1]} channels, the model expects {self.config.input_dim}")
         mask = mask.to(torch.bool)
+        features = (features - self.input_mean[:, None]) / self.input_std[:, None]
         x = pad_to_multiple(features, self.config.max_stride, dim=2)
         mask = pad_to_multiple(mask, self.config.max_stride, dim=1)
         x = x * mask[:, None].to(x.dtype)

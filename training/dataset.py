@@ -219,6 +219,19 @@ class FeatureDataset(Dataset):
     def __len__(self) -> int:
         return len(self.videos)
 
+    def feature_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and std (C,) over every position of every video of the split (whole videos)."""
+        total = squares = None
+        count = 0
+        for video in self.videos:
+            features = np.load(video.path).astype(np.float64)
+            total = features.sum(0) if total is None else total + features.sum(0)
+            squares = (features**2).sum(0) if squares is None else squares + (features**2).sum(0)
+            count += features.shape[0]
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+        return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
+
     def __getitem__(self, index: int) -> VideoItem:
         video = self.videos[index]
         features = np.load(video.path)

@@ -387,7 +387,9 @@ def train(
     (output / RESOLVED_CONFIG).write_text(yaml.safe_dump(config.dump(), sort_keys=False))
 
     torch.manual_seed(config.seed)
-    model = TZN(model_config).to(device)
+    model = TZN(model_config)
+    model.set_input_statistics(*train_set.feature_statistics())
+    model = model.to(device)
     teacher_cache = None
     if config.distill.teacher is not None:
         teacher_cache = _prepare_teacher(config, model, train_set, output, device, progress, log)

@@ -68,3 +68,20 @@ def test_thumos_size_config_builds_the_actionformer_sizes():
 def test_invalid_configs_are_rejected_with_the_reason(overrides, message):
     with pytest.raises(ValueError, match=message):
         ModelConfig(**overrides)
+
+
+def test_input_statistics_standardize_features_before_the_embedding():
+    torch.manual_seed(0)
+    model = TZN(small_config()).eval()
+    features = torch.randn(1, 24, 40) * 3 + 5
+    mean, std = torch.full((24,), 5.0), torch.full((24,), 3.0)
+    reference = TZN(small_config()).eval()
+    reference.load_state_dict(model.state_dict())
+    model.set_input_statistics(mean, std)
+    mask = torch.ones(1, 40, dtype=torch.bool)
+    with torch.no_grad():
+        standardized = reference(((features - 5) / 3), mask).cls_logits[0]
+        assert torch.allclose(model(features, mask).cls_logits[0], standardized, atol=1e-5)
+    unchanged = TZN(small_config(standardize_input=False))
+    unchanged.set_input_statistics(mean, std)
+    assert torch.equal(unchanged.input_mean, torch.zeros(24))

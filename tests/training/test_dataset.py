@@ -208,3 +208,12 @@ def test_collate_pads_and_masks(data):
     assert (batch.features[1, :, 50:] == 0).all()
     assert torch.equal(batch.features[1, :, :50], dataset[1].features)
     assert [len(s) for s in batch.segments] == [2, 1] and batch.video_ids == ["train_a", "train_b"]
+
+
+def test_feature_statistics_are_the_per_channel_mean_and_std_of_whole_videos(tmp_path):
+    annotations, features = write_data(tmp_path, {"a": ("test", []), "b": ("test", [])}, {"a": 10, "b": 7})
+    dataset = FeatureDataset(annotations, features, split="test", feat_stride=STRIDE, num_frames=FRAMES)
+    everything = np.concatenate([np.load(features / "a.npy"), np.load(features / "b.npy")])
+    mean, std = dataset.feature_statistics()
+    assert np.allclose(mean.numpy(), everything.mean(0), atol=1e-5)
+    assert np.allclose(std.numpy(), everything.std(0), atol=1e-5)
