@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.checkpoint import read_checkpoint_config
 from service.cli import main as tzn
 from service.pipeline import FeatureExtractor, resolve_device
 from service.settings import Settings
@@ -59,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
 
     target = DEMO / "checkpoint"
     target.mkdir(exist_ok=True)
-    for name in ("config.json", "model.safetensors"):
-        shutil.copy(run / name, target / name)
+    shutil.copyfile(run / "model.safetensors", target / "model.safetensors")
+    config = read_checkpoint_config(run)
+    config.metadata["name"] = "tzn-demo"
+    (target / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
     sample = plan_video(0, 2026, 30.0, 30, 320, 240, "test")
     write_video(sample, DEMO / "sample.mp4")
     (DEMO / "sample.json").write_text(json.dumps({"database": {"sample": annotation_entry(sample)}}, indent=1))
