@@ -20,7 +20,7 @@ from model.flops import output_flops, uniform_head_flops
 from model.postprocess import detect, detections_to_seconds
 from model.tzn import TZNOutput
 from service.settings import Settings
-from service.video import ClipSpec, VideoInfo, decode_frames, group_clips
+from service.video import ClipSpec, VideoInfo, decode_frames, group_clips, warm_up_decoder
 from training.predict import postprocess_settings
 
 
@@ -165,6 +165,7 @@ class Localizer:
 
     @torch.inference_mode()
     def warm_up(self) -> None:
+        warm_up_decoder()
         spec = self.extractor.spec
         frames = torch.zeros(spec.frames_per_clip, spec.size, spec.size, 3, dtype=torch.uint8, device=self.device)
         if spec.per_frame:

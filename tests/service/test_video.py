@@ -252,3 +252,12 @@ def test_video_shorter_than_a_clip_gives_one_padded_clip():
     assert clips.shape == (1, 8, 1, 1, 3)
     np.testing.assert_array_equal(clips[0, :, 0, 0, 0], [0, 1, 2, 3, 4, 4, 4, 4])
     np.testing.assert_allclose(centres, [2.0])
+
+
+def test_fork_server_preloads_the_heavy_modules_the_parent_holds():
+    # Children re-import the parent's main module; with torch preloaded in the fork server that costs nothing.
+    import torch  # noqa: F401  (the service process always holds it)
+
+    from service.video import _preload_modules
+
+    assert {"service.video", "torch"} <= set(_preload_modules())
