@@ -43,14 +43,9 @@ def torch_head(model: TZN, execution: Literal["soft", "hard"] = "hard") -> Head:
 
 
 def runtime_head(runtime: Runtime, onnx: Path | None = None, engine: Path | None = None) -> Head:
-    """A head from an exported model (export.runtime, imported only when asked for)."""
-    try:
-        from export.runtime import load_head
-    except ImportError as error:
-        raise PredictError(
-            f"runtime {runtime!r} is not available: export.runtime.load_head could not be imported ({error}); "
-            "use --runtime torch"
-        ) from None
+    """A head from an exported model; onnxruntime / TensorRT are imported only when asked for."""
+    from export.runtime import load_head
+
     return load_head(runtime, onnx=onnx, engine=engine)
 
 

@@ -1,6 +1,5 @@
 """train -> predict -> eval through the real `tzn` entry point, on a tiny model and six short videos."""
 
-import importlib.util
 import json
 
 import pytest
@@ -149,14 +148,23 @@ def test_missing_files_exit_2_with_one_line(argv, message, capsys):
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.skipif(importlib.util.find_spec("export.runtime") is not None, reason="export.runtime exists")
-def test_other_runtimes_fail_clearly_until_export_runtime_exists(trained_run, tiny_data, tmp_path, capsys):
-    code, _, err = run(
-        capsys, "predict", "--checkpoint", str(trained_run), "--annotations", str(tiny_data.annotations),
-        "--features", str(tiny_data.features_dir), "--output", str(tmp_path / "p.json"),
-        "--runtime", "onnxruntime", "--onnx", str(tmp_path / "model.onnx"),
-    )  # fmt: skip
-    assert code == 2 and "runtime 'onnxruntime' is not available" in err
+def test_onnxruntime_predictions_equal_torch_predictions(trained_run, tiny_data, tmp_path, capsys):
+    onnx = tmp_path / "model.onnx"
+    assert run(capsys, "export", "onnx", "--checkpoint", str(trained_run), "--output", str(onnx))[0] == 0
+    common = ["--checkpoint", str(trained_run), "--annotations", str(tiny_data.annotations),
+              "--features", str(tiny_data.features_dir)]  # fmt: skip
+    assert run(capsys, "predict", *common, "--output", str(tmp_path / "torch.json"))[0] == 0
+    assert run(capsys, "predict", *common, "--output", str(tmp_path / "ort.json"),
+               "--runtime", "onnxruntime", "--onnx", str(onnx))[0] == 0  # fmt: skip
+    torch_results = json.loads((tmp_path / "torch.json").read_text())["results"]
+    ort_results = json.loads((tmp_path / "ort.json").read_text())["results"]
+    assert torch_results.keys() == ort_results.keys()
+    for video, expected in torch_results.items():
+        got = ort_results[video]
+        assert [p["label"] for p in got] == [p["label"] for p in expected]
+        for a, b in zip(got, expected, strict=True):
+            assert a["score"] == pytest.approx(b["score"], abs=1e-4)
+            assert a["segment"] == pytest.approx(b["segment"], abs=1e-3)
 
 
 @pytest.mark.cuda
