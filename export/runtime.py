@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from export.onnx import ExportError
 from model.atr import StemStats
 from model.attention import pad_to_multiple
 from model.checkpoint import WEIGHTS_NAME, CheckpointConfig, FeatureSpec, file_sha256, load_checkpoint
@@ -153,11 +154,11 @@ def load_head(
     execution provider). device defaults to cuda when available for torch/tensorrt, cpu for onnxruntime."""
     if runtime == "torch":
         if checkpoint is None:
-            raise ValueError("runtime 'torch' needs checkpoint=RUN_DIR (a directory with config.json)")
+            raise ExportError("runtime 'torch' needs checkpoint=RUN_DIR (a directory with config.json)")
         return TorchHead(checkpoint, _device(device, "cuda" if torch.cuda.is_available() else "cpu"))
     if runtime == "onnxruntime":
         if onnx is None:
-            raise ValueError("runtime 'onnxruntime' needs onnx=FILE (from `tzn export onnx`)")
+            raise ExportError("runtime 'onnxruntime' needs onnx=FILE (from `tzn export onnx`)")
         return OnnxRuntimeHead(onnx, _device(device, "cpu"))
     if runtime == "tensorrt":
         from export.tensorrt import TensorRTHead, tensorrt_execution_provider_head
@@ -166,8 +167,8 @@ def load_head(
             return TensorRTHead(engine, _device(device, "cuda"))
         if onnx is not None:
             return tensorrt_execution_provider_head(onnx, _device(device, "cuda"))
-        raise ValueError("runtime 'tensorrt' needs engine=FILE (from `tzn export tensorrt`) or onnx=FILE")
-    raise ValueError(f"unknown runtime {runtime!r}: choose torch, onnxruntime or tensorrt")
+        raise ExportError("runtime 'tensorrt' needs engine=FILE (from `tzn export tensorrt`) or onnx=FILE")
+    raise ExportError(f"unknown runtime {runtime!r}: choose torch, onnxruntime or tensorrt")
 
 
 def _device(device: str | torch.device | None, default: str) -> torch.device:

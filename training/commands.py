@@ -57,10 +57,15 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
 
 def _bad_input_errors() -> tuple[type[Exception], ...]:
+    from export.onnx import ExportError
+    from export.tensorrt import TensorRTError
     from training.predict import PredictError
     from training.train import TrainConfigError
 
-    return (DatasetError, EvaluationError, CheckpointError, TrainConfigError, PredictError, FileNotFoundError)
+    return (
+        DatasetError, EvaluationError, CheckpointError, TrainConfigError, PredictError, FileNotFoundError,
+        ExportError, TensorRTError,
+    )  # fmt: skip
 
 
 def _guarded(name: str, command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:

@@ -3,6 +3,7 @@ import shutil
 import pytest
 import torch
 
+from export.onnx import ExportError
 from export.runtime import Head, load_head
 from model.checkpoint import load_checkpoint
 from model.postprocess import postprocess
@@ -59,11 +60,11 @@ def test_an_onnx_file_serves_without_its_checkpoint_directory(checkpoint_dir, on
 
 
 def test_load_head_names_what_is_missing():
-    with pytest.raises(ValueError, match="needs onnx=FILE"):
+    with pytest.raises(ExportError, match="needs onnx=FILE"):
         load_head("onnxruntime")
-    with pytest.raises(ValueError, match="needs checkpoint=RUN_DIR"):
+    with pytest.raises(ExportError, match="needs checkpoint=RUN_DIR"):
         load_head("torch")
-    with pytest.raises(ValueError, match="unknown runtime 'tvm'"):
+    with pytest.raises(ExportError, match="unknown runtime 'tvm'"):
         load_head("tvm", onnx="model.onnx")
 
 
