@@ -309,7 +309,7 @@ def create_app(settings: Settings | None = None, localizer: Localizer | None = N
 
 def model_info(localizer: Localizer) -> ModelInfo:
     return ModelInfo(
-        name=str(localizer.config.metadata.get("name", localizer.settings.checkpoint.name)),
+        name=localizer.model_name,
         checkpoint_sha256=localizer.checkpoint_sha256,
         backbone=localizer.extractor.spec.name,
         backbone_weights=localizer.extractor.weights,

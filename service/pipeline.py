@@ -163,6 +163,17 @@ class Localizer:
             )
         self.warm_up()
 
+    @property
+    def model_name(self) -> str:
+        """The checkpoint's own name (metadata "name"), else the name of the file or directory served."""
+        settings = self.settings
+        source = {
+            "torch": settings.checkpoint,
+            "onnxruntime": settings.onnx,
+            "tensorrt": settings.engine or settings.onnx,
+        }
+        return str(self.config.metadata.get("name") or Path(source[settings.runtime]).stem)
+
     @torch.inference_mode()
     def warm_up(self) -> None:
         warm_up_decoder()
