@@ -603,6 +603,10 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(document, indent=1) + "\n")
     markdown = render(document)
+    previous = args.output.read_text() if args.output.exists() else ""
+    if "## Reading" in previous and "**TODO (lead)" not in previous.split("## Reading", 1)[1]:
+        # A reading written by hand for an earlier run is kept (to be checked against the new numbers).
+        markdown = markdown.split("## Reading", 1)[0] + "## Reading" + previous.split("## Reading", 1)[1]
     args.output.write_text(markdown)
     print(markdown.split("## Against")[0], flush=True)
     print(f"wrote {args.output} and {json_path}", flush=True)
