@@ -42,11 +42,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.checkpoint import load_checkpoint
 from model.config import ModelConfig
 from model.flops import output_flops
 from model.tzn import TZN
 from training.evaluation import THUMOS_TIOUS, boundary_errors, evaluate
-from training.predict import load_model, predict
+from training.predict import predict
 from training.synthetic import generate_synthetic_dataset
 from training.train import LOG_NAME, TrainConfig, load_config, train
 
@@ -303,7 +304,7 @@ def run_seed(seed: int, args: argparse.Namespace, settings: Settings, variants: 
         results[name] = run_variant(name, seed, runs_root / name, config, annotations, features)
 
     print(f"[seed {seed}] head cost at T={LATENCY_LENGTH}: {args.windows} windows x {args.repeats} runs", flush=True)
-    models = {name: load_model(runs_root / name)[0].eval() for name in variants}
+    models = {name: load_checkpoint(runs_root / name)[0] for name in variants}
     cost = measure_heads(models, latency_windows(annotations, features, args.windows), args.repeats)
 
     ground_truth = json.loads(annotations.read_text())

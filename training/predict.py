@@ -49,11 +49,6 @@ def runtime_head(runtime: Runtime, onnx: Path | None = None, engine: Path | None
     return load_head(runtime, onnx=onnx, engine=engine)
 
 
-def load_model(checkpoint: Path, device: str = "cpu") -> tuple[TZN, CheckpointConfig]:
-    """A checkpoint's model in eval mode."""
-    return load_checkpoint(checkpoint, device=device)
-
-
 def postprocess_settings(config: CheckpointConfig) -> dict[str, Any]:
     """The training run's postprocess section (snap and NMS settings) as saved in the checkpoint metadata."""
     return dict(config.metadata.get("postprocess", {}))
@@ -129,7 +124,7 @@ def predict(
     """`tzn predict`: -> ({"version", "results", "external_data"}, stats)."""
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise PredictError("--device cuda was requested but CUDA is not available")
-    model, config = load_model(checkpoint, device)
+    model, config = load_checkpoint(checkpoint, device)
     if runtime == "torch":
         head = torch_head(model, execution)
     else:

@@ -563,9 +563,9 @@ def _validate(
     log: Callable[[str], None],
 ) -> None:
     """mAP of the EMA model on the validation split, appended to the log and saved in the checkpoint metadata."""
-    from training.predict import load_model, postprocess_settings, predict_dataset, torch_head
+    from training.predict import postprocess_settings, predict_dataset, torch_head
 
-    model, checkpoint_config = load_model(output, device)
+    model, checkpoint_config = load_checkpoint(output, device)
     results, stats = predict_dataset(
         torch_head(model, "hard"), val_set, checkpoint_config, postprocess_settings(checkpoint_config), device,
         progress,

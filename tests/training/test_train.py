@@ -10,7 +10,6 @@ from model.config import ModelConfig
 from model.tzn import TZN
 from service.cli import main
 from training.distill import align_level
-from training.predict import load_model
 from training.train import (
     ATRConfig,
     TrainConfig,
@@ -137,7 +136,7 @@ def test_distillation_trains_an_integer_depth_student_from_a_cached_teacher(tiny
     assert all(math.isfinite(entry["kd_cls"]) and math.isfinite(entry["kd_reg"]) for entry in log)
     _, config = load_checkpoint(student)
     assert config.model.integer_depth is True
-    model, _ = load_model(student)
+    model, _ = load_checkpoint(student)
     features = torch.randn(1, 16, 100)
     with torch.no_grad():
         output = model(features, torch.ones(1, 100, dtype=torch.bool), execution="hard")
