@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from model.config import ModelConfig
+from model.config import ModelConfig, PostprocessConfig
 from model.tzn import TZN
 
 CONFIG_NAME = "config.json"
@@ -40,21 +40,48 @@ class FeatureSpec(BaseModel):
 
 
 class CheckpointConfig(BaseModel):
+    """How to rebuild the network, what its classes are called (and numbered), which features it reads and
+    how its outputs become segments. Saved as config.json, and inside every ONNX export."""
+
     model_config = ConfigDict(extra="forbid")
 
     format: str = FORMAT
     model: ModelConfig
     labels: list[str]
+    label_ids: list[int] | None = Field(
+        None, description="the annotations' label_id of each label (labels order); None: the label's index"
+    )
     features: FeatureSpec = FeatureSpec()
+    postprocess: PostprocessConfig = PostprocessConfig()
     metadata: dict[str, Any] = Field(default_factory=dict, description="free-form: training run, metrics")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _postprocess_from_metadata(cls, data: Any) -> Any:
+        """Checkpoints written before postprocess was a section kept it in metadata["postprocess"]."""
+        old = isinstance(data, dict) and "postprocess" not in data and isinstance(data.get("metadata"), dict)
+        if old and "postprocess" in data["metadata"]:
+            metadata = dict(data["metadata"])
+            data = {**data, "postprocess": metadata.pop("postprocess"), "metadata": metadata}
+        return data
 
     @model_validator(mode="after")
     def _labels_match(self) -> CheckpointConfig:
         if len(self.labels) != self.model.num_classes:
             raise ValueError(f"{len(self.labels)} labels for a model with num_classes={self.model.num_classes}")
+        if self.label_ids is not None:
+            if len(self.label_ids) != len(self.labels):
+                raise ValueError(f"{len(self.label_ids)} label_ids for {len(self.labels)} labels")
+            if len(set(self.label_ids)) != len(self.label_ids):
+                raise ValueError(f"label_ids {self.label_ids} repeat an id")
         if self.format != FORMAT:
             raise ValueError(f"unknown checkpoint format {self.format!r}, expected {FORMAT!r}")
         return self
+
+
+def label_id(config: CheckpointConfig, index: int) -> int:
+    """The id the annotations gave class `index` of the model (its index when they gave none)."""
+    return config.label_ids[index] if config.label_ids is not None else index
 
 
 def save_checkpoint(model: TZN, directory: str | Path, config: CheckpointConfig) -> Path:

@@ -53,8 +53,8 @@ class Head:
 
     @property
     def postprocess(self) -> PostprocessConfig:
-        """The training run's decoding and Soft-NMS settings (checkpoint metadata "postprocess"), else defaults."""
-        return PostprocessConfig(**self.checkpoint.metadata.get("postprocess", {}))
+        """The training run's decoding and Soft-NMS settings (the checkpoint's postprocess section)."""
+        return self.checkpoint.postprocess
 
     def __call__(self, features: Tensor, mask: Tensor) -> TZNOutput:
         if features.dim() != 3 or mask.shape != (features.shape[0], features.shape[2]):

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from model.backbones import SPECS, build_backbone, flops_per_unit, group_clips
-from model.checkpoint import CheckpointConfig
+from model.checkpoint import CheckpointConfig, label_id
 from model.flops import output_flops, uniform_head_flops
 from model.postprocess import video_segments
 from model.tzn import TZNOutput
@@ -267,7 +267,7 @@ class Localizer:
             found.append(
                 {
                     "label": self.config.labels[label],
-                    "label_id": int(label),
+                    "label_id": label_id(self.config, label),
                     "score": float(score),
                     "start_s": start,
                     "end_s": end,

@@ -187,6 +187,7 @@ class FeatureDataset(Dataset):
             labels = sorted({a["label"] for info in database.values() for a in info.get("annotations", [])})
         self.labels: list[str] = list(labels)
         self.label_ids = {label: i for i, label in enumerate(self.labels)}
+        self.annotation_label_ids = annotation_label_ids(database, self.labels, self.annotations_path)
 
         wanted = split.lower()
         chosen = [vid for vid, info in database.items() if str(info.get("subset", "")).lower() == wanted]
@@ -325,6 +326,26 @@ class FeatureDataset(Dataset):
             segments,
             np.asarray(label_ids, np.int64),
         )
+
+
+def annotation_label_ids(database: dict, labels: Sequence[str], source: Path) -> list[int] | None:
+    """The annotations' `label_id` of each of `labels` (kept through training so that answers use the ids the
+    annotations use); None when some label has no id. Two ids for one label are an error."""
+    seen: dict[str, set[int]] = {}
+    for info in database.values():
+        for annotation in info.get("annotations", []):
+            if "label_id" in annotation and annotation.get("label") is not None:
+                seen.setdefault(annotation["label"], set()).add(int(annotation["label_id"]))
+    conflicting = {label: sorted(ids) for label, ids in seen.items() if len(ids) > 1}
+    if conflicting:
+        label, ids = next(iter(conflicting.items()))
+        raise DatasetError(f"{source}: label {label!r} has label_id {ids[0]} and {ids[1]}; give each label one id")
+    if any(label not in seen for label in labels):
+        return None
+    ids = [next(iter(seen[label])) for label in labels]
+    if len(set(ids)) != len(ids):
+        raise DatasetError(f"{source}: two labels share a label_id ({dict(zip(labels, ids, strict=True))})")
+    return ids
 
 
 def _read_database(path: Path) -> dict:

@@ -198,8 +198,10 @@ def _checkpoint_config(
         feat_stride=config.data.feat_stride, num_frames=config.data.num_frames, default_fps=fps,
         backbone=config.data.backbone,
     )  # fmt: skip
-    metadata = {"postprocess": config.postprocess.model_dump(mode="json"), **extra}
-    return CheckpointConfig(model=model_config, labels=train.labels, features=features, metadata=metadata)
+    return CheckpointConfig(
+        model=model_config, labels=train.labels, label_ids=train.annotation_label_ids, features=features,
+        postprocess=config.postprocess, metadata=dict(extra),
+    )  # fmt: skip
 
 
 def train(

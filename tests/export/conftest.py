@@ -9,6 +9,7 @@ from model.tzn import TZN
 from tests.model.conftest import small_config
 
 LABELS = ["BaseballPitch", "CliffDiving", "Diving", "GolfSwing", "HighJump"]
+LABEL_IDS = [7, 9, 11, 14, 17]  # THUMOS14's ids of these classes
 
 
 def small_checkpoint(directory: Path, seed: int = 0, **overrides) -> Path:
@@ -17,7 +18,8 @@ def small_checkpoint(directory: Path, seed: int = 0, **overrides) -> Path:
     config = small_config(**overrides)
     model = TZN(config).eval()
     spec = FeatureSpec(feat_stride=4, num_frames=16, default_fps=30.0, backbone="i3d")
-    return save_checkpoint(model, directory, CheckpointConfig(model=config, labels=LABELS, features=spec))
+    checkpoint = CheckpointConfig(model=config, labels=LABELS, label_ids=LABEL_IDS, features=spec)
+    return save_checkpoint(model, directory, checkpoint)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from model.tzn import TZN, TZNOutput
 from service.runners import OnnxRuntimeHead, load_head
 from tests.model.conftest import small_config
 
-from .conftest import LABELS
+from .conftest import LABEL_IDS, LABELS
 
 TOLERANCE = 1e-4
 
@@ -75,6 +75,7 @@ def test_file_carries_config_labels_feature_spec_and_checkpoint_sha(onnx_path, c
     _, checkpoint = load_checkpoint(checkpoint_dir)
     assert metadata.checkpoint == checkpoint
     assert metadata.checkpoint.labels == LABELS and metadata.checkpoint.features.backbone == "i3d"
+    assert metadata.checkpoint.label_ids == LABEL_IDS
     assert metadata.checkpoint_sha256 == file_sha256(checkpoint_dir / WEIGHTS_NAME)
     assert metadata.precision == "fp32" and metadata.tau_input is False
 

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from model.checkpoint import CheckpointConfig, CheckpointError, load_checkpoint, save_checkpoint
+from model.checkpoint import CheckpointConfig, CheckpointError, label_id, load_checkpoint, save_checkpoint
 from model.tzn import TZN
 
 from .conftest import small_config
@@ -74,3 +74,36 @@ def test_weights_of_another_model_are_a_mismatch(checkpoint_dir):
 def test_label_count_must_match_num_classes(small_model):
     with pytest.raises(ValueError, match="3 labels for a model with num_classes=5"):
         CheckpointConfig(model=small_model.config, labels=["a", "b", "c"])
+
+
+def test_label_ids_must_name_each_label_once(small_model):
+    with pytest.raises(ValueError, match="4 label_ids for 5 labels"):
+        CheckpointConfig(model=small_model.config, labels=LABELS, label_ids=[1, 2, 3, 4])
+    with pytest.raises(ValueError, match="repeat an id"):
+        CheckpointConfig(model=small_model.config, labels=LABELS, label_ids=[1, 2, 3, 4, 4])
+
+
+def test_label_id_is_the_annotations_id_else_the_index(small_model):
+    with_ids = CheckpointConfig(model=small_model.config, labels=LABELS, label_ids=[10, 20, 30, 40, 50])
+    assert [label_id(with_ids, i) for i in range(5)] == [10, 20, 30, 40, 50]
+    assert [label_id(CheckpointConfig(model=small_model.config, labels=LABELS), i) for i in range(5)] == [0, 1, 2, 3, 4]
+
+
+def test_postprocess_saved_in_metadata_by_older_checkpoints_becomes_the_typed_section(checkpoint_dir):
+    path = checkpoint_dir / "config.json"
+    raw = json.loads(path.read_text())
+    del raw["postprocess"]
+    raw["metadata"] = {"postprocess": {"max_segments": 7, "sigma": 0.25}, "name": "old"}
+    path.write_text(json.dumps(raw))
+    _, config = load_checkpoint(checkpoint_dir)
+    assert config.postprocess.max_segments == 7 and config.postprocess.sigma == 0.25
+    assert config.metadata == {"name": "old"}
+
+
+def test_an_unknown_postprocess_key_fails_at_load_naming_it(checkpoint_dir):
+    path = checkpoint_dir / "config.json"
+    raw = json.loads(path.read_text())
+    raw["postprocess"]["iou_treshold"] = 0.3
+    path.write_text(json.dumps(raw))
+    with pytest.raises(CheckpointError, match=r"postprocess\.iou_treshold: Extra inputs are not permitted"):
+        load_checkpoint(checkpoint_dir)

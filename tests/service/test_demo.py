@@ -45,3 +45,12 @@ def test_demo_finds_most_actions_of_the_sample_video(demo_answer):
         found += max(overlaps, default=0.0) >= 0.5
     assert len(truth) >= 2
     assert found >= 0.75 * len(truth), (found, truth, answer.segments[:10])
+
+
+def test_label_ids_are_the_annotations_ids(demo_answer):
+    _, answer = demo_answer
+    truth = json.loads(SAMPLE_ANNOTATIONS.read_text())["database"]["sample"]["annotations"]
+    ids = {action["label"]: action["label_id"] for action in truth}
+    answered = {segment["label"]: segment["label_id"] for segment in answer.segments}
+    assert ids and all(answered[label] == ids[label] for label in ids if label in answered)
+    assert any(label in answered for label in ids)

@@ -38,7 +38,10 @@ def test_train_writes_a_loadable_checkpoint_log_and_resolved_config(trained_run,
     model, config = load_checkpoint(trained_run)
     assert config.labels == ["Dive", "Jump", "Run"] and config.model.input_dim == 16
     assert config.features.feat_stride == 4 and config.features.num_frames == 16
-    assert config.metadata["postprocess"]["max_segments"] == 20
+    assert config.postprocess.max_segments == 20 and "postprocess" not in config.metadata
+    annotations = json.loads(tiny_data.annotations.read_text())["database"].values()
+    ids = {a["label"]: a["label_id"] for video in annotations for a in video["annotations"]}
+    assert config.label_ids == [ids[label] for label in config.labels]  # the annotations' ids, kept
     log = [json.loads(line) for line in (trained_run / "train_log.jsonl").read_text().splitlines()]
     assert [entry["epoch"] for entry in log] == [1, 2]
     assert {"cls", "reg", "boundary", "budget", "mean_depth", "seconds"} <= log[0].keys()

@@ -7,6 +7,7 @@ import torch
 from training.dataset import (
     DatasetError,
     FeatureDataset,
+    annotation_label_ids,
     collate,
     grid_to_seconds,
     seconds_to_grid,
@@ -217,3 +218,19 @@ def test_feature_statistics_are_the_per_channel_mean_and_std_of_whole_videos(tmp
     mean, std = dataset.feature_statistics()
     assert np.allclose(mean.numpy(), everything.mean(0), atol=1e-5)
     assert np.allclose(std.numpy(), everything.std(0), atol=1e-5)
+
+
+def test_annotation_label_ids_follow_the_label_order():
+    database = {"v": {"annotations": [{"label": "Run", "label_id": 7}, {"label": "Dive", "label_id": 3}]}}
+    assert annotation_label_ids(database, ["Dive", "Run"], "a.json") == [3, 7]
+
+
+def test_a_label_without_an_id_leaves_ids_to_the_index():
+    database = {"v": {"annotations": [{"label": "Run", "label_id": 7}, {"label": "Dive"}]}}
+    assert annotation_label_ids(database, ["Dive", "Run"], "a.json") is None
+
+
+def test_a_label_with_two_ids_is_an_error():
+    database = {"v": {"annotations": [{"label": "Run", "label_id": 7}, {"label": "Run", "label_id": 8}]}}
+    with pytest.raises(DatasetError, match="label 'Run' has label_id 7 and 8"):
+        annotation_label_ids(database, ["Run"], "a.json")
