@@ -32,13 +32,71 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     extract.set_defaults(handler=run_extract_features)
 
 
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def _startup_errors() -> tuple[type[Exception], ...]:
+    """Failures of settings and files that a command reports as one line (exit code 2), not a traceback."""
+    from model.backbones import BackboneError
+    from model.checkpoint import CheckpointError
+    from model.head import HeadError
+    from service.errors import ConfigurationError
+    from service.settings import SettingsError
+
+    return SettingsError, ConfigurationError, CheckpointError, HeadError, BackboneError
+
+
 def run_serve(args: argparse.Namespace) -> int:
+    """Checks the settings, binds the port, then serves; the model loads in the background. Exits 2 with one
+    line on bad settings or a busy port, 1 when the model fails to load (unless TZN_KEEP_UP_ON_LOAD_ERROR)."""
+    import logging
+    import socket
+
     import uvicorn
 
+    from service import preflight
     from service.app import create_app
-    from service.settings import Settings
+    from service.settings import load_settings
 
-    uvicorn.run(create_app(Settings()), host=args.host, port=args.port, log_level="info")
+    try:
+        settings = load_settings()
+        preflight.check(settings)
+    except _startup_errors() as error:
+        print(f"tzn serve: {_one_line(error)}", file=sys.stderr)
+        return 2
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as error:
+        sock.close()
+        print(
+            f"tzn serve: cannot listen on {args.host}:{args.port} ({error.strerror}); is another server running "
+            "there? Stop it or choose another port with --port",
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    failures: list[str] = []
+    servers: list[uvicorn.Server] = []
+
+    def stop_on_load_failure(message: str) -> None:
+        failures.append(message)
+        servers[0].should_exit = True
+
+    on_load_failure = None if settings.keep_up_on_load_error else stop_on_load_failure
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, on_load_failure=on_load_failure), log_level="info"))
+    servers.append(server)
+    server.run(sockets=[sock])
+    if failures:
+        print(
+            f"tzn serve: the model failed to load: {_one_line(failures[0])} "
+            "(set TZN_KEEP_UP_ON_LOAD_ERROR=true to keep serving 503 instead)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -47,14 +105,18 @@ def run_localize(args: argparse.Namespace) -> int:
 
     from service.errors import VideoError
     from service.pipeline import Localizer
-    from service.settings import Settings
+    from service.settings import load_settings
 
+    if not args.video.is_file():
+        problem = "is a directory" if args.video.is_dir() else "no such file"
+        print(f"tzn localize: {args.video}: {problem}; give the path of a video file", file=sys.stderr)
+        return 2
     overrides = {"checkpoint": args.checkpoint} if args.checkpoint else {}
-    localizer = Localizer(Settings(**overrides))
     try:
+        localizer = Localizer(load_settings(**overrides))
         result = localizer.localize(args.video, args.video.name, args.min_score, args.top_k)
-    except VideoError as error:
-        print(f"tzn localize: {error}", file=sys.stderr)
+    except (VideoError, *_startup_errors()) as error:
+        print(f"tzn localize: {_one_line(error)}", file=sys.stderr)
         return 2
     answer = result.response(localizer.model_info(), uuid.uuid4().hex)
     print(json.dumps(answer.model_dump(), indent=2))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from service.errors import EmptyVideoError, NotAVideoError, VideoDecodeError
 
-SUPPORTED = "upload a video file (MP4/MOV, MKV/WebM, AVI, MPEG-TS)"
+SUPPORTED = "expected a video file (MP4/MOV, MKV/WebM, AVI, MPEG-TS)"
 
 _IMAGE_BRANDS = {b"heic", b"heix", b"mif1", b"msf1", b"avif"}
 

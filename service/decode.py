@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.container import SUPPORTED, precheck, sniff_container
 from service.errors import (
@@ -54,7 +54,13 @@ _DECODE_CHUNK = 32  # frames per decord batch; bounds the child's memory beyond 
 
 
 class VideoInfo(BaseModel):
-    """What the source file holds (not the decoded sample): the `video` object of the /localize answer."""
+    """What the source file holds (not the decoded sample): the `video` object of the /localize answer.
+
+    `frames` counts the frames the decoder finds; `frame_times` (not part of the answer) holds the start time
+    of each, so that a time maps to the index of the frame on screen (`frame_at`) even when the header's
+    frame rate promises more frames than the file holds (opencv-doc's tree.avi: 68 frames over 29.6 s at
+    "15 fps").
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -64,6 +70,14 @@ class VideoInfo(BaseModel):
     frames: int
     width: int
     height: int
+    frame_times: tuple[float, ...] = Field((), exclude=True, repr=False)
+
+    def frame_at(self, seconds: float) -> int:
+        """Index of the frame shown at `seconds` (the last frame starting at or before it), in [0, frames)."""
+        if not self.frame_times:
+            return min(max(int(round(seconds * self.fps)), 0), max(self.frames - 1, 0))
+        index = int(np.searchsorted(np.asarray(self.frame_times), seconds + 1e-6, side="right")) - 1
+        return min(max(index, 0), self.frames - 1)
 
 
 # ---------------------------------------------------------------------------------------------------- public API
@@ -237,7 +251,7 @@ def _decode_child(workdir: Path, request: dict[str, Any]) -> dict[str, Any]:
         out[first : first + len(chunk)] = reader.get_batch(chunk.tolist()).asnumpy()
     out.flush()
     del out
-    return {"info": info, "timestamps": starts[indices]}
+    return {"info": {**info, "frame_times": tuple(starts.tolist())}, "timestamps": starts[indices]}
 
 
 # ---------------------------------------------------------------------------------------------------- isolation

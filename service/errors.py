@@ -94,9 +94,11 @@ def error_status(error: Exception) -> tuple[int, str]:
 STATUS_DESCRIPTIONS = {
     400: "Malformed form: not multipart, a missing 'video' field, an unknown field or a bad min_score/top_k",
     401: "Missing or wrong X-API-Key (only when TZN_API_KEY is set)",
+    408: "The upload stalled (TZN_UPLOAD_IDLE_TIMEOUT_S) or was slower than TZN_UPLOAD_MIN_RATE_KIB_S",
     413: "Upload larger than TZN_MAX_UPLOAD_MB, or video longer than TZN_MAX_DURATION_S",
     415: "Not a video: no video stream (an image, a document, random bytes, audio only)",
     422: "A video that cannot be decoded (truncated, corrupt, no frames)",
-    503: "Overloaded (TZN_MAX_CONCURRENT requests in progress; see Retry-After) or the model is not ready",
+    503: "Overloaded (TZN_MAX_CONCURRENT requests or TZN_MAX_CONCURRENT_UPLOADS uploads in progress) or the "
+    "model is not ready; retry after the Retry-After header's seconds",
     504: "Processing took longer than TZN_REQUEST_TIMEOUT_S",
 }

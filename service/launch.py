@@ -22,6 +22,13 @@ def free_port() -> int:
 @contextmanager
 def running_server(env: dict[str, str], log_path: Path, ready_timeout_s: float = 120.0):
     """Starts the service with extra TZN_* `env`; yields its base URL once /health/ready is 200."""
+    with server_process(env, log_path, ready_timeout_s) as (url, _):
+        yield url
+
+
+@contextmanager
+def server_process(env: dict[str, str], log_path: Path, ready_timeout_s: float = 120.0):
+    """`running_server` that also yields the server's `subprocess.Popen`: (url, process)."""
     port = free_port()
     repo = Path(__file__).resolve().parents[2]
     full_env = {**os.environ, **env, "PYTHONPATH": str(repo)}
@@ -44,7 +51,7 @@ def running_server(env: dict[str, str], log_path: Path, ready_timeout_s: float =
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"server not ready after {ready_timeout_s} s: {log_path.read_text()[-2000:]}")
                 time.sleep(0.25)
-            yield url
+            yield url, process
         finally:
             process.terminate()
             try:

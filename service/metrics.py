@@ -8,7 +8,8 @@ stages or components are rejected, so a typo cannot grow the series count).
 What the series mean:
 - `tzn_requests_total{status}`: finished `/localize` requests by HTTP status code ("200", "503", ...).
 - `tzn_request_duration_seconds`: wall time of a `/localize` request, any status.
-- `tzn_stage_duration_seconds{stage}`: decode, features, head, postprocess (same split as `timing_ms`).
+- `tzn_stage_duration_seconds{stage}`: upload, queue, decode, features, head, postprocess (same split as
+  `timing_ms`; the stages add up to the request's wall time).
 - `tzn_flops_total{component}`: FLOPs (2 x MACs) actually spent by `backbone` and `head`, and
   `head_uniform`: what the uniform-depth head (Uniform-6, every stem layer at every position) would have
   cost on the same inputs. It is counted, not spent; it exists so the ATR saving can be computed over any
@@ -49,7 +50,8 @@ from prometheus_client import (
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-STAGES = ("decode", "features", "head", "postprocess")
+from service.schemas import STAGES
+
 FLOP_COMPONENTS = ("backbone", "head", "head_uniform")
 # Statuses the API can answer (DESIGN §4), created at zero so that ratios over them exist from the start.
 KNOWN_STATUSES = ("200", "400", "401", "413", "415", "422", "500", "503", "504")

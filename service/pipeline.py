@@ -24,8 +24,9 @@ from model.postprocess import video_segments
 from model.tzn import TZNOutput
 from service.decode import VideoInfo, decode_frames, warm_up_decoder
 from service.errors import ConfigurationError
+from service.preflight import backbone_for, resolve_device
 from service.runners import load_head
-from service.schemas import Flops, LocalizeResponse, ModelInfo, Segment, Timing, VideoModel
+from service.schemas import STAGES, Flops, LocalizeResponse, ModelInfo, Segment, Timing, VideoModel
 from service.settings import Settings
 
 
@@ -39,6 +40,7 @@ class VideoFeatures:
     decode_ms: float
     features_ms: float
     backbone_flops: int
+    waited_ms: float = 0.0  # for the compute lock, after decoding
 
 
 @dataclass
@@ -61,14 +63,6 @@ class Localization:
             flops=Flops(**self.flops),
             realtime_factor=self.realtime_factor,
         )
-
-
-def resolve_device(choice: str) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise ConfigurationError("TZN_DEVICE=cuda but no CUDA device is available; use auto or cpu")
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
 
 
 class FeatureExtractor:
@@ -102,11 +96,15 @@ class FeatureExtractor:
             filename=filename,
             tmp_dir=self.settings.temp_dir,
         )
-        decode_ms = (time.perf_counter() - started) * 1000
+        decoded = time.perf_counter()
         with self.compute_lock:
-            return self._features(frames, timestamps, info, decode_ms)
+            locked = time.perf_counter()
+            extracted = self._features(frames, timestamps, info)
+        extracted.decode_ms = (decoded - started) * 1000
+        extracted.waited_ms = (locked - decoded) * 1000
+        return extracted
 
-    def _features(self, frames: np.ndarray, timestamps: np.ndarray, info: VideoInfo, decode_ms: float) -> VideoFeatures:
+    def _features(self, frames: np.ndarray, timestamps: np.ndarray, info: VideoInfo) -> VideoFeatures:
         decoded = time.perf_counter()
         spec = self.spec
         if self.spec.per_frame:
@@ -133,7 +131,7 @@ class FeatureExtractor:
             info=info,
             features=features.float().T.contiguous().cpu(),
             clip_times=clip_times,
-            decode_ms=decode_ms,
+            decode_ms=0.0,
             features_ms=(done - decoded) * 1000,
             backbone_flops=units * self.flops_per_unit,
         )
@@ -155,21 +153,8 @@ class Localizer:
         )
         self.config: CheckpointConfig = self.head.checkpoint
         self.checkpoint_sha256 = self.head.checkpoint_sha256
-        backbone_name = settings.backbone or self.config.features.backbone
-        if backbone_name is None:
-            raise ConfigurationError(
-                "the checkpoint does not name the backbone its features came from; set TZN_BACKBONE to it"
-            )
-        if self.config.features.backbone and backbone_name != self.config.features.backbone:
-            raise ConfigurationError(
-                f"the checkpoint was trained on {self.config.features.backbone!r} features, not {backbone_name!r}"
-            )
-        self.extractor = FeatureExtractor(backbone_name, settings.backbone_weights, self.device, settings)
-        spec = self.extractor.spec
-        if self.config.model.input_dim != spec.feature_dim:
-            raise ConfigurationError(
-                f"checkpoint expects {self.config.model.input_dim}-d features, {backbone_name} gives {spec.feature_dim}"
-            )
+        spec = backbone_for(self.config, settings)
+        self.extractor = FeatureExtractor(spec.name, settings.backbone_weights, self.device, settings)
         self.warm_up()
 
     @property
@@ -196,6 +181,8 @@ class Localizer:
 
     @torch.inference_mode()
     def warm_up(self) -> None:
+        """Runs every stage once (decoder process, backbone, head, postprocessing), so that the first request
+        is not slower than the others and a setting that breaks a stage fails here, before readiness."""
         warm_up_decoder()
         spec = self.extractor.spec
         frames = torch.zeros(spec.frames_per_clip, spec.size, spec.size, 3, dtype=torch.uint8, device=self.device)
@@ -204,18 +191,35 @@ class Localizer:
         else:
             self.extractor.backbone(frames[None])
         length = 64
-        self.head(torch.zeros(1, self.config.model.input_dim, length), torch.ones(1, length, dtype=torch.bool))
+        output = self.head(torch.zeros(1, self.config.model.input_dim, length), torch.ones(1, length, dtype=torch.bool))
+        video_segments(
+            output, self.config.model.boundary_head, self.head.postprocess, spec.sample_fps, spec.clip_stride,
+            spec.frames_per_clip, duration=length * spec.clip_stride / spec.sample_fps,
+        )  # fmt: skip
 
     @torch.inference_mode()
-    def localize(self, path: str | Path, filename: str | None = None, min_score: float | None = None,
-                 top_k: int | None = None) -> Localization:  # fmt: skip
+    def localize(
+        self,
+        path: str | Path,
+        filename: str | None = None,
+        min_score: float | None = None,
+        top_k: int | None = None,
+        upload_ms: float = 0.0,
+        received_at: float | None = None,
+    ) -> Localization:
+        """Localizes the actions of the video at `path`. `upload_ms`: how long receiving it took; `received_at`:
+        `time.perf_counter()` when it was received (default: now). Stage times add up to `total`, the wall
+        time from the request's arrival: upload, queue (waiting for a worker and the compute lock), decode,
+        features, head, postprocess."""
+        started = time.perf_counter()
+        received_at = started if received_at is None else received_at
         min_score = self.settings.min_score if min_score is None else min_score
         top_k = self.settings.top_k if top_k is None else top_k
         extracted = self.extractor.extract(path, filename)
         features = extracted.features[None]
         mask = torch.ones(1, features.shape[-1], dtype=torch.bool)
         with self.extractor.compute_lock:
-            started = time.perf_counter()
+            head_started = time.perf_counter()
             output = self.head(features, mask)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
@@ -223,15 +227,19 @@ class Localizer:
         segments = self._segments(output, extracted, min_score, top_k)
         finished = time.perf_counter()
 
-        head = output_flops(self.config.model, output, batch=1).total
-        head_uniform = uniform_head_flops(self.config.model, 1, output.padded_length).total
         timing = {
+            "upload": upload_ms,
+            "queue": 0.0,
             "decode": extracted.decode_ms,
             "features": extracted.features_ms,
-            "head": (head_done - started) * 1000,
+            "head": (head_done - head_started) * 1000,
             "postprocess": (finished - head_done) * 1000,
         }
-        timing["total"] = sum(timing.values())
+        timing["total"] = upload_ms + (finished - received_at) * 1000
+        # Everything that is not a stage is waiting: for a worker thread, for the compute lock (twice).
+        timing["queue"] = max(timing["total"] - sum(timing[k] for k in STAGES if k != "queue"), 0.0)
+        head = output_flops(self.config.model, output, batch=1).total
+        head_uniform = uniform_head_flops(self.config.model, 1, output.padded_length).total
         valid = mask.shape[1]
         mean_depth = float(output.layer_masks[0, :valid].sum(-1).mean()) if output.tau is not None else None
         return Localization(
@@ -271,8 +279,8 @@ class Localizer:
                     "score": float(score),
                     "start_s": start,
                     "end_s": end,
-                    "start_frame": int(round(start * info.fps)),
-                    "end_frame": int(round(end * info.fps)),
+                    "start_frame": info.frame_at(start),
+                    "end_frame": info.frame_at(end),
                 }
             )
         return found

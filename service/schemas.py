@@ -50,7 +50,15 @@ class ModelInfo(BaseModel):
     device: str
 
 
+STAGES = ("upload", "queue", "decode", "features", "head", "postprocess")  # of timing_ms, in request order
+
+
 class Timing(BaseModel):
+    """Milliseconds per stage, in request order; they add up to `total`, the wall time from the request's
+    arrival to its answer (what `realtime_factor` divides by)."""
+
+    upload: float
+    queue: float
     decode: float
     features: float
     head: float
@@ -81,6 +89,7 @@ class Limits(BaseModel):
     max_upload_mb: float
     max_duration_s: float
     max_concurrent: int
+    max_concurrent_uploads: int
     request_timeout_s: float
     api_key_required: bool
 
@@ -101,9 +110,22 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds to wait before retrying (TZN_RETRY_AFTER_S)",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for these error statuses of a route."""
-    return {code: {"model": ErrorResponse, "description": STATUS_DESCRIPTIONS[code]} for code in codes}
+    """OpenAPI `responses` for these error statuses of a route (503 declares its Retry-After header)."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        responses[code] = {"model": ErrorResponse, "description": STATUS_DESCRIPTIONS[code]}
+        if code == 503:
+            responses[code]["headers"] = RETRY_AFTER
+    return responses
 
 
 MULTIPART_BODY = {

@@ -1,11 +1,17 @@
-"""Service settings from `TZN_*` environment variables (pydantic-settings); a wrong value fails at start-up."""
+"""Service settings from `TZN_*` environment variables (pydantic-settings).
+
+`load_settings()` is how the commands read them: a wrong value or an unknown TZN_* variable (a typo such as
+TZN_MAX_UPLAOD_MB) stops start-up with one line that names it (and the closest known setting).
+"""
 
 from __future__ import annotations
 
+import difflib
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model.head import Runtime
@@ -27,7 +33,23 @@ class Settings(BaseSettings):
 
     max_upload_mb: float = Field(512.0, gt=0)
     max_duration_s: float = Field(600.0, gt=0)
-    max_concurrent: int = Field(2, ge=1, description="requests processed at once; more get 503")
+    max_concurrent: int = Field(
+        2, ge=1, description="requests processed at once, counted once their upload is in; more get 503"
+    )
+    max_concurrent_uploads: int = Field(16, ge=1, description="uploads received at once; more get 503")
+    upload_idle_timeout_s: float = Field(30.0, gt=0, description="an upload that sends nothing this long gets 408")
+    upload_min_rate_kib_s: float = Field(
+        16.0, ge=0, description="an upload averaging less than this after upload_rate_grace_s gets 408; 0: off"
+    )
+    upload_rate_grace_s: float = Field(10.0, ge=0, description="seconds before the minimum upload rate applies")
+    drain_max_mb: float = Field(
+        64.0, ge=0, description="after an early error, the rest of the body read and discarded so the client can "
+        "read the answer (a lingering close); beyond this the connection is closed"
+    )  # fmt: skip
+    drain_timeout_s: float = Field(5.0, ge=0, description="longest time spent draining a body after an early error")
+    keep_up_on_load_error: bool = Field(
+        False, description="keep serving 503 when the model fails to load, instead of exiting (tzn serve)"
+    )
     request_timeout_s: float = Field(300.0, gt=0)
     retry_after_s: int = Field(5, ge=1)
     api_key: SecretStr | None = Field(None, description="when set, /localize requires the X-API-Key header")
@@ -38,3 +60,43 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+
+# TZN_* variables read by other tools, not by the service: present in a deployment's environment, not typos.
+OTHER_TOOLS_VARIABLES = {
+    "TZN_MODELS_DIR": "docker-compose.yml",
+    "TZN_WHEELS": "bench/gpu_check.sh",
+    "TZN_THUMOS_ANNOTATIONS": "bench/",
+}
+
+
+class SettingsError(Exception):
+    """A TZN_* variable that is unknown or has a wrong value; the message names it (one line)."""
+
+
+def setting_names() -> list[str]:
+    return [f"TZN_{name.upper()}" for name in Settings.model_fields]
+
+
+def unknown_variable_error(name: str) -> str:
+    """`unknown setting TZN_MAX_UPLAOD_MB; did you mean TZN_MAX_UPLOAD_MB?`"""
+    close = difflib.get_close_matches(name, setting_names(), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}?" if close else f"the settings are {', '.join(setting_names())}"
+    return f"unknown setting {name}; {hint}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, refusing an unknown TZN_* variable (SettingsError naming it and the
+    closest known one) and wrong values (SettingsError naming the variable). `overrides` win (command line)."""
+    for name in sorted(os.environ):
+        if name.startswith("TZN_") and name not in setting_names() and name not in OTHER_TOOLS_VARIABLES:
+            raise SettingsError(unknown_variable_error(name))
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        problems = []
+        for problem in error.errors():
+            field = ".".join(map(str, problem["loc"]))
+            name = f"TZN_{field.upper()}" if field in Settings.model_fields else field or "settings"
+            problems.append(f"{name}: {problem['msg']}")
+        raise SettingsError("; ".join(problems)) from None

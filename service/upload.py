@@ -1,4 +1,9 @@
-"""Streaming multipart parsing of `/localize` uploads, with the size limit enforced while bytes arrive.
+"""Receiving `/localize` uploads: the body as it arrives, and its streaming multipart parsing.
+
+`RequestBody` reads the ASGI body with an idle timeout and a minimum rate (a client trickling bytes gets
+408 instead of holding a slot), and after an early answer (413, 400, ...) reads and discards the rest of the
+body, bounded in bytes and time, so that a client that sends its whole body before reading can read the
+answer (a lingering close, as nginx does) instead of a connection reset.
 
 The video part goes straight to a named temporary file (the decoder process opens it by path); the other
 form fields are small and kept in memory. Nothing is buffered whole, so a huge upload costs at most the
@@ -7,9 +12,11 @@ limit in disk and a chunk in memory before it is refused.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +27,68 @@ from service.errors import UploadError
 FILE_FIELD = "video"
 TEXT_FIELDS = ("min_score", "top_k")
 MAX_TEXT_FIELD_BYTES = 1024
+
+
+Receive = Callable[[], Awaitable[dict]]
+
+
+class RequestBody:
+    """The request body of one ASGI request, read once: `chunks()` for the upload, `drain()` after an early
+    answer. `idle_timeout_s`: longest wait for the next bytes; `min_rate`: bytes/s the upload must average
+    once `grace_s` have passed (0: no minimum)."""
+
+    def __init__(self, receive: Receive, idle_timeout_s: float, min_rate: float = 0.0, grace_s: float = 0.0):
+        self.receive = receive
+        self.idle_timeout_s, self.min_rate, self.grace_s = idle_timeout_s, min_rate, grace_s
+        self.complete = False  # the last body message has been read (or the client is gone)
+        self.received = 0
+
+    async def _next(self, timeout_s: float) -> bytes:
+        message = await asyncio.wait_for(self.receive(), timeout_s)
+        if message["type"] == "http.disconnect":
+            self.complete = True
+            raise UploadError(400, "client_disconnected", "the client closed the connection before the upload ended")
+        self.complete = not message.get("more_body", False)
+        chunk = message.get("body", b"")
+        self.received += len(chunk)
+        return chunk
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body's chunks; UploadError 408 when the client stalls or sends too slowly."""
+        started = time.monotonic()
+        while not self.complete:
+            try:
+                chunk = await self._next(self.idle_timeout_s)
+            except TimeoutError:
+                raise UploadError(
+                    408, "upload_timeout",
+                    f"the upload sent nothing for {self.idle_timeout_s:g} s; send the whole file without pausing",
+                ) from None  # fmt: skip
+            elapsed = time.monotonic() - started
+            too_slow = self.min_rate > 0 and elapsed > self.grace_s and self.received < self.min_rate * elapsed
+            if too_slow and not self.complete:
+                raise UploadError(
+                    408, "upload_too_slow",
+                    f"the upload averaged {self.received / elapsed / 1024:.1f} KiB/s, under the minimum of "
+                    f"{self.min_rate / 1024:g} KiB/s; send it over a faster connection",
+                )  # fmt: skip
+            if chunk:
+                yield chunk
+
+    async def drain(self, max_bytes: int, timeout_s: float) -> bool:
+        """Reads and discards the rest of the body, at most `max_bytes` more within `timeout_s`; True when the
+        body ended (the connection can stay open), False when the bound was reached (close it)."""
+        deadline = time.monotonic() + timeout_s
+        limit = self.received + max_bytes
+        while not self.complete:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.received > limit:
+                return False
+            try:
+                await self._next(remaining)
+            except (TimeoutError, UploadError):
+                return self.complete
+        return True
 
 
 @dataclass

@@ -64,8 +64,9 @@ def test_localize_answers_with_every_documented_field(client, media):
     assert body["model"]["backbone"] == "resnet18-2d" and body["model"]["backbone_weights"] == "random-init"
     assert body["model"]["runtime"] == "torch" and body["model"]["device"] == "cpu"
     timing = body["timing_ms"]
-    parts = timing["decode"] + timing["features"] + timing["head"] + timing["postprocess"]
-    assert timing["total"] == pytest.approx(parts)
+    stages = ["upload", "queue", "decode", "features", "head", "postprocess"]
+    assert list(timing) == [*stages, "total"] and min(timing.values()) >= 0
+    assert timing["total"] == pytest.approx(sum(timing[stage] for stage in stages))
     flops = body["flops"]
     assert flops["backbone"] > 0 and flops["head"] > 0 and flops["total"] == flops["backbone"] + flops["head"]
     assert flops["head_saved_ratio"] == pytest.approx(1 - flops["head"] / flops["head_uniform"])

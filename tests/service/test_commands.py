@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
+import socket
 
 import numpy as np
+import pytest
 
 from training.dataset import FeatureDataset
 from training.demo_videos import generate
@@ -39,3 +42,73 @@ def test_localize_prints_the_same_json_as_the_service(small_checkpoint, media, c
 def test_localize_of_a_bad_file_is_a_one_line_error(small_checkpoint, media, capsys):
     assert main(["localize", str(media / "still.png"), "--checkpoint", str(small_checkpoint)]) == 2
     assert "PNG image, not a video" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ failing fast
+
+
+def serve(capsys, *args: str) -> tuple[int, str]:
+    code = main(["serve", "--host", "127.0.0.1", *args])
+    return code, capsys.readouterr().err.strip()
+
+
+def test_a_misspelled_setting_stops_start_up_naming_the_closest_one(monkeypatch, capsys):
+    monkeypatch.setenv("TZN_MAX_UPLAOD_MB", "5")
+    code, err = serve(capsys)
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "unknown setting TZN_MAX_UPLAOD_MB; did you mean TZN_MAX_UPLOAD_MB?" in err
+
+
+def test_a_wrong_value_stops_start_up_naming_the_variable(monkeypatch, capsys):
+    monkeypatch.setenv("TZN_MAX_CONCURRENT", "zero")
+    code, err = serve(capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and "TZN_MAX_CONCURRENT" in err
+
+
+@pytest.mark.parametrize(
+    ("variables", "words"),
+    [
+        ({"TZN_CHECKPOINT": "/nonexistent/run"}, "checkpoint directory '/nonexistent/run' does not exist"),
+        ({"TZN_RUNTIME": "onnxruntime"}, "TZN_RUNTIME=onnxruntime needs TZN_ONNX"),
+        ({"TZN_RUNTIME": "onnxruntime", "TZN_ONNX": "/nonexistent.onnx"}, "'/nonexistent.onnx' does not exist"),
+        ({"TZN_BACKBONE": "vgg"}, "not 'vgg'"),
+        ({"TZN_BACKBONE_WEIGHTS": "/nonexistent.safetensors"}, "TZN_BACKBONE_WEIGHTS=/nonexistent.safetensors"),
+    ],
+)
+def test_settings_that_cannot_serve_stop_start_up_with_one_line(monkeypatch, capsys, variables, words):
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    code, err = serve(capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and words in err, err
+
+
+def test_a_checkpoint_with_an_unknown_postprocess_key_stops_start_up(monkeypatch, capsys, small_checkpoint, tmp_path):
+    broken = tmp_path / "run"
+    shutil.copytree(small_checkpoint, broken)
+    config = json.loads((broken / "config.json").read_text())
+    config["postprocess"]["nms_sigma"] = 0.5
+    (broken / "config.json").write_text(json.dumps(config))
+    monkeypatch.setenv("TZN_CHECKPOINT", str(broken))
+    code, err = serve(capsys)
+    assert code == 2 and "postprocess.nms_sigma: Extra inputs are not permitted" in err
+
+
+def test_a_busy_port_is_one_clear_line(capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        code, err = serve(capsys, "--port", str(taken.getsockname()[1]))
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "cannot listen on 127.0.0.1:" in err and "--port" in err
+
+
+def test_localize_of_a_missing_file_is_one_line(capsys):
+    assert main(["localize", "/nonexistent.mp4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "tzn localize: /nonexistent.mp4: no such file; give the path of a video file"
+
+
+def test_localize_of_a_text_file_does_not_ask_for_an_upload(media, capsys, small_checkpoint):
+    assert main(["localize", str(media / "notes.txt"), "--checkpoint", str(small_checkpoint)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is a text file, not a video" in err and "upload" not in err

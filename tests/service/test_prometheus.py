@@ -75,7 +75,7 @@ def test_prometheus_scrapes_the_service_metrics_after_a_request(scraped_server, 
     assert wait_for(prometheus, "tzn_model_ready == 1")
     video_seconds = float(wait_for(prometheus, "tzn_video_seconds_total > 0")[0]["value"][1])
     assert video_seconds == pytest.approx(3.0, abs=0.1)
-    for stage in ("decode", "features", "head", "postprocess"):
+    for stage in ("upload", "queue", "decode", "features", "head", "postprocess"):
         assert wait_for(prometheus, f'tzn_stage_duration_seconds_count{{stage="{stage}"}} >= 1')
     backbone = float(wait_for(prometheus, 'tzn_flops_total{component="backbone"} > 0')[0]["value"][1])
     head = float(wait_for(prometheus, 'tzn_flops_total{component="head"} > 0')[0]["value"][1])
