@@ -30,7 +30,7 @@ def running_server(env: dict[str, str], log_path: Path, ready_timeout_s: float =
 def server_process(env: dict[str, str], log_path: Path, ready_timeout_s: float = 120.0):
     """`running_server` that also yields the server's `subprocess.Popen`: (url, process)."""
     port = free_port()
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[1]
     full_env = {**os.environ, **env, "PYTHONPATH": str(repo)}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(

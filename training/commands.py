@@ -109,6 +109,13 @@ def _predict(args: argparse.Namespace) -> int:
     write_json(args.output, document)
     if args.stats is not None:
         write_json(args.stats, stats)
+    segments = sum(len(found) for found in document["results"].values())
+    saved = 1 - stats["head_flops"] / stats["head_flops_uniform"] if stats["head_flops_uniform"] else 0.0
+    print(
+        f"tzn predict: wrote {args.output}: {stats['videos']} videos ({stats['seconds']:.0f} s), {segments} segments; "
+        f"mean depth {stats['mean_depth']:.2f}, head FLOPs {saved:.0%} under Uniform",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
@@ -170,11 +172,58 @@ def test_broken_checkpoint_keeps_ready_at_503_with_the_reason(tmp_path):
         assert_error(client.get("/info"), 503)
 
 
+def counter(client, sample: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{sample} not in /metrics")
+
+
 def test_metrics_count_requests_by_status(client, media):
+    before = counter(client, 'tzn_requests_total{status="415"}')
     post_file(client, media / "random.mp4")
-    text = client.get("/metrics").text
-    assert 'tzn_requests_total{status="415"}' in text
-    assert "tzn_model_ready 1.0" in text
+    assert counter(client, 'tzn_requests_total{status="415"}') == before + 1
+    assert counter(client, "tzn_model_ready") == 1.0
+
+
+def test_a_server_error_answers_a_plain_message_with_the_request_id_and_logs_the_details(
+    settings, media, caplog
+):  # fmt: skip
+    broken = Localizer(settings)
+    broken.extractor.backbone = torch.nn.Identity()  # a backbone that fails at run time (no frame_features)
+    with TestClient(create_app(settings, broken), raise_server_exceptions=False) as client:
+        error = assert_error(post_file(client, media / "clip.mp4"), 500, "internal_error")
+        assert client.get("/health/ready").status_code == 200
+    request_id = re.search(r"request_id ([0-9a-f]{32})", error["message"]).group(1)
+    assert "AttributeError" not in error["message"] and "frame_features" not in error["message"]
+    logged = [record for record in caplog.records if request_id in record.getMessage()]
+    assert logged and "frame_features" in str(logged[0].exc_info[1])
+
+
+def test_docs_are_served_without_a_cdn(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "cdn" not in page.text and "https://" not in page.text
+    for asset in re.findall(r'(?:src|href)="(/docs-assets/[^"]+)"', page.text):
+        assert client.get(asset).status_code == 200
+    assert "/docs-assets/swagger-ui-bundle.js" in page.text
+
+
+def test_openapi_declares_the_retry_after_header_of_503(client):
+    responses = client.get("/openapi.json").json()["paths"]["/localize"]["post"]["responses"]
+    assert "Retry-After" in responses["503"]["headers"]
+    assert "408" in responses and "413" in responses
+
+
+def test_frame_indices_agree_with_the_frames_decoded(client):
+    tree = Path("/usr/share/doc/opencv-doc/examples/data/tree.avi")
+    if not tree.exists():
+        pytest.skip("tree.avi not found: apt install opencv-doc")
+    body = post_file(client, tree, data={"min_score": "0"}).json()
+    frames = body["video"]["frames"]  # 68 frames over 29.6 s, though its header says 15 fps
+    assert frames == 68 and body["segments"]
+    for segment in body["segments"]:
+        assert 0 <= segment["start_frame"] <= segment["end_frame"] < frames
 
 
 def test_unknown_route_is_a_json_404(client):

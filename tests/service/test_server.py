@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from service.launch import running_server
+from service.launch import free_port, running_server
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +21,12 @@ def upload_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(small_checkpoint, upload_dir, tmp_path_factory):
+def server_log(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("logs") / "server.log"
+
+
+@pytest.fixture(scope="module")
+def server(small_checkpoint, upload_dir, server_log):
     env = {
         "TZN_CHECKPOINT": str(small_checkpoint),
         "TZN_TEMP_DIR": str(upload_dir),
@@ -25,7 +34,7 @@ def server(small_checkpoint, upload_dir, tmp_path_factory):
         "TZN_MAX_CONCURRENT": "1",
         "TZN_DEVICE": "cpu",
     }
-    with running_server(env, tmp_path_factory.mktemp("logs") / "server.log") as url:
+    with running_server(env, server_log, ready_timeout_s=300) as url:
         yield url
 
 
@@ -74,3 +83,23 @@ def test_requests_beyond_the_concurrency_limit_get_503_with_retry_after(server, 
     assert all(r.headers["retry-after"].isdigit() and r.json()["error"]["code"] == "overloaded" for r in rejected)
     assert httpx.get(f"{server}/health/ready").status_code == 200
     assert list(upload_dir.iterdir()) == []
+
+
+def test_one_log_line_says_when_the_model_is_loaded_and_warm(server, server_log):
+    lines = [line for line in server_log.read_text().splitlines() if "model loaded and warm" in line]
+    assert len(lines) == 1 and "small" in lines[0] and "ready for /localize" in lines[0]
+
+
+def test_a_model_that_fails_to_load_ends_the_process_with_one_line(small_checkpoint, tmp_path):
+    broken = tmp_path / "run"
+    shutil.copytree(small_checkpoint, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # config fine (passes the checks), weights cut short
+    env = {**os.environ, "TZN_CHECKPOINT": str(broken), "TZN_DEVICE": "cpu"}
+    done = subprocess.run(
+        [sys.executable, "-m", "tzn", "serve", "--host", "127.0.0.1", "--port", str(free_port())],
+        env=env, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("tzn serve: the model failed to load:") and "model.safetensors" in last

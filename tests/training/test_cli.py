@@ -57,6 +57,7 @@ def test_predict_writes_activitynet_results_and_stats(trained_run, tiny_data, tm
         "--stats", str(stats),
     )  # fmt: skip
     assert code == 0, err
+    assert f"tzn predict: wrote {predictions}: 3 videos" in err and "segments" in err  # a one-line summary
     results = json.loads(predictions.read_text())["results"]
     assert len(results) == 3
     for detections in results.values():
