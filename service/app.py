@@ -19,13 +19,22 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.metrics import ServiceMetrics
 from service.pipeline import Localization, Localizer
 from service.settings import Settings
+from service.trace import (
+    INCLUDE_PATTERN,
+    BoundaryTrace,
+    DepthTrace,
+    IncludeError,
+    boundary_trace,
+    depth_trace,
+    parse_include,
+)
 from service.upload import Upload, UploadError, receive_upload
 from service.video import (
     EmptyVideoError,
@@ -104,6 +113,10 @@ class LocalizeResponse(BaseModel):
     timing_ms: Timing
     flops: Flops
     realtime_factor: float
+    depth: DepthTrace | None = Field(None, description="only with include=depth: ATR depth per position")
+    boundary: BoundaryTrace | None = Field(
+        None, description="only with include=boundary, for BDR models: the boundary distance fields"
+    )
 
 
 class Limits(BaseModel):
@@ -127,7 +140,7 @@ class Status(BaseModel):
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
-        400: "Malformed form: not multipart, a missing 'video' field, an unknown field or a bad min_score/top_k",
+        400: "Malformed form: not multipart, a missing 'video' field, an unknown field, a bad min_score/top_k/include",
         401: "Missing or wrong X-API-Key (only when TZN_API_KEY is set)",
         413: "Upload larger than TZN_MAX_UPLOAD_MB, or video longer than TZN_MAX_DURATION_S",
         415: "Not a video: no video stream (an image, a document, random bytes, audio only)",
@@ -171,6 +184,12 @@ MULTIPART_BODY = {
                         "video": {"type": "string", "format": "binary", "description": "the video file"},
                         "min_score": {"type": "number", "minimum": 0, "maximum": 1},
                         "top_k": {"type": "integer", "minimum": 1},
+                        "include": {
+                            "type": "string",
+                            "pattern": INCLUDE_PATTERN,
+                            "description": "comma-separated extras for a timeline: 'depth' (ATR mean depth per "
+                            "position and the positions' times, at most 2000 points), 'boundary' (BDR fields)",
+                        },
                     },
                 }
             }
@@ -347,6 +366,7 @@ async def _localize(request: Request, state: ServiceState) -> Response:
                 settings.temp_dir,
             )
             min_score, top_k = _options(upload.fields, settings)
+            include = _include(upload.fields)
             if upload.size == 0:
                 raise UploadError(422, "empty_video", f"'{upload.filename}' is empty (0 bytes)")
             work = asyncio.ensure_future(
@@ -361,7 +381,7 @@ async def _localize(request: Request, state: ServiceState) -> Response:
                 upload, released = None, True
                 return error_response(504, "timeout", f"processing took longer than {settings.request_timeout_s:.0f} s")
         _observe(state, result)
-        return JSONResponse(_response(result, state.localizer).model_dump())
+        return JSONResponse(_response(result, state.localizer, include).model_dump(exclude_none=True))
     except (UploadError, VideoError) as error:
         status, code = error_status(error)
         return error_response(status, code, str(error))
@@ -388,6 +408,13 @@ def _options(fields: dict[str, str], settings: Settings) -> tuple[float, int]:
     return min_score, top_k
 
 
+def _include(fields: dict[str, str]) -> frozenset[str]:
+    try:
+        return parse_include(fields.get("include"))
+    except IncludeError as error:
+        raise UploadError(400, "bad_form", str(error)) from None
+
+
 def _observe(state: ServiceState, result: Localization) -> None:
     metrics = state.metrics
     for stage in ("decode", "features", "head", "postprocess"):
@@ -397,7 +424,8 @@ def _observe(state: ServiceState, result: Localization) -> None:
     metrics.observe_video(result.info.duration_s, result.timing_ms["total"] / 1000, result.mean_depth)
 
 
-def _response(result: Localization, localizer: Localizer) -> LocalizeResponse:
+def _response(result: Localization, localizer: Localizer, include: frozenset[str] = frozenset()) -> LocalizeResponse:
+    positions = result.positions
     return LocalizeResponse(
         request_id=uuid.uuid4().hex,
         video=VideoModel(**result.info.model_dump()),
@@ -406,4 +434,6 @@ def _response(result: Localization, localizer: Localizer) -> LocalizeResponse:
         timing_ms=Timing(**result.timing_ms),
         flops=Flops(**result.flops),
         realtime_factor=result.realtime_factor,
+        depth=depth_trace(positions) if "depth" in include and positions is not None else None,
+        boundary=boundary_trace(positions) if "boundary" in include and positions is not None else None,
     )

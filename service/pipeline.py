@@ -41,6 +41,17 @@ class VideoFeatures:
 
 
 @dataclass
+class PositionTrace:
+    """Per feature position of one video: times_s (T,) seconds, depth (T,) stem layers run (of max_depth),
+    boundary (T, 2) BDR signed distances d_start, d_end in level-0 steps, or None without a BDR head."""
+
+    times_s: np.ndarray
+    depth: np.ndarray
+    max_depth: int
+    boundary: np.ndarray | None
+
+
+@dataclass
 class Localization:
     info: VideoInfo
     segments: list[dict]
@@ -48,6 +59,7 @@ class Localization:
     flops: dict[str, float]
     mean_depth: float | None
     realtime_factor: float
+    positions: PositionTrace | None = None
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -228,6 +240,16 @@ class Localizer:
             },
             mean_depth=mean_depth,
             realtime_factor=extracted.info.duration_s / max(timing["total"] / 1000, 1e-9),
+            positions=self._positions(output, extracted, valid),
+        )
+
+    def _positions(self, output: TZNOutput, extracted: VideoFeatures, valid: int) -> PositionTrace:
+        bdr = self.config.model.boundary_head == "bdr" and output.boundary
+        return PositionTrace(
+            times_s=np.asarray(extracted.clip_times[:valid], dtype=np.float64),
+            depth=output.layer_masks[0, :valid].float().sum(-1).cpu().numpy().astype(np.float64),
+            max_depth=self.config.model.stem_layers,
+            boundary=output.boundary[0][0, :valid].float().cpu().numpy().astype(np.float64) if bdr else None,
         )
 
     def _segments(self, output: TZNOutput, extracted: VideoFeatures, min_score: float, top_k: int) -> list[dict]:

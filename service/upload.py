@@ -16,7 +16,7 @@ from pathlib import Path
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 FILE_FIELD = "video"
-TEXT_FIELDS = ("min_score", "top_k")
+TEXT_FIELDS = ("min_score", "top_k", "include")
 MAX_TEXT_FIELD_BYTES = 1024
 
 
