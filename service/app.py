@@ -14,11 +14,12 @@ import threading
 import time
 import uuid
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -46,6 +47,7 @@ from service.video import (
 )
 
 log = logging.getLogger("tzn.service")
+INDEX_PAGE = Path(__file__).resolve().parent / "static" / "index.html"
 
 
 # ---------------------------------------------------------------------------------------------- responses
@@ -272,6 +274,16 @@ def create_app(settings: Settings | None = None, localizer: Localizer | None = N
     async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error")
         return error_response(500, "internal_error", f"{type(error).__name__}: {error}")
+
+    @app.get(
+        "/",
+        response_class=HTMLResponse,
+        responses={
+            200: {"content": {"text/html": {}}, "description": "The web page: upload a video, see its timeline"}
+        },
+    )
+    async def index() -> HTMLResponse:
+        return HTMLResponse(INDEX_PAGE.read_text(encoding="utf-8"))
 
     @app.get("/health/live", response_model=Status)
     async def live() -> Status:
