@@ -44,6 +44,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     predict.add_argument("--engine", type=Path, help="TensorRT engine for --runtime tensorrt")
     predict.add_argument("--stats", type=Path, help="write {videos, seconds, mean_depth, head_flops, ...} here")
     predict.add_argument("--device", default="cpu")
+    predict.add_argument("--plot", type=Path, help="folder: one timeline picture per video, with its ground truth")
+    predict.add_argument("--plot-format", choices=["png", "svg"], default="png")
     predict.set_defaults(handler=_guarded("predict", _predict))
 
     evaluate = subcommands.add_parser("eval", help="mAP of predictions (ActivityNet protocol), JSON to stdout")
@@ -95,15 +97,21 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from model.checkpoint import read_checkpoint_config
+    from training.plots import TimelineCollector, write_timelines
     from training.predict import predict, write_json
 
+    collector = TimelineCollector(read_checkpoint_config(args.checkpoint)) if args.plot else None
     document, stats = predict(
         args.checkpoint, args.annotations, args.features, args.split, execution=args.atr, runtime=args.runtime,
-        onnx=args.onnx, engine=args.engine, device=args.device,
+        onnx=args.onnx, engine=args.engine, device=args.device, on_video=collector,
     )  # fmt: skip
     write_json(args.output, document)
     if args.stats is not None:
         write_json(args.stats, stats)
+    if collector is not None:
+        pictures = write_timelines(args.plot, document["results"], collector, args.annotations, args.plot_format)
+        print(f"{len(pictures)} timelines written to {args.plot}", file=sys.stderr)
     return 0
 
 

@@ -21,7 +21,7 @@ from model.checkpoint import CheckpointConfig, load_checkpoint
 from model.flops import output_flops, uniform_head_flops
 from model.postprocess import detect, detections_to_seconds
 from model.tzn import TZN, TZNOutput
-from training.dataset import FeatureDataset
+from training.dataset import FeatureDataset, VideoItem
 
 Head = Callable[[Tensor, Tensor], TZNOutput]
 Runtime = Literal["torch", "onnxruntime", "tensorrt"]
@@ -61,8 +61,11 @@ def predict_dataset(
     settings: dict[str, Any] | None = None,
     device: str = "cpu",
     progress: bool = True,
+    on_video: Callable[[VideoItem, TZNOutput], None] | None = None,
 ) -> tuple[dict[str, list[dict]], dict[str, float]]:
     """Detections of every video of `dataset` (whole videos, one at a time) -> (results, stats).
+
+    `on_video(item, output)` sees each video's head output (`tzn predict --plot` draws its timeline).
 
     results: {video_id: [{"segment": [start_s, end_s], "label": name, "score": s}]}, best first.
     stats: totals over the split: videos, seconds (annotated durations), mean_depth (stem layers per valid
@@ -83,6 +86,8 @@ def predict_dataset(
         features = item.features[None].to(device)
         mask = torch.ones(1, features.shape[2], dtype=torch.bool, device=device)
         output = head(features, mask)
+        if on_video is not None:
+            on_video(item, output)
         detections = detect(output, model_config.boundary_head, snap, **settings)[0]
         detections = detections_to_seconds(
             detections.to("cpu"), item.fps, item.feat_stride, item.num_frames, item.duration
@@ -120,6 +125,7 @@ def predict(
     engine: Path | None = None,
     device: str = "cpu",
     progress: bool = True,
+    on_video: Callable[[VideoItem, TZNOutput], None] | None = None,
 ) -> tuple[dict, dict[str, float]]:
     """`tzn predict`: -> ({"version", "results", "external_data"}, stats)."""
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -138,7 +144,7 @@ def predict(
         annotations, features_dir, split, feat_stride=spec.feat_stride, num_frames=spec.num_frames,
         default_fps=spec.default_fps,
     )  # fmt: skip
-    results, stats = predict_dataset(head, dataset, config, postprocess_settings(config), device, progress)
+    results, stats = predict_dataset(head, dataset, config, postprocess_settings(config), device, progress, on_video)
     document = {"version": "tzn-predictions-1", "results": results, "external_data": {"used": False}}
     return document, stats
 
