@@ -10,10 +10,17 @@ from service import commands as service_commands
 from training import commands as training_commands
 
 
+def write_timelines(*args, **kwargs):
+    """`service.timeline.write_prediction_timelines`, imported (with matplotlib) only when a picture is asked for."""
+    from service.timeline import write_prediction_timelines
+
+    return write_prediction_timelines(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tzn", description="Temporal Zoom Network: temporal action localization")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    training_commands.register(subcommands)
+    training_commands.register(subcommands, write_timelines)
     export_commands.register(subcommands)
     service_commands.register(subcommands)
     return parser

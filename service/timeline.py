@@ -118,6 +118,37 @@ def sample_thumbnails(video: Path, count: int = 10, height: int = THUMBNAIL_HEIG
     return [(index / fps, image) for index, image in zip(indices, images, strict=True)]
 
 
+def write_prediction_timelines(
+    directory: Path,
+    results: dict[str, list[dict]],
+    traces: dict[str, dict],
+    annotations: Path,
+    labels: list[str],
+    max_depth: int,
+    name: str = "checkpoint",
+    fmt: str = "png",
+) -> list[Path]:
+    """`tzn predict --plot`: one `<video_id>.<fmt>` per video of an ActivityNet `results` dict, with the
+    annotations' ground truth; `traces[video_id]` = {"duration_s", "times_s", "depth", "boundary" or None}."""
+    written = []
+    for video_id, predictions in results.items():
+        trace = traces[video_id]
+        times, boundary = trace["times_s"], trace["boundary"]
+        timeline = Timeline(
+            title=f"{video_id} · {name}",
+            duration_s=trace["duration_s"],
+            labels=list(labels),
+            segments=[Interval(p["label"], *p["segment"], p["score"]) for p in predictions],
+            ground_truth=ground_truth(annotations, video_id),
+            depth=Curve(times, trace["depth"]),
+            max_depth=max_depth,
+            boundary=(Curve(times, boundary[:, 0]), Curve(times, boundary[:, 1])) if boundary is not None else None,
+            note=f"mean depth {trace['depth'].mean():.2f} of {max_depth}",
+        )
+        written.append(render(timeline, Path(directory) / f"{video_id}.{fmt}"))
+    return written
+
+
 def render(timeline: Timeline, path: Path, show_boundary: bool = True) -> Path:
     """Draws `timeline` to `path`; the suffix (.png or .svg) picks the format."""
     path = Path(path)

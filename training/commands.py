@@ -19,8 +19,11 @@ from training.evaluation import THUMOS_TIOUS, EvaluationError, evaluate_files, p
 BAD_INPUT = 2
 
 
-def register(subcommands: argparse._SubParsersAction) -> None:
-    """Adds this package's subcommands; each sets `handler` to a function(args) -> exit code."""
+def register(subcommands: argparse._SubParsersAction, write_timelines: Callable[..., list[Path]] | None = None) -> None:
+    """Adds this package's subcommands; each sets `handler` to a function(args) -> exit code.
+
+    `write_timelines` draws `tzn predict --plot` (the dispatcher passes `service.timeline`'s, so that
+    training does not import the service)."""
     train = subcommands.add_parser("train", help="train a TZN on pre-extracted features (resumes a run directory)")
     train.add_argument("--config", required=True, type=Path, help="training config (YAML)")
     train.add_argument("--annotations", type=Path, help="annotation JSON (overrides data.annotations)")
@@ -46,7 +49,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     predict.add_argument("--device", default="cpu")
     predict.add_argument("--plot", type=Path, help="folder: one timeline picture per video, with its ground truth")
     predict.add_argument("--plot-format", choices=["png", "svg"], default="png")
-    predict.set_defaults(handler=_guarded("predict", _predict))
+    predict.set_defaults(handler=_guarded("predict", _predict), write_timelines=write_timelines)
 
     evaluate = subcommands.add_parser("eval", help="mAP of predictions (ActivityNet protocol), JSON to stdout")
     evaluate.add_argument("--annotations", required=True, type=Path)
@@ -98,9 +101,11 @@ def _train(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from model.checkpoint import read_checkpoint_config
-    from training.plots import TimelineCollector, write_timelines
-    from training.predict import predict, write_json
+    from training.plots import TimelineCollector
+    from training.predict import PredictError, predict, write_json
 
+    if args.plot and args.write_timelines is None:
+        raise PredictError("--plot needs the timeline drawing, which the `tzn` command provides; run it through `tzn`")
     collector = TimelineCollector(read_checkpoint_config(args.checkpoint)) if args.plot else None
     document, stats = predict(
         args.checkpoint, args.annotations, args.features, args.split, execution=args.atr, runtime=args.runtime,
@@ -110,7 +115,11 @@ def _predict(args: argparse.Namespace) -> int:
     if args.stats is not None:
         write_json(args.stats, stats)
     if collector is not None:
-        pictures = write_timelines(args.plot, document["results"], collector, args.annotations, args.plot_format)
+        config = collector.config
+        pictures = args.write_timelines(
+            args.plot, document["results"], collector.traces, args.annotations, config.labels,
+            config.model.stem_layers, config.metadata.get("name", args.checkpoint.name), args.plot_format,
+        )  # fmt: skip
         print(f"{len(pictures)} timelines written to {args.plot}", file=sys.stderr)
     return 0
 
