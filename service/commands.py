@@ -47,11 +47,12 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_localize(args: argparse.Namespace) -> int:
-    from service.app import _response
+    import uuid
+
+    from service.errors import VideoError
     from service.pipeline import Localizer
     from service.settings import Settings
     from service.timeline import TimelineError
-    from service.video import VideoError
 
     if args.plot is not None and args.plot.suffix.lower() not in (".png", ".svg"):
         print(f"tzn localize: --plot {args.plot}: use a .png or .svg file name", file=sys.stderr)
@@ -63,11 +64,12 @@ def run_localize(args: argparse.Namespace) -> int:
     except VideoError as error:
         print(f"tzn localize: {error}", file=sys.stderr)
         return 2
-    print(json.dumps(_response(result, localizer).model_dump(exclude_none=True), indent=2))
+    request_id = uuid.uuid4().hex
+    print(json.dumps(result.response(localizer.model_info(), request_id).model_dump(exclude_none=True), indent=2))
     if args.plot is not None:
-        answer = _response(result, localizer, frozenset({"depth", "boundary"})).model_dump(exclude_none=True)
+        answer = result.response(localizer.model_info(), request_id, frozenset({"depth", "boundary"}))
         try:
-            path = plot_answer(answer, args, localizer.config.labels)
+            path = plot_answer(answer.model_dump(exclude_none=True), args, localizer.config.labels)
         except (TimelineError, OSError) as error:
             print(f"tzn localize: {error}", file=sys.stderr)
             return 2
@@ -91,9 +93,9 @@ def run_extract_features(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
+    from service.errors import VideoError
     from service.pipeline import FeatureExtractor, resolve_device
     from service.settings import Settings
-    from service.video import VideoError
 
     videos = sorted(p for p in args.videos.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
     if not videos:

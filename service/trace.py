@@ -7,30 +7,25 @@ answer. Off by default.
 
 from __future__ import annotations
 
-import numpy as np
-from pydantic import BaseModel, Field
+from dataclasses import dataclass
 
-from service.pipeline import PositionTrace
+import numpy as np
+
+from service.errors import IncludeError
+from service.schemas import INCLUDE_CHOICES, BoundaryTrace, DepthTrace
 
 MAX_POINTS = 2000
-INCLUDE_CHOICES = ("depth", "boundary")
-INCLUDE_PATTERN = r"^\s*(depth|boundary)\s*(,\s*(depth|boundary)\s*)*$"
 
 
-class DepthTrace(BaseModel):
-    max_depth: int = Field(description="L_max: stem layers of the full-depth model")
-    times_s: list[float] = Field(description="time of each point (mean over the positions it covers), seconds")
-    mean_depth: list[float] = Field(description="stem layers run, mean over the positions each point covers")
+@dataclass
+class PositionTrace:
+    """Per feature position of one video: times_s (T,) seconds, depth (T,) stem layers run (of max_depth),
+    boundary (T, 2) BDR signed distances d_start, d_end in level-0 steps, or None without a BDR head."""
 
-
-class BoundaryTrace(BaseModel):
-    times_s: list[float] = Field(description="time of each point, seconds")
-    d_start: list[float] = Field(description="BDR signed distance to the nearest start, level-0 steps")
-    d_end: list[float] = Field(description="BDR signed distance to the nearest end, level-0 steps")
-
-
-class IncludeError(ValueError):
-    """An `include` form field naming something the answer cannot carry."""
+    times_s: np.ndarray
+    depth: np.ndarray
+    max_depth: int
+    boundary: np.ndarray | None
 
 
 def parse_include(text: str | None) -> frozenset[str]:

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from service.cli import main
 from service.timeline import Curve, Interval, Timeline, TimelineError, ground_truth, render, sample_thumbnails
+from tzn import main
 
 
 def small_timeline(**changes) -> Timeline:

@@ -7,9 +7,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from service.errors import IncludeError
 from service.pipeline import Localizer
 from service.settings import Settings
-from service.trace import IncludeError, downsample, parse_include
+from service.trace import downsample, parse_include
 
 
 def downsample_by_loop(values: np.ndarray, max_points: int) -> np.ndarray:

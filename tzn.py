@@ -1,16 +1,29 @@
-"""The `tzn` command: one entry point, each package registers its own subcommands."""
+"""The `tzn` command: one entry point; each package registers its own subcommands.
+
+This module is the only place that wires the packages together (training's `tzn predict` runs exported
+heads through the service's runners without training importing the service).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from export import commands as export_commands
+from model.head import Head
 from service import commands as service_commands
 from training import commands as training_commands
 
 
-def write_timelines(*args, **kwargs):
+def load_exported_head(*args, **kwargs) -> Head:
+    """`service.runners.load_head`, imported when a command asks for an exported head."""
+    from service.runners import load_head
+
+    return load_head(*args, **kwargs)
+
+
+def write_timelines(*args, **kwargs) -> list[Path]:
     """`service.timeline.write_prediction_timelines`, imported (with matplotlib) only when a picture is asked for."""
     from service.timeline import write_prediction_timelines
 
@@ -20,7 +33,7 @@ def write_timelines(*args, **kwargs):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tzn", description="Temporal Zoom Network: temporal action localization")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    training_commands.register(subcommands, write_timelines)
+    training_commands.register(subcommands, load_exported_head, write_timelines)
     export_commands.register(subcommands)
     service_commands.register(subcommands)
     return parser

@@ -1,0 +1,152 @@
+"""The shapes of every answer (DESIGN §4), as pydantic models FastAPI documents in OpenAPI, errors included.
+
+Add a route's models here, next to the others; routes build answers only from these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from service.errors import STATUS_DESCRIPTIONS
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class VideoModel(BaseModel):
+    filename: str
+    duration_s: float
+    fps: float
+    frames: int
+    width: int
+    height: int
+
+
+class Segment(BaseModel):
+    label: str
+    label_id: int
+    score: float
+    start_s: float
+    end_s: float
+    start_frame: int
+    end_frame: int
+
+
+class ModelInfo(BaseModel):
+    name: str
+    checkpoint_sha256: str
+    backbone: str
+    backbone_weights: str
+    runtime: str
+    device: str
+
+
+class Timing(BaseModel):
+    decode: float
+    features: float
+    head: float
+    postprocess: float
+    total: float
+
+
+class Flops(BaseModel):
+    backbone: float
+    head: float
+    head_uniform: float
+    total: float
+    head_saved_ratio: float
+    mean_depth: float
+
+
+INCLUDE_CHOICES = ("depth", "boundary")
+INCLUDE_PATTERN = r"^\s*(depth|boundary)\s*(,\s*(depth|boundary)\s*)*$"
+
+
+class DepthTrace(BaseModel):
+    max_depth: int = Field(description="L_max: stem layers of the full-depth model")
+    times_s: list[float] = Field(description="time of each point (mean over the positions it covers), seconds")
+    mean_depth: list[float] = Field(description="stem layers run, mean over the positions each point covers")
+
+
+class BoundaryTrace(BaseModel):
+    times_s: list[float] = Field(description="time of each point, seconds")
+    d_start: list[float] = Field(description="BDR signed distance to the nearest start, level-0 steps")
+    d_end: list[float] = Field(description="BDR signed distance to the nearest end, level-0 steps")
+
+
+class LocalizeResponse(BaseModel):
+    request_id: str
+    video: VideoModel
+    segments: list[Segment]
+    model: ModelInfo
+    timing_ms: Timing
+    flops: Flops
+    realtime_factor: float
+    depth: DepthTrace | None = Field(None, description="only with include=depth: ATR depth per position")
+    boundary: BoundaryTrace | None = Field(
+        None, description="only with include=boundary, for BDR models: the boundary distance fields"
+    )
+
+
+class Limits(BaseModel):
+    max_upload_mb: float
+    max_duration_s: float
+    max_concurrent: int
+    request_timeout_s: float
+    api_key_required: bool
+
+
+class InfoResponse(BaseModel):
+    model: ModelInfo
+    labels: list[str]
+    limits: Limits
+    ready: bool
+
+
+class Status(BaseModel):
+    status: str
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """`{"error": {"code", "message"}}` with `status`."""
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses of a route."""
+    return {code: {"model": ErrorResponse, "description": STATUS_DESCRIPTIONS[code]} for code in codes}
+
+
+MULTIPART_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["video"],
+                    "properties": {
+                        "video": {"type": "string", "format": "binary", "description": "the video file"},
+                        "min_score": {"type": "number", "minimum": 0, "maximum": 1},
+                        "top_k": {"type": "integer", "minimum": 1},
+                        "include": {
+                            "type": "string",
+                            "pattern": INCLUDE_PATTERN,
+                            "description": "comma-separated extras for a timeline: 'depth' (ATR mean depth per "
+                            "position and the positions' times, at most 2000 points), 'boundary' (BDR fields)",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
