@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from export import commands as export_commands
 from model.head import Head
@@ -22,10 +23,17 @@ def load_exported_head(*args, **kwargs) -> Head:
     return load_head(*args, **kwargs)
 
 
+def write_timelines(*args, **kwargs) -> list[Path]:
+    """`service.timeline.write_prediction_timelines`, imported (with matplotlib) only when a picture is asked for."""
+    from service.timeline import write_prediction_timelines
+
+    return write_prediction_timelines(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tzn", description="Temporal Zoom Network: temporal action localization")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    training_commands.register(subcommands, load_exported_head)
+    training_commands.register(subcommands, load_exported_head, write_timelines)
     export_commands.register(subcommands)
     service_commands.register(subcommands)
     return parser

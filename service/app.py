@@ -13,7 +13,7 @@ The model loads in the background at start-up: /health/live answers at once, /he
 model is loaded and warm, which one log line announces. A model that fails to load calls
 `on_load_failure` (`tzn serve` then exits, unless TZN_KEEP_UP_ON_LOAD_ERROR is set).
 
-Routes are grouped in routers (`health_router`, `localize_router`, `docs_router`); a new route goes in its
+Routes are grouped in routers (`page_router`, `health_router`, `localize_router`, `docs_router`); a new route goes in its
 own router, included by `create_app`.
 """
 
@@ -54,9 +54,11 @@ from service.schemas import (
     error_responses,
 )
 from service.settings import Settings
+from service.trace import parse_include
 from service.upload import RequestBody, Upload, receive_upload
 
 log = logging.getLogger("tzn.service")
+INDEX_PAGE = Path(__file__).resolve().parent / "static" / "index.html"
 
 
 class ServiceState:
@@ -138,6 +140,7 @@ def create_app(
     async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
         return internal_error(uuid.uuid4().hex, error)
 
+    app.include_router(page_router())
     app.include_router(health_router(state))
     app.include_router(localize_router(state))
     app.include_router(docs_router(app))
@@ -154,6 +157,23 @@ def internal_error(request_id: str, error: BaseException) -> JSONResponse:
 
 def retry_after(settings: Settings) -> dict[str, str]:
     return {"Retry-After": str(settings.retry_after_s)}
+
+
+# ---------------------------------------------------------------------------------------------- the web page
+
+
+def page_router() -> APIRouter:
+    router = APIRouter()
+
+    @router.get(
+        "/",
+        response_class=HTMLResponse,
+        responses={200: {"content": {"text/html": {}}, "description": "The web page: upload a video, see its timeline"}},
+    )
+    async def index() -> HTMLResponse:
+        return HTMLResponse(INDEX_PAGE.read_text(encoding="utf-8"))
+
+    return router
 
 
 # ---------------------------------------------------------------------------------------------- health, info
@@ -264,12 +284,15 @@ async def _localize(request: Request, body: RequestBody, state: ServiceState, ar
             state.uploads.release()
         received = time.perf_counter()
         min_score, top_k = _options(upload.fields, settings)
+        include = parse_include(upload.fields.get("include"))
         if upload.size == 0:
             raise UploadError(422, "empty_video", f"'{upload.filename}' is empty (0 bytes)")
         if not state.compute.try_acquire():
             message = f"{settings.max_concurrent} requests are being processed; retry later"
             return error_response(503, "overloaded", message, retry_after(settings))
-        return await _run(state, upload, min_score, top_k, (received - arrived) * 1000, received, request_id)
+        return await _run(
+            state, upload, min_score, top_k, include, (received - arrived) * 1000, received, request_id
+        )
     except (UploadError, VideoError) as error:
         status, code = error_status(error)
         return error_response(status, code, str(error))
@@ -279,7 +302,8 @@ async def _localize(request: Request, body: RequestBody, state: ServiceState, ar
 
 
 async def _run(
-    state: ServiceState, upload: Upload, min_score: float, top_k: int, upload_ms: float, received: float,
+    state: ServiceState, upload: Upload, min_score: float, top_k: int, include: frozenset[str], upload_ms: float,
+    received: float,
     request_id: str,
 ) -> Response:  # fmt: skip
     """The pipeline in a worker thread, holding a compute slot (released here, or when an abandoned worker ends)."""
@@ -307,7 +331,8 @@ async def _run(
         raise
     cleanup()
     _observe(state, result)
-    return JSONResponse(result.response(state.localizer.model_info(), request_id).model_dump())
+    answer = result.response(state.localizer.model_info(), request_id, include)
+    return JSONResponse(answer.model_dump(exclude_none=True))
 
 
 async def _after_draining(response: Response, body: RequestBody, settings: Settings) -> Response:

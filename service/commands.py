@@ -19,6 +19,10 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     localize.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: the bundled demo)")
     localize.add_argument("--min-score", type=float)
     localize.add_argument("--top-k", type=int)
+    localize.add_argument("--plot", type=Path, help="also draw the timeline to this .png or .svg file")
+    localize.add_argument("--annotations", type=Path, help="with --plot: draw this annotation file's ground truth")
+    localize.add_argument("--video-id", help="the video's id in --annotations (default: the file name's stem)")
+    localize.add_argument("--no-boundary", action="store_true", help="with --plot: leave out the BDR fields")
     localize.set_defaults(handler=run_localize)
 
     extract = subcommands.add_parser(
@@ -106,10 +110,14 @@ def run_localize(args: argparse.Namespace) -> int:
     from service.errors import VideoError
     from service.pipeline import Localizer
     from service.settings import load_settings
+    from service.timeline import TimelineError
 
     if not args.video.is_file():
         problem = "is a directory" if args.video.is_dir() else "no such file"
         print(f"tzn localize: {args.video}: {problem}; give the path of a video file", file=sys.stderr)
+        return 2
+    if args.plot is not None and args.plot.suffix.lower() not in (".png", ".svg"):
+        print(f"tzn localize: --plot {args.plot}: use a .png or .svg file name", file=sys.stderr)
         return 2
     overrides = {"checkpoint": args.checkpoint} if args.checkpoint else {}
     try:
@@ -118,9 +126,26 @@ def run_localize(args: argparse.Namespace) -> int:
     except (VideoError, *_startup_errors()) as error:
         print(f"tzn localize: {_one_line(error)}", file=sys.stderr)
         return 2
-    answer = result.response(localizer.model_info(), uuid.uuid4().hex)
-    print(json.dumps(answer.model_dump(), indent=2))
+    request_id = uuid.uuid4().hex
+    print(json.dumps(result.response(localizer.model_info(), request_id).model_dump(exclude_none=True), indent=2))
+    if args.plot is not None:
+        answer = result.response(localizer.model_info(), request_id, frozenset({"depth", "boundary"}))
+        try:
+            path = plot_answer(answer.model_dump(exclude_none=True), args, localizer.config.labels)
+        except (TimelineError, OSError) as error:
+            print(f"tzn localize: {error}", file=sys.stderr)
+            return 2
+        print(f"timeline written to {path}", file=sys.stderr)
     return 0
+
+
+def plot_answer(answer: dict, args: argparse.Namespace, labels: list[str]) -> Path:
+    from service.timeline import Timeline, ground_truth, render, sample_thumbnails
+
+    truth = ground_truth(args.annotations, args.video_id or args.video.stem) if args.annotations else None
+    timeline = Timeline.from_answer(answer, labels, truth)
+    timeline.thumbnails = sample_thumbnails(args.video)
+    return render(timeline, args.plot, show_boundary=not args.no_boundary)
 
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts"}

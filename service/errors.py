@@ -19,6 +19,13 @@ class UploadError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+class IncludeError(UploadError):
+    """An `include` form field naming something the answer cannot carry (400)."""
+
+    def __init__(self, message: str):
+        super().__init__(400, "bad_form", message)
+
+
 class VideoError(Exception):
     """Base class of every failure to turn an upload into frames."""
 
@@ -92,7 +99,7 @@ def error_status(error: Exception) -> tuple[int, str]:
 
 # What each status means for /localize, for the OpenAPI description of every answer.
 STATUS_DESCRIPTIONS = {
-    400: "Malformed form: not multipart, a missing 'video' field, an unknown field or a bad min_score/top_k",
+    400: "Malformed form: not multipart, a missing 'video' field, an unknown field, a bad min_score/top_k/include",
     401: "Missing or wrong X-API-Key (only when TZN_API_KEY is set)",
     408: "The upload stalled (TZN_UPLOAD_IDLE_TIMEOUT_S) or was slower than TZN_UPLOAD_MIN_RATE_KIB_S",
     413: "Upload larger than TZN_MAX_UPLOAD_MB, or video longer than TZN_MAX_DURATION_S",

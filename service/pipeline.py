@@ -28,6 +28,7 @@ from service.preflight import backbone_for, resolve_device
 from service.runners import load_head
 from service.schemas import STAGES, Flops, LocalizeResponse, ModelInfo, Segment, Timing, VideoModel
 from service.settings import Settings
+from service.trace import PositionTrace, boundary_trace, depth_trace
 
 
 @dataclass
@@ -51,9 +52,12 @@ class Localization:
     flops: dict[str, float]
     mean_depth: float | None
     realtime_factor: float
+    positions: PositionTrace | None = None
 
-    def response(self, model: ModelInfo, request_id: str) -> LocalizeResponse:
-        """The /localize answer (and `tzn localize`'s output)."""
+    def response(self, model: ModelInfo, request_id: str, include: frozenset[str] = frozenset()) -> LocalizeResponse:
+        """The /localize answer (and `tzn localize`'s output); `include` adds the per-position traces
+        ("depth", "boundary") a timeline needs."""
+        positions = self.positions
         return LocalizeResponse(
             request_id=request_id,
             video=VideoModel(**self.info.model_dump()),
@@ -62,6 +66,8 @@ class Localization:
             timing_ms=Timing(**self.timing_ms),
             flops=Flops(**self.flops),
             realtime_factor=self.realtime_factor,
+            depth=depth_trace(positions) if "depth" in include and positions is not None else None,
+            boundary=boundary_trace(positions) if "boundary" in include and positions is not None else None,
         )
 
 
@@ -256,6 +262,16 @@ class Localizer:
             },
             mean_depth=mean_depth,
             realtime_factor=extracted.info.duration_s / max(timing["total"] / 1000, 1e-9),
+            positions=self._positions(output, extracted, valid),
+        )
+
+    def _positions(self, output: TZNOutput, extracted: VideoFeatures, valid: int) -> PositionTrace:
+        bdr = self.config.model.boundary_head == "bdr" and output.boundary
+        return PositionTrace(
+            times_s=np.asarray(extracted.clip_times[:valid], dtype=np.float64),
+            depth=output.layer_masks[0, :valid].float().sum(-1).cpu().numpy().astype(np.float64),
+            max_depth=self.config.model.stem_layers,
+            boundary=output.boundary[0][0, :valid].float().cpu().numpy().astype(np.float64) if bdr else None,
         )
 
     def _segments(self, output: TZNOutput, extracted: VideoFeatures, min_score: float, top_k: int) -> list[dict]:

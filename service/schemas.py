@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from service.errors import STATUS_DESCRIPTIONS
 
@@ -75,6 +75,22 @@ class Flops(BaseModel):
     mean_depth: float
 
 
+INCLUDE_CHOICES = ("depth", "boundary")
+INCLUDE_PATTERN = r"^\s*(depth|boundary)\s*(,\s*(depth|boundary)\s*)*$"
+
+
+class DepthTrace(BaseModel):
+    max_depth: int = Field(description="L_max: stem layers of the full-depth model")
+    times_s: list[float] = Field(description="time of each point (mean over the positions it covers), seconds")
+    mean_depth: list[float] = Field(description="stem layers run, mean over the positions each point covers")
+
+
+class BoundaryTrace(BaseModel):
+    times_s: list[float] = Field(description="time of each point, seconds")
+    d_start: list[float] = Field(description="BDR signed distance to the nearest start, level-0 steps")
+    d_end: list[float] = Field(description="BDR signed distance to the nearest end, level-0 steps")
+
+
 class LocalizeResponse(BaseModel):
     request_id: str
     video: VideoModel
@@ -83,6 +99,10 @@ class LocalizeResponse(BaseModel):
     timing_ms: Timing
     flops: Flops
     realtime_factor: float
+    depth: DepthTrace | None = Field(None, description="only with include=depth: ATR depth per position")
+    boundary: BoundaryTrace | None = Field(
+        None, description="only with include=boundary, for BDR models: the boundary distance fields"
+    )
 
 
 class Limits(BaseModel):
@@ -140,6 +160,12 @@ MULTIPART_BODY = {
                         "video": {"type": "string", "format": "binary", "description": "the video file"},
                         "min_score": {"type": "number", "minimum": 0, "maximum": 1},
                         "top_k": {"type": "integer", "minimum": 1},
+                        "include": {
+                            "type": "string",
+                            "pattern": INCLUDE_PATTERN,
+                            "description": "comma-separated extras for a timeline: 'depth' (ATR mean depth per "
+                            "position and the positions' times, at most 2000 points), 'boundary' (BDR fields)",
+                        },
                     },
                 }
             }

@@ -25,7 +25,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from service.errors import UploadError
 
 FILE_FIELD = "video"
-TEXT_FIELDS = ("min_score", "top_k")
+TEXT_FIELDS = ("min_score", "top_k", "include")
 MAX_TEXT_FIELD_BYTES = 1024
 
 

@@ -25,11 +25,16 @@ if TYPE_CHECKING:
 BAD_INPUT = 2
 
 
-def register(subcommands: argparse._SubParsersAction, load_head: HeadLoader | None = None) -> None:
+def register(
+    subcommands: argparse._SubParsersAction,
+    load_head: HeadLoader | None = None,
+    write_timelines: Callable[..., list[Path]] | None = None,
+) -> None:
     """Adds this package's subcommands; each sets `handler` to a function(args) -> exit code.
 
-    `load_head` loads exported heads for `tzn predict --runtime onnxruntime|tensorrt` (the dispatcher passes
-    `service.runners.load_head`, so that training does not import the service)."""
+    `load_head` loads exported heads for `tzn predict --runtime onnxruntime|tensorrt` and `write_timelines`
+    draws `tzn predict --plot` (the dispatcher passes `service.runners.load_head` and
+    `service.timeline.write_prediction_timelines`, so that training does not import the service)."""
     train = subcommands.add_parser("train", help="train a TZN on pre-extracted features (resumes a run directory)")
     train.add_argument("--config", required=True, type=Path, help="training config (YAML)")
     train.add_argument("--annotations", type=Path, help="annotation JSON (overrides data.annotations)")
@@ -53,7 +58,9 @@ def register(subcommands: argparse._SubParsersAction, load_head: HeadLoader | No
     predict.add_argument("--engine", type=Path, help="TensorRT engine for --runtime tensorrt")
     predict.add_argument("--stats", type=Path, help="write {videos, seconds, mean_depth, head_flops, ...} here")
     predict.add_argument("--device", default="cpu")
-    predict.set_defaults(handler=_guarded("predict", _predict), load_head=load_head)
+    predict.add_argument("--plot", type=Path, help="folder: one timeline picture per video, with its ground truth")
+    predict.add_argument("--plot-format", choices=["png", "svg"], default="png")
+    predict.set_defaults(handler=_guarded("predict", _predict), load_head=load_head, write_timelines=write_timelines)
 
     evaluate = subcommands.add_parser("eval", help="mAP of predictions (ActivityNet protocol), JSON to stdout")
     evaluate.add_argument("--annotations", required=True, type=Path)
@@ -100,11 +107,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from training.predict import predict, write_json
+    from model.checkpoint import read_checkpoint_config
+    from training.plots import TimelineCollector
+    from training.predict import PredictError, predict, write_json
 
+    if args.plot and args.write_timelines is None:
+        raise PredictError("--plot needs the timeline drawing, which the `tzn` command provides; run it through `tzn`")
+    collector = TimelineCollector(read_checkpoint_config(args.checkpoint)) if args.plot else None
     document, stats = predict(
         args.checkpoint, args.annotations, args.features, args.split, execution=args.atr, runtime=args.runtime,
-        onnx=args.onnx, engine=args.engine, device=args.device, load_head=args.load_head,
+        onnx=args.onnx, engine=args.engine, device=args.device, load_head=args.load_head, on_video=collector,
     )  # fmt: skip
     write_json(args.output, document)
     if args.stats is not None:
@@ -116,6 +128,13 @@ def _predict(args: argparse.Namespace) -> int:
         f"mean depth {stats['mean_depth']:.2f}, head FLOPs {saved:.0%} under Uniform",
         file=sys.stderr,
     )
+    if collector is not None:
+        config = collector.config
+        pictures = args.write_timelines(
+            args.plot, document["results"], collector.traces, args.annotations, config.labels,
+            config.model.stem_layers, config.metadata.get("name", args.checkpoint.name), args.plot_format,
+        )  # fmt: skip
+        print(f"{len(pictures)} timelines written to {args.plot}", file=sys.stderr)
     return 0
 
 

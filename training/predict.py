@@ -20,7 +20,8 @@ from model.checkpoint import load_checkpoint
 from model.flops import output_flops, uniform_head_flops
 from model.head import Head, Runtime, TorchHead
 from model.postprocess import video_segments
-from training.dataset import FeatureDataset
+from model.tzn import TZNOutput
+from training.dataset import FeatureDataset, VideoItem
 
 HeadLoader = Callable[..., Head]
 
@@ -30,9 +31,15 @@ class PredictError(Exception):
 
 
 def predict_dataset(
-    head: Head, dataset: FeatureDataset, device: str = "cpu", progress: bool = True
+    head: Head,
+    dataset: FeatureDataset,
+    device: str = "cpu",
+    progress: bool = True,
+    on_video: Callable[[VideoItem, TZNOutput], None] | None = None,
 ) -> tuple[dict[str, list[dict]], dict[str, float]]:
     """Detections of every video of `dataset` (whole videos, one at a time) -> (results, stats).
+
+    `on_video(item, output)` sees each video's head output (`tzn predict --plot` draws its timeline).
 
     results: {video_id: [{"segment": [start_s, end_s], "label": name, "score": s}]}, best first.
     stats: totals over the split: videos, seconds (annotated durations), mean_depth (stem layers per valid
@@ -52,6 +59,8 @@ def predict_dataset(
         features = item.features[None].to(device)
         mask = torch.ones(1, features.shape[2], dtype=torch.bool, device=device)
         output = head(features, mask)
+        if on_video is not None:
+            on_video(item, output)
         detections = video_segments(
             output, model_config.boundary_head, head.postprocess, item.fps, item.feat_stride, item.num_frames,
             item.duration,
@@ -90,6 +99,7 @@ def predict(
     device: str = "cpu",
     progress: bool = True,
     load_head: HeadLoader | None = None,
+    on_video: Callable[[VideoItem, TZNOutput], None] | None = None,
 ) -> tuple[dict, dict[str, float]]:
     """`tzn predict`: -> ({"version", "results", "external_data"}, stats). `load_head(runtime, onnx=, engine=)`
     loads exported heads (runtime onnxruntime or tensorrt)."""
@@ -111,7 +121,7 @@ def predict(
         annotations, features_dir, split, feat_stride=spec.feat_stride, num_frames=spec.num_frames,
         default_fps=spec.default_fps,
     )  # fmt: skip
-    results, stats = predict_dataset(head, dataset, device, progress)
+    results, stats = predict_dataset(head, dataset, device, progress, on_video)
     document = {"version": "tzn-predictions-1", "results": results, "external_data": {"used": False}}
     return document, stats
 

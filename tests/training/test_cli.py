@@ -70,6 +70,23 @@ def test_predict_writes_activitynet_results_and_stats(trained_run, tiny_data, tm
     assert totals["videos"] == 3 and 1.0 <= totals["mean_depth"] <= 3.0 and totals["head_flops"] > 0
 
 
+def test_predict_plot_draws_one_timeline_per_video_with_its_ground_truth(trained_run, tiny_data, tmp_path, capsys):
+    code, _, err = run(
+        capsys, "predict", "--checkpoint", str(trained_run), "--annotations", str(tiny_data.annotations),
+        "--features", str(tiny_data.features_dir), "--split", "test", "--output", str(tmp_path / "pred.json"),
+        "--plot", str(tmp_path / "plots"), "--plot-format", "svg",
+    )  # fmt: skip
+    assert code == 0, err
+    results = json.loads((tmp_path / "pred.json").read_text())["results"]
+    pictures = sorted(p.stem for p in (tmp_path / "plots").iterdir())
+    assert pictures == sorted(results) and "3 timelines written" in err
+    annotations = json.loads(tiny_data.annotations.read_text())["database"]
+    for video_id in results:
+        svg = (tmp_path / "plots" / f"{video_id}.svg").read_text()
+        assert video_id in svg and "ATR depth" in svg and "(of 3)" in svg
+        assert ("ground truth" in svg) and all(a["label"] in svg for a in annotations[video_id]["annotations"])
+
+
 def test_soft_and_hard_atr_give_the_same_predictions(trained_run, tiny_data, tmp_path, capsys):
     outputs = {}
     for execution in ("soft", "hard"):
