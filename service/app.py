@@ -229,7 +229,9 @@ def create_app(settings: Settings | None = None, localizer: Localizer | None = N
             threading.Thread(target=state.load, name="tzn-model-load", daemon=True).start()
         else:
             state.ready()
+        await run_in_threadpool(jobs.start)
         yield
+        await run_in_threadpool(jobs.stop)
 
     app = FastAPI(
         title="TZN temporal action localization",
@@ -239,6 +241,9 @@ def create_app(settings: Settings | None = None, localizer: Localizer | None = N
         responses={500: {"model": ErrorResponse, "description": "Unexpected server error"}},
     )
     app.state.tzn = state
+    from service.jobs.api import install  # the jobs routes use this module's answers and errors
+
+    jobs = install(app, state)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:

@@ -22,6 +22,13 @@ def free_port() -> int:
 @contextmanager
 def running_server(env: dict[str, str], log_path: Path, ready_timeout_s: float = 120.0):
     """Starts the service with extra TZN_* `env`; yields its base URL once /health/ready is 200."""
+    with server_process(env, log_path, ready_timeout_s) as (url, _):
+        yield url
+
+
+@contextmanager
+def server_process(env: dict[str, str], log_path: Path, ready_timeout_s: float = 120.0):
+    """As `running_server`, yielding (base URL, the server's subprocess.Popen)."""
     port = free_port()
     repo = Path(__file__).resolve().parents[2]
     full_env = {**os.environ, **env, "PYTHONPATH": str(repo)}
@@ -44,11 +51,12 @@ def running_server(env: dict[str, str], log_path: Path, ready_timeout_s: float =
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"server not ready after {ready_timeout_s} s: {log_path.read_text()[-2000:]}")
                 time.sleep(0.25)
-            yield url
+            yield url, process
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
