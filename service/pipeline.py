@@ -20,8 +20,8 @@ from model.checkpoint import CheckpointConfig
 from model.flops import output_flops, uniform_head_flops
 from model.postprocess import detect, detections_to_seconds
 from model.tzn import TZNOutput
-from service.settings import Settings
 from service.chunks import CHUNK_FRAMES, FEATURES_SHARE, ClipCarry, Progress, decode_chunks
+from service.settings import Settings
 from service.video import ClipSpec, VideoInfo, decode_frames, group_clips, warm_up_decoder
 from training.predict import postprocess_settings
 

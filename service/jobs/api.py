@@ -12,7 +12,7 @@ import hmac
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -123,9 +123,9 @@ class Jobs:
             store,
             settings,
             localizer=lambda: self.state.localizer,
-            answer=lambda result, localizer, job_id: _response(result, localizer).model_copy(
-                update={"request_id": job_id}
-            ).model_dump(mode="json"),
+            answer=lambda result, localizer, job_id: (
+                _response(result, localizer).model_copy(update={"request_id": job_id}).model_dump(mode="json")
+            ),
             error_code=lambda error: error_status(error)[1],
             on_finished=self.metrics.observe,
         )
@@ -220,9 +220,9 @@ def install(app: FastAPI, state) -> Jobs:
     @app.get("/jobs", response_model=JobList, responses=_errors(400, 401, 503))
     async def list_jobs(
         request: Request,
-        status: JobStatus | None = Query(None, description="only jobs with this status"),
-        page: int = Query(1, ge=1, le=1_000_000),
-        page_size: int | None = Query(None, ge=1, le=1000, description="default TZN_JOBS_PAGE_SIZE"),
+        status: Annotated[JobStatus | None, Query(description="only jobs with this status")] = None,
+        page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+        page_size: Annotated[int | None, Query(ge=1, le=1000, description="default TZN_JOBS_PAGE_SIZE")] = None,
     ) -> Any:
         if (refused := refusal(request)) is not None:
             return refused

@@ -150,9 +150,9 @@ class JobStore:
 
     def spooled_bytes(self) -> int:
         """Bytes of uploads waiting for or in work (their files are on disk)."""
-        return self._execute("SELECT COALESCE(SUM(size_bytes), 0) FROM jobs WHERE status IN ('queued', 'running')")[
+        return self._execute("SELECT COALESCE(SUM(size_bytes), 0) FROM jobs WHERE status IN ('queued', 'running')")[0][
             0
-        ][0]
+        ]
 
     # ------------------------------------------------------------------------------------------ transitions
 
