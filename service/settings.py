@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     temp_dir: Path | None = Field(None, description="where uploads are spooled; default: the system's")
 
     # Jobs (POST /jobs): long videos, processed in the background with their own, larger limits.
-    jobs_dir: Path | None = Field(None, description="jobs' uploads (and store); default: <temp_dir>/tzn-jobs")
+    jobs_dir: Path | None = Field(None, description="jobs' uploads (and store); default: /tmp/tzn-jobs-<uid>")
     jobs_db: Path | None = Field(None, description="SQLite store of the jobs; default: <jobs_dir>/jobs.sqlite3")
     jobs_disk_quota_mb: float = Field(20480.0, gt=0, description="disk for uploads of queued and running jobs")
     jobs_max_upload_mb: float = Field(8192.0, gt=0)

@@ -175,9 +175,11 @@ class JobRunner:
 
 
 def jobs_dir(settings: Settings) -> Path:
+    """TZN_JOBS_DIR, else tzn-jobs-<uid> in the system's temporary directory (set it to a volume in production)."""
+    import os
     import tempfile
 
-    return settings.jobs_dir or Path(settings.temp_dir or tempfile.gettempdir()) / "tzn-jobs"
+    return settings.jobs_dir or Path(tempfile.gettempdir()) / f"tzn-jobs-{os.getuid()}"
 
 
 def upload_dir(settings: Settings) -> Path:
