@@ -27,7 +27,7 @@ from training.demo_videos import plan_video, write_video  # noqa: E402
 
 
 def tzn(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=REPO, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "tzn", *args], cwd=REPO, capture_output=True, text=True,
                           check=True, env={**os.environ, "TZN_DEVICE": "cpu"})  # fmt: skip
 
 

@@ -89,12 +89,10 @@ class LocalizeWorker:
         self.localizer = Localizer(Settings(**overrides))
 
     def model(self) -> dict[str, Any]:
-        from service.app import model_info
-
-        return model_info(self.localizer).model_dump()
+        return self.localizer.model_info().model_dump()
 
     def localize(self, video_id: str, path: str) -> dict[str, Any]:
-        from service.video import VideoError
+        from service.errors import VideoError
 
         try:
             result = self.localizer.localize(path, Path(path).name)

@@ -1,6 +1,6 @@
 """Decode and extract features chunk by chunk, so that a video of any length never has all its frames in memory.
 
-The decoder still runs in an isolated child process (service.video's forkserver): the child decodes
+The decoder still runs in an isolated child process (service.decode's forkserver): the child decodes
 `chunk_frames` sampled frames at a time and sends each chunk through the pipe. The pipe is the
 back-pressure: the child blocks on `send` until the parent has taken the previous chunk, so at most one
 chunk waits in the child and one is worked on in the parent. Memory is then bounded by the chunk size
@@ -29,30 +29,23 @@ from typing import Any
 
 import numpy as np
 
-from service.video import (
-    VideoDecodeError,
-    VideoError,
+from service.container import precheck
+from service.decode import (
     VideoInfo,
-    VideoTimeoutError,
-    VideoTooLongError,
     _describe_exit,
     _log_tail,
     _mp_context,
     _open_reader,
-    _precheck,
     _video_info,
     sample_indices,
 )
+from service.errors import JobCancelledError, VideoDecodeError, VideoError, VideoTimeoutError, VideoTooLongError
 
 CHUNK_FRAMES = 256  # sampled frames per chunk: 9.6 MB at 112 x 112; a multiple of the backbone batch (64)
 FEATURES_SHARE = 0.95  # share of a job's progress taken by decoding + features (the head is fast)
 _POLL_S = 0.2  # how often a wait for the decoder checks for cancellation
 
 Progress = Callable[[str, float], None]
-
-
-class JobCancelledError(Exception):
-    """The work was cancelled by its owner (DELETE /jobs/{id}); the decoder child was ended."""
 
 
 @dataclass(frozen=True)
@@ -81,14 +74,14 @@ def decode_chunks(
 ) -> Iterator[FrameChunk]:
     """Sampled frames of the video at `path`, `chunk_frames` at a time, decoded in an isolated child process.
 
-    Sampling and errors as `service.video.decode_frames` (VideoTooLongError beyond `max_duration_s`,
+    Sampling and errors as `service.decode.decode_frames` (VideoTooLongError beyond `max_duration_s`,
     VideoTimeoutError past `timeout_s` for the whole decode). `on_info` receives the source's VideoInfo before
     the first chunk. When `cancelled()` turns true the child is killed and JobCancelledError raised. Closing
     the generator early (break, exception in the consumer) also ends the child.
     """
     if chunk_frames < 1:
         raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
-    path, name = _precheck(path, filename)
+    path, name = precheck(path, filename)
     request = {
         "path": str(path),
         "filename": name,

@@ -16,66 +16,31 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from service.app import ErrorBody, ErrorResponse, LocalizeResponse, _options, _response, error_response, error_status
+from service.container import precheck
+from service.errors import JOB_STATUS_DESCRIPTIONS, UploadError, VideoError, error_status
 from service.jobs.metrics import JobMetrics
 from service.jobs.runner import JobRunner, new_job_id, store_path, upload_dir
 from service.jobs.store import FINISHED, Job, JobStatus, JobStore
-from service.upload import UploadError, receive_upload
-from service.video import VideoError, _precheck
+from service.schemas import (
+    MULTIPART_BODY,
+    JobList,
+    JobProgress,
+    JobResponse,
+    JobSubmitted,
+    error_response,
+    error_responses,
+)
+from service.upload import form_options, receive_upload
 
 log = logging.getLogger("tzn.jobs")
 
 CANCEL_WAIT_S = 10.0  # DELETE waits this long for a running job to stop before answering
 
 
-class JobProgress(BaseModel):
-    stage: str = Field(description="queued, decoding, features, head, then the final status")
-    fraction: float = Field(ge=0, le=1, description="share of the job done")
-
-
-class JobResponse(BaseModel):
-    job_id: str
-    status: JobStatus
-    progress: JobProgress
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    error: ErrorBody | None = Field(None, description="only when status is failed")
-    result: LocalizeResponse | None = Field(None, description="only when status is succeeded: the /localize answer")
-
-
-class JobSubmitted(BaseModel):
-    job_id: str
-    status: JobStatus
-    status_url: str
-
-
-class JobList(BaseModel):
-    jobs: list[JobResponse] = Field(description="newest first; without `result` (GET /jobs/{id} has it)")
-    page: int
-    page_size: int
-    total: int = Field(description="jobs matching the filter, all pages")
-
-
-_DESCRIPTIONS = {
-    400: "Malformed form or query (as /localize; GET /jobs: an unknown status or a bad page)",
-    401: "Missing or wrong X-API-Key (only when TZN_API_KEY is set)",
-    404: "No job with this id (never submitted, or deleted after TZN_JOBS_TTL_S)",
-    409: "The job has already finished; there is nothing to cancel",
-    413: "Upload larger than TZN_JOBS_MAX_UPLOAD_MB",
-    415: "Not a video: no video stream (an image, a document, random bytes, audio only)",
-    422: "An empty or truncated video",
-    503: "Queue full (TZN_JOBS_MAX_QUEUED jobs queued; see Retry-After), the model is loading, or the jobs store "
-    "is unavailable",
-    507: "The jobs' disk quota (TZN_JOBS_DISK_QUOTA_MB) is used by queued and running jobs; retry later",
-}
-
-
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorResponse, "description": _DESCRIPTIONS[code]} for code in codes}
+    return error_responses(*codes, descriptions=JOB_STATUS_DESCRIPTIONS)
 
 
 def _time(seconds: float | None) -> datetime | None:
@@ -86,7 +51,7 @@ def job_body(job: Job, with_result: bool = True) -> dict[str, Any]:
     """The JSON of a job: `error` only when failed, `result` only when succeeded (and asked for)."""
     body = JobResponse(
         job_id=job.id,
-        status=job.status,
+        status=str(job.status),
         progress=JobProgress(stage=job.stage, fraction=min(max(job.fraction, 0.0), 1.0)),
         created_at=_time(job.created_at),
         started_at=_time(job.started_at),
@@ -123,8 +88,8 @@ class Jobs:
             store,
             settings,
             localizer=lambda: self.state.localizer,
-            answer=lambda result, localizer, job_id: (
-                _response(result, localizer).model_copy(update={"request_id": job_id}).model_dump(mode="json")
+            answer=lambda result, localizer, job_id: result.response(localizer.model_info(), job_id).model_dump(
+                mode="json"
             ),
             error_code=lambda error: error_status(error)[1],
             on_finished=self.metrics.observe,
@@ -165,7 +130,7 @@ def install(app: FastAPI, state) -> Jobs:
             202: {"headers": {"Location": {"description": "the job's URL", "schema": {"type": "string"}}}},
             **_errors(400, 401, 413, 415, 422, 503, 507),
         },
-        openapi_extra=_multipart_body(),
+        openapi_extra=MULTIPART_BODY,
     )
     async def submit(request: Request) -> Any:
         if (refused := refusal(request)) is not None:
@@ -193,10 +158,10 @@ def install(app: FastAPI, state) -> Jobs:
                 limit,
                 upload_dir(settings),
             )
-            min_score, top_k = _options(upload.fields, settings)
+            min_score, top_k = form_options(upload.fields, settings)
             if upload.size == 0:
                 raise UploadError(422, "empty_video", f"'{upload.filename}' is empty (0 bytes)")
-            await run_in_threadpool(_precheck, upload.path, upload.filename)  # refuse what is plainly no video now
+            await run_in_threadpool(precheck, upload.path, upload.filename)  # refuse what is plainly no video now
         except (UploadError, VideoError) as error:
             if upload is not None:
                 upload.remove()
@@ -207,7 +172,7 @@ def install(app: FastAPI, state) -> Jobs:
         job = store.add(new_job_id(), str(upload.path), upload.filename, upload.size, min_score, top_k)
         jobs.runner.notify()
         url = str(request.url_for("get_job", job_id=job.id).path)
-        body = JobSubmitted(job_id=job.id, status=job.status, status_url=url)
+        body = JobSubmitted(job_id=job.id, status="queued", status_url=url)
         return JSONResponse(body.model_dump(mode="json"), status_code=202, headers={"Location": url})
 
     @app.get("/jobs/{job_id}", name="get_job", response_model=JobResponse, responses=_errors(401, 404, 503))
@@ -252,9 +217,3 @@ def install(app: FastAPI, state) -> Jobs:
         return JSONResponse(job_body(store.get(job_id)))
 
     return jobs
-
-
-def _multipart_body() -> dict[str, Any]:
-    from service.app import MULTIPART_BODY
-
-    return MULTIPART_BODY

@@ -23,11 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from service.chunks import JobCancelledError
+from service.errors import JobCancelledError, VideoError
 from service.jobs.store import Job, JobStatus, JobStore
 from service.pipeline import Localizer, WorkLimits
 from service.settings import Settings
-from service.video import VideoError
 
 log = logging.getLogger("tzn.jobs")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from service.batch import BatchError, activitynet_segments, list_videos, load_output
-from service.cli import main
+from tzn import main
 
 from .conftest import ffmpeg
 
@@ -34,7 +34,7 @@ def archive(tmp_path_factory, camera_footage) -> Path:
 
 
 def tzn_batch(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "service.cli", "batch", "--num-cpus", "2", *args]
+    command = [sys.executable, "-m", "tzn", "batch", "--num-cpus", "2", *args]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from service.chunks import ClipCarry, JobCancelledError, complete_clips, decode_chunks
+from service.chunks import ClipCarry, complete_clips, decode_chunks
+from service.errors import JobCancelledError
 from service.pipeline import FeatureExtractor
 from service.settings import Settings
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.launch import server_process
+
 from .processes import server_decoder_children
-from .server import server_process
 
 FINAL = {"succeeded", "failed", "cancelled"}
 

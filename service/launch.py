@@ -1,4 +1,4 @@
-"""Runs `tzn serve` as a real uvicorn process on 127.0.0.1 for integration tests."""
+"""Runs `tzn serve` as a real uvicorn process on 127.0.0.1, for integration tests and bench/service.py."""
 
 from __future__ import annotations
 
@@ -30,11 +30,11 @@ def running_server(env: dict[str, str], log_path: Path, ready_timeout_s: float =
 def server_process(env: dict[str, str], log_path: Path, ready_timeout_s: float = 120.0):
     """As `running_server`, yielding (base URL, the server's subprocess.Popen)."""
     port = free_port()
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[1]
     full_env = {**os.environ, **env, "PYTHONPATH": str(repo)}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "tzn", "serve", "--host", "127.0.0.1", "--port", str(port)],
             env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=repo,
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
