@@ -208,7 +208,7 @@ def install(app: FastAPI, state) -> Jobs:
             return error_response(409, "already_finished", f"job {job_id!r} has already {job.status}")
         if store.cancel_queued(job_id):
             Path(job.upload_path).unlink(missing_ok=True)
-            jobs.metrics.observe(JobStatus.cancelled, 0.0)
+            jobs.metrics.observe(JobStatus.cancelled, None)
         else:
             jobs.runner.cancel(job_id)
             deadline = asyncio.get_running_loop().time() + CANCEL_WAIT_S

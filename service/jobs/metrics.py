@@ -55,6 +55,8 @@ class JobMetrics:
             self.finished.labels(status=str(status))
             self.duration.labels(status=str(status))
 
-    def observe(self, status: JobStatus, seconds: float) -> None:
+    def observe(self, status: JobStatus, seconds: float | None) -> None:
+        """A finished job; `seconds` is None for a job cancelled before any worker started it."""
         self.finished.labels(status=str(status)).inc()
-        self.duration.labels(status=str(status)).observe(seconds)
+        if seconds is not None:
+            self.duration.labels(status=str(status)).observe(seconds)

@@ -183,3 +183,29 @@ def test_a_queued_job_is_cancelled_at_once_and_its_file_removed(localizer, long_
         listed = client.get("/jobs?status=cancelled").json()
         assert listed["total"] == 2 and all("result" not in job for job in listed["jobs"])
     assert list((tmp_path / "jobs" / "uploads").iterdir()) == []
+
+
+def test_job_metrics_count_jobs_by_status_the_queue_and_durations(tmp_path):
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from service.jobs.metrics import JobMetrics
+
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    add_jobs(store, 3)
+    store.claim()
+    registry = CollectorRegistry()
+    metrics = JobMetrics(registry, store.counts)
+    metrics.observe(JobStatus.succeeded, 42.0)
+    metrics.observe(JobStatus.cancelled, None)
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for sample in family.samples
+    }
+    assert samples["tzn_jobs", (("status", "queued"),)] == 2
+    assert samples["tzn_jobs", (("status", "running"),)] == 1
+    assert samples["tzn_job_queue_length", ()] == 2
+    assert samples["tzn_jobs_finished_total", (("status", "cancelled"),)] == 1
+    assert samples["tzn_job_duration_seconds_sum", (("status", "succeeded"),)] == 42.0
+    assert samples["tzn_job_duration_seconds_count", (("status", "cancelled"),)] == 0
