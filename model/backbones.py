@@ -72,17 +72,31 @@ class BackboneSpec:
 SPECS = {
     "resnet18-2d": BackboneSpec("resnet18-2d", 8.0, 4, 2, 112, 512, per_frame=True),
     "r2plus1d_18": BackboneSpec("r2plus1d_18", 15.0, 16, 4, 112, 512, per_frame=False),
+    # Two strided convolutions: exercises the whole service path (decoding, chunks, head) thousands of frames
+    # per second on a CPU, for tests and memory checks on hour-long videos. Its features mean nothing.
+    "tiny-2d": BackboneSpec("tiny-2d", 4.0, 4, 2, 112, 64, per_frame=True),
 }
 
 
+def tiny_network() -> nn.Module:
+    """(N, 3, 112, 112) -> (N, 64): conv 8x8 stride 8, ReLU, conv 3x3 stride 2, ReLU, global mean."""
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 8, stride=8), nn.ReLU(), nn.Conv2d(16, 64, 3, stride=2), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+    )  # fmt: skip
+
+
 class FrameBackbone(nn.Module):
-    """ResNet-18 per frame, averaged over each clip. frames (N, H, W, 3) uint8 -> (K, 512)."""
+    """ResNet-18 (or the tiny network) per frame, averaged over each clip. frames (N, H, W, 3) uint8 -> (K, C)."""
 
     def __init__(self, spec: BackboneSpec):
         super().__init__()
         self.spec = spec
-        network = torchvision.models.resnet18(weights=None)
-        network.fc = nn.Identity()
+        if spec.name == "tiny-2d":
+            network = tiny_network()
+        else:
+            network = torchvision.models.resnet18(weights=None)
+            network.fc = nn.Identity()
         self.network = network
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)

@@ -40,6 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.admission import Slots
 from service.errors import UploadError, VideoError, error_status
+from service.jobs.api import install as install_jobs
 from service.metrics import ServiceMetrics
 from service.pipeline import Localization, Localizer
 from service.schemas import (
@@ -55,7 +56,7 @@ from service.schemas import (
 )
 from service.settings import Settings
 from service.trace import parse_include
-from service.upload import RequestBody, Upload, receive_upload
+from service.upload import RequestBody, Upload, form_options, receive_upload
 
 log = logging.getLogger("tzn.service")
 INDEX_PAGE = Path(__file__).resolve().parent / "static" / "index.html"
@@ -114,7 +115,9 @@ def create_app(
             threading.Thread(target=state.load, name="tzn-model-load", daemon=True).start()
         else:
             state.ready()
+        await run_in_threadpool(jobs.start)
         yield
+        await run_in_threadpool(jobs.stop)
 
     app = FastAPI(
         title="TZN temporal action localization",
@@ -126,6 +129,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.tzn = state
+    jobs = install_jobs(app, state)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -283,7 +287,7 @@ async def _localize(request: Request, body: RequestBody, state: ServiceState, ar
         finally:
             state.uploads.release()
         received = time.perf_counter()
-        min_score, top_k = _options(upload.fields, settings)
+        min_score, top_k = form_options(upload.fields, settings)
         include = parse_include(upload.fields.get("include"))
         if upload.size == 0:
             raise UploadError(422, "empty_video", f"'{upload.filename}' is empty (0 bytes)")
@@ -343,19 +347,6 @@ async def _after_draining(response: Response, body: RequestBody, settings: Setti
     if not drained:
         response.headers["Connection"] = "close"
     return response
-
-
-def _options(fields: dict[str, str], settings: Settings) -> tuple[float, int]:
-    try:
-        min_score = float(fields.get("min_score", settings.min_score))
-        top_k = int(fields.get("top_k", settings.top_k))
-    except ValueError:
-        raise UploadError(
-            400, "bad_form", "min_score must be a number in [0, 1] and top_k a positive integer"
-        ) from None
-    if not 0.0 <= min_score <= 1.0 or top_k < 1:
-        raise UploadError(400, "bad_form", "min_score must be a number in [0, 1] and top_k a positive integer")
-    return min_score, top_k
 
 
 def _observe(state: ServiceState, result: Localization) -> None:

@@ -35,6 +35,17 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     extract.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     extract.set_defaults(handler=run_extract_features)
 
+    batch = subcommands.add_parser(
+        "batch", help="localize many videos on Ray; ActivityNet results JSON with per-video timing and FLOPs"
+    )
+    batch.add_argument("--videos", type=Path, required=True, help="folder of videos, or a text file of video paths")
+    batch.add_argument("--output", type=Path, required=True, help="PRED.json to write (a rerun resumes it)")
+    batch.add_argument("--address", help="an existing Ray cluster (ray://host:10001 or auto); default: start one here")
+    batch.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: TZN_CHECKPOINT or the demo)")
+    batch.add_argument("--num-cpus", type=int, help="CPUs of the local Ray runtime (default: all)")
+    batch.add_argument("--cpus-per-actor", type=int, default=1, help="cores per CPU actor (torch threads)")
+    batch.set_defaults(handler=run_batch)
+
 
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
@@ -146,6 +157,21 @@ def plot_answer(answer: dict, args: argparse.Namespace, labels: list[str]) -> Pa
     timeline = Timeline.from_answer(answer, labels, truth)
     timeline.thumbnails = sample_thumbnails(args.video)
     return render(timeline, args.plot, show_boundary=not args.no_boundary)
+def run_batch(args: argparse.Namespace) -> int:
+    from service import batch
+
+    try:
+        videos = batch.list_videos(args.videos)
+        overrides = {"checkpoint": str(args.checkpoint)} if args.checkpoint else {}
+        output = batch.run_batch(videos, args.output, overrides, args.address, args.num_cpus, args.cpus_per_actor)
+    except batch.BatchError as error:
+        print(f"tzn batch: {error}", file=sys.stderr)
+        return 2
+    failed = output["failed"]
+    for video_id, message in failed.items():
+        print(f"tzn batch: {video_id} failed: {message}", file=sys.stderr)
+    print(json.dumps({"output": str(args.output), "done": len(output["results"]), "failed": len(failed)}))
+    return 1 if failed else 0
 
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts"}

@@ -80,6 +80,11 @@ class VideoTooLargeError(VideoTooLongError):
         return type(self), (self.frames, self.frame_bytes, self.limit_bytes, self.filename)
 
 
+class JobCancelledError(Exception):
+    """The work was cancelled by its owner (DELETE /jobs/{id}) or the server is stopping; the decoder child was
+    ended."""
+
+
 def error_status(error: Exception) -> tuple[int, str]:
     """The one mapping from a failure to an HTTP status and an error code."""
     if isinstance(error, UploadError):
@@ -108,4 +113,19 @@ STATUS_DESCRIPTIONS = {
     503: "Overloaded (TZN_MAX_CONCURRENT requests or TZN_MAX_CONCURRENT_UPLOADS uploads in progress) or the "
     "model is not ready; retry after the Retry-After header's seconds",
     504: "Processing took longer than TZN_REQUEST_TIMEOUT_S",
+}
+
+# What each status means for /jobs.
+JOB_STATUS_DESCRIPTIONS = {
+    400: "Malformed form or query (as /localize; GET /jobs: an unknown status or a bad page)",
+    401: "Missing or wrong X-API-Key (only when TZN_API_KEY is set)",
+    404: "No job with this id (never submitted, or deleted after TZN_JOBS_TTL_S)",
+    408: "The upload stalled or arrived too slowly (TZN_UPLOAD_IDLE_TIMEOUT_S, TZN_UPLOAD_MIN_RATE_KIB_S)",
+    409: "The job has already finished; there is nothing to cancel",
+    413: "Upload larger than TZN_JOBS_MAX_UPLOAD_MB",
+    415: "Not a video: no video stream (an image, a document, random bytes, audio only)",
+    422: "An empty or truncated video",
+    503: "Queue full (TZN_JOBS_MAX_QUEUED jobs queued; see Retry-After), the model is loading, or the jobs store "
+    "is unavailable",
+    507: "The jobs' disk quota (TZN_JOBS_DISK_QUOTA_MB) is used by queued and running jobs; retry later",
 }

@@ -53,9 +53,10 @@ def server_process(env: dict[str, str], log_path: Path, ready_timeout_s: float =
                 time.sleep(0.25)
             yield url, process
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()

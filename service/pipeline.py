@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from model.checkpoint import CheckpointConfig, label_id
 from model.flops import output_flops, uniform_head_flops
 from model.postprocess import video_segments
 from model.tzn import TZNOutput
+from service.chunks import CHUNK_FRAMES, FEATURES_SHARE, ClipCarry, Progress, decode_chunks
 from service.decode import VideoInfo, decode_frames, warm_up_decoder
 from service.errors import ConfigurationError
 from service.preflight import backbone_for, resolve_device
@@ -29,6 +31,15 @@ from service.runners import load_head
 from service.schemas import STAGES, Flops, LocalizeResponse, ModelInfo, Segment, Timing, VideoModel
 from service.settings import Settings
 from service.trace import PositionTrace, boundary_trace, depth_trace
+
+
+@dataclass(frozen=True)
+class WorkLimits:
+    """How long a video may be and how long its decoding may take: /localize's (TZN_MAX_DURATION_S,
+    TZN_REQUEST_TIMEOUT_S) or a job's (TZN_JOBS_MAX_DURATION_S, TZN_JOBS_TIMEOUT_S)."""
+
+    max_duration_s: float
+    timeout_s: float
 
 
 @dataclass
@@ -84,19 +95,106 @@ class FeatureExtractor:
         self.backbone = backbone.to(device)
         self.flops_per_unit = flops_per_unit(self.backbone)
         self.batch = 64 if self.spec.per_frame else 8
+        self.chunk_frames = CHUNK_FRAMES
         # One network computation at a time: concurrent requests overlap their decoding (separate processes)
         # but not their backbone/head work, which would only oversubscribe the cores (or the GPU) and slow
         # every request down. Stage times are measured once the lock is held.
         self.compute_lock = threading.Lock()
 
     @torch.inference_mode()
-    def extract(self, path: str | Path, filename: str | None = None) -> VideoFeatures:
+    def extract(
+        self,
+        path: str | Path,
+        filename: str | None = None,
+        limits: WorkLimits | None = None,
+        progress: Progress | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> VideoFeatures:
+        """Features of the video at `path`, decoded and extracted chunk by chunk (service.chunks): memory does
+        not grow with the video's length beyond its clip features. `limits` default to /localize's."""
+        limits = limits or WorkLimits(self.settings.max_duration_s, self.settings.request_timeout_s)
+        report = progress or (lambda stage, fraction: None)
+        spec = self.spec
+        carry = ClipCarry(spec.frames_per_clip, spec.clip_stride)
+        found: dict[str, VideoInfo] = {}
+        pieces, first_time, frames_seen = [], 0.0, 0
+        decode_s = features_s = 0.0
+        report("decoding", 0.0)
+        waiting = time.perf_counter()
+        for chunk in decode_chunks(
+            path,
+            sample_fps=spec.sample_fps,
+            size=(spec.size, spec.size),
+            chunk_frames=self.chunk_frames,
+            max_duration_s=limits.max_duration_s,
+            timeout_s=limits.timeout_s,
+            filename=filename,
+            tmp_dir=self.settings.temp_dir,
+            cancelled=cancelled,
+            on_info=lambda info: found.setdefault("info", info),
+        ):
+            decode_s += time.perf_counter() - waiting
+            if chunk.first == 0:
+                first_time = float(chunk.timestamps[0])
+            report("features", FEATURES_SHARE * chunk.first / chunk.total)
+            with self.compute_lock:
+                started = time.perf_counter()
+                pieces.append(self._chunk_features(chunk.frames, carry))
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize()
+                features_s += time.perf_counter() - started
+            frames_seen += len(chunk.frames)
+            report("decoding", FEATURES_SHARE * frames_seen / chunk.total)
+            waiting = time.perf_counter()
+        decode_s += time.perf_counter() - waiting
+        if (rest := carry.finish()) is not None:  # shorter than one clip: padded as the whole-video path does
+            pieces.append(self._short_video_features(rest))
+        features = torch.cat(pieces)
+        units = frames_seen if spec.per_frame else features.shape[0]
+        return VideoFeatures(
+            info=found["info"],
+            features=features.float().T.contiguous().cpu(),
+            clip_times=spec.clip_times(features.shape[0], start_s=first_time),
+            decode_ms=decode_s * 1000,
+            features_ms=features_s * 1000,
+            backbone_flops=units * self.flops_per_unit,
+        )
+
+    def _chunk_features(self, frames: np.ndarray, carry: ClipCarry) -> torch.Tensor:
+        """(N, H, W, 3) frames of one chunk -> (K, C) features of the clips it completes (K may be 0)."""
+        if self.spec.per_frame:
+            frame_features = self._batched(self.backbone.frame_features, frames)
+            window, clips = carry.push(frame_features)
+            return self.backbone.pool_clips(window) if clips else frame_features[:0]
+        window, clips = carry.push(frames)
+        if not clips:
+            return torch.empty(0, self.spec.feature_dim, device=self.device)
+        grouped, _ = group_clips(window, np.zeros(len(window)), self.spec)
+        return self._batched(self.backbone, grouped)
+
+    def _short_video_features(self, rest) -> torch.Tensor:
+        if self.spec.per_frame:
+            return self.backbone.pool_clips(rest)
+        grouped, _ = group_clips(rest, np.zeros(len(rest)), self.spec)
+        return self._batched(self.backbone, grouped)
+
+    def _batched(self, network: Callable[[torch.Tensor], torch.Tensor], items: np.ndarray) -> torch.Tensor:
+        return torch.cat(
+            [
+                network(torch.from_numpy(np.ascontiguousarray(items[i : i + self.batch])).to(self.device))
+                for i in range(0, len(items), self.batch)
+            ]
+        )
+
+    @torch.inference_mode()
+    def whole_video_features(self, path: str | Path, filename: str | None = None) -> VideoFeatures:
+        """The reference for `extract`: every sampled frame decoded into memory at once, then the backbone.
+        Memory grows with the video's length; kept to check the chunked path against."""
         started = time.perf_counter()
-        size = (self.spec.size, self.spec.size)
         frames, timestamps, info = decode_frames(
             path,
             sample_fps=self.spec.sample_fps,
-            size=size,
+            size=(self.spec.size, self.spec.size),
             max_duration_s=self.settings.max_duration_s,
             timeout_s=self.settings.request_timeout_s,
             filename=filename,
@@ -212,16 +310,22 @@ class Localizer:
         top_k: int | None = None,
         upload_ms: float = 0.0,
         received_at: float | None = None,
+        limits: WorkLimits | None = None,
+        progress: Progress | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
     ) -> Localization:
         """Localizes the actions of the video at `path`. `upload_ms`: how long receiving it took; `received_at`:
         `time.perf_counter()` when it was received (default: now). Stage times add up to `total`, the wall
         time from the request's arrival: upload, queue (waiting for a worker and the compute lock), decode,
-        features, head, postprocess."""
+        features, head, postprocess. `progress(stage, fraction)` follows decoding, features and head;
+        `cancelled()` is polled while decoding (JobCancelledError)."""
         started = time.perf_counter()
         received_at = started if received_at is None else received_at
         min_score = self.settings.min_score if min_score is None else min_score
         top_k = self.settings.top_k if top_k is None else top_k
-        extracted = self.extractor.extract(path, filename)
+        report = progress or (lambda stage, fraction: None)
+        extracted = self.extractor.extract(path, filename, limits, report, cancelled)
+        report("head", FEATURES_SHARE)
         features = extracted.features[None]
         mask = torch.ones(1, features.shape[-1], dtype=torch.bool)
         with self.extractor.compute_lock:

@@ -5,7 +5,8 @@ Add a route's models here, next to the others; routes build answers only from th
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -125,6 +126,37 @@ class Status(BaseModel):
     status: str
 
 
+class JobProgress(BaseModel):
+    stage: str = Field(description="queued, decoding, features, head, then the final status")
+    fraction: float = Field(ge=0, le=1, description="share of the job done")
+
+
+class JobResponse(BaseModel):
+    """GET /jobs/{id}. `error` only when failed; `result` only when succeeded: exactly the /localize answer."""
+
+    job_id: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    progress: JobProgress
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: ErrorBody | None = None
+    result: LocalizeResponse | None = None
+
+
+class JobSubmitted(BaseModel):
+    job_id: str
+    status: Literal["queued"]
+    status_url: str
+
+
+class JobList(BaseModel):
+    jobs: list[JobResponse] = Field(description="newest first; without `result` (GET /jobs/{id} has it)")
+    page: int
+    page_size: int
+    total: int = Field(description="jobs matching the filter, all pages")
+
+
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """`{"error": {"code", "message"}}` with `status`."""
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
@@ -138,11 +170,11 @@ RETRY_AFTER = {
 }
 
 
-def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+def error_responses(*codes: int, descriptions: dict[int, str] = STATUS_DESCRIPTIONS) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for these error statuses of a route (503 declares its Retry-After header)."""
     responses: dict[int | str, dict[str, Any]] = {}
     for code in codes:
-        responses[code] = {"model": ErrorResponse, "description": STATUS_DESCRIPTIONS[code]}
+        responses[code] = {"model": ErrorResponse, "description": descriptions[code]}
         if code == 503:
             responses[code]["headers"] = RETRY_AFTER
     return responses

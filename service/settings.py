@@ -57,10 +57,30 @@ class Settings(BaseSettings):
     top_k: int = Field(100, ge=1, description="default maximum number of returned segments")
     temp_dir: Path | None = Field(None, description="where uploads are spooled; default: the system's")
 
+    # Jobs (POST /jobs): long videos, processed in the background with their own, larger limits.
+    jobs_dir: Path | None = Field(None, description="jobs' uploads (and store); default: /tmp/tzn-jobs-<uid>")
+    jobs_db: Path | None = Field(None, description="SQLite store of the jobs; default: <jobs_dir>/jobs.sqlite3")
+    jobs_disk_quota_mb: float = Field(20480.0, gt=0, description="disk for uploads of queued and running jobs")
+    jobs_max_upload_mb: float = Field(8192.0, gt=0)
+    jobs_max_duration_s: float = Field(4 * 3600.0, gt=0)
+    jobs_timeout_s: float = Field(4 * 3600.0, gt=0, description="time limit of one job's decoding")
+    jobs_max_queued: int = Field(100, ge=1, description="queued jobs beyond which POST /jobs answers 503")
+    jobs_workers: int = Field(1, ge=1, description="jobs run at once")
+    jobs_ttl_s: float = Field(7 * 24 * 3600.0, gt=0, description="finished jobs are deleted after this")
+    jobs_max_attempts: int = Field(2, ge=1, description="starts of a job interrupted by server deaths")
+    jobs_page_size: int = Field(50, ge=1, le=1000, description="default page size of GET /jobs")
+
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
 
+    @property
+    def jobs_max_upload_bytes(self) -> int:
+        return int(self.jobs_max_upload_mb * 1024 * 1024)
+
+    @property
+    def jobs_disk_quota_bytes(self) -> int:
+        return int(self.jobs_disk_quota_mb * 1024 * 1024)
 
 # TZN_* variables read by other tools, not by the service: present in a deployment's environment, not typos.
 OTHER_TOOLS_VARIABLES = {

@@ -23,6 +23,7 @@ from pathlib import Path
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from service.errors import UploadError
+from service.settings import Settings
 
 FILE_FIELD = "video"
 TEXT_FIELDS = ("min_score", "top_k", "include")
@@ -231,3 +232,17 @@ class _PartState:
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+def form_options(fields: dict[str, str], settings: Settings) -> tuple[float, int]:
+    """min_score and top_k of a /localize or /jobs form (the settings' defaults when absent); UploadError 400."""
+    try:
+        min_score = float(fields.get("min_score", settings.min_score))
+        top_k = int(fields.get("top_k", settings.top_k))
+    except ValueError:
+        raise UploadError(
+            400, "bad_form", "min_score must be a number in [0, 1] and top_k a positive integer"
+        ) from None
+    if not 0.0 <= min_score <= 1.0 or top_k < 1:
+        raise UploadError(400, "bad_form", "min_score must be a number in [0, 1] and top_k a positive integer")
+    return min_score, top_k

@@ -16,7 +16,6 @@ import pytest
 import yaml
 
 from service.metric_names import dashboard_expressions, rule_expressions, unexported_metric_names
-from service.metrics import ServiceMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -204,6 +203,8 @@ def test_every_alert_has_a_for_duration_severity_and_annotations():
         "TZNHighLatencyP95",
         "TZNModelNotReady",
         "TZNScrapeDown",
+        "TZNJobQueueBacklog",
+        "TZNJobsFailing",
     }
     for rule in rules:
         assert rule["for"], rule["alert"]
@@ -269,6 +270,9 @@ def test_dashboard_shows_what_design_section_4_asks_for():
         "tzn_atr_mean_depth_sum",
         "tzn_inflight_requests",
         "tzn_gpu_memory_allocated_bytes",
+        "sum by (status) (tzn_jobs)",
+        "tzn_job_queue_length",
+        "tzn_job_duration_seconds_bucket",
     ):
         assert needle in expressions
 
@@ -289,8 +293,15 @@ def test_dashboard_queries_are_valid_promql(tmp_path):
 
 
 def exposition_text() -> str:
-    body, _ = ServiceMetrics().render()
-    return body.decode()
+    """What a freshly built service answers on GET /metrics: the request metrics and the jobs' metrics."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    response = TestClient(create_app(Settings())).get("/metrics")  # no lifespan: no model is loaded
+    assert response.status_code == 200
+    return response.text
 
 
 def test_dashboard_and_alerts_only_use_metrics_the_service_exports():

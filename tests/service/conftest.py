@@ -74,3 +74,28 @@ def small_checkpoint(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("checkpoint") / "small"
     labels = ["red_ball_swing", "green_square_rise", "blue_ring_pulse", "yellow_bar_sweep"]
     return save_checkpoint(TZN(config), directory, CheckpointConfig(model=config, labels=labels, features=spec))
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A CPU-size TZN with random weights over the tiny-2d backbone: hour-long videos in seconds."""
+    torch.manual_seed(1)
+    config = ModelConfig(input_dim=64, num_classes=2, embed_dim=32, n_head=4, attn_block_size=16, tau_hidden=8)
+    spec = FeatureSpec(feat_stride=2, num_frames=4, default_fps=4.0, backbone="tiny-2d")
+    directory = tmp_path_factory.mktemp("checkpoint") / "tiny"
+    labels = ["walk", "run"]
+    return save_checkpoint(TZN(config), directory, CheckpointConfig(model=config, labels=labels, features=spec))
+
+
+@pytest.fixture(scope="session")
+def long_videos(tmp_path_factory) -> dict[str, Path]:
+    """Generated 64x48 H.264 at 4 fps: 3 minutes, and 1 and 60 minutes for the memory check."""
+    root = tmp_path_factory.mktemp("long")
+    found = {}
+    for name, seconds in [("three_minutes", 180), ("one_minute", 60), ("sixty_minutes", 3600)]:
+        found[name] = root / f"{name}.mp4"
+        ffmpeg(
+            "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=4", "-t", str(seconds),
+            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(found[name]),
+        )  # fmt: skip
+    return found
