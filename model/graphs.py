@@ -66,14 +66,16 @@ def padded_block_index(active: np.ndarray, size: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------- phases
 
 
-def embed_phase(model: TZN, features: Tensor, mask: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+def embed_phase(
+    model: TZN, features: Tensor, mask: Tensor, tau_override: Tensor | None = None
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """features (B, C, T), mask (B, T) bool, T already a multiple of max_stride and of the attention block
     -> embedding (B, T, d), tau (B, T) or None, layer masks (B, T, L) or None (as in TZN.forward)."""
     x = (features - model.input_mean[:, None]) / model.input_std[:, None]
     x = x * mask[:, None].to(x.dtype)
     for conv, norm in zip(model.embed, model.embed_norms, strict=True):
         x = F.relu(norm(conv(x, mask)))
-    tau, layer_masks = model._depth(x, mask, None, False)
+    tau, layer_masks = model._depth(x, mask, tau_override, False)
     return x.transpose(1, 2), tau, layer_masks
 
 
@@ -157,13 +159,19 @@ class GraphedHead:
     holds its compute slot around the head).
     """
 
-    def __init__(self, model: TZN, *, length_step: int = 256, count_levels: int = 8, use_graphs: bool | None = None):
+    def __init__(
+        self, model: TZN, *, length_step: int = 256, count_levels: int = 8, use_graphs: bool | None = None,
+        tau_override: bool = False,
+    ):  # fmt: skip
+        """tau_override: every call passes `tau` (1, T), which replaces the predicted one (benchmarks; the
+        predictor still runs), as `TZN.forward(tau_override=...)`."""
         self.model = model.eval()
         config = model.config
         self.block = config.attn_block_size
         unit = math.lcm(config.max_stride, self.block)
         self.length_step = bucket_length(length_step, unit)
         self.count_levels = count_levels
+        self.tau_override = tau_override
         self.device = next(model.parameters()).device
         self.use_graphs = self.device.type == "cuda" if use_graphs is None else use_graphs
         if self.use_graphs and self.device.type != "cuda":
@@ -183,6 +191,7 @@ class GraphedHead:
                 "features": torch.zeros(1, config.input_dim, length, device=self.device),
                 "mask": torch.zeros(1, length, dtype=torch.bool, device=self.device),
                 "x": torch.zeros(1, length, config.embed_dim, device=self.device),
+                "tau": torch.zeros(1, length, device=self.device),
             }
         return self._buffers[length]
 
@@ -195,8 +204,10 @@ class GraphedHead:
         return self._graphs[key]
 
     @torch.inference_mode()
-    def __call__(self, features: Tensor, mask: Tensor) -> TZNOutput:
+    def __call__(self, features: Tensor, mask: Tensor, tau: Tensor | None = None) -> TZNOutput:
         """features (1, C, T), mask (1, T) bool -> TZNOutput over the length bucket."""
+        if (tau is not None) != self.tau_override:
+            raise ValueError("pass tau exactly when the head was built with tau_override=True")
         if features.shape[0] != 1:
             raise ValueError(f"GraphedHead runs batch 1, got batch {features.shape[0]}")
         length = features.shape[-1]
@@ -206,11 +217,15 @@ class GraphedHead:
         static["features"][..., :length].copy_(features, non_blocking=True)
         static["mask"].zero_()
         static["mask"][:, :length].copy_(mask, non_blocking=True)
+        if tau is not None:
+            static["tau"].zero_()
+            static["tau"][:, :length].copy_(tau, non_blocking=True)
         model, stem = self.model, self.model.stem
         blocks = padded // self.block
 
         def embed():
-            x, tau, layer_masks = embed_phase(model, static["features"], static["mask"])
+            override = static["tau"] if self.tau_override else None
+            x, tau, layer_masks = embed_phase(model, static["features"], static["mask"], override)
             static["x"].copy_(x)
             if layer_masks is None:
                 return None

@@ -107,3 +107,17 @@ def test_cuda_graph_replays_equal_eager_hard_execution(atr):
         with torch.no_grad():
             reference = model(features, mask, execution="hard")
         _assert_same_outputs(reference, head(features, mask), length)
+
+
+def test_bucketed_head_takes_a_tau_override_like_the_model():
+    torch.manual_seed(3)
+    model = TZN(small_config()).eval()
+    head = GraphedHead(model, length_step=64, use_graphs=False, tau_override=True)
+    length = 256
+    features, mask = torch.randn(1, 24, length), torch.ones(1, length, dtype=torch.bool)
+    tau = (torch.arange(length) % 100 < 20).float()[None] * 0.9 + 0.05
+    with torch.no_grad():
+        reference = model(features, mask, execution="hard", tau_override=tau)
+    output = head(features, mask, tau)
+    _assert_same_outputs(reference, output, length)
+    assert output.stem.active_positions.tolist() == reference.stem.active_positions.tolist()
