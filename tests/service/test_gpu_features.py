@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+import torch
+
+from service.gpu_features import ClipAssembler
+from service.video import ClipSpec, group_clips
+
+
+@pytest.mark.parametrize("frames", [3, 16, 17, 40, 101])
+@pytest.mark.parametrize("chunk", [1, 7, 32, 256])
+def test_clips_assembled_from_chunks_equal_group_clips(frames, chunk):
+    video = torch.randint(0, 255, (frames, 2, 2, 3), dtype=torch.uint8)
+    expected, _ = group_clips(video.numpy(), np.arange(frames, dtype=float), ClipSpec(16, 4, 15.0))
+    assembler = ClipAssembler(16, 4)
+    pieces = [assembler.push(video[i : i + chunk]) for i in range(0, frames, chunk)]
+    if (last := assembler.finish()) is not None:
+        pieces.append(last)
+    assert np.array_equal(torch.cat(pieces).numpy(), expected)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("backbone", ["resnet18-2d", "r2plus1d_18"])
+def test_cuda_features_match_the_cpu_path(media, backbone):
+    from service.gpu_features import CudaFeatureExtractor
+    from service.torchcodec_video import decode_sampled
+    from model.backbones import build_backbone, SPECS
+
+    spec = SPECS[backbone]
+    extractor = CudaFeatureExtractor(backbone, chunk_frames=7)
+    info, features, clip_times, timing, flops = extractor.extract(media / "clip.mp4")
+    frames, stamps, _ = decode_sampled(media / "clip.mp4", sample_fps=spec.sample_fps, size=(spec.size,) * 2, device="cuda")
+    assert frames.is_cuda
+    reference_net, _ = build_backbone(backbone)
+    reference_net = reference_net.cuda()
+    with torch.no_grad():
+        if spec.per_frame:
+            reference = reference_net.pool_clips(reference_net.frame_features(frames))
+        else:
+            clips, _ = group_clips(frames.cpu().numpy(), stamps, ClipSpec(spec.frames_per_clip, spec.clip_stride, spec.sample_fps))
+            reference = reference_net(torch.from_numpy(np.ascontiguousarray(clips)).cuda())
+    reference = reference.float().T.cpu()
+    assert features.shape == reference.shape
+    relative = (features - reference).norm() / reference.norm()
+    assert relative < 2e-2, f"bf16 features off by {relative:.3g}"
+    assert flops > 0 and timing["decode"] > 0
+    assert clip_times[0] == pytest.approx(stamps[0] + spec.frames_per_clip / 2 / spec.sample_fps)
