@@ -92,7 +92,9 @@ def dense_layer(transformer: TransformerBlock, x: Tensor, mask: Tensor, layer_ma
     return y if layer_mask is None else x + layer_mask[..., None] * (y - x)
 
 
-def block_layer(transformer: TransformerBlock, x: Tensor, mask: Tensor, layer_mask: Tensor, block_index: Tensor) -> Tensor:
+def block_layer(
+    transformer: TransformerBlock, x: Tensor, mask: Tensor, layer_mask: Tensor, block_index: Tensor
+) -> Tensor:
     """One stem layer on the blocks `block_index` (n,) of batch item 0 only (batch 1); other blocks unchanged."""
     _, length, dim = x.shape
     block = transformer.attn.block
@@ -104,7 +106,9 @@ def block_layer(transformer: TransformerBlock, x: Tensor, mask: Tensor, layer_ma
     return x_blocks.index_put((batch_index, block_index), current + weight * (y - current)).reshape(1, length, dim)
 
 
-def pyramid_phase(model: TZN, stem_out: Tensor, mask: Tensor) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
+def pyramid_phase(
+    model: TZN, stem_out: Tensor, mask: Tensor
+) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
     """Stem output (B, T, d) -> (cls_logits, offsets, level masks, boundary fields), as in TZN.forward."""
     stem_out = stem_out * mask[..., None].to(stem_out.dtype)
     levels, level_masks = [stem_out], [mask]
@@ -236,6 +240,7 @@ class GraphedHead:
         depth = self._phase((padded, "embed"), lambda: embed, static)()
         layers = len(stem.blocks)
         if depth is None:  # uniform model: the whole stem is one dense graph
+
             def dense_stem():
                 x = static["x"]
                 for transformer in stem.blocks:
@@ -263,7 +268,9 @@ class GraphedHead:
                     executed.append(padded), kv.append(padded)
                     continue
                 size = bucket_count(count, buckets)
-                step = self._phase((padded, layer, size), lambda layer=layer, size=size: self._block_step(static, layer, size), static)
+                step = self._phase(
+                    (padded, layer, size), lambda layer=layer, size=size: self._block_step(static, layer, size), static
+                )
                 step.index.copy_(torch.from_numpy(padded_block_index(block_active[layer], size)), non_blocking=True)
                 step()
                 halo = stem.blocks[layer].attn.halo
@@ -299,4 +306,3 @@ class GraphedHead:
 
         run.index = index
         return run
-

@@ -35,7 +35,9 @@ class ClipAssembler:
     def push(self, frames: Tensor) -> Tensor:
         """(n, H, W, 3) -> (k, frames_per_clip, H, W, 3): the clips completed by these frames."""
         buffer = frames if self.tail is None else torch.cat([self.tail, frames])
-        usable = (len(buffer) - self.frames_per_clip) // self.clip_stride + 1 if len(buffer) >= self.frames_per_clip else 0
+        usable = (
+            (len(buffer) - self.frames_per_clip) // self.clip_stride + 1 if len(buffer) >= self.frames_per_clip else 0
+        )
         self.tail = buffer[usable * self.clip_stride :]
         self.clips_out += usable
         if usable == 0:
@@ -130,7 +132,11 @@ class CudaFeatureExtractor:
         features = features.T.contiguous().cpu()
         done = time.perf_counter()
         clip_count = features.shape[1]
-        clip_times = first_pts + (torch.arange(clip_count).double().numpy() * spec.clip_stride + spec.frames_per_clip / 2) / spec.sample_fps
+        clip_times = (
+            first_pts
+            + (torch.arange(clip_count).double().numpy() * spec.clip_stride + spec.frames_per_clip / 2)
+            / spec.sample_fps
+        )
         timing_ms = {
             # the stages overlap: decode = until the last chunk was decoded, features = the rest
             "decode": (decoded_at - started) * 1000,
@@ -139,4 +145,3 @@ class CudaFeatureExtractor:
             "batch_wait": wait_ms,
         }
         return stream.info, features, clip_times, timing_ms, units * self.flops_per_unit
-

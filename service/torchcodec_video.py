@@ -72,9 +72,7 @@ def stream_of(decoder, name: str) -> Stream:
     # the header's rate, as decord reports it (the scan's average is frames / duration, off for sparse AVIs)
     fps = getattr(meta, "average_fps_from_header", None) or meta.average_fps or frames / max(end_s - begin_s, 1e-9)
     fps = float(fps)
-    info = VideoInfo(
-        filename=name, duration_s=end_s, fps=fps, frames=frames, width=meta.width, height=meta.height
-    )
+    info = VideoInfo(filename=name, duration_s=end_s, fps=fps, frames=frames, width=meta.width, height=meta.height)
     return Stream(info, begin_s, end_s)
 
 

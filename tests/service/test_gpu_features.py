@@ -18,18 +18,31 @@ def test_clips_assembled_from_chunks_equal_group_clips(frames, chunk):
     assert np.array_equal(torch.cat(pieces).numpy(), expected)
 
 
+@pytest.fixture(scope="module")
+def encoded_clip(tmp_path_factory):
+    """3 s of moving squares, H.264 via torchcodec's encoder (GPU hosts may have no ffmpeg program)."""
+    from torchcodec.encoders import VideoEncoder
+
+    frames = torch.zeros(90, 3, 240, 320, dtype=torch.uint8)
+    for t in range(90):
+        frames[t, t % 3, 40:120, 3 * t : 3 * t + 80] = 220
+    path = tmp_path_factory.mktemp("gpu") / "clip.mp4"
+    VideoEncoder(frames, frame_rate=30).to_file(str(path), codec="libx264")
+    return path
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("backbone", ["resnet18-2d", "r2plus1d_18"])
-def test_cuda_features_match_the_cpu_path(media, backbone):
+def test_cuda_features_match_the_cpu_path(encoded_clip, backbone):
+    from model.backbones import SPECS, build_backbone
     from service.gpu_features import CudaFeatureExtractor
     from service.torchcodec_video import decode_sampled
-    from model.backbones import build_backbone, SPECS
 
     spec = SPECS[backbone]
     extractor = CudaFeatureExtractor(backbone, chunk_frames=7)
-    info, features, clip_times, timing, flops = extractor.extract(media / "clip.mp4")
-    frames, stamps, _ = decode_sampled(media / "clip.mp4", sample_fps=spec.sample_fps, size=(spec.size,) * 2, device="cuda")
+    info, features, clip_times, timing, flops = extractor.extract(encoded_clip)
+    frames, stamps, _ = decode_sampled(encoded_clip, sample_fps=spec.sample_fps, size=(spec.size,) * 2, device="cuda")
     assert frames.is_cuda
     reference_net, _ = build_backbone(backbone)
     reference_net = reference_net.cuda()
@@ -37,7 +50,9 @@ def test_cuda_features_match_the_cpu_path(media, backbone):
         if spec.per_frame:
             reference = reference_net.pool_clips(reference_net.frame_features(frames))
         else:
-            clips, _ = group_clips(frames.cpu().numpy(), stamps, ClipSpec(spec.frames_per_clip, spec.clip_stride, spec.sample_fps))
+            clips, _ = group_clips(
+                frames.cpu().numpy(), stamps, ClipSpec(spec.frames_per_clip, spec.clip_stride, spec.sample_fps)
+            )
             reference = reference_net(torch.from_numpy(np.ascontiguousarray(clips)).cuda())
     reference = reference.float().T.cpu()
     assert features.shape == reference.shape

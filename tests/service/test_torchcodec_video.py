@@ -52,3 +52,23 @@ def test_resize_keeps_the_size_when_it_already_fits():
 def test_non_video_is_a_typed_error(media):
     with pytest.raises((NotAVideoError, VideoDecodeError)):
         decode_sampled(media / "tone.m4a", sample_fps=8)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_nvdec_decodes_into_gpu_memory_the_frames_the_cpu_decodes(tmp_path):
+    from torchcodec.encoders import VideoEncoder
+
+    frames = torch.zeros(60, 3, 240, 320, dtype=torch.uint8)
+    for t in range(60):
+        frames[t, :, 20:200, 4 * t : 4 * t + 60] = torch.tensor([200, 60, 30], dtype=torch.uint8)[:, None, None]
+    path = tmp_path / "clip.mp4"
+    VideoEncoder(frames, frame_rate=30).to_file(str(path), codec="libx264")
+    cpu, cpu_stamps, _ = decode_sampled(path, sample_fps=8)
+    gpu, gpu_stamps, _ = decode_sampled(path, sample_fps=8, device="cuda")
+    assert gpu.is_cuda
+    np.testing.assert_allclose(gpu_stamps, cpu_stamps)
+    # NVDEC's and FFmpeg's YUV->RGB conversions round differently
+    assert (gpu.cpu().float() - cpu.float()).abs().mean() < 3.0
+    resized, _, _ = decode_sampled(path, sample_fps=8, size=(112, 112), device="cuda")
+    assert resized.is_cuda and resized.shape[1:] == (112, 112, 3)
