@@ -93,7 +93,7 @@ def iter_sampled(
         batch = decoder.get_frames_played_at(times[first : first + chunk].tolist())
         frames = batch.data
         frames = resize_frames(frames, size) if size else frames.permute(0, 2, 3, 1).contiguous()
-        yield frames, batch.pts_seconds.numpy().astype(np.float64)
+        yield frames, batch.pts_seconds.cpu().numpy().astype(np.float64)
 
 
 def decode_sampled(
