@@ -48,13 +48,18 @@ def make_video(path: Path, seconds: int, fps: int = 30, size: tuple[int, int] = 
     video = torch.empty(frames, 3, *size, dtype=torch.uint8)
     for first in range(0, frames, 300):
         t = torch.arange(first, min(first + 300, frames), device="cuda")
-        chunk = noise[None].expand(len(t), -1, -1, -1).clone()
+        # background panning 2 px/frame, fresh fine grain every frame (camera-like bitrate), three moving squares
+        shifts = (2 * t) % size[1]
+        columns = (torch.arange(size[1], device="cuda")[None] + shifts[:, None]) % size[1]
+        chunk = noise[:, :, columns].permute(2, 0, 1, 3).contiguous()
+        grain = torch.randint(0, 24, (len(t), 1, size[0] // 4, size[1] // 4), device="cuda", generator=generator)
+        chunk = (chunk.int() + grain.repeat_interleave(4, 2).repeat_interleave(4, 3)).clamp(0, 255).to(torch.uint8)
         for k, colour in enumerate(((255, 40, 40), (40, 255, 40), (40, 40, 255))):
             x = ((t * (5 + 3 * k)) % (size[1] - 160)).tolist()
             y = ((t * (2 + k)) % (size[0] - 160)).tolist()
+            paint = torch.tensor(colour, device="cuda", dtype=torch.uint8)[:, None, None]
             for i in range(len(t)):
-                chunk[i, :, y[i] : y[i] + 160, x[i] : x[i] + 160] = torch.tensor(colour, device="cuda")[:, None, None]
-        chunk = torch.roll(chunk, shifts=int(first) % 64, dims=3)
+                chunk[i, :, y[i] : y[i] + 160, x[i] : x[i] + 160] = paint
         video[first : first + len(t)] = chunk.cpu()
     VideoEncoder(video, frame_rate=fps).to_file(str(path), codec="libx264", preset="veryfast", crf=23)
     return path
@@ -106,7 +111,8 @@ def stage_rows(localizer: GpuLocalizer, videos: dict[str, Path], repeats: int) -
         runs = [localizer.localize(path) for _ in range(repeats)]
         stages = {key: statistics.median(run["stages"][key] for run in runs) for key in runs[0]["stages"]}
         info = runs[0]["info"]
-        rows.append({"video": name, "duration_s": info.duration_s, "frames": info.frames, **stages,
+        rows.append({"video": name, "duration_s": info.duration_s, "frames": info.frames,
+                     "mbit_s": path.stat().st_size * 8 / 1e6 / info.duration_s, **stages,
                      "realtime_factor": info.duration_s / (stages["total"] / 1000)})  # fmt: skip
     return rows
 
@@ -158,27 +164,36 @@ def head_rows(lengths: list[int], mean_depth: float = 3.0, floor: float = 0.1) -
     uniform = TZN(ModelConfig(atr=False)).cuda().eval()
     atr = TZN(ModelConfig(atr=True)).cuda().eval()
     atr.load_state_dict(uniform.state_dict(), strict=False)
+    floor_model = TZN(ModelConfig(atr=False, stem_layers=1)).cuda().eval()  # ATR's floor: D_min = 1 everywhere
     stream = thumos_boundary_stream()
-    return [row for length in lengths for row in head_length_rows(uniform, atr, stream, length, mean_depth, floor)]
+    return [
+        row
+        for length in lengths
+        for row in head_length_rows(uniform, atr, floor_model, stream, length, mean_depth, floor)
+    ]
 
 
-def head_length_rows(uniform: TZN, atr: TZN, stream, length: int, mean_depth: float, floor: float) -> list[dict]:
+def head_length_rows(
+    uniform: TZN, atr: TZN, floor_model: TZN, stream, length: int, mean_depth: float, floor: float
+) -> list[dict]:
     features = torch.randn(1, uniform.config.input_dim, length, device="cuda")
     mask = torch.ones(1, length, dtype=torch.bool, device="cuda")
     tau = tau_for_mean_depth(stream[stream < length], length, mean_depth, floor, atr.config).cuda()
     graphed_uniform = GraphedHead(uniform)
     graphed_atr = GraphedHead(atr, tau_override=True)
+    graphed_floor = GraphedHead(floor_model)
     cases = {
         ("Uniform-6", "eager"): lambda: uniform(features, mask, execution="hard"),
         ("Uniform-6", "graph"): lambda: graphed_uniform(features, mask),
         ("ATR hard", "eager"): lambda: atr(features, mask, execution="hard", tau_override=tau),
         ("ATR hard", "graph"): lambda: graphed_atr(features, mask, tau),
+        ("Uniform-1 (floor)", "graph"): lambda: graphed_floor(features, mask),
     }
     times = {key: cuda_ms(run) for key, run in cases.items()}
     depth = float(atr(features, mask, execution="hard", tau_override=tau).layer_masks[0, :length].sum(-1).mean())
     return [
         {"T": length, "model": model, "mode": mode, "ms": ms, "vs_uniform_same_mode": ms / times[("Uniform-6", mode)],
-         "mean_depth": depth if model == "ATR hard" else 6.0}
+         "mean_depth": {"ATR hard": depth, "Uniform-6": 6.0}.get(model, 1.0)}
         for (model, mode), ms in times.items()
     ]  # fmt: skip
 
@@ -237,7 +252,7 @@ def print_table(results: dict) -> None:
         print("| video | decode ms | features ms | head ms | postprocess ms | total ms | real-time factor |")
         print("|---|---|---|---|---|---|---|")
         for row in results["stages"]:
-            print(f"| {row['video']} | {row['decode']:.0f} | {row['features']:.0f} | {row['head']:.1f} | "
+            print(f"| {row['video']} ({row['mbit_s']:.1f} Mbit/s) | {row['decode']:.0f} | {row['features']:.0f} | {row['head']:.1f} | "
                   f"{row['postprocess']:.1f} | {row['total']:.0f} | {row['realtime_factor']:.0f} |")  # fmt: skip
     else:
         print("stages:", results.get("stages"))

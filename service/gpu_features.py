@@ -85,6 +85,11 @@ class CudaFeatureExtractor:
 
     def _decode_chunks(self, decoder, times, out: queue.Queue) -> None:
         try:
+            if self.device.type == "cuda":
+                # NVDEC needs a current CUDA context in the calling thread; a new thread has none until a
+                # runtime call makes the device's primary context current (else "create decoder: 201")
+                torch.cuda.set_device(self.device)
+                torch.cuda.synchronize(self.device)
             size = (self.spec.size, self.spec.size)
             for frames, pts in iter_sampled(decoder, times, size, chunk=self.chunk_frames):
                 out.put((frames, pts))
