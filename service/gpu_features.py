@@ -69,6 +69,8 @@ class CudaFeatureExtractor:
     ):
         self.spec = SPECS[backbone_name]
         self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None:  # pin the index: decode threads set it
+            self.device = torch.device("cuda", torch.cuda.current_device())
         backbone, self.weights = build_backbone(backbone_name, weights)
         self.flops_per_unit = flops_per_unit(backbone)
         layout = torch.channels_last if self.spec.per_frame else torch.channels_last_3d
