@@ -14,6 +14,8 @@ hardware decoder parses only the bitstream, and a decoder per GPU is kept warm (
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -94,6 +96,47 @@ def iter_sampled(
         frames = batch.data
         frames = resize_frames(frames, size) if size else frames.permute(0, 2, 3, 1).contiguous()
         yield frames, batch.pts_seconds.cpu().numpy().astype(np.float64)
+
+
+def iter_segments(
+    path: str | os.PathLike,
+    times: np.ndarray,
+    size: tuple[int, int] | None,
+    *,
+    device: str = "cpu",
+    segments: int = 1,
+    chunk: int = 64,
+    decoder=None,
+    filename: str | None = None,
+) -> Iterator[tuple[Tensor, np.ndarray]]:
+    """iter_sampled over `segments` contiguous parts of `times` decoded concurrently, each by its own decoder
+    (which starts at the keyframe before its first tick), yielded in time order: the same frames as one
+    decoder, and one video spread over several NVDEC engines. `decoder` (optional) serves the first part.
+    Each part runs at most 4 chunks ahead of the consumer, so memory stays bounded."""
+    parts = [part for part in np.array_split(times, max(1, min(segments, len(times)))) if len(part)]
+    queues = [queue.Queue(maxsize=4) for _ in parts]
+
+    def work(index: int) -> None:
+        try:
+            target = torch.device(device)
+            if target.type == "cuda":
+                # NVDEC needs a current CUDA context in this thread (else "failed to create decoder: 201")
+                torch.cuda.set_device(target.index if target.index is not None else 0)
+                torch.cuda.synchronize()
+            own = decoder if (index == 0 and decoder is not None) else open_decoder(path, device, filename)
+            for item in iter_sampled(own, parts[index], size, chunk):
+                queues[index].put(item)
+            queues[index].put(None)
+        except BaseException as error:  # handed to the consumer, raised there
+            queues[index].put(error)
+
+    for index in range(len(parts)):
+        threading.Thread(target=work, args=(index,), daemon=True, name=f"decode-{index}").start()
+    for part_queue in queues:
+        while (item := part_queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
 
 
 def decode_sampled(

@@ -72,3 +72,16 @@ def test_nvdec_decodes_into_gpu_memory_the_frames_the_cpu_decodes(tmp_path):
     assert (gpu.cpu().float() - cpu.float()).abs().mean() < 3.0
     resized, _, _ = decode_sampled(path, sample_fps=8, size=(112, 112), device="cuda")
     assert resized.is_cuda and resized.shape[1:] == (112, 112, 3)
+
+
+@pytest.mark.parametrize("name", ["clip.mp4", "vfr.mp4"])
+def test_segments_decoded_at_once_give_the_frames_of_one_decoder(media, name):
+    from service.torchcodec_video import iter_sampled, iter_segments, open_decoder, stream_of
+
+    decoder = open_decoder(media / name)
+    stream = stream_of(decoder, name)
+    times = sample_times(stream.begin_s, stream.end_s, 8.0)
+    whole = list(iter_sampled(decoder, times, None, chunk=5))
+    parts = list(iter_segments(media / name, times, None, segments=3, chunk=5))
+    assert torch.equal(torch.cat([f for f, _ in parts]), torch.cat([f for f, _ in whole]))
+    assert np.array_equal(np.concatenate([p for _, p in parts]), np.concatenate([p for _, p in whole]))
