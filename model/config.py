@@ -71,3 +71,28 @@ class ModelConfig(BaseModel):
 
 # ActionFormer's THUMOS14 I3D sizes (d=512, 4 heads, window 19, 2048-d input), with TZN's 6-layer stem.
 THUMOS_I3D = ModelConfig()
+
+
+class PostprocessConfig(BaseModel):
+    """Decoding, boundary snapping and Soft-NMS settings (`model.postprocess`); ActionFormer's THUMOS14 defaults.
+
+    The one place these names and defaults are written: training saves them with the checkpoint, and every
+    runtime (`tzn predict`, the service) decodes with them.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    snap: bool = Field(True, description="snap boundaries with the boundary head (BDR or classification)")
+    snap_radius: float = Field(2.0, ge=0, description="level-0 steps searched around each boundary")
+    min_slope: float = Field(0.5, description="BDR: smallest slope of an upward zero crossing")
+    min_boundary_prob: float = Field(0.1, ge=0, le=1, description="classification boundary head: smallest peak")
+    pre_nms_thresh: float = Field(0.001, ge=0, le=1, description="candidates below this score are dropped")
+    pre_nms_topk: int = Field(2000, ge=1, description="best candidates per level kept before Soft-NMS")
+    duration_thresh: float = Field(0.05, ge=0, description="shortest segment, level-0 steps")
+    iou_threshold: float = Field(0.1, ge=0, le=1, description="linear/hard Soft-NMS: decay where tIoU >= this")
+    sigma: float = Field(0.5, gt=0, description="gaussian Soft-NMS: decay exp(-iou^2 / sigma)")
+    min_score: float = Field(0.001, ge=0, description="segments whose decayed score falls below this are dropped")
+    max_segments: int = Field(200, ge=0, description="segments kept per video")
+    method: Literal["gaussian", "linear", "hard"] = "gaussian"
+    multiclass: bool = Field(True, description="decay only candidates of the picked segment's label")
+    voting_thresh: float = Field(0.0, ge=0, le=1, description="> 0: score-weighted voting with tIoU >= this")
