@@ -9,7 +9,7 @@
 # 2.11 (cu130) needs, fetched on a connected machine with
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 -d .whl \
 #     torchcodec==0.14.0 decord2==3.4.0 pydantic==2.14.4 pydantic-core==2.50.5 pydantic-settings==2.16.3 \
-#     annotated-types typing-inspection python-dotenv
+#     annotated-types typing-inspection python-dotenv fastapi==0.165.0 starlette==1.10.0 opentelemetry-api==1.45.2
 # (torchcodec 0.11, the release paired with torch 2.11, has no CUDA build on PyPI; 0.14's CUDA build was seen
 # to load and decode with NVDEC under torch 2.11.) torchcodec needs FFmpeg 4-8 shared libraries: without
 # system ones this script points it at the FFmpeg 8 that the decord2 wheel bundles.
@@ -47,7 +47,7 @@ fi
 
 echo "== CUDA-marked tests"
 "$PYTHON" -m pytest -q -rs -m cuda -p no:cacheprovider --continue-on-collection-errors tests/model tests/service/test_gpu_features.py \
-    tests/service/test_torchcodec_video.py tests/training 2>&1 | tee "$OUT_DIR/cuda_tests.log" | tail -25
+    tests/service/test_torchcodec_video.py tests/service/test_gpu_pipeline.py tests/training 2>&1 | tee "$OUT_DIR/cuda_tests.log" | tail -25
 
 echo "== TensorRT"
 if "$PYTHON" -c "import tensorrt" 2>/dev/null; then

@@ -5,7 +5,7 @@
     python bench/gpu_table.py [--out DIR] [--repeats 3]
 
 The videos are made here (torchcodec's encoder, libx264 "veryfast", moving shapes over noise). The served
-path is the bundled demo model (resnet18-2d features, random-init backbone: the cost does not depend on the
+path (service.pipeline.Localizer, TZN_DEVICE=cuda) with the bundled demo model (resnet18-2d features, random-init backbone: the cost does not depend on the
 weights). Baseline in the same run: decord on the CPU decoding the same 60 s file (the service's CPU path).
 """
 
@@ -25,16 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.atr_speed import tau_for_mean_depth, thumos_boundary_stream  # noqa: E402
-from model.checkpoint import load_checkpoint  # noqa: E402
 from model.config import ModelConfig  # noqa: E402
 from model.graphs import GraphedHead  # noqa: E402
-from model.postprocess import detect  # noqa: E402
 from model.tzn import TZN  # noqa: E402
-from service.gpu_features import CudaFeatureExtractor  # noqa: E402
+from service.pipeline import Localizer  # noqa: E402
+from service.settings import Settings  # noqa: E402
 from service.torchcodec_video import warm_up  # noqa: E402
-from training.predict import postprocess_settings  # noqa: E402
-
-DEMO = ROOT / "service" / "demo" / "checkpoint"
 
 
 def make_video(path: Path, seconds: int, fps: int = 30, size: tuple[int, int] = (720, 1280)) -> Path:
@@ -66,42 +62,15 @@ def make_video(path: Path, seconds: int, fps: int = 30, size: tuple[int, int] = 
 
 
 class GpuLocalizer:
-    """The CUDA request path: features (NVDEC + shared bf16 batches) -> graphed head -> segments."""
+    """The served request path (service.pipeline.Localizer) on CUDA: NVDEC features in shared bf16 batches,
+    the graphed head (or the eager one), segments."""
 
-    def __init__(self, checkpoint: Path, graphs: bool = True):
-        model, self.config = load_checkpoint(checkpoint)[:2]
-        self.model = model.cuda().eval()
-        self.extractor = CudaFeatureExtractor(self.config.features.backbone)
-        self.head = GraphedHead(self.model, use_graphs=graphs)
-        self.head_lock = threading.Lock()
-        self.settings = postprocess_settings(self.config)
+    def __init__(self, graphs: bool = True):
+        self.localizer = Localizer(Settings(device="cuda", cuda_graphs=graphs))
 
-    @torch.inference_mode()
     def localize(self, path: Path) -> dict:
-        started = time.perf_counter()
-        info, features, clip_times, timing, flops = self.extractor.extract(path)
-        features_done = time.perf_counter()
-        with self.head_lock:
-            head_started = time.perf_counter()
-            features = features.cuda(non_blocking=True)[None]
-            mask = torch.ones(1, features.shape[-1], dtype=torch.bool, device="cuda")
-            output = self.head(features, mask)
-            torch.cuda.synchronize()
-            head_done = time.perf_counter()
-            settings = dict(self.settings)
-            snap = settings.pop("snap", True)
-            detections = detect(output, self.config.model.boundary_head, snap, **settings)[0]
-            detections.scores.cpu()
-            post_done = time.perf_counter()
-        stages = {
-            "decode": timing["decode"],
-            "features": timing["features"],
-            "head_wait": (head_started - features_done) * 1000,
-            "head": (head_done - head_started) * 1000,
-            "postprocess": (post_done - head_done) * 1000,
-            "total": (post_done - started) * 1000,
-        }
-        return {"info": info, "stages": stages, "backbone_flops": flops, "clips": features.shape[-1]}
+        answer = self.localizer.localize(path)
+        return {"info": answer.info, "stages": answer.timing_ms, "backbone_flops": answer.flops["backbone"]}
 
 
 def stage_rows(localizer: GpuLocalizer, videos: dict[str, Path], repeats: int) -> list[dict]:
@@ -200,7 +169,7 @@ def head_length_rows(
 
 def cpu_decode_baseline(path: Path) -> float:
     """ms for the service's CPU decode (decord in its isolated child, resnet18-2d sampling) of `path`."""
-    from service.video import decode_frames
+    from service.decode import decode_frames
 
     started = time.perf_counter()
     decode_frames(path, sample_fps=8.0, size=(112, 112))
@@ -232,11 +201,11 @@ def main(argv: list[str] | None = None) -> None:
             results[name] = f"FAILED: {type(error).__name__}: {error}"
             print(f"{name} FAILED: {error!r}", flush=True)
 
-    localizer = GpuLocalizer(DEMO)
+    localizer = GpuLocalizer()
     section("stages", lambda: stage_rows(localizer, videos, args.repeats))
     section(
         "stages_eager_head",
-        lambda: stage_rows(GpuLocalizer(DEMO, graphs=False), {"60 s 720p": videos["60 s 720p"]}, args.repeats),
+        lambda: stage_rows(GpuLocalizer(graphs=False), {"60 s 720p": videos["60 s 720p"]}, args.repeats),
     )
     section("concurrency", lambda: concurrency_rows(localizer, videos["60 s 720p"], [1, 4, 8], args.requests_each))
     section("head", lambda: head_rows([2304, 4608]))

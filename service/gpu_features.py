@@ -3,7 +3,7 @@ backbone in batches shared across concurrent requests, and decoding of chunk k+1
 backbone on chunk k.
 
 Chunking here is by sampled frames (`chunk_frames`); clip models keep the last frames_per_clip - clip_stride
-frames of a chunk for the next one, so the clips are those of `service.video.group_clips` on the whole video.
+frames of a chunk for the next one, so the clips are those of `model.backbones.group_clips` on the whole video.
 The frames never leave the GPU; only the (C, K) features are copied back.
 """
 
@@ -19,7 +19,7 @@ from torch import Tensor
 from model.backbones import SPECS, build_backbone, flops_per_unit
 from service.batching import BatchRunner
 from service.torchcodec_video import iter_segments, open_decoder, sample_times, stream_of
-from service.video import VideoTooLongError
+from service.errors import VideoTooLongError
 
 
 class ClipAssembler:

@@ -24,9 +24,11 @@ from model.postprocess import video_segments
 from model.tzn import TZNOutput
 from service.decode import VideoInfo, decode_frames, warm_up_decoder
 from service.errors import ConfigurationError
+from service.gpu_features import CudaFeatureExtractor
 from service.runners import load_head
 from service.schemas import Flops, LocalizeResponse, ModelInfo, Segment, Timing, VideoModel
-from service.settings import Settings
+from service.settings import DEMO_CHECKPOINT, Settings
+from service.torchcodec_video import warm_up as warm_up_nvdec
 
 
 @dataclass
@@ -139,6 +141,26 @@ class FeatureExtractor:
         )
 
 
+class GpuFeatureExtractor:
+    """The CUDA path (service/gpu_features.py: NVDEC, shared bf16 batches) behind FeatureExtractor's interface.
+
+    Decoding runs in the server process (the frames stay on the GPU): unlike the CPU path, a decoder crash is
+    not isolated and there is no decode time limit; TZN_GPU_DECODE=false returns to the isolated decord path.
+    """
+
+    def __init__(self, backbone_name: str, weights: Path | None, device: torch.device, settings: Settings):
+        if backbone_name not in SPECS:
+            raise ConfigurationError(f"unknown backbone {backbone_name!r}; choose one of {', '.join(sorted(SPECS))}")
+        self.cuda = CudaFeatureExtractor(backbone_name, weights, device)
+        self.spec, self.weights, self.backbone = self.cuda.spec, self.cuda.weights, self.cuda.backbone
+        self.device, self.settings = self.cuda.device, settings
+        self.compute_lock = threading.Lock()  # the head: one at a time (the backbone batches across requests)
+
+    def extract(self, path: str | Path, filename: str | None = None) -> VideoFeatures:
+        info, features, clip_times, timing, flops = self.cuda.extract(path, filename, self.settings.max_duration_s)
+        return VideoFeatures(info, features, clip_times, timing["decode"], timing["features"], flops)
+
+
 class Localizer:
     """Everything needed to answer a request, loaded once: backbone, TZN head, labels."""
 
@@ -152,6 +174,7 @@ class Localizer:
             onnx=settings.onnx,
             engine=settings.engine,
             device=self.device,
+            cuda_graphs=settings.cuda_graphs,
         )
         self.config: CheckpointConfig = self.head.checkpoint
         self.checkpoint_sha256 = self.head.checkpoint_sha256
@@ -164,7 +187,9 @@ class Localizer:
             raise ConfigurationError(
                 f"the checkpoint was trained on {self.config.features.backbone!r} features, not {backbone_name!r}"
             )
-        self.extractor = FeatureExtractor(backbone_name, settings.backbone_weights, self.device, settings)
+        on_gpu = self.device.type == "cuda" and settings.gpu_decode
+        extractor = GpuFeatureExtractor if on_gpu else FeatureExtractor
+        self.extractor = extractor(backbone_name, settings.backbone_weights, self.device, settings)
         spec = self.extractor.spec
         if self.config.model.input_dim != spec.feature_dim:
             raise ConfigurationError(
@@ -197,6 +222,8 @@ class Localizer:
     @torch.inference_mode()
     def warm_up(self) -> None:
         warm_up_decoder()
+        if isinstance(self.extractor, GpuFeatureExtractor):  # the CUDA context and a cached NVDEC decoder
+            warm_up_nvdec(str(self.extractor.device), DEMO_CHECKPOINT.parent / "sample.mp4")
         spec = self.extractor.spec
         frames = torch.zeros(spec.frames_per_clip, spec.size, spec.size, 3, dtype=torch.uint8, device=self.device)
         if spec.per_frame:

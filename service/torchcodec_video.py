@@ -1,12 +1,12 @@
 """Decoding with torchcodec: on the CPU (testable anywhere) and with NVDEC on CUDA hosts, where frames are
 decoded into GPU memory, resized there, and never copied to the host.
 
-The frames chosen are those of the decord path (`service.video.sample_indices`): the frame on screen at each
+The frames chosen are those of the decord path (`service.decode.sample_indices`): the frame on screen at each
 tick t0 + k / sample_fps before the end of the last frame, t0 being the first frame's presentation time.
 torchcodec's `get_frames_played_at` answers exactly "the frame on screen at t" from the container's
 timestamps (seek_mode="exact" scans them), so the choice is by time, as with decord.
 
-decord stays the CPU decoder and the default without a GPU (service/video.py, isolated in a child process);
+decord stays the CPU decoder and the default without a GPU (service/decode.py, isolated in a child process);
 this module is what the CUDA path uses (service/gpu_features.py). NVDEC runs in the server process: the
 hardware decoder parses only the bitstream, and a decoder per GPU is kept warm (`warm_up`).
 """
@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from service.video import EmptyVideoError, NotAVideoError, VideoDecodeError, VideoInfo, VideoTooLongError
+from service.decode import VideoInfo
+from service.errors import EmptyVideoError, NotAVideoError, VideoDecodeError, VideoTooLongError
 
 _TICK_TOLERANCE_S = 1e-6  # as sample_indices: a frame stamped 0.09999999 belongs to the tick at 0.1
 

@@ -3,14 +3,14 @@ import pytest
 import torch
 
 from service.gpu_features import ClipAssembler
-from service.video import ClipSpec, group_clips
+from model.backbones import SPECS, group_clips
 
 
 @pytest.mark.parametrize("frames", [3, 16, 17, 40, 101])
 @pytest.mark.parametrize("chunk", [1, 7, 32, 256])
 def test_clips_assembled_from_chunks_equal_group_clips(frames, chunk):
     video = torch.randint(0, 255, (frames, 2, 2, 3), dtype=torch.uint8)
-    expected, _ = group_clips(video.numpy(), np.arange(frames, dtype=float), ClipSpec(16, 4, 15.0))
+    expected, _ = group_clips(video.numpy(), np.arange(frames, dtype=float), SPECS["r2plus1d_18"])
     assembler = ClipAssembler(16, 4)
     pieces = [assembler.push(video[i : i + chunk]) for i in range(0, frames, chunk)]
     if (last := assembler.finish()) is not None:
@@ -35,7 +35,7 @@ def encoded_clip(tmp_path_factory):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("backbone", ["resnet18-2d", "r2plus1d_18"])
 def test_cuda_features_match_the_cpu_path(encoded_clip, backbone):
-    from model.backbones import SPECS, build_backbone
+    from model.backbones import build_backbone
     from service.gpu_features import CudaFeatureExtractor
     from service.torchcodec_video import decode_sampled
 
@@ -50,9 +50,7 @@ def test_cuda_features_match_the_cpu_path(encoded_clip, backbone):
         if spec.per_frame:
             reference = reference_net.pool_clips(reference_net.frame_features(frames))
         else:
-            clips, _ = group_clips(
-                frames.cpu().numpy(), stamps, ClipSpec(spec.frames_per_clip, spec.clip_stride, spec.sample_fps)
-            )
+            clips, _ = group_clips(frames.cpu().numpy(), stamps, spec)
             reference = reference_net(torch.from_numpy(np.ascontiguousarray(clips)).cuda())
     reference = reference.float().T.cpu()
     assert features.shape == reference.shape

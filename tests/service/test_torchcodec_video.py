@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from service.torchcodec_video import decode_sampled, resize_frames, sample_times
-from service.video import NotAVideoError, VideoDecodeError, decode_frames, sample_indices
+from service.decode import decode_frames, sample_indices
+from service.errors import NotAVideoError, VideoDecodeError
 
 
 def test_sample_times_are_the_ticks_of_sample_indices():
