@@ -9,8 +9,8 @@
 #
 # Model files are mounted at /models (docker-compose.yml), or baked in at build time from a folder of the
 # build context: `--build-arg MODELS_DIR=deploy/models` (the default holds only a README).
-# No apt packages are installed: decord2's wheel bundles its FFmpeg, and python:3.11-slim (Debian)
-# already has the libstdc++ and zlib it links against. No secret enters a layer: TZN_API_KEY is set at
+# decord2's wheel bundles its FFmpeg, and python:3.11-slim (Debian) already has the libstdc++ and zlib it
+# links against; the only apt packages are FFmpeg's shared libraries, for torchcodec (NVDEC decoding). No secret enters a layer: TZN_API_KEY is set at
 # run time.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -60,6 +60,15 @@ RUN pip install --no-cache-dir --no-deps /wheels/*.whl
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG MODELS_DIR=deploy/models
+# FFmpeg's shared libraries (Debian bookworm: FFmpeg 5) for torchcodec, which decodes with NVDEC on GPU hosts
+# (service/torchcodec_video.py; the driver's libnvcuvid comes in with NVIDIA_DRIVER_CAPABILITIES' "video").
+# Installed here, while the stage still runs as root, so the cpu image carries them too (unused there).
+# Unpinned: Debian's security updates of FFmpeg replace the exact version, which would break the build.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        libavcodec59 libavformat59 libavutil57 libavdevice59 libavfilter8 libswscale6 libswresample4 \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 tzn \
     && useradd --system --uid 10001 --gid tzn --create-home --home-dir /home/tzn tzn
 COPY --chown=10001:10001 ${MODELS_DIR}/ /models/

@@ -19,6 +19,7 @@ from torch import Tensor
 from model.atr import Execution
 from model.checkpoint import WEIGHTS_NAME, CheckpointConfig, FeatureSpec, file_sha256, load_checkpoint
 from model.config import ModelConfig, PostprocessConfig
+from model.graphs import GraphedHead
 from model.tzn import TZN, TZNOutput
 
 Runtime = Literal["torch", "onnxruntime", "tensorrt"]
@@ -81,21 +82,29 @@ class TorchHead(Head):
         checkpoint_sha256: str = "",
         device: torch.device | None = None,
         execution: Execution = "hard",
+        graphs: bool = False,
     ):
+        """graphs: on CUDA, batch-1 hard execution replays CUDA graphs over bucketed lengths and active-block
+        counts (model/graphs.py); the same outputs on the valid positions, without kernel-launch overhead."""
         device = device if device is not None else next(model.parameters()).device
         super().__init__(checkpoint, checkpoint_sha256, device)
         self.model = model.to(device).eval()
         self.execution = execution
+        use_graphs = graphs and torch.device(device).type == "cuda" and execution == "hard"
+        self.graphed = GraphedHead(self.model) if use_graphs else None
 
     @classmethod
     def from_checkpoint(
-        cls, directory: str | Path, device: str | torch.device = "cpu", execution: Execution = "hard"
-    ) -> TorchHead:
+        cls, directory: str | Path, device: str | torch.device = "cpu", execution: Execution = "hard",
+        graphs: bool = False,
+    ) -> TorchHead:  # fmt: skip
         """Loads a checkpoint directory (config.json + model.safetensors) onto `device`."""
         device = torch.device(device)
         model, checkpoint = load_checkpoint(directory, device)
-        return cls(model, checkpoint, file_sha256(Path(directory) / WEIGHTS_NAME), device, execution)
+        return cls(model, checkpoint, file_sha256(Path(directory) / WEIGHTS_NAME), device, execution, graphs)
 
     def run(self, features: Tensor, mask: Tensor) -> TZNOutput:
+        if self.graphed is not None and features.shape[0] == 1:
+            return self.graphed(features.to(self.device, torch.float32), mask.to(self.device))
         with torch.inference_mode():
             return self.model(features.to(self.device, torch.float32), mask.to(self.device), execution=self.execution)

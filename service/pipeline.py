@@ -27,9 +27,11 @@ from service.chunks import CHUNK_FRAMES, FEATURES_SHARE, ClipCarry, Progress, de
 from service.decode import VideoInfo, decode_frames, warm_up_decoder
 from service.errors import ConfigurationError
 from service.preflight import backbone_for, resolve_device
+from service.gpu_features import CudaFeatureExtractor
 from service.runners import load_head
 from service.schemas import STAGES, Flops, LocalizeResponse, ModelInfo, Segment, Timing, VideoModel
-from service.settings import Settings
+from service.settings import DEMO_CHECKPOINT, Settings
+from service.torchcodec_video import warm_up as warm_up_nvdec
 from service.trace import PositionTrace, boundary_trace, depth_trace
 
 
@@ -241,6 +243,39 @@ class FeatureExtractor:
         )
 
 
+class GpuFeatureExtractor:
+    """The CUDA path (service/gpu_features.py: NVDEC, shared bf16 batches) behind FeatureExtractor's interface.
+
+    Decoding runs in the server process (the frames stay on the GPU): unlike the CPU path, a decoder crash is
+    not isolated and there is no decode time limit; TZN_GPU_DECODE=false returns to the isolated decord path.
+    """
+
+    def __init__(self, backbone_name: str, weights: Path | None, device: torch.device, settings: Settings):
+        if backbone_name not in SPECS:
+            raise ConfigurationError(f"unknown backbone {backbone_name!r}; choose one of {', '.join(sorted(SPECS))}")
+        self.cuda = CudaFeatureExtractor(backbone_name, weights, device)
+        self.spec, self.weights, self.backbone = self.cuda.spec, self.cuda.weights, self.cuda.backbone
+        self.device, self.settings = self.cuda.device, settings
+        self.compute_lock = threading.Lock()  # the head: one at a time (the backbone batches across requests)
+
+    def extract(
+        self,
+        path: str | Path,
+        filename: str | None = None,
+        limits: WorkLimits | None = None,
+        progress: Progress | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> VideoFeatures:
+        """As FeatureExtractor.extract; progress is reported at the start and the end only, and a cancelled job
+        stops after the extraction."""
+        limits = limits or WorkLimits(self.settings.max_duration_s, self.settings.request_timeout_s)
+        report = progress or (lambda stage, fraction: None)
+        report("decoding", 0.0)
+        info, features, clip_times, timing, flops = self.cuda.extract(path, filename, limits.max_duration_s)
+        report("features", FEATURES_SHARE)
+        return VideoFeatures(info, features, clip_times, timing["decode"], timing["features"], flops)
+
+
 class Localizer:
     """Everything needed to answer a request, loaded once: backbone, TZN head, labels."""
 
@@ -254,11 +289,14 @@ class Localizer:
             onnx=settings.onnx,
             engine=settings.engine,
             device=self.device,
+            cuda_graphs=settings.cuda_graphs,
         )
         self.config: CheckpointConfig = self.head.checkpoint
         self.checkpoint_sha256 = self.head.checkpoint_sha256
         spec = backbone_for(self.config, settings)
-        self.extractor = FeatureExtractor(spec.name, settings.backbone_weights, self.device, settings)
+        on_gpu = self.device.type == "cuda" and settings.gpu_decode
+        extractor = GpuFeatureExtractor if on_gpu else FeatureExtractor
+        self.extractor = extractor(spec.name, settings.backbone_weights, self.device, settings)
         self.warm_up()
 
     @property
@@ -288,6 +326,8 @@ class Localizer:
         """Runs every stage once (decoder process, backbone, head, postprocessing), so that the first request
         is not slower than the others and a setting that breaks a stage fails here, before readiness."""
         warm_up_decoder()
+        if isinstance(self.extractor, GpuFeatureExtractor):  # the CUDA context and a cached NVDEC decoder
+            warm_up_nvdec(str(self.extractor.device), DEMO_CHECKPOINT.parent / "sample.mp4")
         spec = self.extractor.spec
         frames = torch.zeros(spec.frames_per_clip, spec.size, spec.size, 3, dtype=torch.uint8, device=self.device)
         if spec.per_frame:

@@ -260,14 +260,17 @@ def load_head(
     onnx: str | Path | None = None,
     engine: str | Path | None = None,
     device: str | torch.device | None = None,
+    cuda_graphs: bool = False,
 ) -> Head:
     """A head for `runtime`: "torch" needs `checkpoint` (a run directory), "onnxruntime" `onnx`, "tensorrt"
     `engine` (a plan from `tzn export tensorrt`; an `onnx` file instead runs through onnxruntime's TensorRT
-    execution provider). device defaults to cuda when available for torch/tensorrt, cpu for onnxruntime."""
+    execution provider). device defaults to cuda when available for torch/tensorrt, cpu for onnxruntime.
+    cuda_graphs: the torch head on CUDA replays CUDA graphs (model/graphs.py)."""
     if runtime == "torch":
         if checkpoint is None:
             raise HeadError("runtime 'torch' needs checkpoint=RUN_DIR (a directory with config.json)")
-        return TorchHead.from_checkpoint(checkpoint, _device(device, "cuda" if torch.cuda.is_available() else "cpu"))
+        device = _device(device, "cuda" if torch.cuda.is_available() else "cpu")
+        return TorchHead.from_checkpoint(checkpoint, device, graphs=cuda_graphs)
     if runtime == "onnxruntime":
         if onnx is None:
             raise HeadError("runtime 'onnxruntime' needs onnx=FILE (from `tzn export onnx`)")

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     min_score: float = Field(0.2, ge=0, le=1, description="default score threshold of returned segments")
     top_k: int = Field(100, ge=1, description="default maximum number of returned segments")
     temp_dir: Path | None = Field(None, description="where uploads are spooled; default: the system's")
+    gpu_decode: bool = Field(
+        True,
+        description="on CUDA: decode with NVDEC in the server process (frames stay on the GPU) and batch the "
+        "backbone across requests; false: decord in an isolated child process, as on CPU hosts",
+    )
+    cuda_graphs: bool = Field(True, description="on CUDA: the torch head replays CUDA graphs (bucketed shapes)")
 
     # Jobs (POST /jobs): long videos, processed in the background with their own, larger limits.
     jobs_dir: Path | None = Field(None, description="jobs' uploads (and store); default: /tmp/tzn-jobs-<uid>")

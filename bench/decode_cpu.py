@@ -1,0 +1,78 @@
+"""CPU decode stage against ffmpeg's bare decode of the same file, in one process, and where the time goes.
+
+    python bench/decode_cpu.py [--seconds 30] [--repeats 3] [--threads 2]
+
+Makes a 720p H.264 file (ffmpeg, libx264 "veryfast", testsrc2 + noise), then times, median of --repeats:
+- `ffmpeg -threads N -i FILE -f null -`: every frame decoded, nothing converted (the floor);
+- the service's decode stage: decord in its isolated child, resnet18-2d sampling (8 fps, 112 px), split into
+  the child's start + open/scan and the decode itself;
+- torchcodec on the CPU (FFmpeg threads = N), same frames by time, resize in torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from service.decode import decode_frames, probe_video, warm_up_decoder  # noqa: E402
+from service.torchcodec_video import decode_sampled  # noqa: E402
+
+
+def make_video(path: Path, seconds: int) -> None:
+    source = "testsrc2=size=1280x720:rate=30,noise=alls=12:allf=t+u"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", source, "-t", str(seconds), "-c:v", "libx264",
+         "-preset", "veryfast", "-pix_fmt", "yuv420p", str(path)],
+        check=True,
+    )  # fmt: skip
+
+
+def median_s(run, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "v.mp4"
+        make_video(path, args.seconds)
+        ffmpeg = ["ffmpeg", "-v", "error", "-threads", str(args.threads), "-i", str(path), "-f", "null", "-"]
+        rows = {
+            f"ffmpeg -threads {args.threads} -f null (floor)": median_s(
+                lambda: subprocess.run(ffmpeg, check=True), args.repeats
+            ),
+            "decord child: start only": median_s(warm_up_decoder, args.repeats),
+            "decord child: probe (open + index)": median_s(lambda: probe_video(path), args.repeats),
+            "decord: service decode stage (8 fps, 112 px)": median_s(
+                lambda: decode_frames(path, sample_fps=8.0, size=(112, 112)), args.repeats
+            ),
+            f"torchcodec CPU, {args.threads} threads (8 fps, 112 px)": median_s(
+                lambda: decode_sampled(path, sample_fps=8.0, size=(112, 112), threads=args.threads), args.repeats
+            ),
+        }
+    floor = next(iter(rows.values()))
+    print(f"{args.seconds} s 720p H.264, median of {args.repeats}")
+    print(f"| {'step':<48} | {'s':>6} | {'x ffmpeg':>8} |\n|---|---|---|")
+    for name, seconds in rows.items():
+        print(f"| {name:<48} | {seconds:>6.2f} | {seconds / floor:>8.2f} |")
+
+
+if __name__ == "__main__":
+    main()

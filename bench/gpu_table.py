@@ -1,0 +1,253 @@
+"""The GPU table (run by bench/gpu_check.sh on a CUDA host): per-stage ms and real-time factor for 10 s and
+60 s 720p H.264 videos, source frames/s with 1, 4 and 8 concurrent clients, and the head's latency
+(Uniform-6 vs ATR hard, eager vs CUDA graphs, T = 2304 and 4608).
+
+    python bench/gpu_table.py [--out DIR] [--repeats 3]
+
+The videos are made here (torchcodec's encoder, libx264 "veryfast", moving shapes over noise). The served
+path (service.pipeline.Localizer, TZN_DEVICE=cuda) with the bundled demo model (resnet18-2d features, random-init backbone: the cost does not depend on the
+weights). Baseline in the same run: decord on the CPU decoding the same 60 s file (the service's CPU path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.atr_speed import tau_for_mean_depth, thumos_boundary_stream  # noqa: E402
+from model.config import ModelConfig  # noqa: E402
+from model.graphs import GraphedHead  # noqa: E402
+from model.tzn import TZN  # noqa: E402
+from service.pipeline import Localizer  # noqa: E402
+from service.settings import Settings  # noqa: E402
+from service.torchcodec_video import warm_up  # noqa: E402
+
+
+def make_video(path: Path, seconds: int, fps: int = 30, size: tuple[int, int] = (720, 1280)) -> Path:
+    """An H.264 file with motion everywhere (coloured squares sweeping over coarse noise)."""
+    from torchcodec.encoders import VideoEncoder
+
+    frames = seconds * fps
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    noise = torch.randint(0, 80, (3, size[0] // 8, size[1] // 8), device="cuda", generator=generator, dtype=torch.uint8)
+    noise = noise.repeat_interleave(8, 1).repeat_interleave(8, 2)
+    video = torch.empty(frames, 3, *size, dtype=torch.uint8)
+    for first in range(0, frames, 300):
+        t = torch.arange(first, min(first + 300, frames), device="cuda")
+        # background panning 2 px/frame, fresh fine grain every frame (camera-like bitrate), three moving squares
+        shifts = (2 * t) % size[1]
+        columns = (torch.arange(size[1], device="cuda")[None] + shifts[:, None]) % size[1]
+        chunk = noise[:, :, columns].permute(2, 0, 1, 3).contiguous()
+        grain = torch.randint(0, 24, (len(t), 1, size[0] // 4, size[1] // 4), device="cuda", generator=generator)
+        chunk = (chunk.int() + grain.repeat_interleave(4, 2).repeat_interleave(4, 3)).clamp(0, 255).to(torch.uint8)
+        for k, colour in enumerate(((255, 40, 40), (40, 255, 40), (40, 40, 255))):
+            x = ((t * (5 + 3 * k)) % (size[1] - 160)).tolist()
+            y = ((t * (2 + k)) % (size[0] - 160)).tolist()
+            paint = torch.tensor(colour, device="cuda", dtype=torch.uint8)[:, None, None]
+            for i in range(len(t)):
+                chunk[i, :, y[i] : y[i] + 160, x[i] : x[i] + 160] = paint
+        video[first : first + len(t)] = chunk.cpu()
+    VideoEncoder(video, frame_rate=fps).to_file(str(path), codec="libx264", preset="veryfast", crf=23)
+    return path
+
+
+class GpuLocalizer:
+    """The served request path (service.pipeline.Localizer) on CUDA: NVDEC features in shared bf16 batches,
+    the graphed head (or the eager one), segments."""
+
+    def __init__(self, graphs: bool = True):
+        self.localizer = Localizer(Settings(device="cuda", cuda_graphs=graphs))
+
+    def localize(self, path: Path) -> dict:
+        answer = self.localizer.localize(path)
+        return {"info": answer.info, "stages": answer.timing_ms, "backbone_flops": answer.flops["backbone"]}
+
+
+def stage_rows(localizer: GpuLocalizer, videos: dict[str, Path], repeats: int) -> list[dict]:
+    rows = []
+    for name, path in videos.items():
+        localizer.localize(path)  # warm: graphs for this length bucket, cuDNN plans
+        runs = [localizer.localize(path) for _ in range(repeats)]
+        stages = {key: statistics.median(run["stages"][key] for run in runs) for key in runs[0]["stages"]}
+        info = runs[0]["info"]
+        rows.append({"video": name, "duration_s": info.duration_s, "frames": info.frames,
+                     "mbit_s": path.stat().st_size * 8 / 1e6 / info.duration_s, **stages,
+                     "realtime_factor": info.duration_s / (stages["total"] / 1000)})  # fmt: skip
+    return rows
+
+
+def concurrency_rows(localizer: GpuLocalizer, path: Path, clients: list[int], requests_each: int) -> list[dict]:
+    return [clients_row(localizer, path, count, requests_each) for count in clients]
+
+
+def clients_row(localizer: GpuLocalizer, path: Path, count: int, requests_each: int) -> dict:
+    """`count` threads, each sending `requests_each` requests back to back: sustained source frames/s."""
+    frames, latencies = [0], []
+    lock = threading.Lock()
+
+    def client():
+        for _ in range(requests_each):
+            result = localizer.localize(path)
+            with lock:
+                frames[0] += result["info"].frames
+                latencies.append(result["stages"]["total"])
+
+    threads = [threading.Thread(target=client) for _ in range(count)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    return {"clients": count, "requests": len(latencies), "wall_s": wall,
+            "source_fps": frames[0] / wall, "median_latency_ms": statistics.median(latencies)}  # fmt: skip
+
+
+def cuda_ms(run, repeats: int = 30) -> float:
+    for _ in range(3):
+        run()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+@torch.inference_mode()
+def head_rows(lengths: list[int], mean_depth: float = 3.0, floor: float = 0.1) -> list[dict]:
+    """THUMOS-size heads (ModelConfig defaults), random weights, ATR with a THUMOS-shaped tau (bench/atr_speed)."""
+    torch.manual_seed(0)
+    uniform = TZN(ModelConfig(atr=False)).cuda().eval()
+    atr = TZN(ModelConfig(atr=True)).cuda().eval()
+    atr.load_state_dict(uniform.state_dict(), strict=False)
+    floor_model = TZN(ModelConfig(atr=False, stem_layers=1)).cuda().eval()  # ATR's floor: D_min = 1 everywhere
+    stream = thumos_boundary_stream()
+    return [
+        row
+        for length in lengths
+        for row in head_length_rows(uniform, atr, floor_model, stream, length, mean_depth, floor)
+    ]
+
+
+def head_length_rows(
+    uniform: TZN, atr: TZN, floor_model: TZN, stream, length: int, mean_depth: float, floor: float
+) -> list[dict]:
+    features = torch.randn(1, uniform.config.input_dim, length, device="cuda")
+    mask = torch.ones(1, length, dtype=torch.bool, device="cuda")
+    tau = tau_for_mean_depth(stream[stream < length], length, mean_depth, floor, atr.config).cuda()
+    graphed_uniform = GraphedHead(uniform)
+    graphed_atr = GraphedHead(atr, tau_override=True)
+    graphed_floor = GraphedHead(floor_model)
+    cases = {
+        ("Uniform-6", "eager"): lambda: uniform(features, mask, execution="hard"),
+        ("Uniform-6", "graph"): lambda: graphed_uniform(features, mask),
+        ("ATR hard", "eager"): lambda: atr(features, mask, execution="hard", tau_override=tau),
+        ("ATR hard", "graph"): lambda: graphed_atr(features, mask, tau),
+        ("Uniform-1 (floor)", "graph"): lambda: graphed_floor(features, mask),
+    }
+    times = {key: cuda_ms(run) for key, run in cases.items()}
+    depth = float(atr(features, mask, execution="hard", tau_override=tau).layer_masks[0, :length].sum(-1).mean())
+    return [
+        {"T": length, "model": model, "mode": mode, "ms": ms, "vs_uniform_same_mode": ms / times[("Uniform-6", mode)],
+         "mean_depth": {"ATR hard": depth, "Uniform-6": 6.0}.get(model, 1.0)}
+        for (model, mode), ms in times.items()
+    ]  # fmt: skip
+
+
+def cpu_decode_baseline(path: Path) -> float:
+    """ms for the service's CPU decode (decord in its isolated child, resnet18-2d sampling) of `path`."""
+    from service.decode import decode_frames
+
+    started = time.perf_counter()
+    decode_frames(path, sample_fps=8.0, size=(112, 112))
+    return (time.perf_counter() - started) * 1000
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/tzn-gpu"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--requests-each", type=int, default=3)
+    parser.add_argument("--skip-cpu-baseline", action="store_true")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    print("GPU:", torch.cuda.get_device_name(), "| torch", torch.__version__, flush=True)
+    results: dict = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__}
+
+    started = time.perf_counter()
+    videos = {f"{s} s 720p": make_video(args.out / f"v{s}.mp4", s) for s in (10, 60)}
+    print(f"videos made in {time.perf_counter() - started:.1f} s", flush=True)
+    warm_up("cuda", videos["10 s 720p"])
+
+    def section(name, make):
+        try:
+            started = time.perf_counter()
+            results[name] = make()
+            print(f"{name}: {time.perf_counter() - started:.1f} s", flush=True)
+        except Exception as error:  # one failing section must not hide the others' numbers
+            results[name] = f"FAILED: {type(error).__name__}: {error}"
+            print(f"{name} FAILED: {error!r}", flush=True)
+
+    localizer = GpuLocalizer()
+    section("stages", lambda: stage_rows(localizer, videos, args.repeats))
+    section(
+        "stages_eager_head",
+        lambda: stage_rows(GpuLocalizer(graphs=False), {"60 s 720p": videos["60 s 720p"]}, args.repeats),
+    )
+    section("concurrency", lambda: concurrency_rows(localizer, videos["60 s 720p"], [1, 4, 8], args.requests_each))
+    section("head", lambda: head_rows([2304, 4608]))
+    if not args.skip_cpu_baseline:
+        section("cpu_decode_60s_ms", lambda: cpu_decode_baseline(videos["60 s 720p"]))
+    (args.out / "gpu_table.json").write_text(json.dumps(results, indent=1, default=str))
+    print_table(results)
+
+
+def print_table(results: dict) -> None:
+    print(f"\n## GPU table: {results['gpu']}, torch {results['torch']}\n")
+    if isinstance(results.get("stages"), list):
+        print("| video | decode ms | features ms | head ms | postprocess ms | total ms | real-time factor |")
+        print("|---|---|---|---|---|---|---|")
+        for row in results["stages"]:
+            print(f"| {row['video']} ({row['mbit_s']:.1f} Mbit/s) | {row['decode']:.0f} | {row['features']:.0f} | {row['head']:.1f} | "
+                  f"{row['postprocess']:.1f} | {row['total']:.0f} | {row['realtime_factor']:.0f} |")  # fmt: skip
+    else:
+        print("stages:", results.get("stages"))
+    if isinstance(results.get("stages_eager_head"), list):
+        row = results["stages_eager_head"][0]
+        print(f"| {row['video']}, eager head | {row['decode']:.0f} | {row['features']:.0f} | {row['head']:.1f} | "
+              f"{row['postprocess']:.1f} | {row['total']:.0f} | {row['realtime_factor']:.0f} |")  # fmt: skip
+    if "cpu_decode_60s_ms" in results:
+        print(
+            f"\nbaseline, same file: decord CPU decode (8 fps, 112 px) of the 60 s video: {results['cpu_decode_60s_ms']}"
+        )
+    if isinstance(results.get("concurrency"), list):
+        print("\n| clients | requests | wall s | source frames/s | median latency ms |\n|---|---|---|---|---|")
+        for row in results["concurrency"]:
+            print(f"| {row['clients']} | {row['requests']} | {row['wall_s']:.2f} | {row['source_fps']:.0f} | "
+                  f"{row['median_latency_ms']:.0f} |")  # fmt: skip
+    else:
+        print("concurrency:", results.get("concurrency"))
+    if isinstance(results.get("head"), list):
+        print("\n| T | head | mode | ms | vs Uniform-6 (same mode) | mean depth |\n|---|---|---|---|---|---|")
+        for row in results["head"]:
+            print(f"| {row['T']} | {row['model']} | {row['mode']} | {row['ms']:.2f} | {row['vs_uniform_same_mode']:.2f} | "
+                  f"{row['mean_depth']:.2f} |")  # fmt: skip
+    else:
+        print("head:", results.get("head"))
+
+
+if __name__ == "__main__":
+    main()

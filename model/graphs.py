@@ -1,0 +1,308 @@
+"""The TZN head as CUDA graphs, so that batch-1 inference is not bound by kernel launches.
+
+A graph replays fixed shapes, so shapes are bucketed:
+- the length T is padded up to a multiple of `length_step` (mask False beyond the video), one set of graphs
+  per bucket;
+- ATR's hard execution runs layer l on the attention blocks that hold an active position. Their number n_l
+  changes from video to video; it is rounded up to one of `count_levels` bucket sizes, and the index list is
+  padded by repeating its first entry. A repeated block computes the same update from the same input and
+  writes the same value, so the result is exactly that of the unpadded list; the padded blocks are real work,
+  and the stem's executed/kv counts (hence FLOPs) include them.
+
+In reading order: the bucketing functions (pure, tested on CPU), the three phases of one forward pass
+(embedding + depth, one stem layer, pyramid + heads; the same modules and arithmetic as `TZN.forward`,
+checked against it in tests), and `GraphedHead`, which runs the phases eagerly (`use_graphs=False`, any
+device) or as captured graphs (CUDA).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from model.atr import StemStats
+from model.attention import TransformerBlock
+from model.tzn import TZN, TZNOutput
+
+# ---------------------------------------------------------------------------------------------------- buckets
+
+
+def bucket_length(length: int, step: int) -> int:
+    """The smallest multiple of `step` that holds `length` positions (at least one step)."""
+    if length < 1 or step < 1:
+        raise ValueError(f"bucket_length needs length >= 1 and step >= 1, got {length}, {step}")
+    return max(1, math.ceil(length / step)) * step
+
+
+def count_buckets(blocks: int, levels: int) -> list[int]:
+    """Bucket sizes for an active-block count out of `blocks`: ceil(blocks * k / levels), k = 1..levels
+    (distinct, increasing; the last is `blocks`)."""
+    if blocks < 1 or levels < 1:
+        raise ValueError(f"count_buckets needs blocks >= 1 and levels >= 1, got {blocks}, {levels}")
+    return sorted({math.ceil(blocks * k / levels) for k in range(1, levels + 1)})
+
+
+def bucket_count(count: int, buckets: Sequence[int]) -> int:
+    """The smallest bucket >= count."""
+    for size in buckets:
+        if size >= count:
+            return size
+    raise ValueError(f"count {count} exceeds the largest bucket {buckets[-1]}")
+
+
+def padded_block_index(active: np.ndarray, size: int) -> np.ndarray:
+    """(blocks,) bool -> (size,) int64: the indices of the active blocks, padded by repeating the first one."""
+    index = np.flatnonzero(active)
+    if len(index) == 0 or len(index) > size:
+        raise ValueError(f"need 1..{size} active blocks, got {len(index)}")
+    return np.concatenate([index, np.full(size - len(index), index[0])]).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------------- phases
+
+
+def embed_phase(
+    model: TZN, features: Tensor, mask: Tensor, tau_override: Tensor | None = None
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """features (B, C, T), mask (B, T) bool, T already a multiple of max_stride and of the attention block
+    -> embedding (B, T, d), tau (B, T) or None, layer masks (B, T, L) or None (as in TZN.forward)."""
+    x = (features - model.input_mean[:, None]) / model.input_std[:, None]
+    x = x * mask[:, None].to(x.dtype)
+    for conv, norm in zip(model.embed, model.embed_norms, strict=True):
+        x = F.relu(norm(conv(x, mask)))
+    tau, layer_masks = model._depth(x, mask, tau_override, False)
+    return x.transpose(1, 2), tau, layer_masks
+
+
+def active_blocks(layer_masks: Tensor, mask: Tensor, block: int) -> Tensor:
+    """(B, T, L) layer masks, (B, T) bool -> (L, B, T // block) bool: blocks holding a position with m > 0."""
+    batch, length, layers = layer_masks.shape
+    active = (layer_masks > 0) & mask[..., None]
+    return active.reshape(batch, length // block, block, layers).any(2).permute(2, 0, 1)
+
+
+def dense_layer(transformer: TransformerBlock, x: Tensor, mask: Tensor, layer_mask: Tensor | None) -> Tensor:
+    """One stem layer on every position: x (B, T, d) -> x + m * (Block(x) - x) (Block(x) when m is None)."""
+    y = transformer(x, mask)
+    return y if layer_mask is None else x + layer_mask[..., None] * (y - x)
+
+
+def block_layer(
+    transformer: TransformerBlock, x: Tensor, mask: Tensor, layer_mask: Tensor, block_index: Tensor
+) -> Tensor:
+    """One stem layer on the blocks `block_index` (n,) of batch item 0 only (batch 1); other blocks unchanged."""
+    _, length, dim = x.shape
+    block = transformer.attn.block
+    batch_index = torch.zeros_like(block_index)
+    y = transformer.forward_blocks(x, mask, batch_index, block_index)
+    x_blocks = x.reshape(1, length // block, block, dim)
+    current = x_blocks[batch_index, block_index]
+    weight = layer_mask.reshape(1, length // block, block)[batch_index, block_index, :, None]
+    return x_blocks.index_put((batch_index, block_index), current + weight * (y - current)).reshape(1, length, dim)
+
+
+def pyramid_phase(
+    model: TZN, stem_out: Tensor, mask: Tensor
+) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
+    """Stem output (B, T, d) -> (cls_logits, offsets, level masks, boundary fields), as in TZN.forward."""
+    stem_out = stem_out * mask[..., None].to(stem_out.dtype)
+    levels, level_masks = [stem_out], [mask]
+    for block in model.pyramid:
+        pooled = F.max_pool1d(levels[-1].transpose(1, 2), kernel_size=3, stride=2, padding=1).transpose(1, 2)
+        level_mask = level_masks[-1][:, ::2]
+        levels.append(block(pooled * level_mask[..., None].to(pooled.dtype), level_mask))
+        level_masks.append(level_mask)
+    cls_logits, offsets, boundary = [], [], []
+    for index, (level, level_mask) in enumerate(zip(levels, level_masks, strict=True)):
+        normed = model.level_norms[index](level).transpose(1, 2)
+        cls_logits.append(model.cls_head(normed, level_mask))
+        offsets.append(F.relu(model.reg_head(normed, level_mask) * model.reg_scales[index]))
+        if model.boundary_head is not None and index < model.config.boundary_levels:
+            boundary.append(model.boundary_head(normed, level_mask))
+    return cls_logits, offsets, level_masks, boundary
+
+
+# ---------------------------------------------------------------------------------------------------- runner
+
+
+class _Captured:
+    """A function of static buffers, captured once as a CUDA graph (or run eagerly)."""
+
+    def __init__(self, run: Callable[[], object], use_graph: bool):
+        self.run, self.graph, self.outputs = run, None, None
+        self.index: Tensor | None = getattr(run, "index", None)  # a block step's static index buffer
+        if use_graph:
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(2):  # warm-up outside the graph: cuBLAS handles, lazy inits
+                    run()
+            torch.cuda.current_stream().wait_stream(stream)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.outputs = run()
+
+    def __call__(self):
+        if self.graph is None:
+            return self.run()
+        self.graph.replay()
+        return self.outputs
+
+
+class GraphedHead:
+    """Batch-1 hard-execution inference of a TZN over bucketed shapes; outputs equal `model(features, mask,
+    execution="hard")` on the valid positions (same modules, same arithmetic).
+
+    Returns a TZNOutput whose padded_length is the length bucket. One host sync per call for ATR models (the
+    per-layer active-block counts); none for uniform ones. Not thread-safe: one call at a time (the service
+    holds its compute slot around the head).
+    """
+
+    def __init__(
+        self, model: TZN, *, length_step: int = 256, count_levels: int = 8, use_graphs: bool | None = None,
+        tau_override: bool = False,
+    ):  # fmt: skip
+        """tau_override: every call passes `tau` (1, T), which replaces the predicted one (benchmarks; the
+        predictor still runs), as `TZN.forward(tau_override=...)`."""
+        self.model = model.eval()
+        config = model.config
+        self.block = config.attn_block_size
+        unit = math.lcm(config.max_stride, self.block)
+        self.length_step = bucket_length(length_step, unit)
+        self.count_levels = count_levels
+        self.tau_override = tau_override
+        self.device = next(model.parameters()).device
+        self.use_graphs = self.device.type == "cuda" if use_graphs is None else use_graphs
+        if self.use_graphs and self.device.type != "cuda":
+            raise ValueError("CUDA graphs need the model on a CUDA device")
+        self._buffers: dict[int, dict[str, Tensor]] = {}
+        self._graphs: dict[tuple, _Captured] = {}
+
+    @property
+    def captured(self) -> int:
+        """How many graphs (or eager phases) have been built so far."""
+        return len(self._graphs)
+
+    def _static(self, length: int) -> dict[str, Tensor]:
+        if length not in self._buffers:
+            config = self.model.config
+            self._buffers[length] = {
+                "features": torch.zeros(1, config.input_dim, length, device=self.device),
+                "mask": torch.zeros(1, length, dtype=torch.bool, device=self.device),
+                "x": torch.zeros(1, length, config.embed_dim, device=self.device),
+                "tau": torch.zeros(1, length, device=self.device),
+            }
+        return self._buffers[length]
+
+    def _phase(self, key: tuple, build: Callable[[], Callable[[], object]], static: dict[str, Tensor]) -> _Captured:
+        if key not in self._graphs:
+            # the warm-up runs before capture update the state in place: keep the state they started from
+            saved = static["x"].clone()
+            self._graphs[key] = _Captured(build(), self.use_graphs)
+            static["x"].copy_(saved)
+        return self._graphs[key]
+
+    @torch.inference_mode()
+    def __call__(self, features: Tensor, mask: Tensor, tau: Tensor | None = None) -> TZNOutput:
+        """features (1, C, T), mask (1, T) bool -> TZNOutput over the length bucket."""
+        if (tau is not None) != self.tau_override:
+            raise ValueError("pass tau exactly when the head was built with tau_override=True")
+        if features.shape[0] != 1:
+            raise ValueError(f"GraphedHead runs batch 1, got batch {features.shape[0]}")
+        length = features.shape[-1]
+        padded = bucket_length(length, self.length_step)
+        static = self._static(padded)
+        static["features"].zero_()
+        static["features"][..., :length].copy_(features, non_blocking=True)
+        static["mask"].zero_()
+        static["mask"][:, :length].copy_(mask, non_blocking=True)
+        if tau is not None:
+            static["tau"].zero_()
+            static["tau"][:, :length].copy_(tau, non_blocking=True)
+        model, stem = self.model, self.model.stem
+        blocks = padded // self.block
+
+        def embed():
+            override = static["tau"] if self.tau_override else None
+            x, tau, layer_masks = embed_phase(model, static["features"], static["mask"], override)
+            static["x"].copy_(x)
+            if layer_masks is None:
+                return None
+            static["layer_masks"] = layer_masks  # graph mode: the captured output buffer
+            active = ((layer_masks > 0) & static["mask"][..., None]).sum(dim=(0, 1))
+            return tau, layer_masks, active_blocks(layer_masks, static["mask"], self.block)[:, 0], active
+
+        depth = self._phase((padded, "embed"), lambda: embed, static)()
+        layers = len(stem.blocks)
+        if depth is None:  # uniform model: the whole stem is one dense graph
+
+            def dense_stem():
+                x = static["x"]
+                for transformer in stem.blocks:
+                    x = dense_layer(transformer, x, static["mask"], None)
+                static["x"].copy_(x)
+
+            self._phase((padded, "stem"), lambda: dense_stem, static)()
+            tau, layer_masks = None, static["mask"][..., None].expand(-1, -1, layers).float()
+            every = torch.full((layers,), padded, dtype=torch.long)
+            stats = StemStats(torch.full((layers,), length, dtype=torch.long), every, every)
+        else:
+            tau, layer_masks, block_active, active = depth
+            block_active = block_active.cpu().numpy()  # the one host sync
+            valid_blocks = np.zeros(blocks, dtype=bool)
+            valid_blocks[: math.ceil(length / self.block)] = True
+            buckets = count_buckets(blocks, self.count_levels)
+            executed, kv = [], []
+            for layer in range(layers):
+                count = int(block_active[layer].sum())
+                if count == 0:
+                    executed.append(0), kv.append(0)
+                    continue
+                if (block_active[layer] == valid_blocks).all():
+                    self._phase((padded, layer, "dense"), lambda layer=layer: self._dense_step(static, layer), static)()
+                    executed.append(padded), kv.append(padded)
+                    continue
+                size = bucket_count(count, buckets)
+                step = self._phase(
+                    (padded, layer, size), lambda layer=layer, size=size: self._block_step(static, layer, size), static
+                )
+                step.index.copy_(torch.from_numpy(padded_block_index(block_active[layer], size)), non_blocking=True)
+                step()
+                halo = stem.blocks[layer].attn.halo
+                executed.append(size * self.block), kv.append(size * (self.block + 2 * halo))
+            stats = StemStats(active.cpu(), torch.tensor(executed), torch.tensor(kv))
+
+        def heads():
+            return pyramid_phase(model, static["x"], static["mask"])
+
+        cls_logits, offsets, level_masks, boundary = self._phase((padded, "heads"), lambda: heads, static)()
+        clone = (lambda t: t.clone()) if self.use_graphs else (lambda t: t)  # graph outputs are reused buffers
+        return TZNOutput(
+            [clone(t) for t in cls_logits], [clone(t) for t in offsets], [clone(t) for t in level_masks],
+            [clone(t) for t in boundary], None if tau is None else clone(tau), clone(layer_masks), stats, padded,
+        )  # fmt: skip
+
+    def _dense_step(self, static: dict[str, Tensor], layer: int) -> Callable[[], None]:
+        transformer = self.model.stem.blocks[layer]
+
+        def run():
+            layer_mask = static["layer_masks"][..., layer]
+            static["x"].copy_(dense_layer(transformer, static["x"], static["mask"], layer_mask))
+
+        return run
+
+    def _block_step(self, static: dict[str, Tensor], layer: int, size: int) -> Callable[[], None]:
+        transformer = self.model.stem.blocks[layer]
+        index = torch.zeros(size, dtype=torch.long, device=self.device)
+
+        def run():
+            layer_mask = static["layer_masks"][..., layer]
+            static["x"].copy_(block_layer(transformer, static["x"], static["mask"], layer_mask, index))
+
+        run.index = index
+        return run
