@@ -27,8 +27,11 @@ from training.demo_videos import plan_video, write_video  # noqa: E402
 
 
 def tzn(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tzn", *args], cwd=REPO, capture_output=True, text=True,
-                          check=True, env={**os.environ, "TZN_DEVICE": "cpu"})  # fmt: skip
+    run = subprocess.run([sys.executable, "-m", "tzn", *args], cwd=REPO, capture_output=True, text=True,
+                         env={**os.environ, "TZN_DEVICE": "cpu"})  # fmt: skip
+    if run.returncode != 0:
+        raise SystemExit(f"tzn {' '.join(args)} failed ({run.returncode}):\n{run.stderr[-3000:]}")
+    return run
 
 
 def main(argv: list[str] | None = None) -> None:
