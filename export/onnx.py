@@ -37,7 +37,8 @@ are those of the block path; eager PyTorch runs such a layer densely (`ATRStem.d
 that. Every other output, active positions included, is the same.
 
 Metadata (`metadata_props`, strings): `tzn.format`, `tzn.checkpoint_config` (the checkpoint's config.json:
-model config, labels, feature spec, free-form metadata), `tzn.checkpoint_sha256` (of model.safetensors),
+model config, labels and their annotation ids, feature spec, postprocess settings, free-form metadata),
+`tzn.checkpoint_sha256` (of model.safetensors),
 `tzn.precision` ("fp32" or "fp16"), `tzn.outputs` (JSON list of the output names), `tzn.tau_input`.
 """
 
