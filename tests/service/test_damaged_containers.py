@@ -16,7 +16,7 @@ import pytest
 from service.launch import server_process
 
 DOCUMENTED = {200, 413, 415, 422}
-ROUNDS = 5  # requests = ROUNDS x damaged files (59): about 300
+ROUNDS = 4  # requests = ROUNDS x damaged files (59): about 240
 
 
 def tiny_clip(path: Path, pattern: str) -> bytes:
