@@ -70,10 +70,13 @@ RUN apt-get update \
         libavcodec59 libavformat59 libavutil57 libavdevice59 libavfilter8 libswscale6 libswresample4 \
     && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 tzn \
-    && useradd --system --uid 10001 --gid tzn --create-home --home-dir /home/tzn tzn
+    && useradd --system --uid 10001 --gid tzn --create-home --home-dir /home/tzn tzn \
+    && mkdir -p /var/lib/tzn/jobs && chown -R 10001:10001 /var/lib/tzn
 COPY --chown=10001:10001 ${MODELS_DIR}/ /models/
 # Without TZN_CHECKPOINT the service runs the bundled demo model; point it at /models/... to serve yours.
-ENV PATH=/opt/venv/bin:$PATH \
+# Jobs (POST /jobs): their SQLite store and spooled uploads; docker-compose.yml mounts a volume here.
+ENV TZN_JOBS_DIR=/var/lib/tzn/jobs \
+    PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 WORKDIR /home/tzn

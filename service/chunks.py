@@ -169,7 +169,8 @@ def _chunk_child_main(conn, workdir: str, request: dict[str, Any]) -> None:
         if request["max_duration_s"] is not None and info["duration_s"] > request["max_duration_s"]:
             raise VideoTooLongError(info["duration_s"], request["max_duration_s"], name)
         indices = sample_indices(starts, end_s, request["sample_fps"])
-        conn.send(("info", info))
+        # frame_times: segment frame indices count the frames the file really holds (VideoInfo.frame_at)
+        conn.send(("info", {**info, "frame_times": tuple(starts.tolist())}))
         del reader  # the un-resized reader holds decoder state; the resizing one replaces it
         reader = _open_reader(path, name, request["size"])
         step = request["chunk_frames"]
