@@ -43,6 +43,32 @@ def depth_masks(tau: Tensor, layers: int, min_depth: float = 1.0) -> Tensor:
     return (depth[..., None] - torch.arange(layers, device=tau.device, dtype=tau.dtype)).clamp(0, 1)
 
 
+def block_max(values: Tensor, block: int) -> Tensor:
+    """(B, T) -> (B, T): each position gets the maximum over its attention block (positions [k*block, (k+1)*block)).
+
+    Hard execution runs a layer on a whole block when any of its positions needs it, so a depth pooled to
+    blocks is what it will run; training on the pooled depth sees that cost (and that structure) exactly.
+    """
+    length = values.shape[1]
+    padded = pad_to_multiple(values, block, dim=1)
+    pooled = padded.reshape(padded.shape[0], -1, block).amax(dim=-1)
+    return pooled.repeat_interleave(block, dim=1)[:, :length]
+
+
+def executed_fraction(layer_masks: Tensor, mask: Tensor, block: int) -> Tensor:
+    """Share of the stem's block-layers that hard execution runs: mean over valid blocks and layers of the
+    block's largest mask value (1 when binary masks make a block run a layer). Scalar, differentiable.
+
+    layer_masks (B, T, L), mask (B, T) bool. Halos and the tau predictor are not counted (model.flops does).
+    """
+    masks = pad_to_multiple(layer_masks * mask[..., None].to(layer_masks.dtype), block, dim=1)
+    valid = pad_to_multiple(mask, block, dim=1)
+    batch, length, layers = masks.shape
+    per_block = masks.reshape(batch, length // block, block, layers).amax(dim=2)  # (B, blocks, L)
+    valid_blocks = valid.reshape(batch, length // block, block).any(-1).to(masks.dtype)
+    return (per_block * valid_blocks[..., None]).sum() / (valid_blocks.sum() * layers).clamp(min=1)
+
+
 def integer_depth_tau(tau: Tensor, layers: int, min_depth: float, straight_through: bool = True) -> Tensor:
     """Rounds tau so that D = min_depth + tau * (layers - min_depth) is a whole number in [ceil(min), layers]:
     every layer mask becomes 0 or 1. With `straight_through` the result carries the unrounded gradient."""

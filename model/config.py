@@ -36,6 +36,9 @@ class ModelConfig(BaseModel):
     integer_depth: bool = Field(
         False, description="round D to whole layers (binary layer masks), as in distilled hard-mask students"
     )
+    block_depth: bool = Field(
+        False, description="one depth per attention block (tau max-pooled over the block): what hard execution runs"
+    )
 
     # Boundary head: signed distance fields (BDR), a Gaussian-target classifier (for the R comparison), or none
     boundary_head: Literal["bdr", "classification", "none"] = "bdr"

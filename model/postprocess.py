@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from model.bdr import snap_boundaries, snap_to_peaks
+from model.bdr import snap_boundaries, snap_to_peaks, vote_segments
 from model.tzn import TZNOutput
 
 # ActionFormer adds 1e-6 to every segment length before computing tIoU; kept for parity of scores.
@@ -203,8 +203,14 @@ def postprocess(
     offsets: list[Tensor],
     masks: list[Tensor],
     *,
-    bdr_fields: Tensor | None = None,
+    bdr_fields: Tensor | list[Tensor] | None = None,
     boundary_logits: Tensor | None = None,
+    bdr_decode: Literal["votes", "crossings"] = "votes",
+    bdr_scales: int = 1,
+    vote_max_distance: float = 6.0,
+    vote_max_shift: float = 8.0,
+    vote_min_weight: float = 3.0,
+    vote_max_spread: float = 1.5,
     snap_radius: float = 2.0,
     min_slope: float = 0.5,
     min_boundary_prob: float = 0.1,
@@ -221,21 +227,35 @@ def postprocess(
 ) -> list[Detections]:
     """Decode, snap boundaries (optional), Soft-NMS: one `Detections` per video, level-0 grid steps.
 
-    `bdr_fields` (B, T_0, 2): BDR [d_start, d_end] of level 0 -> `snap_boundaries`;
+    `bdr_fields`: BDR [d_start, d_end], (B, T_0, 2) of level 0 or a list of (B, T_k, 2) per level, finest
+    first. `bdr_decode` "votes" -> `vote_segments` over the first `bdr_scales` levels (1: level 0 alone;
+    3: strides 1, 2, 4, the multi-scale variant) with the `vote_*` settings; "crossings" ->
+    `snap_boundaries` on level 0 (`snap_radius`, `min_slope`);
     `boundary_logits` (B, T_0, 2): classification boundary head of level 0 -> `snap_to_peaks` on their
     sigmoid. Only the valid prefix of level 0 (`masks[0]`) is searched. Give at most one of them.
     Defaults are ActionFormer's THUMOS14 settings.
     """
     if bdr_fields is not None and boundary_logits is not None:
         raise ValueError("give bdr_fields or boundary_logits, not both")
+    if bdr_decode not in ("votes", "crossings"):
+        raise ValueError(f"bdr_decode must be 'votes' or 'crossings', got {bdr_decode!r}")
+    if isinstance(bdr_fields, Tensor):
+        bdr_fields = [bdr_fields]
     candidates = decode_segments(cls_logits, offsets, masks, pre_nms_thresh, pre_nms_topk, duration_thresh)
     valid_lengths = masks[0].sum(dim=1).tolist()
+    level_lengths = [m.sum(dim=1).tolist() for m in masks]
+    votes = dict(
+        max_distance=vote_max_distance, max_shift=vote_max_shift, min_weight=vote_min_weight, max_spread=vote_max_spread
+    )
     results = []
     for video, found in enumerate(candidates):
         segments = found.segments
         valid = int(valid_lengths[video])
-        if bdr_fields is not None:
-            segments = snap_boundaries(segments, bdr_fields[video, :valid].float(), snap_radius, min_slope)
+        if bdr_fields is not None and bdr_decode == "votes":
+            fields = [f[video, : int(level_lengths[k][video])].float() for k, f in enumerate(bdr_fields[:bdr_scales])]
+            segments = vote_segments(segments, fields, **votes)
+        elif bdr_fields is not None:
+            segments = snap_boundaries(segments, bdr_fields[0][video, :valid].float(), snap_radius, min_slope)
         elif boundary_logits is not None:
             probs = boundary_logits[video, :valid].float().sigmoid()
             segments = snap_to_peaks(segments, probs, snap_radius, min_boundary_prob)
@@ -256,15 +276,15 @@ def postprocess(
 
 
 def detect(output: TZNOutput, boundary_head: str, snap: bool = True, **settings: Any) -> list[Detections]:
-    """`postprocess` of a forward pass: snaps with the level-0 boundary head the model has (BDR fields or
-    classification logits) unless `snap` is False; `settings` are postprocess's keyword arguments."""
-    boundary = output.boundary[0] if (snap and output.boundary) else None
+    """`postprocess` of a forward pass: snaps with the boundary head the model has (BDR fields of every
+    boundary level, or level-0 classification logits) unless `snap` is False; `settings` are postprocess's keyword arguments."""
+    boundary = output.boundary if (snap and output.boundary) else None
     return postprocess(
         output.cls_logits,
         output.offsets,
         output.masks,
         bdr_fields=boundary if boundary_head == "bdr" else None,
-        boundary_logits=boundary if boundary_head == "classification" else None,
+        boundary_logits=boundary[0] if boundary is not None and boundary_head == "classification" else None,
         **settings,
     )
 

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from model.checkpoint import CheckpointConfig, FeatureSpec, load_checkpoint, save_checkpoint
+from model.atr import executed_fraction
 from model.config import ModelConfig
 from model.tzn import TZN
 from training.dataset import Batch, FeatureDataset, collate
@@ -49,6 +50,7 @@ from training.losses import (
     budget_loss,
     depth_per_position,
     detection_losses,
+    executed_budget_loss,
     kd_class_loss,
     kd_offset_loss,
     regression_ranges,
@@ -115,7 +117,12 @@ class OptimizerConfig(BaseModel):
 class ATRConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    rho: float = Field(0.76, ge=0, le=1, description="target mean tau (0.76: the paper's 151/198 FLOPs)")
+    rho: float = Field(
+        0.76, ge=0, le=1, description="target share of the stem's compute that runs (budget 'executed') or mean tau"
+    )
+    budget: Literal["executed", "mean_tau"] = Field(
+        "executed", description="budget on the executed share of stem block-layers, or (the first version) mean tau"
+    )
     budget_weight: float = Field(5.0, ge=0, alias="lambda", description="lambda of lambda * (mean tau - rho)^2")
     warmup_epochs: int = Field(2, ge=0, description="epochs at full depth (every stem layer everywhere)")
     ramp_epochs: float = Field(3, ge=0, description="rho goes linearly from 1 to its target over these epochs")
@@ -138,6 +145,7 @@ class LossConfig(BaseModel):
     focal_gamma: float = Field(2.0, ge=0)
     bdr_smoothness: Literal["none", "l1", "l2"] = "l1"
     bdr_alpha: float = Field(0.1, ge=0)
+    bdr_normalize: bool = Field(True, description="BDR loss on the fields divided by model.bdr_clip (in [-1, 1])")
     boundary_sigma: float = Field(1.0, gt=0, description="Gaussian targets of the classification boundary head")
     init_loss_norm: float = Field(100.0, gt=0)
     loss_norm_momentum: float = Field(0.9, ge=0, lt=1)
@@ -149,6 +157,14 @@ class PostprocessConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     snap: bool = Field(True, description="snap boundaries with the boundary head (BDR or classification)")
+    bdr_decode: Literal["votes", "crossings"] = Field(
+        "votes", description="BDR: weighted median of the fields' votes, or the nearest upward zero crossing"
+    )
+    bdr_scales: int = Field(1, ge=1, le=3, description="BDR votes from the finest 1, 2 or 3 levels (strides 1, 2, 4)")
+    vote_max_distance: float = Field(6.0, gt=0, description="positions vote when their own |d| is at most this")
+    vote_max_shift: float = Field(8.0, gt=0, description="votes further than this from the boundary (steps) are ignored")
+    vote_min_weight: float = Field(3.0, ge=0, description="fewer votes (by weight) keep the regression's boundary")
+    vote_max_spread: float = Field(1.5, gt=0, description="a larger median absolute deviation keeps it too")
     snap_radius: float = 2.0
     min_slope: float = 0.5
     min_boundary_prob: float = 0.1
@@ -404,7 +420,8 @@ def train(
         else regression_ranges(model_config.pyramid_levels),
         center_radius=config.loss.center_radius, focal_alpha=config.loss.focal_alpha,
         focal_gamma=config.loss.focal_gamma, bdr_smoothness=config.loss.bdr_smoothness,
-        bdr_alpha=config.loss.bdr_alpha, boundary_sigma=config.loss.boundary_sigma,
+        bdr_alpha=config.loss.bdr_alpha, bdr_normalize=config.loss.bdr_normalize,
+        boundary_sigma=config.loss.boundary_sigma,
     )  # fmt: skip
     if len(settings.ranges) != model_config.pyramid_levels:
         raise TrainConfigError(
@@ -488,7 +505,10 @@ def _batch_losses(
     zero = total.new_zeros(())
     losses["budget"] = losses["guidance"] = zero
     if output.tau is not None and rho is not None and config.atr.budget_weight > 0:
-        losses["budget"] = budget_loss(output.tau, valid, rho)
+        if config.atr.budget == "executed":
+            losses["budget"] = executed_budget_loss(output.layer_masks, valid, model_config.attn_block_size, rho)
+        else:
+            losses["budget"] = budget_loss(output.tau, valid, rho)
         total = total + config.atr.budget_weight * losses["budget"]
     guidance = config.atr.boundary_guidance_weight
     if output.tau is not None and guidance > 0 and epoch < config.atr.boundary_guidance_epochs:
@@ -513,6 +533,7 @@ def _batch_losses(
         losses["mean_depth"] = depth_per_position(output)[valid].mean() if valid.any() else zero
         if output.tau is not None:
             losses["mean_tau"] = output.tau[valid].mean() if valid.any() else zero
+            losses["executed"] = executed_fraction(output.layer_masks, valid, model_config.attn_block_size)
     losses["total"] = total
     return {k: v if k == "total" else v.detach() for k, v in losses.items()}
 
