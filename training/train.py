@@ -30,8 +30,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from model.checkpoint import CheckpointConfig, FeatureSpec, load_checkpoint, save_checkpoint
 from model.atr import executed_fraction
+from model.checkpoint import CheckpointConfig, FeatureSpec, load_checkpoint, save_checkpoint
 from model.config import ModelConfig
 from model.tzn import TZN
 from training.dataset import Batch, FeatureDataset, collate
@@ -162,7 +162,9 @@ class PostprocessConfig(BaseModel):
     )
     bdr_scales: int = Field(1, ge=1, le=3, description="BDR votes from the finest 1, 2 or 3 levels (strides 1, 2, 4)")
     vote_max_distance: float = Field(6.0, gt=0, description="positions vote when their own |d| is at most this")
-    vote_max_shift: float = Field(8.0, gt=0, description="votes further than this from the boundary (steps) are ignored")
+    vote_max_shift: float = Field(
+        8.0, gt=0, description="votes further than this from the boundary (steps) are ignored"
+    )
     vote_min_weight: float = Field(3.0, ge=0, description="fewer votes (by weight) keep the regression's boundary")
     vote_max_spread: float = Field(1.5, gt=0, description="a larger median absolute deviation keeps it too")
     snap_radius: float = 2.0
