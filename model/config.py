@@ -37,7 +37,7 @@ class ModelConfig(BaseModel):
         False, description="round D to whole layers (binary layer masks), as in distilled hard-mask students"
     )
     block_depth: bool = Field(
-        False, description="one depth per attention block (tau max-pooled over the block): what hard execution runs"
+        False, description="one depth per attention block (tau averaged over the block): what hard execution runs"
     )
 
     # Boundary head: signed distance fields (BDR), a Gaussian-target classifier (for the R comparison), or none

@@ -205,7 +205,7 @@ def postprocess(
     *,
     bdr_fields: Tensor | list[Tensor] | None = None,
     boundary_logits: Tensor | None = None,
-    bdr_decode: Literal["votes", "crossings"] = "votes",
+    bdr_decode: Literal["votes", "crossings"] = "crossings",
     bdr_scales: int = 1,
     vote_max_distance: float = 6.0,
     vote_max_shift: float = 8.0,
@@ -230,7 +230,9 @@ def postprocess(
     `bdr_fields`: BDR [d_start, d_end], (B, T_0, 2) of level 0 or a list of (B, T_k, 2) per level, finest
     first. `bdr_decode` "votes" -> `vote_segments` over the first `bdr_scales` levels (1: level 0 alone;
     3: strides 1, 2, 4, the multi-scale variant) with the `vote_*` settings; "crossings" ->
-    `snap_boundaries` on level 0 (`snap_radius`, `min_slope`);
+    `snap_boundaries` on level 0 (`snap_radius`, `min_slope`), the default here so that checkpoints saved
+    before votes existed (no `bdr_decode` in their postprocess settings) decode as they were evaluated;
+    training records "votes" (training.train.PostprocessConfig);
     `boundary_logits` (B, T_0, 2): classification boundary head of level 0 -> `snap_to_peaks` on their
     sigmoid. Only the valid prefix of level 0 (`masks[0]`) is searched. Give at most one of them.
     Defaults are ActionFormer's THUMOS14 settings.

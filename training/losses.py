@@ -166,10 +166,11 @@ def budget_loss(tau: Tensor, mask: Tensor, rho: float) -> Tensor:
     return (mean_tau - rho).square()
 
 
-def executed_budget_loss(layer_masks: Tensor, mask: Tensor, block: int, rho: float) -> Tensor:
-    """(executed fraction of the stem - rho)^2: rho is the share of stem compute to run (model.atr.executed_fraction,
-    blocks of `block` positions), the unit hard execution pays in. layer_masks (B, T, L), mask (B, T). Scalar."""
-    return (executed_fraction(layer_masks, mask, block) - rho).square()
+def executed_budget_loss(tau: Tensor, mask: Tensor, config: ModelConfig, rho: float) -> Tensor:
+    """(executed share of the stem - rho)^2: rho is the share of the stem's block-layers that run
+    (model.atr.executed_fraction), the unit hard execution pays in. tau, mask (B, T). Scalar."""
+    depth = config.min_depth + tau * (config.stem_layers - config.min_depth)
+    return (executed_fraction(depth, mask, config.attn_block_size, config.stem_layers) - rho).square()
 
 
 def near_boundaries(segments: Sequence[Tensor], length: int, radius: float) -> Tensor:

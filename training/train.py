@@ -508,7 +508,7 @@ def _batch_losses(
     losses["budget"] = losses["guidance"] = zero
     if output.tau is not None and rho is not None and config.atr.budget_weight > 0:
         if config.atr.budget == "executed":
-            losses["budget"] = executed_budget_loss(output.layer_masks, valid, model_config.attn_block_size, rho)
+            losses["budget"] = executed_budget_loss(output.tau, valid, model_config, rho)
         else:
             losses["budget"] = budget_loss(output.tau, valid, rho)
         total = total + config.atr.budget_weight * losses["budget"]
@@ -535,7 +535,8 @@ def _batch_losses(
         losses["mean_depth"] = depth_per_position(output)[valid].mean() if valid.any() else zero
         if output.tau is not None:
             losses["mean_tau"] = output.tau[valid].mean() if valid.any() else zero
-            losses["executed"] = executed_fraction(output.layer_masks, valid, model_config.attn_block_size)
+            depth = model_config.min_depth + output.tau * (model_config.stem_layers - model_config.min_depth)
+            losses["executed"] = executed_fraction(depth, valid, model_config.attn_block_size, model_config.stem_layers)
     losses["total"] = total
     return {k: v if k == "total" else v.detach() for k, v in losses.items()}
 

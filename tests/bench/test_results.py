@@ -8,11 +8,11 @@ import pytest
 from bench.results import (
     VARIANTS,
     curve_at,
-    margin_over_curve,
-    paired,
     format_mean_std,
     ground_truth_widths,
+    margin_over_curve,
     mean_std,
+    paired,
     relative,
     render,
     selected_variants,
@@ -114,7 +114,7 @@ def test_paired_differences_are_per_seed_and_skip_missing_runs():
 
 
 def loop_curve_at(xs, ys, x):
-    points = sorted(zip(xs, ys))
+    points = sorted(zip(xs, ys, strict=True))
     for i in range(len(points) - 1):
         (x0, y0), (x1, y1) = points[i], points[i + 1]
         if x0 <= x <= x1:

@@ -247,8 +247,8 @@ def test_postprocess_votes_with_the_coarser_levels_when_asked():
     level0 = bdr_targets(truth, 64)[None]
     level0[0, 36:] = 8.0  # level 0 knows nothing about the end ...
     level1 = bdr_targets(truth / 2, 32)[None]  # ... level 1 does
-    (single,) = postprocess(cls_logits, offsets, masks, bdr_fields=[level0, level1], bdr_scales=1)
-    (multi,) = postprocess(cls_logits, offsets, masks, bdr_fields=[level0, level1], bdr_scales=2)
+    (single,) = postprocess(cls_logits, offsets, masks, bdr_fields=[level0, level1], bdr_decode="votes", bdr_scales=1)
+    (multi,) = postprocess(cls_logits, offsets, masks, bdr_fields=[level0, level1], bdr_decode="votes", bdr_scales=2)
     torch.testing.assert_close(single.segments, torch.tensor([[20.0, 41.0]]), atol=1e-4, rtol=0)
     torch.testing.assert_close(multi.segments, truth, atol=1e-4, rtol=0)
 
