@@ -23,6 +23,7 @@ COPY model/ model/
 COPY training/ training/
 COPY export/ export/
 COPY service/ service/
+COPY tzn.py ./
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 # Dependencies come from pyproject.toml alone, so this layer is rebuilt only when they change.

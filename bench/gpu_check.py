@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 
 from export.onnx import export_model
-from export.runtime import load_head
 from export.tensorrt import Profile, build_engine
 from model.checkpoint import CheckpointConfig
 from model.config import ModelConfig
 from model.tzn import TZN
+from service.runners import load_head
 
 
 def max_difference(a, b) -> float:

@@ -46,10 +46,11 @@ from model.checkpoint import load_checkpoint
 from model.config import THUMOS_I3D, ModelConfig
 from model.flops import output_flops
 from model.tzn import TZN
+from training.config import TrainConfig, load_config
 from training.evaluation import THUMOS_TIOUS, boundary_errors, evaluate
 from training.predict import predict
 from training.synthetic import generate_synthetic_dataset
-from training.train import LOG_NAME, TrainConfig, load_config, train
+from training.train import LOG_NAME, train
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "synthetic_cpu.yaml"

@@ -23,9 +23,9 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from service.launch import running_server  # noqa: E402
 from service.pipeline import Localizer  # noqa: E402
 from service.settings import Settings  # noqa: E402
-from tests.service.server import running_server  # noqa: E402
 from training.demo_videos import plan_video, write_video  # noqa: E402
 
 CASES = [(10, 400, 224), (60, 400, 224), (10, 1280, 720), (30, 1280, 720), (60, 1280, 720)]

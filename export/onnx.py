@@ -31,7 +31,7 @@ Outputs (T_pad = T rounded up to a multiple of `max_stride`, T_k = T_pad / 2**k,
 | `kv_positions`           | int64   | (L,)             | positions whose keys/values were computed (blocks + halos) |
 
 Level masks are not outputs: they are the input mask padded to T_pad and subsampled by 2**k
-(`export.runtime.tzn_output`). `model.flops.head_flops` takes executed/kv positions and T_pad directly.
+(`service.runners.tzn_output`). `model.flops.head_flops` takes executed/kv positions and T_pad directly.
 The graph always gathers blocks, so in a layer where every valid block is active its executed/kv counts
 are those of the block path; eager PyTorch runs such a layer densely (`ATRStem.dense_shortcut`) and counts
 that. Every other output, active positions included, is the same.
@@ -55,6 +55,7 @@ from torch import Tensor, nn
 
 from model.checkpoint import WEIGHTS_NAME, CheckpointConfig, file_sha256, load_checkpoint
 from model.config import ModelConfig
+from model.head import HeadError
 from model.tzn import TZN
 
 FORMAT = "tzn-onnx/1"
@@ -63,7 +64,7 @@ INPUT_NAMES = ("features", "mask")
 STAT_NAMES = ("active_positions", "executed_positions", "kv_positions")
 
 
-class ExportError(Exception):
+class ExportError(HeadError):
     """An ONNX file that cannot be exported or served; the message says which file and why."""
 
 

@@ -1,21 +1,13 @@
-"""TensorRT engine build from the ONNX export, and a runner with the same call as the other runtimes.
+"""TensorRT engine build from the ONNX export (the runner is service/runners.py's `TensorRTHead`).
 
     tzn export tensorrt --onnx model.onnx --output model.plan [--fp16] [--min-t 1 --opt-t 2304 --max-t 8192]
 
 Written against the TensorRT 10 Python API: `Builder.create_network(0)` (explicit batch), `OnnxParser`,
-one optimization profile over B and T, `build_serialized_network`; at run time
-`Runtime.deserialize_cuda_engine`, `IExecutionContext.set_input_shape` / `set_tensor_address` /
-`execute_async_v3` on torch's current CUDA stream. Device buffers are torch CUDA tensors (no pycuda).
-The graph's `NonZero` makes internal shapes data-dependent; every output's shape follows from the input
-shapes, but an output that TensorRT reports with an unknown (-1) dimension gets an `IOutputAllocator`
-that allocates torch memory once its size is known.
+one optimization profile over B and T, `build_serialized_network`.
 
 A plan only runs on the TensorRT version and GPU model it was built with, so the build writes a sidecar
 `model.plan.json` (TensorRT version, GPU, compute capability, profile, the ONNX file's `tzn.*` metadata);
 the runner checks it before deserializing and says what to rebuild.
-
-Where onnxruntime-gpu with the TensorRT execution provider is installed instead of the `tensorrt` package,
-`load_head("tensorrt", onnx=...)` runs the ONNX file through that provider (with the same profile).
 """
 
 from __future__ import annotations
@@ -25,16 +17,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
-from export.onnx import metadata_from_props, read_metadata
-from export.runtime import Head, OnnxRuntimeHead, tzn_output
-from model.tzn import TZNOutput
+from export.onnx import read_metadata
+from model.head import HeadError
 
 ENGINE_FORMAT = "tzn-tensorrt/1"
 
 
-class TensorRTError(RuntimeError):
+class TensorRTError(HeadError, RuntimeError):
     """TensorRT cannot build or run this engine here; the message says what to do instead."""
 
 
@@ -72,6 +62,9 @@ class Profile:
         ]:
             if not 1 <= low <= opt <= high:
                 raise ValueError(f"profile {name} needs 1 <= min <= opt <= max, got {low}, {opt}, {high}")
+
+
+DEFAULT_PROFILE = Profile()
 
 
 def check_within_profile(profile: Profile, batch: int, length: int) -> None:
@@ -120,7 +113,7 @@ def require_gpu(device: torch.device | None = None) -> torch.device:
     return device
 
 
-def _gpu(device: torch.device) -> tuple[str, str]:
+def gpu_identity(device: torch.device) -> tuple[str, str]:
     properties = torch.cuda.get_device_properties(device)
     return properties.name, f"{properties.major}.{properties.minor}"
 
@@ -134,7 +127,7 @@ def build_engine(
     output: str | Path,
     *,
     fp16: bool = False,
-    profile: Profile = Profile(),
+    profile: Profile = DEFAULT_PROFILE,
     workspace_gib: float = 4.0,
 ) -> Path:
     """Builds a serialized TensorRT engine from a TZN ONNX file; writes it and its sidecar JSON."""
@@ -164,7 +157,7 @@ def build_engine(
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(bytes(plan))
-    gpu_name, capability = _gpu(device)
+    gpu_name, capability = gpu_identity(device)
     onnx_props = _onnx_props(onnx_path)
     sidecar = {
         "format": ENGINE_FORMAT,
@@ -206,147 +199,3 @@ def read_sidecar(engine: str | Path) -> dict:
     if sidecar.get("format") != ENGINE_FORMAT:
         raise EngineMismatchError(f"{path}: not a TZN engine description (format {sidecar.get('format')!r})")
     return sidecar
-
-
-class TensorRTHead(Head):
-    """Runs a TZN plan; features (B, C, T), mask (B, T) -> TZNOutput on the GPU."""
-
-    runtime = "tensorrt"
-
-    def __init__(self, engine_path: str | Path, device: torch.device):
-        engine_path = Path(engine_path)
-        if not engine_path.is_file():
-            raise TensorRTError(f"engine {str(engine_path)!r} does not exist; build it with `tzn export tensorrt`")
-        trt = import_tensorrt()
-        device = require_gpu(device)
-        sidecar = read_sidecar(engine_path)
-        problem = engine_mismatch(sidecar, trt.__version__, *_gpu(device))
-        if problem:
-            raise EngineMismatchError(
-                f"{engine_path}: {problem}; rebuild it here with `tzn export tensorrt --onnx {sidecar.get('onnx')}`"
-            )
-        metadata = metadata_from_props(sidecar["onnx_metadata"], str(sidecar_path(engine_path)))
-        super().__init__(metadata.checkpoint, metadata.checkpoint_sha256, device)
-        self.profile = Profile(**sidecar["profile"])
-        self._trt = trt
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
-        with torch.cuda.device(device):
-            self.engine = self._runtime.deserialize_cuda_engine(engine_path.read_bytes())
-            if self.engine is None:
-                raise EngineMismatchError(f"{engine_path}: TensorRT could not deserialize it; rebuild the engine")
-            self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.output_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        self._dtypes = {
-            trt.float32: torch.float32, trt.float16: torch.float16, trt.int64: torch.int64,
-            trt.int32: torch.int32, trt.bool: torch.bool,
-        }  # fmt: skip
-
-    def run(self, features: Tensor, mask: Tensor) -> TZNOutput:
-        batch, _, length = features.shape
-        check_within_profile(self.profile, batch, length)
-        features = features.to(self.device, torch.float32).contiguous()
-        mask = mask.to(self.device, torch.bool).contiguous()
-        context = self.context
-        for name, tensor in (("features", features), ("mask", mask)):
-            context.set_input_shape(name, tuple(tensor.shape))
-            context.set_tensor_address(name, tensor.data_ptr())
-        outputs: dict[str, Tensor] = {}
-        allocator = None
-        for name in self.output_names:
-            shape = tuple(context.get_tensor_shape(name))
-            dtype = self._dtypes[self.engine.get_tensor_dtype(name)]
-            if all(size >= 0 for size in shape):
-                # Keep a 1-element allocation for empty tensors: TensorRT rejects a null address.
-                outputs[name] = torch.empty(shape, dtype=dtype, device=self.device)
-                address = outputs[name].data_ptr() or _placeholder(self.device).data_ptr()
-                context.set_tensor_address(name, address)
-            else:
-                allocator = allocator or _output_allocator(self._trt, self.device)
-                context.set_output_allocator(name, allocator)
-        stream = torch.cuda.current_stream(self.device)
-        if not context.execute_async_v3(stream.cuda_stream):
-            raise TensorRTError("TensorRT execution failed; its log above says why")
-        stream.synchronize()
-        for name in self.output_names:
-            if name not in outputs:
-                dtype = self._dtypes[self.engine.get_tensor_dtype(name)]
-                outputs[name] = allocator.tensor(name, dtype)
-        outputs = {name: t.float() if t.is_floating_point() else t for name, t in outputs.items()}
-        return tzn_output(outputs, mask, self.config)
-
-
-_PLACEHOLDERS: dict[torch.device, Tensor] = {}
-
-
-def _placeholder(device: torch.device) -> Tensor:
-    if device not in _PLACEHOLDERS:
-        _PLACEHOLDERS[device] = torch.empty(16, dtype=torch.uint8, device=device)
-    return _PLACEHOLDERS[device]
-
-
-def _output_allocator(trt, device: torch.device):
-    """An IOutputAllocator backed by torch CUDA memory, for outputs whose shape is only known after running."""
-
-    class TorchOutputAllocator(trt.IOutputAllocator):
-        def __init__(self) -> None:
-            trt.IOutputAllocator.__init__(self)
-            self.buffers: dict[str, Tensor] = {}
-            self.shapes: dict[str, tuple[int, ...]] = {}
-
-        def reallocate_output(self, tensor_name, memory, size, alignment):
-            buffer = self.buffers.get(tensor_name)
-            if buffer is None or buffer.numel() < size:
-                buffer = torch.empty(max(int(size), 1), dtype=torch.uint8, device=device)
-                self.buffers[tensor_name] = buffer
-            return buffer.data_ptr()
-
-        def reallocate_output_async(self, tensor_name, memory, size, alignment, stream):
-            return self.reallocate_output(tensor_name, memory, size, alignment)
-
-        def notify_shape(self, tensor_name, shape):
-            self.shapes[tensor_name] = tuple(shape)
-
-        def tensor(self, name: str, dtype: torch.dtype) -> Tensor:
-            shape = self.shapes[name]
-            count = 1
-            for size in shape:
-                count *= size
-            itemsize = torch.empty(0, dtype=dtype).element_size()
-            return self.buffers[name][: count * itemsize].view(dtype).reshape(shape).clone()
-
-    return TorchOutputAllocator()
-
-
-def tensorrt_execution_provider_head(
-    onnx_path: str | Path, device: torch.device, profile: Profile = Profile(), cache_dir: str | Path | None = None
-) -> OnnxRuntimeHead:
-    """The ONNX file through onnxruntime's TensorRT execution provider (onnxruntime-gpu), CUDA as fallback."""
-    import onnxruntime
-
-    if "TensorrtExecutionProvider" not in onnxruntime.get_available_providers():
-        raise TensorRTMissingError(
-            "neither the tensorrt package nor onnxruntime's TensorrtExecutionProvider is installed: "
-            "`pip install tensorrt onnxruntime-gpu`, or use --runtime onnxruntime"
-        )
-    require_gpu(device)
-    metadata = read_metadata(onnx_path)
-    shapes = trt_profile_shapes(profile, metadata.checkpoint.model.input_dim)
-
-    def spec(index: int) -> str:
-        return ",".join(f"{name}:{'x'.join(map(str, dims[index]))}" for name, dims in shapes.items())
-
-    options = {
-        "device_id": device.index or 0,
-        "trt_fp16_enable": metadata.precision == "fp16",
-        "trt_engine_cache_enable": True,
-        "trt_engine_cache_path": str(cache_dir or Path(onnx_path).parent / "trt_cache"),
-        "trt_profile_min_shapes": spec(0),
-        "trt_profile_opt_shapes": spec(1),
-        "trt_profile_max_shapes": spec(2),
-    }
-    providers = [("TensorrtExecutionProvider", options), "CUDAExecutionProvider", "CPUExecutionProvider"]
-    head = OnnxRuntimeHead(onnx_path, device, providers=providers)
-    head.runtime = "tensorrt"
-    return head

@@ -15,6 +15,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torchvision
 from torch import Tensor, nn
@@ -39,8 +40,9 @@ class BackboneSpec:
 
     Frames are sampled at `sample_fps` and resized to `size` x `size`; clip k holds sampled frames
     [k * clip_stride, k * clip_stride + frames_per_clip) and its feature is centred at
-    (k * clip_stride + frames_per_clip / 2) / sample_fps seconds (DESIGN §2 with feat_stride = clip_stride,
-    num_frames = frames_per_clip, fps = sample_fps).
+    (k * clip_stride + frames_per_clip / 2) / sample_fps seconds after the first sampled frame (DESIGN §2 with
+    feat_stride = clip_stride, num_frames = frames_per_clip, fps = sample_fps; THUMOS14 I3D features: 16
+    frames, stride 4, sampled at the source ~30 fps).
     """
 
     name: str
@@ -50,6 +52,21 @@ class BackboneSpec:
     size: int
     feature_dim: int
     per_frame: bool  # 2D backbone: one pass per sampled frame, shared by overlapping clips
+
+    def __post_init__(self):
+        if self.frames_per_clip < 1 or self.clip_stride < 1 or not self.sample_fps > 0:
+            raise ValueError(f"BackboneSpec needs frames_per_clip >= 1, clip_stride >= 1, sample_fps > 0; got {self}")
+
+    def num_clips(self, num_frames: int) -> int:
+        """Clips from `num_frames` sampled frames; a video shorter than one clip still gives one (padded)."""
+        if num_frames <= 0:
+            return 0
+        return max(0, num_frames - self.frames_per_clip) // self.clip_stride + 1
+
+    def clip_times(self, num_clips: int, start_s: float = 0.0) -> np.ndarray:
+        """(K,) seconds: the centre of each clip, `start_s` being the time of the first sampled frame."""
+        index = np.arange(num_clips, dtype=np.float64)
+        return start_s + (index * self.clip_stride + self.frames_per_clip / 2) / self.sample_fps
 
 
 SPECS = {
@@ -99,6 +116,22 @@ class ClipBackbone(nn.Module):
     def forward(self, clips: Tensor) -> Tensor:
         x = clips.permute(0, 4, 1, 2, 3).to(self.mean.dtype) / 255.0
         return self.network((x - self.mean) / self.std)
+
+
+def group_clips(frames: np.ndarray, timestamps: np.ndarray, spec: BackboneSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(N, H, W, 3) frames sampled at spec.sample_fps -> clips (K, frames_per_clip, H, W, 3), centres (K,) seconds.
+
+    Clips are a strided view of `frames` (no copy) unless N < frames_per_clip, where the last frame is
+    repeated to fill the single clip. Frames after the last full clip are dropped.
+    """
+    if len(frames) == 0:
+        return np.empty((0, spec.frames_per_clip, *frames.shape[1:]), frames.dtype), np.empty(0)
+    if len(frames) < spec.frames_per_clip:
+        pad = np.repeat(frames[-1:], spec.frames_per_clip - len(frames), axis=0)
+        frames = np.concatenate([frames, pad])
+    windows = np.lib.stride_tricks.sliding_window_view(frames, spec.frames_per_clip, axis=0)  # (N-F+1, H, W, 3, F)
+    clips = np.moveaxis(windows[:: spec.clip_stride], -1, 1)
+    return clips, spec.clip_times(len(clips), float(timestamps[0]))
 
 
 def build_backbone(name: str, weights: str | Path | None = None) -> tuple[nn.Module, str]:

@@ -74,3 +74,40 @@ class ModelConfig(BaseModel):
 
 # ActionFormer's THUMOS14 I3D sizes (d=512, 4 heads, window 19, 2048-d input), with TZN's 6-layer stem.
 THUMOS_I3D = ModelConfig()
+
+
+class PostprocessConfig(BaseModel):
+    """Decoding, boundary snapping and Soft-NMS settings (`model.postprocess`); ActionFormer's THUMOS14 defaults.
+
+    The one place these names and defaults are written: training saves them with the checkpoint, and every
+    runtime (`tzn predict`, the service) decodes with them.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    snap: bool = Field(True, description="snap boundaries with the boundary head (BDR or classification)")
+    bdr_decode: Literal["votes", "crossings"] = Field(
+        "crossings",
+        description="BDR: weighted median of the fields' votes, or the nearest upward zero crossing (the first "
+        "version, and what checkpoints saved before votes existed were evaluated with)",
+    )
+    bdr_scales: int = Field(1, ge=1, le=3, description="BDR votes from the finest 1, 2 or 3 levels (strides 1, 2, 4)")
+    vote_max_distance: float = Field(6.0, gt=0, description="positions vote when their own |d| is at most this")
+    vote_max_shift: float = Field(
+        8.0, gt=0, description="votes further than this from the boundary (steps) are ignored"
+    )
+    vote_min_weight: float = Field(3.0, ge=0, description="fewer votes (by weight) keep the regression's boundary")
+    vote_max_spread: float = Field(1.5, gt=0, description="a larger median absolute deviation keeps it too")
+    snap_radius: float = Field(2.0, ge=0, description="level-0 steps searched around each boundary")
+    min_slope: float = Field(0.5, description="BDR: smallest slope of an upward zero crossing")
+    min_boundary_prob: float = Field(0.1, ge=0, le=1, description="classification boundary head: smallest peak")
+    pre_nms_thresh: float = Field(0.001, ge=0, le=1, description="candidates below this score are dropped")
+    pre_nms_topk: int = Field(2000, ge=1, description="best candidates per level kept before Soft-NMS")
+    duration_thresh: float = Field(0.05, ge=0, description="shortest segment, level-0 steps")
+    iou_threshold: float = Field(0.1, ge=0, le=1, description="linear/hard Soft-NMS: decay where tIoU >= this")
+    sigma: float = Field(0.5, gt=0, description="gaussian Soft-NMS: decay exp(-iou^2 / sigma)")
+    min_score: float = Field(0.001, ge=0, description="segments whose decayed score falls below this are dropped")
+    max_segments: int = Field(200, ge=0, description="segments kept per video")
+    method: Literal["gaussian", "linear", "hard"] = "gaussian"
+    multiclass: bool = Field(True, description="decay only candidates of the picked segment's label")
+    voting_thresh: float = Field(0.0, ge=0, le=1, description="> 0: score-weighted voting with tIoU >= this")

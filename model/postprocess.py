@@ -16,13 +16,15 @@ Everything runs on the device of its inputs and uses no compiled extension.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from model.bdr import snap_boundaries, snap_to_peaks, vote_segments
+from model.config import PostprocessConfig
 from model.tzn import TZNOutput
+
+DEFAULTS = PostprocessConfig()
 
 # ActionFormer adds 1e-6 to every segment length before computing tIoU; kept for parity of scores.
 _LENGTH_EPS = 1e-6
@@ -114,20 +116,11 @@ def pairwise_tiou(segments: Tensor, others: Tensor) -> Tensor:
     return inter / (lengths[:, None] + other_lengths[None, :] - inter)
 
 
-def soft_nms(
-    segments: Tensor,
-    scores: Tensor,
-    labels: Tensor,
-    iou_threshold: float = 0.1,
-    sigma: float = 0.5,
-    min_score: float = 0.001,
-    max_segments: int = 200,
-    method: Literal["gaussian", "linear", "hard"] = "gaussian",
-    multiclass: bool = True,
-    voting_thresh: float = 0.0,
-) -> Detections:
+def soft_nms(segments: Tensor, scores: Tensor, labels: Tensor, settings: PostprocessConfig = DEFAULTS) -> Detections:
     """Soft-NMS over (N, 2) segments, (N,) scores, (N,) labels -> at most `max_segments`, best first.
 
+    Settings used (`model.config.PostprocessConfig`): iou_threshold, sigma, min_score, max_segments, method,
+    multiclass, voting_thresh.
     Repeatedly picks the best remaining candidate (its current, decayed score is reported) and decays
     the others by their tIoU with it: gaussian `exp(-iou^2 / sigma)` for every candidate (ActionFormer
     ignores `iou_threshold` here), linear `1 - iou` and hard `0` only where `iou >= iou_threshold`.
@@ -141,8 +134,9 @@ def soft_nms(
     One iteration per kept segment, each a handful of vectorised ops over all candidates, and no host
     synchronisation inside the loop, so it runs as it is on GPU.
     """
-    if method not in ("gaussian", "linear", "hard"):
-        raise ValueError(f"method must be 'gaussian', 'linear' or 'hard', got {method!r}")
+    iou_threshold, sigma, min_score = settings.iou_threshold, settings.sigma, settings.min_score
+    max_segments, method, multiclass = settings.max_segments, settings.method, settings.multiclass
+    voting_thresh = settings.voting_thresh
     segments, scores = segments.float(), scores.float()
     count = scores.numel()
     if count == 0 or max_segments <= 0:
@@ -205,89 +199,62 @@ def postprocess(
     *,
     bdr_fields: Tensor | list[Tensor] | None = None,
     boundary_logits: Tensor | None = None,
-    bdr_decode: Literal["votes", "crossings"] = "crossings",
-    bdr_scales: int = 1,
-    vote_max_distance: float = 6.0,
-    vote_max_shift: float = 8.0,
-    vote_min_weight: float = 3.0,
-    vote_max_spread: float = 1.5,
-    snap_radius: float = 2.0,
-    min_slope: float = 0.5,
-    min_boundary_prob: float = 0.1,
-    pre_nms_thresh: float = 0.001,
-    pre_nms_topk: int = 2000,
-    duration_thresh: float = 0.05,
-    iou_threshold: float = 0.1,
-    sigma: float = 0.5,
-    min_score: float = 0.001,
-    max_segments: int = 200,
-    method: Literal["gaussian", "linear", "hard"] = "gaussian",
-    multiclass: bool = True,
-    voting_thresh: float = 0.0,
+    settings: PostprocessConfig = DEFAULTS,
 ) -> list[Detections]:
     """Decode, snap boundaries (optional), Soft-NMS: one `Detections` per video, level-0 grid steps.
 
     `bdr_fields`: BDR [d_start, d_end], (B, T_0, 2) of level 0 or a list of (B, T_k, 2) per level, finest
-    first. `bdr_decode` "votes" -> `vote_segments` over the first `bdr_scales` levels (1: level 0 alone;
-    3: strides 1, 2, 4, the multi-scale variant) with the `vote_*` settings; "crossings" ->
-    `snap_boundaries` on level 0 (`snap_radius`, `min_slope`), the default here so that checkpoints saved
-    before votes existed (no `bdr_decode` in their postprocess settings) decode as they were evaluated;
-    training records "votes" (training.train.PostprocessConfig);
+    first. `settings.bdr_decode` "votes" -> `vote_segments` over the first `bdr_scales` levels (1: level 0
+    alone; 3: strides 1, 2, 4, the multi-scale variant) with the `vote_*` settings; "crossings" ->
+    `snap_boundaries` on level 0 (`snap_radius`, `min_slope`);
     `boundary_logits` (B, T_0, 2): classification boundary head of level 0 -> `snap_to_peaks` on their
     sigmoid. Only the valid prefix of level 0 (`masks[0]`) is searched. Give at most one of them.
-    Defaults are ActionFormer's THUMOS14 settings.
+    `settings.snap` is not read here (`detect` decides whether to pass a boundary head).
     """
     if bdr_fields is not None and boundary_logits is not None:
         raise ValueError("give bdr_fields or boundary_logits, not both")
-    if bdr_decode not in ("votes", "crossings"):
-        raise ValueError(f"bdr_decode must be 'votes' or 'crossings', got {bdr_decode!r}")
+    candidates = decode_segments(
+        cls_logits, offsets, masks, settings.pre_nms_thresh, settings.pre_nms_topk, settings.duration_thresh
+    )
+    valid_lengths = masks[0].sum(dim=1).tolist()
     if isinstance(bdr_fields, Tensor):
         bdr_fields = [bdr_fields]
-    candidates = decode_segments(cls_logits, offsets, masks, pre_nms_thresh, pre_nms_topk, duration_thresh)
-    valid_lengths = masks[0].sum(dim=1).tolist()
     level_lengths = [m.sum(dim=1).tolist() for m in masks]
     votes = dict(
-        max_distance=vote_max_distance, max_shift=vote_max_shift, min_weight=vote_min_weight, max_spread=vote_max_spread
-    )
+        max_distance=settings.vote_max_distance, max_shift=settings.vote_max_shift,
+        min_weight=settings.vote_min_weight, max_spread=settings.vote_max_spread,
+    )  # fmt: skip
     results = []
     for video, found in enumerate(candidates):
         segments = found.segments
         valid = int(valid_lengths[video])
-        if bdr_fields is not None and bdr_decode == "votes":
-            fields = [f[video, : int(level_lengths[k][video])].float() for k, f in enumerate(bdr_fields[:bdr_scales])]
+        if bdr_fields is not None and settings.bdr_decode == "votes":
+            scales = bdr_fields[: settings.bdr_scales]
+            fields = [f[video, : int(level_lengths[k][video])].float() for k, f in enumerate(scales)]
             segments = vote_segments(segments, fields, **votes)
         elif bdr_fields is not None:
-            segments = snap_boundaries(segments, bdr_fields[0][video, :valid].float(), snap_radius, min_slope)
+            segments = snap_boundaries(
+                segments, bdr_fields[0][video, :valid].float(), settings.snap_radius, settings.min_slope
+            )
         elif boundary_logits is not None:
             probs = boundary_logits[video, :valid].float().sigmoid()
-            segments = snap_to_peaks(segments, probs, snap_radius, min_boundary_prob)
-        kept = soft_nms(
-            segments,
-            found.scores,
-            found.labels,
-            iou_threshold=iou_threshold,
-            sigma=sigma,
-            min_score=min_score,
-            max_segments=max_segments,
-            method=method,
-            multiclass=multiclass,
-            voting_thresh=voting_thresh,
-        )
+            segments = snap_to_peaks(segments, probs, settings.snap_radius, settings.min_boundary_prob)
+        kept = soft_nms(segments, found.scores, found.labels, settings)
         results.append(kept)
     return results
 
 
-def detect(output: TZNOutput, boundary_head: str, snap: bool = True, **settings: Any) -> list[Detections]:
+def detect(output: TZNOutput, boundary_head: str, settings: PostprocessConfig = DEFAULTS) -> list[Detections]:
     """`postprocess` of a forward pass: snaps with the boundary head the model has (BDR fields of every
-    boundary level, or level-0 classification logits) unless `snap` is False; `settings` are postprocess's keyword arguments."""
-    boundary = output.boundary if (snap and output.boundary) else None
+    boundary level, or level-0 classification logits) unless `settings.snap` is False."""
+    boundary = output.boundary if (settings.snap and output.boundary) else None
     return postprocess(
         output.cls_logits,
         output.offsets,
         output.masks,
         bdr_fields=boundary if boundary_head == "bdr" else None,
         boundary_logits=boundary[0] if boundary is not None and boundary_head == "classification" else None,
-        **settings,
+        settings=settings,
     )
 
 
@@ -302,10 +269,31 @@ def seconds_to_grid(seconds: Tensor, fps: float, feat_stride: int, num_frames: i
 
 
 def detections_to_seconds(
-    detections: Detections, fps: float, feat_stride: int, num_frames: int, duration: float | None = None
+    detections: Detections,
+    fps: float,
+    feat_stride: int,
+    num_frames: int,
+    duration: float | None = None,
+    start_s: float = 0.0,
 ) -> Detections:
-    """Segments from grid steps to seconds, clamped to [0, duration] (only below at 0 when no duration)."""
-    seconds = grid_to_seconds(detections.segments, fps, feat_stride, num_frames).clamp(min=0.0)
-    if duration is not None:
-        seconds = seconds.clamp(max=duration)
+    """Segments from grid steps to seconds after the first feature's first frame (clamped below at 0), shifted
+    by `start_s` (that frame's time in the video), then clamped to [0, duration] when a duration is given."""
+    seconds = grid_to_seconds(detections.segments, fps, feat_stride, num_frames).clamp(min=0.0) + start_s
+    seconds = seconds.clamp(min=0.0) if duration is None else seconds.clamp(min=0.0, max=duration)
     return Detections(seconds, detections.scores, detections.labels)
+
+
+def video_segments(
+    output: TZNOutput,
+    boundary_head: str,
+    settings: PostprocessConfig,
+    fps: float,
+    feat_stride: int,
+    num_frames: int,
+    duration: float | None = None,
+    start_s: float = 0.0,
+) -> Detections:
+    """The detections of the first video of a forward pass, in seconds, best first: `detect`, then
+    `detections_to_seconds`. The one "features to segments" step: `tzn predict` and the service both use it."""
+    detections = detect(output, boundary_head, settings)[0].to("cpu")
+    return detections_to_seconds(detections, fps, feat_stride, num_frames, duration, start_s)

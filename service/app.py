@@ -1,7 +1,7 @@
-"""The FastAPI service: POST /localize, health, info and Prometheus metrics (DESIGN §4).
+"""The FastAPI service's routes: POST /localize, health, info and Prometheus metrics (DESIGN §4).
 
-Every error answers `{"error": {"code", "message"}}`; the mapping from failures to HTTP codes is
-`error_status` below, in one place. The model loads in the background at start-up: /health/live answers
+Every error answers `{"error": {"code", "message"}}` (service/schemas.py); the mapping from failures to
+HTTP codes is `service.errors.error_status`, in one place. A request's work is service/pipeline.py. The model loads in the background at start-up: /health/live answers
 at once, /health/ready only once the model is loaded and warmed up.
 """
 
@@ -19,164 +19,27 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.admission import Slots
+from service.errors import UploadError, VideoError, error_status
 from service.metrics import ServiceMetrics
 from service.pipeline import Localization, Localizer
-from service.settings import Settings
-from service.upload import Upload, UploadError, receive_upload
-from service.video import (
-    EmptyVideoError,
-    NotAVideoError,
-    VideoDecodeError,
-    VideoError,
-    VideoTimeoutError,
-    VideoTooLongError,
+from service.schemas import (
+    MULTIPART_BODY,
+    ErrorResponse,
+    InfoResponse,
+    Limits,
+    LocalizeResponse,
+    Status,
+    error_response,
+    error_responses,
 )
+from service.settings import Settings
+from service.upload import Upload, receive_upload
 
 log = logging.getLogger("tzn.service")
-
-
-# ---------------------------------------------------------------------------------------------- responses
-
-
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody
-
-
-class VideoModel(BaseModel):
-    filename: str
-    duration_s: float
-    fps: float
-    frames: int
-    width: int
-    height: int
-
-
-class Segment(BaseModel):
-    label: str
-    label_id: int
-    score: float
-    start_s: float
-    end_s: float
-    start_frame: int
-    end_frame: int
-
-
-class ModelInfo(BaseModel):
-    name: str
-    checkpoint_sha256: str
-    backbone: str
-    backbone_weights: str
-    runtime: str
-    device: str
-
-
-class Timing(BaseModel):
-    decode: float
-    features: float
-    head: float
-    postprocess: float
-    total: float
-
-
-class Flops(BaseModel):
-    backbone: float
-    head: float
-    head_uniform: float
-    total: float
-    head_saved_ratio: float
-    mean_depth: float
-
-
-class LocalizeResponse(BaseModel):
-    request_id: str
-    video: VideoModel
-    segments: list[Segment]
-    model: ModelInfo
-    timing_ms: Timing
-    flops: Flops
-    realtime_factor: float
-
-
-class Limits(BaseModel):
-    max_upload_mb: float
-    max_duration_s: float
-    max_concurrent: int
-    request_timeout_s: float
-    api_key_required: bool
-
-
-class InfoResponse(BaseModel):
-    model: ModelInfo
-    labels: list[str]
-    limits: Limits
-    ready: bool
-
-
-class Status(BaseModel):
-    status: str
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    descriptions = {
-        400: "Malformed form: not multipart, a missing 'video' field, an unknown field or a bad min_score/top_k",
-        401: "Missing or wrong X-API-Key (only when TZN_API_KEY is set)",
-        413: "Upload larger than TZN_MAX_UPLOAD_MB, or video longer than TZN_MAX_DURATION_S",
-        415: "Not a video: no video stream (an image, a document, random bytes, audio only)",
-        422: "A video that cannot be decoded (truncated, corrupt, no frames)",
-        503: "Overloaded (TZN_MAX_CONCURRENT requests in progress; see Retry-After) or the model is not ready",
-        504: "Processing took longer than TZN_REQUEST_TIMEOUT_S",
-    }
-    return {code: {"model": ErrorResponse, "description": descriptions[code]} for code in codes}
-
-
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
-
-
-def error_status(error: Exception) -> tuple[int, str]:
-    """The one mapping from a failure to an HTTP status and an error code."""
-    if isinstance(error, UploadError):
-        return error.status, error.code
-    if isinstance(error, NotAVideoError):
-        return 415, "not_a_video"
-    if isinstance(error, VideoTooLongError):
-        return 413, "video_too_long"
-    if isinstance(error, VideoTimeoutError):
-        return 504, "timeout"
-    if isinstance(error, EmptyVideoError | VideoDecodeError):
-        return 422, "undecodable_video"
-    if isinstance(error, VideoError):
-        return 422, "video_error"
-    return 500, "internal_error"
-
-
-MULTIPART_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["video"],
-                    "properties": {
-                        "video": {"type": "string", "format": "binary", "description": "the video file"},
-                        "min_score": {"type": "number", "minimum": 0, "maximum": 1},
-                        "top_k": {"type": "integer", "minimum": 1},
-                    },
-                }
-            }
-        },
-    }
-}
 
 
 # ---------------------------------------------------------------------------------------------- the app
@@ -190,19 +53,7 @@ class ServiceState:
         self.localizer = localizer
         self.load_error: str | None = None
         self.metrics = ServiceMetrics(runtime=settings.runtime, device="unknown")
-        self.busy = 0
-        self.lock = threading.Lock()
-
-    def try_acquire(self) -> bool:
-        with self.lock:
-            if self.busy >= self.settings.max_concurrent:
-                return False
-            self.busy += 1
-            return True
-
-    def release(self) -> None:
-        with self.lock:
-            self.busy -= 1
+        self.slots = Slots(settings.max_concurrent)
 
     def load(self) -> None:
         try:
@@ -258,7 +109,7 @@ def create_app(settings: Settings | None = None, localizer: Localizer | None = N
     async def live() -> Status:
         return Status(status="alive")
 
-    @app.get("/health/ready", response_model=Status, responses=_errors(503))
+    @app.get("/health/ready", response_model=Status, responses=error_responses(503))
     async def ready() -> Any:
         if state.localizer is not None:
             return Status(status="ready")
@@ -266,12 +117,12 @@ def create_app(settings: Settings | None = None, localizer: Localizer | None = N
             return error_response(503, "model_failed", state.load_error)
         return error_response(503, "loading", "the model is loading", {"Retry-After": str(settings.retry_after_s)})
 
-    @app.get("/info", response_model=InfoResponse, responses=_errors(503))
+    @app.get("/info", response_model=InfoResponse, responses=error_responses(503))
     async def info() -> Any:
         if state.localizer is None:
             return error_response(503, "loading", state.load_error or "the model is loading")
         return InfoResponse(
-            model=model_info(state.localizer),
+            model=state.localizer.model_info(),
             labels=state.localizer.config.labels,
             limits=Limits(
                 max_upload_mb=settings.max_upload_mb,
@@ -295,7 +146,7 @@ def create_app(settings: Settings | None = None, localizer: Localizer | None = N
     @app.post(
         "/localize",
         response_model=LocalizeResponse,
-        responses=_errors(400, 401, 413, 415, 422, 503, 504),
+        responses=error_responses(400, 401, 413, 415, 422, 503, 504),
         openapi_extra=MULTIPART_BODY,
     )
     async def localize(request: Request) -> Any:
@@ -305,17 +156,6 @@ def create_app(settings: Settings | None = None, localizer: Localizer | None = N
         return response
 
     return app
-
-
-def model_info(localizer: Localizer) -> ModelInfo:
-    return ModelInfo(
-        name=localizer.model_name,
-        checkpoint_sha256=localizer.checkpoint_sha256,
-        backbone=localizer.extractor.spec.name,
-        backbone_weights=localizer.extractor.weights,
-        runtime=localizer.settings.runtime,
-        device=str(localizer.device),
-    )
 
 
 async def _localize(request: Request, state: ServiceState) -> Response:
@@ -328,7 +168,7 @@ async def _localize(request: Request, state: ServiceState) -> Response:
         return error_response(
             503, "loading", state.load_error or "the model is loading", {"Retry-After": str(settings.retry_after_s)}
         )
-    if not state.try_acquire():
+    if not state.slots.try_acquire():
         return error_response(
             503,
             "overloaded",
@@ -357,11 +197,12 @@ async def _localize(request: Request, state: ServiceState) -> Response:
             except TimeoutError:
                 # The worker thread cannot be interrupted: its slot and its file are freed when it ends.
                 pending_upload = upload
-                work.add_done_callback(lambda _: (pending_upload.remove(), state.release()))
+                work.add_done_callback(lambda _: (pending_upload.remove(), state.slots.release()))
                 upload, released = None, True
                 return error_response(504, "timeout", f"processing took longer than {settings.request_timeout_s:.0f} s")
         _observe(state, result)
-        return JSONResponse(_response(result, state.localizer).model_dump())
+        answer = result.response(state.localizer.model_info(), uuid.uuid4().hex)
+        return JSONResponse(answer.model_dump())
     except (UploadError, VideoError) as error:
         status, code = error_status(error)
         return error_response(status, code, str(error))
@@ -372,7 +213,7 @@ async def _localize(request: Request, state: ServiceState) -> Response:
         if upload is not None:
             upload.remove()
         if not released:
-            state.release()
+            state.slots.release()
 
 
 def _options(fields: dict[str, str], settings: Settings) -> tuple[float, int]:
@@ -395,15 +236,3 @@ def _observe(state: ServiceState, result: Localization) -> None:
     for component in ("backbone", "head", "head_uniform"):
         metrics.add_flops(component, result.flops[component])
     metrics.observe_video(result.info.duration_s, result.timing_ms["total"] / 1000, result.mean_depth)
-
-
-def _response(result: Localization, localizer: Localizer) -> LocalizeResponse:
-    return LocalizeResponse(
-        request_id=uuid.uuid4().hex,
-        video=VideoModel(**result.info.model_dump()),
-        segments=[Segment(**segment) for segment in result.segments],
-        model=model_info(localizer),
-        timing_ms=Timing(**result.timing_ms),
-        flops=Flops(**result.flops),
-        realtime_factor=result.realtime_factor,
-    )

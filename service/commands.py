@@ -43,10 +43,11 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_localize(args: argparse.Namespace) -> int:
-    from service.app import _response
+    import uuid
+
+    from service.errors import VideoError
     from service.pipeline import Localizer
     from service.settings import Settings
-    from service.video import VideoError
 
     overrides = {"checkpoint": args.checkpoint} if args.checkpoint else {}
     localizer = Localizer(Settings(**overrides))
@@ -55,7 +56,8 @@ def run_localize(args: argparse.Namespace) -> int:
     except VideoError as error:
         print(f"tzn localize: {error}", file=sys.stderr)
         return 2
-    print(json.dumps(_response(result, localizer).model_dump(), indent=2))
+    answer = result.response(localizer.model_info(), uuid.uuid4().hex)
+    print(json.dumps(answer.model_dump(), indent=2))
     return 0
 
 
@@ -66,9 +68,9 @@ def run_extract_features(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
+    from service.errors import VideoError
     from service.pipeline import FeatureExtractor, resolve_device
     from service.settings import Settings
-    from service.video import VideoError
 
     videos = sorted(p for p in args.videos.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
     if not videos:

@@ -1,6 +1,10 @@
 """One video in, actions out: decode -> backbone features -> TZN head -> segments, with cost per stage.
 
-The same code path serves `POST /localize`, `tzn localize VIDEO` and `tzn extract-features`.
+The same code path serves `POST /localize`, `tzn localize VIDEO` and `tzn extract-features`:
+- decoding: service/decode.py (an isolated child process; service/container.py checks the file first);
+- features: the backbone of model/backbones.py, clips grouped by its BackboneSpec;
+- head: a `model.head.Head` from service/runners.py (torch, onnxruntime or TensorRT);
+- segments: `model.postprocess.video_segments`, the step `tzn predict` shares.
 """
 
 from __future__ import annotations
@@ -13,19 +17,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.runtime import load_head
-from model.backbones import SPECS, BackboneSpec, build_backbone, flops_per_unit
+from model.backbones import SPECS, build_backbone, flops_per_unit, group_clips
 from model.checkpoint import CheckpointConfig
 from model.flops import output_flops, uniform_head_flops
-from model.postprocess import detect, detections_to_seconds
+from model.postprocess import video_segments
 from model.tzn import TZNOutput
+from service.decode import VideoInfo, decode_frames, warm_up_decoder
+from service.errors import ConfigurationError
+from service.runners import load_head
+from service.schemas import Flops, LocalizeResponse, ModelInfo, Segment, Timing, VideoModel
 from service.settings import Settings
-from service.video import ClipSpec, VideoInfo, decode_frames, group_clips, warm_up_decoder
-from training.predict import postprocess_settings
-
-
-class ConfigurationError(Exception):
-    """Settings that cannot serve: a checkpoint and a backbone that do not fit together, a missing file."""
 
 
 @dataclass
@@ -49,6 +50,18 @@ class Localization:
     mean_depth: float | None
     realtime_factor: float
 
+    def response(self, model: ModelInfo, request_id: str) -> LocalizeResponse:
+        """The /localize answer (and `tzn localize`'s output)."""
+        return LocalizeResponse(
+            request_id=request_id,
+            video=VideoModel(**self.info.model_dump()),
+            segments=[Segment(**segment) for segment in self.segments],
+            model=model,
+            timing_ms=Timing(**self.timing_ms),
+            flops=Flops(**self.flops),
+            realtime_factor=self.realtime_factor,
+        )
+
 
 def resolve_device(choice: str) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
@@ -56,10 +69,6 @@ def resolve_device(choice: str) -> torch.device:
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(choice)
-
-
-def clip_spec(spec: BackboneSpec) -> ClipSpec:
-    return ClipSpec(frames_per_clip=spec.frames_per_clip, clip_stride=spec.clip_stride, sample_fps=spec.sample_fps)
 
 
 class FeatureExtractor:
@@ -99,7 +108,7 @@ class FeatureExtractor:
 
     def _features(self, frames: np.ndarray, timestamps: np.ndarray, info: VideoInfo, decode_ms: float) -> VideoFeatures:
         decoded = time.perf_counter()
-        spec = clip_spec(self.spec)
+        spec = self.spec
         if self.spec.per_frame:
             pieces = [
                 self.backbone.frame_features(torch.from_numpy(frames[i : i + self.batch]).to(self.device))
@@ -174,6 +183,17 @@ class Localizer:
         }
         return str(self.config.metadata.get("name") or Path(source[settings.runtime]).stem)
 
+    def model_info(self) -> ModelInfo:
+        """The `model` object of every answer."""
+        return ModelInfo(
+            name=self.model_name,
+            checkpoint_sha256=self.checkpoint_sha256,
+            backbone=self.extractor.spec.name,
+            backbone_weights=self.extractor.weights,
+            runtime=self.settings.runtime,
+            device=str(self.device),
+        )
+
     @torch.inference_mode()
     def warm_up(self) -> None:
         warm_up_decoder()
@@ -231,23 +251,19 @@ class Localizer:
         )
 
     def _segments(self, output: TZNOutput, extracted: VideoFeatures, min_score: float, top_k: int) -> list[dict]:
-        settings = postprocess_settings(self.config)  # the training run's snap and NMS settings
-        snap = settings.pop("snap", True)
-        detections = detect(output, self.config.model.boundary_head, snap, **settings)[0]
         spec = self.extractor.spec
-        start_s = float(extracted.clip_times[0] - (spec.frames_per_clip / 2) / spec.sample_fps)
-        seconds = detections_to_seconds(
-            detections.to("cpu"), spec.sample_fps, spec.clip_stride, spec.frames_per_clip, duration=None
-        )
+        first_frame_s = float(extracted.clip_times[0] - (spec.frames_per_clip / 2) / spec.sample_fps)
         info = extracted.info
+        seconds = video_segments(
+            output, self.config.model.boundary_head, self.head.postprocess, spec.sample_fps, spec.clip_stride,
+            spec.frames_per_clip, duration=info.duration_s, start_s=first_frame_s,
+        )  # fmt: skip
         found = []
         for (start, end), score, label in zip(
             seconds.segments.tolist(), seconds.scores.tolist(), seconds.labels.tolist(), strict=True
         ):
             if score < min_score or len(found) >= top_k:
                 continue
-            start = min(max(start + start_s, 0.0), info.duration_s)
-            end = min(max(end + start_s, 0.0), info.duration_s)
             found.append(
                 {
                     "label": self.config.labels[label],

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from model.head import Runtime
+
 DEMO_CHECKPOINT = Path(__file__).resolve().parent / "demo" / "checkpoint"
 
 
@@ -16,7 +18,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TZN_", extra="forbid", env_ignore_empty=True)
 
     checkpoint: Path = Field(DEMO_CHECKPOINT, description="checkpoint directory (config.json + model.safetensors)")
-    runtime: Literal["torch", "onnxruntime", "tensorrt"] = "torch"
+    runtime: Runtime = "torch"
     onnx: Path | None = Field(None, description="ONNX file, for runtime=onnxruntime")
     engine: Path | None = Field(None, description="TensorRT engine, for runtime=tensorrt")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available, else CPU")

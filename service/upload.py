@@ -15,17 +15,11 @@ from pathlib import Path
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from service.errors import UploadError
+
 FILE_FIELD = "video"
 TEXT_FIELDS = ("min_score", "top_k")
 MAX_TEXT_FIELD_BYTES = 1024
-
-
-class UploadError(Exception):
-    """A malformed or unacceptable upload; `status` is the HTTP code it maps to."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 @dataclass

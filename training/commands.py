@@ -11,16 +11,25 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from model.checkpoint import CheckpointError
+from model.head import RUNTIMES, HeadError
+from training.config import TrainConfigError, load_config
 from training.dataset import DatasetError
 from training.evaluation import THUMOS_TIOUS, EvaluationError, evaluate_files, parse_tious
+
+if TYPE_CHECKING:
+    from training.predict import HeadLoader
 
 BAD_INPUT = 2
 
 
-def register(subcommands: argparse._SubParsersAction) -> None:
-    """Adds this package's subcommands; each sets `handler` to a function(args) -> exit code."""
+def register(subcommands: argparse._SubParsersAction, load_head: HeadLoader | None = None) -> None:
+    """Adds this package's subcommands; each sets `handler` to a function(args) -> exit code.
+
+    `load_head` loads exported heads for `tzn predict --runtime onnxruntime|tensorrt` (the dispatcher passes
+    `service.runners.load_head`, so that training does not import the service)."""
     train = subcommands.add_parser("train", help="train a TZN on pre-extracted features (resumes a run directory)")
     train.add_argument("--config", required=True, type=Path, help="training config (YAML)")
     train.add_argument("--annotations", type=Path, help="annotation JSON (overrides data.annotations)")
@@ -39,12 +48,12 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     predict.add_argument("--split", default="test")
     predict.add_argument("--output", required=True, type=Path, help="predictions JSON to write")
     predict.add_argument("--atr", choices=["soft", "hard"], default="hard", help="ATR execution (same predictions)")
-    predict.add_argument("--runtime", choices=["torch", "onnxruntime", "tensorrt"], default="torch")
+    predict.add_argument("--runtime", choices=RUNTIMES, default="torch")
     predict.add_argument("--onnx", type=Path, help="ONNX model for --runtime onnxruntime")
     predict.add_argument("--engine", type=Path, help="TensorRT engine for --runtime tensorrt")
     predict.add_argument("--stats", type=Path, help="write {videos, seconds, mean_depth, head_flops, ...} here")
     predict.add_argument("--device", default="cpu")
-    predict.set_defaults(handler=_guarded("predict", _predict))
+    predict.set_defaults(handler=_guarded("predict", _predict), load_head=load_head)
 
     evaluate = subcommands.add_parser("eval", help="mAP of predictions (ActivityNet protocol), JSON to stdout")
     evaluate.add_argument("--annotations", required=True, type=Path)
@@ -57,14 +66,10 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
 
 def _bad_input_errors() -> tuple[type[Exception], ...]:
-    from export.onnx import ExportError
-    from export.tensorrt import TensorRTError
     from training.predict import PredictError
-    from training.train import TrainConfigError
 
     return (
-        DatasetError, EvaluationError, CheckpointError, TrainConfigError, PredictError, FileNotFoundError,
-        ExportError, TensorRTError,
+        DatasetError, EvaluationError, CheckpointError, TrainConfigError, PredictError, FileNotFoundError, HeadError,
     )  # fmt: skip
 
 
@@ -81,7 +86,7 @@ def _guarded(name: str, command: Callable[[argparse.Namespace], int]) -> Callabl
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.train import load_config, train
+    from training.train import train
 
     overrides = {
         "data": {"annotations": args.annotations, "features_dir": args.features, "train_split": args.train_split},
@@ -99,7 +104,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     document, stats = predict(
         args.checkpoint, args.annotations, args.features, args.split, execution=args.atr, runtime=args.runtime,
-        onnx=args.onnx, engine=args.engine, device=args.device,
+        onnx=args.onnx, engine=args.engine, device=args.device, load_head=args.load_head,
     )  # fmt: skip
     write_json(args.output, document)
     if args.stats is not None:

@@ -1,9 +1,9 @@
 """Run a checkpoint over a split: ActivityNet results JSON and what the run cost (`tzn predict`).
 
-The head is any callable `head(features (B, C, T), mask (B, T) bool) -> TZNOutput`: the loaded TZN with
-soft or hard ATR execution for the torch runtime, or an exported model from `export.runtime.load_head`
-(onnxruntime, TensorRT). Decoding, boundary snapping and Soft-NMS are `model.postprocess`, with the
-settings the training run saved in the checkpoint's metadata (`postprocess`), else its defaults.
+The head is a `model.head.Head`: the loaded TZN (`TorchHead`, soft or hard ATR execution) or an exported
+model (onnxruntime, TensorRT) from the loader the `tzn` dispatcher passes in (`service.runners.load_head`;
+training does not import the service). Features to segments is `model.postprocess.video_segments`, with the
+settings the training run saved in the checkpoint (`head.postprocess`), the same call the service makes.
 """
 
 from __future__ import annotations
@@ -11,56 +11,26 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
-from torch import Tensor
 from tqdm import tqdm
 
-from model.checkpoint import CheckpointConfig, load_checkpoint
+from model.checkpoint import load_checkpoint
 from model.flops import output_flops, uniform_head_flops
-from model.postprocess import detect, detections_to_seconds
-from model.tzn import TZN, TZNOutput
+from model.head import Head, Runtime, TorchHead
+from model.postprocess import video_segments
 from training.dataset import FeatureDataset
 
-Head = Callable[[Tensor, Tensor], TZNOutput]
-Runtime = Literal["torch", "onnxruntime", "tensorrt"]
+HeadLoader = Callable[..., Head]
 
 
 class PredictError(Exception):
     """A prediction run that cannot start: wrong runtime, missing files, features the model cannot read."""
 
 
-def torch_head(model: TZN, execution: Literal["soft", "hard"] = "hard") -> Head:
-    """The loaded TZN as a head, in eval mode, without autograd."""
-    model.eval()
-
-    def head(features: Tensor, mask: Tensor) -> TZNOutput:
-        with torch.inference_mode():
-            return model(features, mask, execution=execution)
-
-    return head
-
-
-def runtime_head(runtime: Runtime, onnx: Path | None = None, engine: Path | None = None) -> Head:
-    """A head from an exported model; onnxruntime / TensorRT are imported only when asked for."""
-    from export.runtime import load_head
-
-    return load_head(runtime, onnx=onnx, engine=engine)
-
-
-def postprocess_settings(config: CheckpointConfig) -> dict[str, Any]:
-    """The training run's postprocess section (snap and NMS settings) as saved in the checkpoint metadata."""
-    return dict(config.metadata.get("postprocess", {}))
-
-
 def predict_dataset(
-    head: Head,
-    dataset: FeatureDataset,
-    config: CheckpointConfig,
-    settings: dict[str, Any] | None = None,
-    device: str = "cpu",
-    progress: bool = True,
+    head: Head, dataset: FeatureDataset, device: str = "cpu", progress: bool = True
 ) -> tuple[dict[str, list[dict]], dict[str, float]]:
     """Detections of every video of `dataset` (whole videos, one at a time) -> (results, stats).
 
@@ -68,8 +38,7 @@ def predict_dataset(
     stats: totals over the split: videos, seconds (annotated durations), mean_depth (stem layers per valid
     position), head_flops (what ran) and head_flops_uniform (Uniform-L_max at the same shapes).
     """
-    settings = dict(settings or {})
-    snap = settings.pop("snap", True)
+    config = head.checkpoint
     model_config = config.model
     if dataset.feature_dim != model_config.input_dim:
         raise PredictError(
@@ -83,10 +52,10 @@ def predict_dataset(
         features = item.features[None].to(device)
         mask = torch.ones(1, features.shape[2], dtype=torch.bool, device=device)
         output = head(features, mask)
-        detections = detect(output, model_config.boundary_head, snap, **settings)[0]
-        detections = detections_to_seconds(
-            detections.to("cpu"), item.fps, item.feat_stride, item.num_frames, item.duration
-        )
+        detections = video_segments(
+            output, model_config.boundary_head, head.postprocess, item.fps, item.feat_stride, item.num_frames,
+            item.duration,
+        )  # fmt: skip
         results[item.video_id] = [
             {"segment": [round(float(s), 4), round(float(e), 4)], "label": config.labels[int(c)], "score": float(p)}
             for (s, e), p, c in zip(
@@ -120,25 +89,29 @@ def predict(
     engine: Path | None = None,
     device: str = "cpu",
     progress: bool = True,
+    load_head: HeadLoader | None = None,
 ) -> tuple[dict, dict[str, float]]:
-    """`tzn predict`: -> ({"version", "results", "external_data"}, stats)."""
+    """`tzn predict`: -> ({"version", "results", "external_data"}, stats). `load_head(runtime, onnx=, engine=)`
+    loads exported heads (runtime onnxruntime or tensorrt)."""
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise PredictError("--device cuda was requested but CUDA is not available")
     model, config = load_checkpoint(checkpoint, device)
     if runtime == "torch":
-        head = torch_head(model, execution)
+        head: Head = TorchHead(model, config, device=torch.device(device), execution=execution)
     else:
         if runtime == "onnxruntime" and onnx is None:
             raise PredictError("--runtime onnxruntime needs --onnx FILE")
         if runtime == "tensorrt" and engine is None:
             raise PredictError("--runtime tensorrt needs --engine FILE")
-        head = runtime_head(runtime, onnx, engine)
+        if load_head is None:
+            raise PredictError(f"runtime {runtime!r} needs a head loader (service.runners.load_head)")
+        head = load_head(runtime, onnx=onnx, engine=engine)
     spec = config.features
     dataset = FeatureDataset(
         annotations, features_dir, split, feat_stride=spec.feat_stride, num_frames=spec.num_frames,
         default_fps=spec.default_fps,
     )  # fmt: skip
-    results, stats = predict_dataset(head, dataset, config, postprocess_settings(config), device, progress)
+    results, stats = predict_dataset(head, dataset, device, progress)
     document = {"version": "tzn-predictions-1", "results": results, "external_data": {"used": False}}
     return document, stats
 

@@ -1,5 +1,5 @@
 from export.onnx import read_metadata
-from service.cli import main
+from tzn import main
 
 
 def test_export_onnx_command_writes_a_file_with_metadata(checkpoint_dir, tmp_path, capsys):

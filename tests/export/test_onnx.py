@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from export.onnx import ExportError, export_model, output_names, read_metadata
-from export.runtime import OnnxRuntimeHead, load_head
 from model.checkpoint import WEIGHTS_NAME, CheckpointConfig, file_sha256, load_checkpoint
 from model.config import ModelConfig
 from model.tzn import TZN, TZNOutput
+from service.runners import OnnxRuntimeHead, load_head
 from tests.model.conftest import small_config
 
 from .conftest import LABELS

@@ -4,7 +4,6 @@ import json
 import pytest
 import torch
 
-from export.runtime import load_head
 from export.tensorrt import (
     EngineMismatchError,
     Profile,
@@ -15,7 +14,8 @@ from export.tensorrt import (
     sidecar_path,
     trt_profile_shapes,
 )
-from service.cli import main
+from service.runners import load_head
+from tzn import main
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 needs_tensorrt = pytest.mark.skipif(

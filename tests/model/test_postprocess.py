@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from model.bdr import bdr_targets
+from model.config import PostprocessConfig
 from model.postprocess import (
     Detections,
     decode_segments,
@@ -25,6 +26,13 @@ from model.postprocess import (
 def reference_tiou(a: list[float], b: list[float]) -> float:
     inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
     return inter / ((a[1] - a[0] + 1e-6) + (b[1] - b[0] + 1e-6) - inter)
+
+
+def nms(iou_threshold, sigma, min_score, max_segments, method, multiclass=True) -> PostprocessConfig:
+    return PostprocessConfig(
+        iou_threshold=iou_threshold, sigma=sigma, min_score=min_score, max_segments=max_segments, method=method,
+        multiclass=multiclass,
+    )  # fmt: skip
 
 
 def reference_soft_nms_one_group(candidates, iou_threshold, sigma, min_score, method):
@@ -133,7 +141,7 @@ def random_head_outputs(seed: int, batch: int = 2, length: int = 32, levels: int
 @pytest.mark.parametrize("method", ["gaussian", "linear", "hard"])
 def test_soft_nms_matches_reference(method, multiclass):
     segments, scores, labels = random_candidates(seed=0)
-    kept = soft_nms(segments, scores, labels, 0.1, 0.5, 0.001, 60, method, multiclass)
+    kept = soft_nms(segments, scores, labels, nms(0.1, 0.5, 0.001, 60, method, multiclass))
     expected = reference_soft_nms(
         segments.tolist(), scores.tolist(), labels.tolist(), 0.1, 0.5, 0.001, 60, method, multiclass
     )
@@ -143,7 +151,7 @@ def test_soft_nms_matches_reference(method, multiclass):
 @pytest.mark.parametrize("method", ["gaussian", "linear", "hard"])
 def test_uncapped_soft_nms_keeps_every_survivor_once(method):
     segments, scores, labels = random_candidates(seed=1, count=80)
-    kept = soft_nms(segments, scores, labels, 0.3, 0.5, 0.05, 1000, method)
+    kept = soft_nms(segments, scores, labels, nms(0.3, 0.5, 0.05, 1000, method))
     expected = reference_soft_nms(
         segments.tolist(), scores.tolist(), labels.tolist(), 0.3, 0.5, 0.05, 1000, method, True
     )
@@ -162,7 +170,7 @@ def test_soft_nms_of_nothing_is_empty():
 
 def test_hard_nms_keeps_one_of_two_identical_segments_per_class():
     segments = torch.tensor([[0.0, 10.0], [0.0, 10.0], [0.0, 10.0]])
-    kept = soft_nms(segments, torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0, 0, 1]), method="hard")
+    kept = soft_nms(segments, torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0, 0, 1]), PostprocessConfig(method="hard"))
     assert kept.scores.tolist() == pytest.approx([0.9, 0.7])
     assert kept.labels.tolist() == [0, 1]
 
@@ -171,7 +179,7 @@ def test_voting_averages_overlapping_same_class_segments_by_score():
     segments = torch.tensor([[0.0, 10.0], [1.0, 11.0], [0.0, 10.0], [50.0, 60.0]])
     scores = torch.tensor([0.9, 0.3, 0.5, 0.8])
     labels = torch.tensor([0, 0, 1, 0])
-    kept = soft_nms(segments, scores, labels, method="hard", voting_thresh=0.7)
+    kept = soft_nms(segments, scores, labels, PostprocessConfig(method="hard", voting_thresh=0.7))
     by_label_start = {
         (label, round(s)): (s, e) for (s, e), label in zip(kept.segments.tolist(), kept.labels.tolist(), strict=True)
     }
@@ -231,7 +239,8 @@ def test_postprocess_snaps_to_bdr_fields_then_suppresses_duplicates(decode):
     cls_logits[1][0, 15, 1] = 3.0  # level 1, t = 30: proposes [19.0, 42.5]
     offsets[1][0, 15] = torch.tensor([5.5, 6.25])
     fields = bdr_targets(truth, 64)[None]
-    (found,) = postprocess(cls_logits, offsets, masks, bdr_fields=fields, bdr_decode=decode, method="hard")
+    settings = PostprocessConfig(method="hard", bdr_decode=decode)
+    (found,) = postprocess(cls_logits, offsets, masks, bdr_fields=fields, settings=settings)
     assert len(found) == 1 and found.labels.item() == 1
     torch.testing.assert_close(found.segments, truth, atol=1e-3, rtol=0)
     assert found.scores.item() == pytest.approx(torch.sigmoid(torch.tensor(4.0)).item())
@@ -247,16 +256,17 @@ def test_postprocess_votes_with_the_coarser_levels_when_asked():
     level0 = bdr_targets(truth, 64)[None]
     level0[0, 36:] = 8.0  # level 0 knows nothing about the end ...
     level1 = bdr_targets(truth / 2, 32)[None]  # ... level 1 does
-    (single,) = postprocess(cls_logits, offsets, masks, bdr_fields=[level0, level1], bdr_decode="votes", bdr_scales=1)
-    (multi,) = postprocess(cls_logits, offsets, masks, bdr_fields=[level0, level1], bdr_decode="votes", bdr_scales=2)
+    single_scale = PostprocessConfig(bdr_decode="votes", bdr_scales=1)
+    multi_scale = PostprocessConfig(bdr_decode="votes", bdr_scales=2)
+    (single,) = postprocess(cls_logits, offsets, masks, bdr_fields=[level0, level1], settings=single_scale)
+    (multi,) = postprocess(cls_logits, offsets, masks, bdr_fields=[level0, level1], settings=multi_scale)
     torch.testing.assert_close(single.segments, torch.tensor([[20.0, 41.0]]), atol=1e-4, rtol=0)
     torch.testing.assert_close(multi.segments, truth, atol=1e-4, rtol=0)
 
 
-def test_postprocess_rejects_an_unknown_bdr_decoding():
-    cls_logits, offsets, masks = random_head_outputs(seed=7)
+def test_postprocess_settings_reject_an_unknown_bdr_decoding():
     with pytest.raises(ValueError, match="bdr_decode"):
-        postprocess(cls_logits, offsets, masks, bdr_fields=torch.zeros(2, 32, 2), bdr_decode="nearest")
+        PostprocessConfig(bdr_decode="nearest")
 
 
 def test_postprocess_of_empty_batch_entry_is_empty():

@@ -15,6 +15,7 @@ import torch
 from model.checkpoint import CheckpointConfig, FeatureSpec, save_checkpoint
 from model.config import ModelConfig
 from model.tzn import TZN
+from tests.export.conftest import checkpoint_dir, onnx_path  # noqa: F401  (the runner tests use these)
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 
-from service.cli import main
 from training.dataset import FeatureDataset
 from training.demo_videos import generate
+from tzn import main
 
 
 def test_extract_features_writes_actionformer_features_that_the_dataset_loads(tmp_path, capsys):

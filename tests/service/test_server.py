@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .server import running_server
+from service.launch import running_server
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from model.checkpoint import load_checkpoint
-from service.cli import main
+from tzn import main
 
 
 def run(capsys, *argv):

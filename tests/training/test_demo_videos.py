@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from service.video import decode_frames
+from service.decode import decode_frames
 from training.demo_videos import ANNOTATIONS_FILE, CLASS_COLOURS, CLASSES, Scene, generate, plan_video
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg binary (apt install ffmpeg)")

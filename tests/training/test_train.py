@@ -8,19 +8,10 @@ from model.atr import integer_depth_tau
 from model.checkpoint import load_checkpoint
 from model.config import ModelConfig
 from model.tzn import TZN
-from service.cli import main
+from training.config import ATRConfig, TrainConfig, TrainConfigError, load_config
 from training.distill import align_level
-from training.train import (
-    ATRConfig,
-    TrainConfig,
-    TrainConfigError,
-    atr_target,
-    learning_rate,
-    load_config,
-    load_state,
-    parameter_groups,
-    save_state,
-)
+from training.train import atr_target, learning_rate, load_state, parameter_groups, save_state
+from tzn import main
 
 
 def test_learning_rate_warms_up_linearly_then_follows_a_cosine():

@@ -1,14 +1,16 @@
+"""service.runners: the onnxruntime head (TensorRT: tests/export/test_tensorrt.py) against the torch head."""
+
 import shutil
 
 import pytest
 import torch
 
-from export.onnx import ExportError
-from export.runtime import Head, load_head
 from model.checkpoint import load_checkpoint
+from model.config import PostprocessConfig
+from model.head import Head, HeadError
 from model.postprocess import postprocess
-
-from .conftest import LABELS
+from service.runners import load_head
+from tests.export.conftest import LABELS
 
 
 def padded_batch(lengths: list[int], channels: int = 24, seed: int = 0):
@@ -22,7 +24,13 @@ def padded_batch(lengths: list[int], channels: int = 24, seed: int = 0):
 
 
 def detections(out):
-    return postprocess(out.cls_logits, out.offsets, out.masks, bdr_fields=out.boundary[0], pre_nms_thresh=0.0)
+    return postprocess(
+        out.cls_logits,
+        out.offsets,
+        out.masks,
+        bdr_fields=out.boundary[0],
+        settings=PostprocessConfig(pre_nms_thresh=0.0),
+    )
 
 
 def test_onnxruntime_and_torch_heads_give_the_same_predictions(checkpoint_dir, onnx_path):
@@ -60,11 +68,11 @@ def test_an_onnx_file_serves_without_its_checkpoint_directory(checkpoint_dir, on
 
 
 def test_load_head_names_what_is_missing():
-    with pytest.raises(ExportError, match="needs onnx=FILE"):
+    with pytest.raises(HeadError, match="needs onnx=FILE"):
         load_head("onnxruntime")
-    with pytest.raises(ExportError, match="needs checkpoint=RUN_DIR"):
+    with pytest.raises(HeadError, match="needs checkpoint=RUN_DIR"):
         load_head("torch")
-    with pytest.raises(ExportError, match="unknown runtime 'tvm'"):
+    with pytest.raises(HeadError, match="unknown runtime 'tvm'"):
         load_head("tvm", onnx="model.onnx")
 
 

@@ -1,6 +1,6 @@
 """Rebuilds the bundled demo: synthetic videos -> resnet18-2d features -> a trained TZN -> service/demo/.
 
-    python -m service.demo.build [--workdir /tmp/tzn-demo] [--videos 48] [--device cpu]
+    python bench/build_demo.py [--workdir /tmp/tzn-demo] [--videos 48] [--device cpu]
 
 1. `training.demo_videos` draws 160 H.264 videos (20-60 s, 320x240, 30 fps) with 2-6 actions each of four
    visible classes, 3/4 "training" and 1/4 "test", and their ActionFormer annotations.
@@ -23,13 +23,13 @@ import numpy as np
 import torch
 
 from model.checkpoint import read_checkpoint_config
-from service.cli import main as tzn
 from service.pipeline import FeatureExtractor, resolve_device
 from service.settings import Settings
 from training.demo_videos import annotation_entry, generate, plan_video, write_video
+from tzn import main as tzn
 
-DEMO = Path(__file__).resolve().parent
-REPO = DEMO.parents[1]
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "service" / "demo"
 CONFIG = REPO / "configs" / "demo.yaml"
 
 

@@ -1,4 +1,4 @@
-"""Runs `tzn serve` as a real uvicorn process on 127.0.0.1 for integration tests."""
+"""Runs `tzn serve` as a real uvicorn process on 127.0.0.1, for integration tests and bench/service.py."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def running_server(env: dict[str, str], log_path: Path, ready_timeout_s: float =
     full_env = {**os.environ, **env, "PYTHONPATH": str(repo)}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "tzn", "serve", "--host", "127.0.0.1", "--port", str(port)],
             env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=repo,
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}"

@@ -1,4 +1,4 @@
-"""service.video on real files made with ffmpeg, real camera footage, and broken uploads. No mocks."""
+"""service.decode on real files made with ffmpeg, real camera footage, and broken uploads. No mocks."""
 
 from __future__ import annotations
 
@@ -11,19 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.video import (
-    ClipSpec,
+from service.decode import (
+    decode_frames,
+    probe_video,
+    run_isolated,
+    sample_indices,
+)
+from service.errors import (
     EmptyVideoError,
     NotAVideoError,
     VideoDecodeError,
     VideoTimeoutError,
     VideoTooLargeError,
     VideoTooLongError,
-    decode_frames,
-    group_clips,
-    probe_video,
-    run_isolated,
-    sample_indices,
 )
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg binary (apt install ffmpeg)")
@@ -219,7 +219,7 @@ def test_decode_leaves_no_temp_files(media, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-# ------------------------------------------------------------------------------------------ sampling and clips
+# ------------------------------------------------------------------------------------------ sampling
 
 
 def test_sample_indices_match_a_brute_force_search():
@@ -235,29 +235,10 @@ def test_sample_indices_match_a_brute_force_search():
     assert len(indices) == int(np.ceil(end_s * 7))
 
 
-def test_clips_follow_the_feature_time_convention():
-    spec = ClipSpec(frames_per_clip=16, clip_stride=4, sample_fps=30.0)
-    frames = np.arange(100, dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 3, 3), np.uint8)
-    clips, centres = group_clips(frames, np.arange(100) / 30, spec)
-    assert clips.shape == (22, 16, 2, 3, 3) == (spec.num_clips(100), 16, 2, 3, 3)
-    assert np.shares_memory(clips, frames)
-    np.testing.assert_array_equal(clips[5, :, 0, 0, 0], np.arange(20, 36))
-    np.testing.assert_allclose(centres, (np.arange(22) * 4 + 8) / 30)  # (i * feat_stride + num_frames / 2) / fps
-
-
-def test_video_shorter_than_a_clip_gives_one_padded_clip():
-    spec = ClipSpec(frames_per_clip=8, clip_stride=8, sample_fps=4.0)
-    frames = np.arange(5, dtype=np.uint8)[:, None, None, None] * np.ones((1, 1, 1, 3), np.uint8)
-    clips, centres = group_clips(frames, np.arange(5) / 4 + 1.0, spec)
-    assert clips.shape == (1, 8, 1, 1, 3)
-    np.testing.assert_array_equal(clips[0, :, 0, 0, 0], [0, 1, 2, 3, 4, 4, 4, 4])
-    np.testing.assert_allclose(centres, [2.0])
-
-
 def test_fork_server_preloads_the_heavy_modules_the_parent_holds():
     # Children re-import the parent's main module; with torch preloaded in the fork server that costs nothing.
     import torch  # noqa: F401  (the service process always holds it)
 
-    from service.video import _preload_modules
+    from service.decode import _preload_modules
 
-    assert {"service.video", "torch"} <= set(_preload_modules())
+    assert {"service.decode", "torch"} <= set(_preload_modules())

@@ -5,8 +5,8 @@ child starts in ~15 ms): a decoder that segfaults or hangs on a hostile upload f
 The child writes the frames to a temporary .npy file that the parent loads and deletes; only small
 metadata crosses the pipe.
 
-Failures are typed, all subclasses of `VideoError`, and their messages say what to do. The HTTP layer
-maps them: NotAVideo -> 415, Decode/Empty -> 422, TooLong (and TooLarge) -> 413, Timeout -> 504.
+Failures are typed (service/errors.py, all subclasses of `VideoError`) and their messages say what to do.
+Cheap checks of the file come first, in this process (service/container.py).
 
 Sampling is by time, not by frame index: `decode_frames(path, sample_fps=8)` returns the frame shown at
 t0, t0 + 1/8 s, t0 + 2/8 s, ... using the container's per-frame timestamps, so 25, 29.97, 30 fps and
@@ -24,79 +24,30 @@ import multiprocessing.connection
 import os
 import shutil
 import signal
-import struct
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from service.container import SUPPORTED, precheck, sniff_container
+from service.errors import (
+    EmptyVideoError,
+    NotAVideoError,
+    VideoDecodeError,
+    VideoError,
+    VideoTimeoutError,
+    VideoTooLargeError,
+    VideoTooLongError,
+)
+
 DEFAULT_MAX_BYTES = 2 * 1024**3  # decoded frames held in memory for one request
 DEFAULT_TIMEOUT_S = 120.0
 _DECODE_CHUNK = 32  # frames per decord batch; bounds the child's memory beyond the output file
-_SUPPORTED = "upload a video file (MP4/MOV, MKV/WebM, AVI, MPEG-TS)"
-
-
-# ---------------------------------------------------------------------------------------------------- errors
-
-
-class VideoError(Exception):
-    """Base class of every failure to turn an upload into frames."""
-
-
-class NotAVideoError(VideoError):
-    """The file has no video stream: an image, a document, random bytes, or audio only (HTTP 415)."""
-
-
-class VideoDecodeError(VideoError):
-    """The file looks like a video but cannot be decoded: truncated, corrupt, or crashed the decoder (422)."""
-
-
-class EmptyVideoError(VideoError):
-    """The file is empty or its video stream has no frames (422)."""
-
-
-class VideoTimeoutError(VideoError):
-    """Decoding took longer than the time limit; the decoder process was killed (504)."""
-
-
-class VideoTooLongError(VideoError):
-    """The video is longer than the service accepts (413)."""
-
-    def __init__(self, duration_s: float, limit_s: float, filename: str = "video"):
-        self.duration_s, self.limit_s, self.filename = duration_s, limit_s, filename
-        super().__init__(
-            f"'{filename}' is {duration_s:.1f} s long; the limit is {limit_s:.1f} s: trim it or split it into parts"
-        )
-
-    def __reduce__(self):
-        return type(self), (self.duration_s, self.limit_s, self.filename)
-
-
-class VideoTooLargeError(VideoTooLongError):
-    """The decoded frames would exceed the memory limit (413, like TooLong: the video is too long for this
-    sampling rate and size)."""
-
-    def __init__(self, frames: int, frame_bytes: int, limit_bytes: int, filename: str = "video"):
-        self.frames, self.frame_bytes, self.limit_bytes, self.filename = (
-            frames,
-            frame_bytes,
-            limit_bytes,
-            filename,
-        )
-        VideoError.__init__(
-            self,
-            f"'{filename}' would decode to {frames} frames ({frames * frame_bytes / 2**20:.0f} MiB); the limit is "
-            f"{limit_bytes / 2**20:.0f} MiB: send a shorter video or sample fewer frames per second",
-        )
-
-    def __reduce__(self):
-        return type(self), (self.frames, self.frame_bytes, self.limit_bytes, self.filename)
 
 
 # ---------------------------------------------------------------------------------------------------- types
@@ -115,52 +66,6 @@ class VideoInfo(BaseModel):
     height: int
 
 
-@dataclass(frozen=True)
-class ClipSpec:
-    """How a clip backbone consumes frames sampled at `sample_fps`.
-
-    Clip k holds sampled frames [k * clip_stride, k * clip_stride + frames_per_clip). Its time (the clip
-    centre) is `(k * clip_stride + frames_per_clip / 2) / sample_fps` seconds after the first frame: DESIGN §2's
-    `(i * feat_stride + num_frames / 2) / fps` with feat_stride = clip_stride, num_frames = frames_per_clip and
-    fps = sample_fps. (THUMOS14 I3D features: 16 frames, stride 4, sampled at the source ~30 fps.)
-    """
-
-    frames_per_clip: int
-    clip_stride: int
-    sample_fps: float
-
-    def __post_init__(self):
-        if self.frames_per_clip < 1 or self.clip_stride < 1 or not self.sample_fps > 0:
-            raise ValueError(f"ClipSpec needs frames_per_clip >= 1, clip_stride >= 1, sample_fps > 0; got {self}")
-
-    def num_clips(self, num_frames: int) -> int:
-        """Clips from `num_frames` sampled frames; a video shorter than one clip still gives one (padded)."""
-        if num_frames <= 0:
-            return 0
-        return max(0, num_frames - self.frames_per_clip) // self.clip_stride + 1
-
-    def clip_times(self, num_clips: int, start_s: float = 0.0) -> np.ndarray:
-        """(K,) seconds: the centre of each clip, `start_s` being the time of the first sampled frame."""
-        index = np.arange(num_clips, dtype=np.float64)
-        return start_s + (index * self.clip_stride + self.frames_per_clip / 2) / self.sample_fps
-
-
-def group_clips(frames: np.ndarray, timestamps: np.ndarray, spec: ClipSpec) -> tuple[np.ndarray, np.ndarray]:
-    """(N, H, W, 3) frames sampled at spec.sample_fps -> clips (K, frames_per_clip, H, W, 3), centres (K,) seconds.
-
-    Clips are a strided view of `frames` (no copy) unless N < frames_per_clip, where the last frame is
-    repeated to fill the single clip. Frames after the last full clip are dropped.
-    """
-    if len(frames) == 0:
-        return np.empty((0, spec.frames_per_clip, *frames.shape[1:]), frames.dtype), np.empty(0)
-    if len(frames) < spec.frames_per_clip:
-        pad = np.repeat(frames[-1:], spec.frames_per_clip - len(frames), axis=0)
-        frames = np.concatenate([frames, pad])
-    windows = np.lib.stride_tricks.sliding_window_view(frames, spec.frames_per_clip, axis=0)  # (N-F+1, H, W, 3, F)
-    clips = np.moveaxis(windows[:: spec.clip_stride], -1, 1)
-    return clips, spec.clip_times(len(clips), float(timestamps[0]))
-
-
 # ---------------------------------------------------------------------------------------------------- public API
 
 
@@ -169,7 +74,7 @@ def probe_video(path: str | os.PathLike, *, filename: str | None = None, timeout
 
     `filename` is the name shown in errors and in the result (the upload's name; default: the path's name).
     """
-    path, name = _precheck(path, filename)
+    path, name = precheck(path, filename)
     with run_isolated(_probe_child, (str(path), name), timeout_s=timeout_s, filename=name) as (result, _):
         return VideoInfo(**result)
 
@@ -207,7 +112,7 @@ def decode_frames(
         raise ValueError(f"frame_step must be >= 1, got {frame_step}")
     if size is not None and (len(size) != 2 or min(size) < 1):
         raise ValueError(f"size must be (height, width) >= 1, got {size}")
-    path, name = _precheck(path, filename)
+    path, name = precheck(path, filename)
     request = {
         "path": str(path),
         "filename": name,
@@ -243,120 +148,6 @@ def sample_indices(
     return np.clip(np.searchsorted(starts, grid + 1e-6, side="right") - 1, 0, len(starts) - 1)
 
 
-# ---------------------------------------------------------------------------------------------------- sniffing
-
-_IMAGE_BRANDS = {b"heic", b"heix", b"mif1", b"msf1", b"avif"}
-
-
-def sniff_container(header: bytes) -> str:
-    """Name of the format announced by the first bytes: a video container ("mp4", "mkv", ...), or
-    "image:PNG", "audio:MP3", "other:PDF", "text", or "unknown" (let the decoder try)."""
-    if header[4:8] == b"ftyp":
-        return "image:HEIF/AVIF" if header[8:12] in _IMAGE_BRANDS else "mp4"
-    if header[4:8] in (b"moov", b"mdat", b"free", b"wide", b"skip"):
-        return "mp4"
-    if header[:4] == b"RIFF":
-        return {b"AVI ": "avi", b"WAVE": "audio:WAV", b"WEBP": "image:WebP"}.get(header[8:12], "unknown")
-    signatures = [
-        (b"\x1a\x45\xdf\xa3", "mkv"),
-        (b"\x30\x26\xb2\x75\x8e\x66\xcf\x11", "asf"),
-        (b"FLV", "flv"),
-        (b"OggS", "ogg"),
-        (b"\x00\x00\x01\xba", "mpeg-ps"),
-        (b"\x00\x00\x01\xb3", "mpeg-es"),
-        (b"\x89PNG", "image:PNG"),
-        (b"\xff\xd8\xff", "image:JPEG"),
-        (b"GIF8", "gif"),  # animated GIFs decode; let decord decide
-        (b"II*\x00", "image:TIFF"),
-        (b"MM\x00*", "image:TIFF"),
-        (b"%PDF", "other:PDF"),
-        (b"PK\x03\x04", "other:ZIP archive"),
-        (b"\x1f\x8b", "other:gzip archive"),
-        (b"ID3", "audio:MP3"),
-        (b"fLaC", "audio:FLAC"),
-    ]
-    for magic, kind in signatures:
-        if header.startswith(magic):
-            return kind
-    if len(header) >= 377 and header[0] == header[188] == header[376] == 0x47:
-        return "mpeg-ts"
-    if len(header) >= 2 and header[0] == 0xFF and header[1] & 0xF6 == 0xF0:
-        return "audio:AAC (ADTS)"
-    if _looks_like_text(header):
-        return "text"
-    return "unknown"
-
-
-def _looks_like_text(header: bytes) -> bool:
-    if not header or b"\x00" in header:
-        return False
-    try:
-        text = header.decode("utf-8")
-    except UnicodeDecodeError:
-        # the header may cut a multi-byte character in half
-        try:
-            text = header[:-3].decode("utf-8")
-        except UnicodeDecodeError:
-            return False
-    return all(ch.isprintable() or ch in "\t\r\n\f" for ch in text)
-
-
-def mp4_truncation(path: str | os.PathLike) -> str | None:
-    """For an ISO-BMFF file (MP4/MOV/M4A): a description of how it is cut short, or None if its top-level
-    boxes account for the whole file. A cut upload keeps a valid header, so this catches what decord would
-    half-decode silently."""
-    size = os.path.getsize(path)
-    seen = set()
-    with open(path, "rb") as f:
-        offset = 0
-        while offset < size:
-            f.seek(offset)
-            head = f.read(16)
-            if len(head) < 8:
-                return f"it ends inside a box header at byte {offset}"
-            box_size, kind = struct.unpack(">I4s", head[:8])
-            if box_size == 1:
-                if len(head) < 16:
-                    return f"it ends inside a box header at byte {offset}"
-                box_size = struct.unpack(">Q", head[8:16])[0]
-            elif box_size == 0:  # box extends to the end of the file
-                box_size = size - offset
-            if box_size < 8:
-                return f"box '{kind.decode('latin-1')}' at byte {offset} has an invalid size"
-            if offset + box_size > size:
-                return f"its '{kind.decode('latin-1')}' box needs {offset + box_size} bytes but the file has {size}"
-            seen.add(kind)
-            offset += box_size
-    if b"moov" not in seen:
-        return "it has no 'moov' index"
-    return None
-
-
-def _precheck(path: str | os.PathLike, filename: str | None) -> tuple[Path, str]:
-    """Cheap checks in the server process before any decoder touches the file."""
-    path = Path(path)
-    name = filename or path.name
-    size = path.stat().st_size
-    if size == 0:
-        raise EmptyVideoError(f"'{name}' is empty (0 bytes): the upload may have failed; send the file again")
-    with open(path, "rb") as f:
-        kind = sniff_container(f.read(1024))
-    if kind.startswith("audio:"):
-        raise NotAVideoError(f"'{name}' has no video stream (audio only, {kind[6:]}): {_SUPPORTED}")
-    if kind.startswith("image:"):
-        raise NotAVideoError(f"'{name}' is a {kind[6:]} image, not a video: {_SUPPORTED}")
-    if kind.startswith("other:"):
-        raise NotAVideoError(f"'{name}' is a {kind[6:]} file, not a video: {_SUPPORTED}")
-    if kind == "text":
-        raise NotAVideoError(f"'{name}' is a text file, not a video: {_SUPPORTED}")
-    if kind == "mp4" and (problem := mp4_truncation(path)):
-        raise VideoDecodeError(
-            f"could not decode '{name}': the MP4 is truncated or corrupt ({problem}); "
-            "check that the upload completed and send the whole file"
-        )
-    return path, name
-
-
 # ---------------------------------------------------------------------------------------------------- child side
 
 
@@ -373,12 +164,12 @@ def _open_reader(path: str, name: str, size: tuple[int, int] | None = None):
         message = str(error)
         if "cannot find video stream" in message:
             if _has_audio(path):
-                raise NotAVideoError(f"'{name}' has no video stream (audio only): {_SUPPORTED}") from error
-            raise NotAVideoError(f"'{name}' has no video stream: {_SUPPORTED}") from error
+                raise NotAVideoError(f"'{name}' has no video stream (audio only): {SUPPORTED}") from error
+            raise NotAVideoError(f"'{name}' has no video stream: {SUPPORTED}") from error
         with open(path, "rb") as f:
             kind = sniff_container(f.read(1024))
         if kind == "unknown":
-            raise NotAVideoError(f"'{name}' is not in a recognised video format: {_SUPPORTED}") from error
+            raise NotAVideoError(f"'{name}' is not in a recognised video format: {SUPPORTED}") from error
         raise VideoDecodeError(
             f"could not decode '{name}' ({kind}): the file is truncated or corrupt; "
             "re-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4) or send it again"
