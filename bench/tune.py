@@ -21,9 +21,10 @@ import torch
 import yaml
 
 from bench.results import DEFAULT_CONFIG, Settings, dataset
+from training.config import TrainConfig, load_config
 from training.evaluation import THUMOS_TIOUS, evaluate
 from training.predict import predict
-from training.train import TrainConfig, load_config, train
+from training.train import train
 
 TUNE_SPLIT = "tune"
 

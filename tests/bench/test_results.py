@@ -13,6 +13,7 @@ from bench.results import (
     margin_over_curve,
     mean_std,
     paired,
+    plot_curve,
     relative,
     render,
     selected_variants,
@@ -159,3 +160,14 @@ def test_summarize_and_render_give_one_row_per_variant_and_a_generated_reading()
     assert "python bench/results.py --seeds 0 1" in markdown
     reading = markdown.split("## Reading")[1]
     assert "TZN - Uniform-6 at mAP@0.7 >= +2 points: +0.00 -> **not met**" in reading
+
+
+def test_plot_curve_draws_the_uniform_curve_and_the_tzn_points_as_a_png(tmp_path):
+    variants = ["uniform6", "uniform3", "tzn"]
+    summary = {
+        name: {"mAP@0.70": (value, 1.0), "gflops_2304": (flops, 0.0)}
+        for name, value, flops in (("uniform6", 60.0, 1.6), ("uniform3", 50.0, 1.0), ("tzn", 58.0, 1.2))
+    }
+    path = tmp_path / "curve.png"
+    plot_curve({"summary": summary, "variants": variants, "per_seed": {0: {}}}, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
