@@ -1,6 +1,7 @@
 """What block-depth ATR can save at a given executed share of the stem, before any training (a constructed case).
 
     PYTHONPATH=. python bench/atr_blocks.py [--length 2304] [--shares 0.3 0.45 0.6] [--repeats 5] [--thumos-size]
+        [--threads 1]
 
 Random weights (the cost does not depend on them) and random features; the depth is one whole number per
 attention block, drawn so that the stem's executed share is the asked one (ceil of the block depths, as
@@ -43,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shares", type=float, nargs="+", default=[0.3, 0.45, 0.6])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--thumos-size", action="store_true", help="d=512, 2048-d input (else the CPU config)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steady on a shared machine)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     base = THUMOS_I3D if args.thumos_size else CPU_SIZE
     config = base.model_copy(update={"block_depth": True, "boundary_head": "bdr"})
