@@ -36,14 +36,14 @@ import shlex
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from model.checkpoint import load_checkpoint
-from model.config import ModelConfig
+from model.config import THUMOS_I3D, ModelConfig
 from model.flops import output_flops
 from model.tzn import TZN
 from training.config import TrainConfig, load_config
@@ -65,24 +65,41 @@ class Variant:
     model: dict[str, object]
     teacher: str | None = None  # key of the variant whose run of the same seed is the distillation teacher
     notes: str = ""
+    atr: dict[str, object] = field(default_factory=dict)  # overrides of the config's atr section
+    family: str = ""  # "uniform" (the Uniform-k curve) or "tzn" (the rho sweep), for the accuracy-FLOPs plot
 
 
 # The student learns from the seed's Uniform-6 + BDR run: a uniform teacher of the same size shares every
 # tensor but the tau predictor, so the student starts from it (init_from_teacher) and its own cost stays that
 # of one ATR training; a TZN teacher would put a second ATR training on the student's bill.
 VARIANTS: dict[str, Variant] = {
-    "uniform6": Variant("Uniform-6", {"atr": False, "boundary_head": "none"}),
+    "uniform6": Variant("Uniform-6", {"atr": False, "boundary_head": "none"}, family="uniform"),
+    **{
+        f"uniform{k}": Variant(
+            f"Uniform-{k}", {"atr": False, "boundary_head": "none", "stem_layers": k}, family="uniform"
+        )
+        for k in range(1, 6)
+    },
     "uniform6_bdr": Variant("Uniform-6 + BDR", {"atr": False, "boundary_head": "bdr"}),
     "uniform6_cls": Variant(
         "Uniform-6 + cls. boundary", {"atr": False, "boundary_head": "classification"}, notes="reference of R"
     ),
     "atr": Variant("ATR", {"atr": True, "boundary_head": "none"}),
-    "tzn": Variant("TZN (ATR + BDR)", {"atr": True, "boundary_head": "bdr"}),
+    "tzn": Variant("TZN (ATR + BDR)", {"atr": True, "boundary_head": "bdr"}, family="tzn", notes="the config's rho"),
+    **{
+        f"tzn_rho{round(100 * rho)}": Variant(
+            f"TZN, rho {rho}", {"atr": True, "boundary_head": "bdr"}, atr={"rho": rho}, family="tzn"
+        )
+        for rho in (0.3, 0.6)
+    },
     "tzn_distilled": Variant(
         "TZN distilled", {"atr": True, "boundary_head": "bdr"}, teacher="uniform6_bdr", notes="teacher: Uniform-6 + BDR"
     ),
 }
-BASELINE, R_REFERENCE = "uniform6", "uniform6_cls"
+BASELINE, R_REFERENCE, MAIN = "uniform6", "uniform6_cls", "tzn"
+DEFAULT_VARIANTS = [n for n in VARIANTS if n != "tzn_distilled"]
+# The issue's targets for TZN against Uniform-6 (paired over seeds).
+TARGETS = {"map07_gain": 2.0, "flops_ratio": 0.75, "latency_ratio": 0.75, "R_ramped": 0.5}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -135,6 +152,40 @@ def relative(values: dict[str, float | None], baseline: str) -> dict[str, float 
     return {k: (v / base if v is not None and base else None) for k, v in values.items()}
 
 
+def paired(per_seed: dict, name: str, base: str, value) -> list[float | None]:
+    """Per seed, value(row of `name`) - value(row of `base`) (None where a run or a value is missing)."""
+    out = []
+    for rows in per_seed.values():
+        a = value(rows[name]) if name in rows else None
+        b = value(rows[base]) if base in rows else None
+        out.append(a - b if a is not None and b is not None else None)
+    return out
+
+
+def curve_at(xs: list[float], ys: list[float], x: float) -> float | None:
+    """The piecewise-linear curve through (xs, ys) (sorted by x here) at x; None outside its x range."""
+    points = sorted(zip(xs, ys, strict=True))
+    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    if points and x == points[0][0]:
+        return points[0][1]
+    return None
+
+
+def margin_over_curve(summary: dict, variants: list[str], name: str, key: str = "mAP@0.70") -> float | None:
+    """Mean `key` of `name` minus the Uniform-k curve (means over seeds) at the same mean GFLOPs @2304."""
+    uniform = [
+        v for v in variants if VARIANTS[v].family == "uniform" and summary[v].get(key) and summary[v].get("gflops_2304")
+    ]
+    if len(uniform) < 2 or not summary[name].get(key) or not summary[name].get("gflops_2304"):
+        return None
+    xs = [summary[v]["gflops_2304"][0] for v in uniform]
+    ys = [summary[v][key][0] for v in uniform]
+    level = curve_at(xs, ys, summary[name]["gflops_2304"][0])
+    return None if level is None else summary[name][key][0] - level
+
+
 # ---------------------------------------------------------------------------------------------------
 # Data, training, evaluation
 
@@ -179,6 +230,8 @@ def run_config(
         "data": {"annotations": str(annotations), "features_dir": str(features)},
         "optimizer": {"epochs": epochs},
     }
+    if variant.atr:
+        overrides["atr"] = dict(variant.atr)
     if teacher is not None:
         overrides["distill"] = {"teacher": str(teacher)}
     config = load_config(config_path, overrides)
@@ -201,11 +254,11 @@ def warm_up() -> None:
     sum(logits.sum() for logits in output.cls_logits).backward()
 
 
-def train_timed(config: TrainConfig, run_dir: Path, prefix: str) -> float:
+def train_timed(config: TrainConfig, run_dir: Path, prefix: str, device: str = "cpu") -> float:
     """Trains (or resumes) the run; returns its wall-clock training seconds (see the module docstring)."""
     before = len(_logged_epochs(run_dir))
     started = time.perf_counter()
-    train(config, run_dir, progress=False, log=lambda message: print(f"{prefix} {message}", flush=True))
+    train(config, run_dir, device=device, progress=False, log=lambda message: print(f"{prefix} {message}", flush=True))
     wall = time.perf_counter() - started
     epochs = _logged_epochs(run_dir)
     timing_path = run_dir / TIMING_NAME
@@ -216,7 +269,9 @@ def train_timed(config: TrainConfig, run_dir: Path, prefix: str) -> float:
     return sum(r["seconds"] for r in epochs) + overhead
 
 
-def run_variant(name: str, seed: int, run_dir: Path, config: TrainConfig, annotations: Path, features: Path) -> dict:
+def run_variant(
+    name: str, seed: int, run_dir: Path, config: TrainConfig, annotations: Path, features: Path, device: str = "cpu"
+) -> dict:
     """Train, predict and evaluate one run (skipped when its bench_result.json is there); returns that result."""
     prefix = f"[seed {seed}] {name}:"
     result_path = run_dir / RESULT_NAME
@@ -226,9 +281,11 @@ def run_variant(name: str, seed: int, run_dir: Path, config: TrainConfig, annota
             print(f"{prefix} done before, reusing {result_path}", flush=True)
             return result
     print(f"{prefix} training in {run_dir}", flush=True)
-    train_seconds = train_timed(config, run_dir, prefix)
+    train_seconds = train_timed(config, run_dir, prefix, device)
     print(f"{prefix} predicting the test split", flush=True)
-    document, stats = predict(run_dir, annotations, features, split="test", execution="hard", progress=False)
+    document, stats = predict(
+        run_dir, annotations, features, split="test", execution="hard", device=device, progress=False
+    )
     (run_dir / "predictions.json").write_text(json.dumps(document) + "\n")
     ground_truth = json.loads(annotations.read_text())
     metrics = evaluate(ground_truth, document, "test", THUMOS_TIOUS)
@@ -290,6 +347,54 @@ def measure_heads(models: dict[str, TZN], windows: list[torch.Tensor], repeats: 
     }
 
 
+def measure_thumos_size(models: dict[str, TZN], windows: list[torch.Tensor], repeats: int) -> dict[str, dict]:
+    """The trained ATR models' depths on a THUMOS-size head (d=512, ActionFormer's sizes, random weights: the
+    cost does not depend on them): each model's tau on each window drives a d=512 TZN of the same ATR and
+    boundary settings (tau_override), timed round robin against a d=512 Uniform-6 in this process.
+    Returns {name: {"latency_ratio", "flops_ratio"}} for the ATR models."""
+    torch.manual_seed(0)
+    uniform_config = THUMOS_I3D.model_copy(
+        update={"input_dim": 2048, "num_classes": 20, "atr": False, "boundary_head": "none"}
+    )
+    big = {BASELINE: TZN(uniform_config).eval()}
+    taus: dict[str, list[torch.Tensor]] = {}
+    with torch.inference_mode():
+        for name, model in models.items():
+            if not model.config.atr:
+                continue
+            flags = {
+                k: getattr(model.config, k) for k in ("block_depth", "integer_depth", "min_depth", "boundary_head")
+            }
+            big[name] = TZN(
+                THUMOS_I3D.model_copy(update={"input_dim": 2048, "num_classes": 20, "atr": True, **flags})
+            ).eval()
+            taus[name] = [
+                model(w, torch.ones(1, w.shape[2], dtype=torch.bool), execution="hard").tau[:, : w.shape[2]]
+                for w in windows
+            ]
+        times: dict[str, list[float]] = {n: [] for n in big}
+        flops: dict[str, list[float]] = {n: [] for n in big}
+        for index, window_features in enumerate(windows):
+            features = torch.randn(1, 2048, window_features.shape[2])
+            mask = torch.ones(1, features.shape[2], dtype=torch.bool)
+            for repeat in range(repeats + 1):
+                for name, model in big.items():
+                    override = taus[name][index] if name in taus else None
+                    started = time.perf_counter()
+                    output = model(features, mask, execution="hard", tau_override=override)
+                    elapsed = 1000 * (time.perf_counter() - started)
+                    if repeat == 0:  # warm-up, and the counts
+                        flops[name].append(output_flops(model.config, output, batch=1).total)
+                    else:
+                        times[name].append(elapsed)
+    base_ms, base_flops = statistics.median(times[BASELINE]), statistics.fmean(flops[BASELINE])
+    return {
+        name: {"latency_ratio": statistics.median(times[name]) / base_ms, "flops_ratio": statistics.fmean(flops[name]) / base_flops,
+               "latency_ms": statistics.median(times[name])}
+        for name in taus
+    }  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------------------
 # One seed, all seeds
 
@@ -302,11 +407,13 @@ def run_seed(seed: int, args: argparse.Namespace, settings: Settings, variants: 
         variant = VARIANTS[name]
         teacher = runs_root / variant.teacher if variant.teacher else None
         config = run_config(args.config, variant, annotations, features, seed, args.epochs, teacher)
-        results[name] = run_variant(name, seed, runs_root / name, config, annotations, features)
+        results[name] = run_variant(name, seed, runs_root / name, config, annotations, features, args.device)
 
     print(f"[seed {seed}] head cost at T={LATENCY_LENGTH}: {args.windows} windows x {args.repeats} runs", flush=True)
     models = {name: load_checkpoint(runs_root / name)[0] for name in variants}
-    cost = measure_heads(models, latency_windows(annotations, features, args.windows), args.repeats)
+    windows = latency_windows(annotations, features, args.windows)
+    cost = measure_heads(models, windows, args.repeats)
+    thumos = measure_thumos_size(models, windows[:1], max(args.repeats // 2, 1)) if args.thumos_size else {}
 
     ground_truth = json.loads(annotations.read_text())
     widths = ground_truth_widths(ground_truth, "test")
@@ -331,6 +438,8 @@ def run_seed(seed: int, args: argparse.Namespace, settings: Settings, variants: 
             "latency_ms_2304": cost[name]["latency_ms"],
             "latency_ratio": latency[name],
             "mean_depth_2304": cost[name]["mean_depth"],
+            "thumos_latency_ratio": thumos.get(name, {}).get("latency_ratio"),
+            "thumos_flops_ratio": thumos.get(name, {}).get("flops_ratio"),
             "matched_fraction": float(np.isfinite(errors[:, 0]).mean()) if len(errors) else None,
             "boundary_error_std_s": float(np.nanstd(errors)) if np.isfinite(errors).any() else None,
         }
@@ -364,15 +473,17 @@ def summarize(per_seed: dict[int, dict[str, dict]], variants: list[str]) -> dict
 
 
 def paper_comparison(per_seed: dict[int, dict[str, dict]]) -> list[tuple[str, str, list[float | None]]]:
-    """(quantity, paper's claim, per-seed values) for the claims the issue quotes."""
+    """(quantity, the paper's claim or the issue's target, per-seed values); differences are paired by seed."""
 
     def per(name: str, key: str, transform=lambda v: v) -> list[float | None]:
         return [transform(rows[name][key]) if name in rows and rows[name].get(key) is not None else None
                 for rows in per_seed.values()]  # fmt: skip
 
-    def delta(name: str, base: str, threshold: str) -> list[float | None]:
-        return [rows[name]["mAP"][threshold] - rows[base]["mAP"][threshold] if {name, base} <= rows.keys() else None
-                for rows in per_seed.values()]  # fmt: skip
+    def map07(row: dict) -> float:
+        return row["mAP"]["0.70"]
+
+    def average(row: dict) -> float:
+        return row["average"]
 
     student_kept = [
         100 * rows["tzn_distilled"]["average"] / rows["uniform6_bdr"]["average"]
@@ -380,16 +491,155 @@ def paper_comparison(per_seed: dict[int, dict[str, dict]]) -> list[tuple[str, st
         else None
         for rows in per_seed.values()
     ]
-    return [
-        ("TZN - Uniform-6, mAP@0.7 (points)", "+2.9", delta("tzn", "uniform6", "0.70")),
-        ("Uniform-6 + BDR - Uniform-6, mAP@0.7 (points)", "+1.8 .. +3.1", delta("uniform6_bdr", "uniform6", "0.70")),
-        ("TZN head FLOPs saved at T=2304 (%)", "24", per("tzn", "flops_ratio_2304", lambda v: 100 * (1 - v))),
-        ("TZN head latency saved at T=2304 (%)", "29", per("tzn", "latency_ratio", lambda v: 100 * (1 - v))),
-        ("R of Uniform-6 + BDR (variance ratio)", "0.06 .. 0.30", per("uniform6_bdr", "R")),
-        ("TZN training cost (x Uniform-6)", "1.29", per("tzn", "train_cost")),
-        ("Distilled student training cost (x Uniform-6)", "1.1", per("tzn_distilled", "train_cost")),
-        ("Distilled student avg mAP (% of its teacher's)", "99.5", student_kept),
+    rows = [
+        ("TZN - Uniform-6, mAP@0.7 (points)", ">= +2 (paper +2.9)", paired(per_seed, MAIN, BASELINE, map07)),
+        ("TZN - Uniform-6, average mAP (points)", ">= 0", paired(per_seed, MAIN, BASELINE, average)),
+        ("TZN head FLOPs at T=2304 (x Uniform-6)", "<= 0.75 (paper 0.76)", per(MAIN, "flops_ratio_2304")),
+        ("TZN head latency at T=2304 (x Uniform-6)", "<= 0.75 (paper 0.71)", per(MAIN, "latency_ratio")),
+        ("R ramped of TZN", "<= 0.5 (paper 0.06 .. 0.30)", per(MAIN, "R_ramped")),
+        ("R ramped of Uniform-6 + BDR", "<= 0.5", per("uniform6_bdr", "R_ramped")),
+        (
+            "Uniform-6 + BDR - Uniform-6, mAP@0.7 (points)",
+            "+1.8 .. +3.1",
+            paired(per_seed, "uniform6_bdr", BASELINE, map07),
+        ),
+        ("ATR - Uniform-6, mAP@0.7 (points)", "", paired(per_seed, "atr", BASELINE, map07)),
+        ("TZN training cost (x Uniform-6)", "1.29", per(MAIN, "train_cost")),
     ]
+    if any(v is not None for v in student_kept):
+        rows.append(("Distilled student avg mAP (% of its teacher's)", "99.5", student_kept))
+    thumos = per(MAIN, "thumos_latency_ratio")
+    if any(v is not None for v in thumos):
+        rows.append(("TZN's trained depths at THUMOS size (d=512), latency (x Uniform-6)", "<= 0.75", thumos))
+        rows.append(("TZN's trained depths at THUMOS size (d=512), FLOPs (x Uniform-6)", "<= 0.75",
+                     per(MAIN, "thumos_flops_ratio")))  # fmt: skip
+    return [row for row in rows if any(v is not None for v in row[2])]
+
+
+def verdicts(document: dict) -> list[tuple[str, bool | None, str]]:
+    """The issue's targets, judged on this run's numbers: (target, met or None when not measured, the numbers)."""
+    summary, variants = document["summary"], document["variants"]
+    per_seed = document["per_seed"]
+
+    def mean_of(values: list[float | None]) -> float | None:
+        found = mean_std(values)
+        return None if found is None else found[0]
+
+    gain = mean_of(paired(per_seed, MAIN, BASELINE, lambda r: r["mAP"]["0.70"]))
+    average_gain = mean_of(paired(per_seed, MAIN, BASELINE, lambda r: r["average"]))
+    flops = (summary.get(MAIN, {}).get("flops_ratio_2304") or (None,))[0]
+    latency = (summary.get(MAIN, {}).get("latency_ratio") or (None,))[0]
+    ramped = (summary.get(MAIN, {}).get("R_ramped") or (None,))[0]
+    out = []
+
+    def judge(text: str, value: float | None, ok) -> None:
+        out.append(
+            (
+                text,
+                None if value is None else bool(ok(value)),
+                "not measured" if value is None else f"{value:+.2f}" if "points" in text else f"{value:.2f}",
+            )
+        )
+
+    judge("TZN - Uniform-6 at mAP@0.7 >= +2 points", gain, lambda v: v >= TARGETS["map07_gain"])
+    judge("TZN - Uniform-6 average mAP >= 0 points", average_gain, lambda v: v >= 0)
+    judge("TZN head FLOPs <= 0.75x Uniform-6 at T=2304", flops, lambda v: v <= TARGETS["flops_ratio"])
+    judge("TZN head latency <= 0.75x Uniform-6 at T=2304 (this CPU)", latency, lambda v: v <= TARGETS["latency_ratio"])
+    judge("R of TZN's BDR on ramped boundaries <= 0.5", ramped, lambda v: v <= TARGETS["R_ramped"])
+    for name in [v for v in variants if VARIANTS[v].family == "tzn"]:
+        margin = margin_over_curve(summary, variants, name)
+        judge(
+            f"{VARIANTS[name].label} above the Uniform-k curve at equal FLOPs (mAP@0.7 points)", margin, lambda v: v > 0
+        )
+    return out
+
+
+def reading(document: dict) -> list[str]:
+    """The reading of this run, generated from its numbers (nothing written by hand for another run)."""
+    summary, variants, seeds = document["summary"], document["variants"], len(document["per_seed"])
+
+    def value(name: str, key: str, digits: int = 1) -> str:
+        return format_mean_std(summary.get(name, {}).get(key), digits, seeds)
+
+    lines = [
+        f"Generated from this run's numbers ({seeds} seed(s)); each line is a target of issue 9 and whether it was met:",
+        "",
+    ]
+    for text, met, numbers in verdicts(document):
+        mark = "not measured" if met is None else ("met" if met else "**not met**")
+        lines.append(f"- {text}: {numbers} -> {mark}")
+    lines.append("")
+    if BASELINE in summary and MAIN in summary:
+        lines.append(
+            f"- Accuracy: Uniform-6 {value(BASELINE, 'mAP@0.70')} mAP@0.7 / {value(BASELINE, 'average')} avg; "
+            f"TZN {value(MAIN, 'mAP@0.70')} / {value(MAIN, 'average')}. Cost at T=2304: TZN runs "
+            f"{value(MAIN, 'mean_depth_2304', 2)} stem layers per position on average, "
+            f"{value(MAIN, 'gflops_2304', 3)} GFLOPs against Uniform-6's {value(BASELINE, 'gflops_2304', 3)}, "
+            f"in {value(MAIN, 'latency_ms_2304')} ms against {value(BASELINE, 'latency_ms_2304')} ms."
+        )
+    uniform = [v for v in variants if VARIANTS[v].family == "uniform"]
+    if len(uniform) > 1:
+        points = ", ".join(
+            f"{VARIANTS[v].label} {value(v, 'mAP@0.70')} at {value(v, 'gflops_2304', 3)}" for v in uniform
+        )
+        lines.append(f"- The Uniform-k curve (mAP@0.7 at GFLOPs @2304): {points}.")
+    if "uniform6_bdr" in summary:
+        lines.append(
+            f"- BDR alone (Uniform-6 + BDR): {value('uniform6_bdr', 'mAP@0.70')} mAP@0.7, R sharp "
+            f"{value('uniform6_bdr', 'R_sharp', 2)}, R ramped {value('uniform6_bdr', 'R_ramped', 2)} against the "
+            f"classification boundary head."
+        )
+    return lines
+
+
+def plot_curve(document: dict, path: Path) -> None:
+    """mAP@0.7 against head GFLOPs @2304 (means over seeds, std as error bars): the Uniform-k curve, the TZN rho
+    sweep and the other variants, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary, variants = document["summary"], document["variants"]
+    figure, axes = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    for family, style in (("uniform", "o-"), ("tzn", "s-")):
+        names = [v for v in variants if VARIANTS[v].family == family and summary[v].get("gflops_2304")]
+        names.sort(key=lambda v: summary[v]["gflops_2304"][0])
+        if not names:
+            continue
+        xs = [summary[v]["gflops_2304"][0] for v in names]
+        ys = [summary[v]["mAP@0.70"][0] for v in names]
+        errors = [summary[v]["mAP@0.70"][1] for v in names]
+        axes.errorbar(
+            xs, ys, yerr=errors, fmt=style, capsize=3, label="Uniform-k" if family == "uniform" else "TZN (rho sweep)"
+        )
+        for v, x, y in zip(names, xs, ys, strict=True):
+            axes.annotate(
+                VARIANTS[v].label.replace("TZN (ATR + BDR)", "TZN"),
+                (x, y),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+    for v in variants:
+        if VARIANTS[v].family or not summary[v].get("gflops_2304"):
+            continue
+        axes.errorbar(
+            summary[v]["gflops_2304"][0],
+            summary[v]["mAP@0.70"][0],
+            yerr=summary[v]["mAP@0.70"][1],
+            fmt="^",
+            capsize=3,
+            label=VARIANTS[v].label,
+        )
+    axes.set_xlabel("head GFLOPs at T=2304 (hard execution of the trained model)")
+    axes.set_ylabel("mAP@0.7 (test split, %)")
+    axes.set_title(f"Synthetic THUMOS-statistics benchmark, {len(document['per_seed'])} seed(s)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -458,9 +708,11 @@ def render(document: dict) -> str:
 
     lines += [
         "",
-        "## Against the paper's claims",
+        "## Paired per seed, against the targets",
         "",
-        "| quantity | paper | measured | per seed |",
+        "Differences are TZN (or the named variant) minus Uniform-6 on the same data and seed, then mean ± std.",
+        "",
+        "| quantity | target (paper) | measured | per seed |",
         "|---|---:|---:|---|",
     ]
     for quantity, claim, values in document["paper_comparison"]:
@@ -530,10 +782,20 @@ def render(document: dict) -> str:
         "",
         "## Reading",
         "",
-        "**TODO (lead): fill in after the full run** — where the measurements agree or disagree with the paper's "
-        "claims above, and why.",
+        *reading(document),
         "",
     ]
+    if document.get("plot_name"):
+        lines[
+            lines.index("## Paired per seed, against the targets") : lines.index(
+                "## Paired per seed, against the targets"
+            )
+        ] = [
+            "## mAP@0.7 against head FLOPs",
+            "",
+            f"![mAP@0.7 against head GFLOPs at T=2304]({document['plot_name']})",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -559,7 +821,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--boundary-mix", type=float, default=0.5, help="share of ramped (gradual) boundaries")
     parser.add_argument("--epochs", type=int, default=None, help="override the config's optimizer.epochs")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=DEFAULT_VARIANTS)
+    parser.add_argument("--device", default="cpu", help="training and prediction (latency is always CPU)")
+    parser.add_argument(
+        "--thumos-size", action="store_true", help="also time the trained taus on a THUMOS-size (d=512) head"
+    )
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per model and window at T=2304")
     parser.add_argument("--windows", type=int, default=3, help="windows of T=2304 steps per seed")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
@@ -603,14 +869,13 @@ def main(argv: list[str] | None = None) -> int:
         "json_name": json_path.name,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    plot_path = args.output.with_name(args.output.stem + "_curve.png")
+    plot_curve(document, plot_path)
+    document["plot_name"] = plot_path.name
     json_path.write_text(json.dumps(document, indent=1) + "\n")
     markdown = render(document)
-    previous = args.output.read_text() if args.output.exists() else ""
-    if "## Reading" in previous and "**TODO (lead)" not in previous.split("## Reading", 1)[1]:
-        # A reading written by hand for an earlier run is kept (to be checked against the new numbers).
-        markdown = markdown.split("## Reading", 1)[0] + "## Reading" + previous.split("## Reading", 1)[1]
     args.output.write_text(markdown)
-    print(markdown.split("## Against")[0], flush=True)
+    print(markdown.split("## Definitions")[0], flush=True)
     print(f"wrote {args.output} and {json_path}", flush=True)
     return 0
 

@@ -43,6 +43,42 @@ def depth_masks(tau: Tensor, layers: int, min_depth: float = 1.0) -> Tensor:
     return (depth[..., None] - torch.arange(layers, device=tau.device, dtype=tau.dtype)).clamp(0, 1)
 
 
+def block_mean(values: Tensor, mask: Tensor, block: int) -> Tensor:
+    """(B, T) -> (B, T): each valid position gets the mean over the valid positions of its attention block
+    (positions [k*block, (k+1)*block)); padding gets 0.
+
+    Hard execution runs a layer on a whole block when any of its positions needs it, so one depth per block
+    is what it will run; training on that depth sees the cost (and the structure) exactly. The mean, unlike
+    the max, gives every position of the block a gradient.
+    """
+    length = values.shape[1]
+    weights = pad_to_multiple(mask.to(values.dtype), block, dim=1)
+    padded = pad_to_multiple(values, block, dim=1) * weights
+    batch = padded.shape[0]
+    sums = padded.reshape(batch, -1, block).sum(-1)
+    counts = weights.reshape(batch, -1, block).sum(-1)
+    means = sums / counts.clamp(min=1)
+    return means.repeat_interleave(block, dim=1)[:, :length] * mask.to(values.dtype)
+
+
+def executed_fraction(depth: Tensor, mask: Tensor, block: int, layers: int) -> Tensor:
+    """Share of the stem's block-layers that hard execution runs. Scalar; the gradient is that of the depth.
+
+    depth (B, T): stem layers each position asks for (D = D_min + tau * (L - D_min)); mask (B, T) bool.
+    Layer l runs on a block when a position of it has m_l = clamp(D - l, 0, 1) > 0, i.e. D > l: a block
+    runs ceil(max D) layers. The value is the mean of that over valid blocks, / `layers`; the ceiling passes
+    the gradient straight through, so the budget can move the depth (binary masks alone have no gradient).
+    Halos and the tau predictor are not counted here (model.flops counts them).
+    """
+    padded = pad_to_multiple(depth * mask.to(depth.dtype), block, dim=1)
+    valid = pad_to_multiple(mask, block, dim=1)
+    batch = padded.shape[0]
+    deepest = padded.reshape(batch, -1, block).amax(-1)
+    runs = deepest + (deepest.ceil() - deepest).detach()
+    valid_blocks = valid.reshape(batch, -1, block).any(-1).to(depth.dtype)
+    return (runs * valid_blocks).sum() / (valid_blocks.sum() * layers).clamp(min=1)
+
+
 def integer_depth_tau(tau: Tensor, layers: int, min_depth: float, straight_through: bool = True) -> Tensor:
     """Rounds tau so that D = min_depth + tau * (layers - min_depth) is a whole number in [ceil(min), layers]:
     every layer mask becomes 0 or 1. With `straight_through` the result carries the unrounded gradient."""

@@ -3,8 +3,11 @@
 BDR regresses two class-agnostic signed distance fields per position,
 `d_start(t) = t - s*(t)` and `d_end(t) = t - e*(t)`, where `s*` / `e*` is the nearest ground-truth
 start / end, in grid steps of the level, clipped to +-clip. A true boundary is an upward zero crossing
-of its field (slope about +1); decoding ("snap") moves each predicted boundary to the nearest such
-crossing within a few steps, refined linearly to sub-step precision.
+of its field (slope about +1). Two decodings ("snap") of a predicted boundary: `vote_segments` (the
+default) takes the weighted median of what every nearby position's distance says (`b = t - d(t)`,
+optionally from the coarser levels too: the multi-scale variant), and keeps the regression's boundary
+where the votes are few or spread out; `snap_boundaries` (the first version) moves it to the nearest
+upward zero crossing within a few steps, refined linearly.
 
 The baseline is a classifier of "is t a boundary" trained on Gaussian targets, decoded by snapping to
 the nearest local maximum of the boundary probability, refined with a parabola.
@@ -14,6 +17,7 @@ Everything here is a pure function of tensors; positions t are level grid steps 
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -65,8 +69,12 @@ def bdr_loss(
     mask: Tensor,
     smoothness: Literal["none", "l1", "l2"] = "l1",
     alpha: float = 0.1,
+    scale: float = 1.0,
 ) -> Tensor:
-    """Masked L1 on the fields plus `alpha` x a penalty on first differences. Scalar.
+    """Masked L1 on the fields divided by `scale` plus `alpha` x a penalty on first differences. Scalar.
+
+    With `scale` = the clip, the fields are normalised to [-1, 1], so the loss is O(1) like the focal and
+    DIoU losses instead of O(clip) (unnormalised, it outweighed them ~20x and took over the shared trunk).
 
     pred, target: (B, T, 2); mask: (B, T) bool. The smoothness term compares `pred[t+1] - pred[t]`
     with `target[t+1] - target[t]` (absolute or squared error) where both positions are valid, so it
@@ -77,6 +85,7 @@ def bdr_loss(
         raise ValueError(f"smoothness must be 'none', 'l1' or 'l2', got {smoothness!r}")
     # torch.where, not a product with the mask, so that NaN or inf in padding cannot leak in
     valid = mask[..., None].expand_as(pred)
+    pred, target = pred / scale, target / scale
     error = torch.where(valid, pred - target, torch.zeros_like(pred))
     loss = error.abs().sum() / valid.sum().clamp(min=1)
     if smoothness == "none":
@@ -144,6 +153,89 @@ def snap_boundaries(segments: Tensor, fields: Tensor, radius: float = 2.0, min_s
     start_crossings = upward_zero_crossings(fields[:, 0], min_slope)
     end_crossings = upward_zero_crossings(fields[:, 1], min_slope)
     return _snap_pairs(segments, start_crossings, end_crossings, radius)
+
+
+# ---------------------------------------------------------------------------------------------------
+# BDR decoding by field values ("votes")
+#
+# Zero crossings use two positions of the field; every position within reach of a boundary knows where
+# it is: position i of a level with stride s says the boundary lies at (i - d(i)) * s level-0 steps.
+# A weighted median of those votes is robust to the few positions that belong to a neighbouring boundary.
+
+
+def weighted_median(values: Tensor, weights: Tensor) -> Tensor:
+    """Row-wise weighted median of (N, M) values with (N, M) weights >= 0 -> (N,).
+
+    The smallest value whose weights, with those of all smaller values, reach half the row's total.
+    Rows with no weight give NaN.
+    """
+    if values.shape[1] == 0:
+        return values.new_full((values.shape[0],), float("nan"))
+    order = values.argsort(dim=1, stable=True)
+    sorted_values = values.gather(1, order)
+    cumulative = weights.gather(1, order).cumsum(dim=1)
+    total = cumulative[:, -1:]
+    first = (cumulative < 0.5 * total).sum(dim=1, keepdim=True).clamp(max=values.shape[1] - 1)
+    median = sorted_values.gather(1, first)[:, 0]
+    return torch.where(total[:, 0] > 0, median, torch.full_like(median, float("nan")))
+
+
+def boundary_votes(
+    points: Tensor, fields: list[Tensor], max_distance: float = 6.0, max_shift: float = 8.0
+) -> tuple[Tensor, Tensor]:
+    """Votes of the fields for the boundaries near each of (N,) points (level-0 steps).
+
+    fields[k]: (T_k,) signed distances of level k (stride 2**k) in level-k steps. Position i of level k
+    within `ceil(max_distance)` level-k steps of a point votes `(i - d(i)) * 2**k` when its own distance
+    is small (`|d(i)| <= max_distance`, so clipped far-away positions stay out) and the vote lies within
+    `max_shift` level-0 steps of the point (a vote for another boundary is no evidence about this one).
+    A vote of level k weighs 1 / 2**k. Returns votes (N, M) and weights (N, M), 0 for non-votes.
+    """
+    all_votes, all_weights = [], []
+    reach = math.ceil(max_distance)
+    offsets = torch.arange(-reach, reach + 1, device=points.device)
+    for level, field in enumerate(fields):
+        stride = 2**level
+        centre = torch.round(points.float() / stride).long()
+        index = centre[:, None] + offsets[None]
+        inside = (index >= 0) & (index < field.numel())
+        distance = field.float()[index.clamp(0, max(field.numel() - 1, 0))] if field.numel() else index.float()
+        votes = (index.float() - distance) * stride
+        usable = inside & (distance.abs() <= max_distance) & ((votes - points.float()[:, None]).abs() <= max_shift)
+        all_votes.append(torch.where(usable, votes, torch.zeros_like(votes)))
+        all_weights.append(usable.float() / stride)
+    return torch.cat(all_votes, dim=1), torch.cat(all_weights, dim=1)
+
+
+def vote_boundaries(
+    points: Tensor,
+    fields: list[Tensor],
+    max_distance: float = 6.0,
+    max_shift: float = 8.0,
+    min_weight: float = 3.0,
+    max_spread: float = 1.5,
+) -> Tensor:
+    """Move each of (N,) boundaries (level-0 steps) to the weighted median of its field votes.
+
+    A boundary stays where the regression put it when the field is not confident there: fewer than
+    `min_weight` votes (by weight), or votes spread out (weighted median absolute deviation above
+    `max_spread` level-0 steps, e.g. two boundaries or a field that does not fit). See `boundary_votes`.
+    """
+    votes, weights = boundary_votes(points, fields, max_distance, max_shift)
+    median = weighted_median(votes, weights)
+    spread = weighted_median((votes - median[:, None]).abs(), weights)
+    confident = (weights.sum(dim=1) >= min_weight) & (spread <= max_spread)
+    return torch.where(confident, median, points.float())
+
+
+def vote_segments(segments: Tensor, fields: list[Tensor], **settings: float) -> Tensor:
+    """`vote_boundaries` for the starts (channel 0 of every (T_k, 2) field) and ends (channel 1) of (N, 2)
+    segments; a segment whose new start would not precede its new end keeps its old boundaries."""
+    segments = segments.float()
+    starts = vote_boundaries(segments[:, 0], [f[:, 0] for f in fields], **settings)
+    ends = vote_boundaries(segments[:, 1], [f[:, 1] for f in fields], **settings)
+    voted = torch.stack([starts, ends], dim=-1)
+    return torch.where((starts < ends)[:, None], voted, segments)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -36,6 +36,9 @@ class ModelConfig(BaseModel):
     integer_depth: bool = Field(
         False, description="round D to whole layers (binary layer masks), as in distilled hard-mask students"
     )
+    block_depth: bool = Field(
+        False, description="one depth per attention block (tau averaged over the block): what hard execution runs"
+    )
 
     # Boundary head: signed distance fields (BDR), a Gaussian-target classifier (for the R comparison), or none
     boundary_head: Literal["bdr", "classification", "none"] = "bdr"
@@ -83,6 +86,18 @@ class PostprocessConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     snap: bool = Field(True, description="snap boundaries with the boundary head (BDR or classification)")
+    bdr_decode: Literal["votes", "crossings"] = Field(
+        "crossings",
+        description="BDR: weighted median of the fields' votes, or the nearest upward zero crossing (the first "
+        "version, and what checkpoints saved before votes existed were evaluated with)",
+    )
+    bdr_scales: int = Field(1, ge=1, le=3, description="BDR votes from the finest 1, 2 or 3 levels (strides 1, 2, 4)")
+    vote_max_distance: float = Field(6.0, gt=0, description="positions vote when their own |d| is at most this")
+    vote_max_shift: float = Field(
+        8.0, gt=0, description="votes further than this from the boundary (steps) are ignored"
+    )
+    vote_min_weight: float = Field(3.0, ge=0, description="fewer votes (by weight) keep the regression's boundary")
+    vote_max_spread: float = Field(1.5, gt=0, description="a larger median absolute deviation keeps it too")
     snap_radius: float = Field(2.0, ge=0, description="level-0 steps searched around each boundary")
     min_slope: float = Field(0.5, description="BDR: smallest slope of an upward zero crossing")
     min_boundary_prob: float = Field(0.1, ge=0, le=1, description="classification boundary head: smallest peak")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from model.bdr import snap_boundaries, snap_to_peaks
+from model.bdr import snap_boundaries, snap_to_peaks, vote_segments
 from model.config import PostprocessConfig
 from model.tzn import TZNOutput
 
@@ -197,13 +197,16 @@ def postprocess(
     offsets: list[Tensor],
     masks: list[Tensor],
     *,
-    bdr_fields: Tensor | None = None,
+    bdr_fields: Tensor | list[Tensor] | None = None,
     boundary_logits: Tensor | None = None,
     settings: PostprocessConfig = DEFAULTS,
 ) -> list[Detections]:
     """Decode, snap boundaries (optional), Soft-NMS: one `Detections` per video, level-0 grid steps.
 
-    `bdr_fields` (B, T_0, 2): BDR [d_start, d_end] of level 0 -> `snap_boundaries`;
+    `bdr_fields`: BDR [d_start, d_end], (B, T_0, 2) of level 0 or a list of (B, T_k, 2) per level, finest
+    first. `settings.bdr_decode` "votes" -> `vote_segments` over the first `bdr_scales` levels (1: level 0
+    alone; 3: strides 1, 2, 4, the multi-scale variant) with the `vote_*` settings; "crossings" ->
+    `snap_boundaries` on level 0 (`snap_radius`, `min_slope`);
     `boundary_logits` (B, T_0, 2): classification boundary head of level 0 -> `snap_to_peaks` on their
     sigmoid. Only the valid prefix of level 0 (`masks[0]`) is searched. Give at most one of them.
     `settings.snap` is not read here (`detect` decides whether to pass a boundary head).
@@ -214,13 +217,24 @@ def postprocess(
         cls_logits, offsets, masks, settings.pre_nms_thresh, settings.pre_nms_topk, settings.duration_thresh
     )
     valid_lengths = masks[0].sum(dim=1).tolist()
+    if isinstance(bdr_fields, Tensor):
+        bdr_fields = [bdr_fields]
+    level_lengths = [m.sum(dim=1).tolist() for m in masks]
+    votes = dict(
+        max_distance=settings.vote_max_distance, max_shift=settings.vote_max_shift,
+        min_weight=settings.vote_min_weight, max_spread=settings.vote_max_spread,
+    )  # fmt: skip
     results = []
     for video, found in enumerate(candidates):
         segments = found.segments
         valid = int(valid_lengths[video])
-        if bdr_fields is not None:
+        if bdr_fields is not None and settings.bdr_decode == "votes":
+            scales = bdr_fields[: settings.bdr_scales]
+            fields = [f[video, : int(level_lengths[k][video])].float() for k, f in enumerate(scales)]
+            segments = vote_segments(segments, fields, **votes)
+        elif bdr_fields is not None:
             segments = snap_boundaries(
-                segments, bdr_fields[video, :valid].float(), settings.snap_radius, settings.min_slope
+                segments, bdr_fields[0][video, :valid].float(), settings.snap_radius, settings.min_slope
             )
         elif boundary_logits is not None:
             probs = boundary_logits[video, :valid].float().sigmoid()
@@ -231,15 +245,15 @@ def postprocess(
 
 
 def detect(output: TZNOutput, boundary_head: str, settings: PostprocessConfig = DEFAULTS) -> list[Detections]:
-    """`postprocess` of a forward pass: snaps with the level-0 boundary head the model has (BDR fields or
-    classification logits) unless `settings.snap` is False."""
-    boundary = output.boundary[0] if (settings.snap and output.boundary) else None
+    """`postprocess` of a forward pass: snaps with the boundary head the model has (BDR fields of every
+    boundary level, or level-0 classification logits) unless `settings.snap` is False."""
+    boundary = output.boundary if (settings.snap and output.boundary) else None
     return postprocess(
         output.cls_logits,
         output.offsets,
         output.masks,
         bdr_fields=boundary if boundary_head == "bdr" else None,
-        boundary_logits=boundary if boundary_head == "classification" else None,
+        boundary_logits=boundary[0] if boundary is not None and boundary_head == "classification" else None,
         settings=settings,
     )
 

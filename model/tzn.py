@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from model.atr import ATRStem, Execution, StemStats, TauPredictor, depth_masks, integer_depth_tau
+from model.atr import ATRStem, Execution, StemStats, TauPredictor, block_mean, depth_masks, integer_depth_tau
 from model.attention import TransformerBlock, pad_to_multiple
 from model.config import ModelConfig
 
@@ -174,6 +174,8 @@ class TZN(nn.Module):
                 raise ValueError("tau_override needs a model built with atr=True")
             return None, None
         tau = self.tau_predictor(x, mask)
+        if self.config.block_depth:
+            tau = block_mean(tau, mask, self.config.attn_block_size)
         if self.config.integer_depth:
             config = self.config
             tau = integer_depth_tau(tau, config.stem_layers, config.min_depth, self.training) * mask.to(x.dtype)

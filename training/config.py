@@ -70,7 +70,12 @@ class OptimizerConfig(BaseModel):
 class ATRConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    rho: float = Field(0.76, ge=0, le=1, description="target mean tau (0.76: the paper's 151/198 FLOPs)")
+    rho: float = Field(
+        0.76, ge=0, le=1, description="target share of the stem's compute that runs (budget 'executed') or mean tau"
+    )
+    budget: Literal["executed", "mean_tau"] = Field(
+        "executed", description="budget on the executed share of stem block-layers, or (the first version) mean tau"
+    )
     budget_weight: float = Field(5.0, ge=0, alias="lambda", description="lambda of lambda * (mean tau - rho)^2")
     warmup_epochs: int = Field(2, ge=0, description="epochs at full depth (every stem layer everywhere)")
     ramp_epochs: float = Field(3, ge=0, description="rho goes linearly from 1 to its target over these epochs")
@@ -93,6 +98,7 @@ class LossConfig(BaseModel):
     focal_gamma: float = Field(2.0, ge=0)
     bdr_smoothness: Literal["none", "l1", "l2"] = "l1"
     bdr_alpha: float = Field(0.1, ge=0)
+    bdr_normalize: bool = Field(True, description="BDR loss on the fields divided by model.bdr_clip (in [-1, 1])")
     boundary_sigma: float = Field(1.0, gt=0, description="Gaussian targets of the classification boundary head")
     init_loss_norm: float = Field(100.0, gt=0)
     loss_norm_momentum: float = Field(0.9, ge=0, lt=1)

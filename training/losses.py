@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from model.atr import executed_fraction
 from model.bdr import bdr_loss, bdr_targets_batch, boundary_classification_loss, gaussian_boundary_targets
 from model.config import ModelConfig
 from model.tzn import TZNOutput
@@ -165,6 +166,13 @@ def budget_loss(tau: Tensor, mask: Tensor, rho: float) -> Tensor:
     return (mean_tau - rho).square()
 
 
+def executed_budget_loss(tau: Tensor, mask: Tensor, config: ModelConfig, rho: float) -> Tensor:
+    """(executed share of the stem - rho)^2: rho is the share of the stem's block-layers that run
+    (model.atr.executed_fraction), the unit hard execution pays in. tau, mask (B, T). Scalar."""
+    depth = config.min_depth + tau * (config.stem_layers - config.min_depth)
+    return (executed_fraction(depth, mask, config.attn_block_size, config.stem_layers) - rho).square()
+
+
 def near_boundaries(segments: Sequence[Tensor], length: int, radius: float) -> Tensor:
     """(B, length) bool: level-0 positions within `radius` steps of a start or end of a segment of the video."""
     positions = torch.arange(length, dtype=torch.float32)
@@ -224,17 +232,18 @@ def kd_offset_loss(student_offsets: Tensor, teacher_offsets: Tensor, teacher_log
 
 @dataclass
 class LossSettings:
-    """What `detection_losses` needs besides the output and the ground truth (from `TrainConfig.loss`)."""
+    """What `detection_losses` needs besides the output and the ground truth (from `TrainConfig.loss`).
+
+    The weights of the terms (`loss.cls`, `loss.reg`, `loss.boundary`) are applied by the training loop,
+    which adds the ATR and distillation terms to the same total."""
 
     ranges: list[tuple[float, float]]
     center_radius: float = 1.5
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
-    cls_weight: float = 1.0
-    reg_weight: float = 1.0
-    boundary_weight: float = 1.0
     bdr_smoothness: str = "l1"
     bdr_alpha: float = 0.1
+    bdr_normalize: bool = True
     boundary_sigma: float = 1.0
 
 
@@ -288,7 +297,8 @@ def boundary_losses(
         mask = output.masks[level]
         if config.boundary_head == "bdr":
             target = bdr_targets_batch(list(segments), length, stride, config.bdr_clip).to(prediction.device)
-            terms.append(bdr_loss(prediction, target, mask, settings.bdr_smoothness, settings.bdr_alpha))
+            scale = config.bdr_clip if settings.bdr_normalize else 1.0
+            terms.append(bdr_loss(prediction, target, mask, settings.bdr_smoothness, settings.bdr_alpha, scale))
         else:
             target = torch.stack(
                 [gaussian_boundary_targets(s.float() / stride, length, settings.boundary_sigma) for s in segments]

@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from model.atr import executed_fraction
 from model.checkpoint import CheckpointConfig, FeatureSpec, load_checkpoint, save_checkpoint
 from model.config import ModelConfig
 from model.head import TorchHead
@@ -49,6 +50,7 @@ from training.losses import (
     budget_loss,
     depth_per_position,
     detection_losses,
+    executed_budget_loss,
     kd_class_loss,
     kd_offset_loss,
     regression_ranges,
@@ -242,7 +244,8 @@ def train(
         else regression_ranges(model_config.pyramid_levels),
         center_radius=config.loss.center_radius, focal_alpha=config.loss.focal_alpha,
         focal_gamma=config.loss.focal_gamma, bdr_smoothness=config.loss.bdr_smoothness,
-        bdr_alpha=config.loss.bdr_alpha, boundary_sigma=config.loss.boundary_sigma,
+        bdr_alpha=config.loss.bdr_alpha, bdr_normalize=config.loss.bdr_normalize,
+        boundary_sigma=config.loss.boundary_sigma,
     )  # fmt: skip
     if len(settings.ranges) != model_config.pyramid_levels:
         raise TrainConfigError(
@@ -326,7 +329,10 @@ def _batch_losses(
     zero = total.new_zeros(())
     losses["budget"] = losses["guidance"] = zero
     if output.tau is not None and rho is not None and config.atr.budget_weight > 0:
-        losses["budget"] = budget_loss(output.tau, valid, rho)
+        if config.atr.budget == "executed":
+            losses["budget"] = executed_budget_loss(output.tau, valid, model_config, rho)
+        else:
+            losses["budget"] = budget_loss(output.tau, valid, rho)
         total = total + config.atr.budget_weight * losses["budget"]
     guidance = config.atr.boundary_guidance_weight
     if output.tau is not None and guidance > 0 and epoch < config.atr.boundary_guidance_epochs:
@@ -351,6 +357,8 @@ def _batch_losses(
         losses["mean_depth"] = depth_per_position(output)[valid].mean() if valid.any() else zero
         if output.tau is not None:
             losses["mean_tau"] = output.tau[valid].mean() if valid.any() else zero
+            depth = model_config.min_depth + output.tau * (model_config.stem_layers - model_config.min_depth)
+            losses["executed"] = executed_fraction(depth, valid, model_config.attn_block_size, model_config.stem_layers)
     losses["total"] = total
     return {k: v if k == "total" else v.detach() for k, v in losses.items()}
 

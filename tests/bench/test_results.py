@@ -7,9 +7,13 @@ import pytest
 
 from bench.results import (
     VARIANTS,
+    curve_at,
     format_mean_std,
     ground_truth_widths,
+    margin_over_curve,
     mean_std,
+    paired,
+    plot_curve,
     relative,
     render,
     selected_variants,
@@ -86,6 +90,7 @@ def test_relative_divides_by_the_baseline():
 
 def test_selected_variants_add_baseline_reference_and_teacher():
     assert selected_variants(["tzn_distilled"]) == ["uniform6", "uniform6_bdr", "uniform6_cls", "tzn_distilled"]
+    assert selected_variants(["uniform3"]) == ["uniform6", "uniform3"]
     assert selected_variants(["atr"]) == ["uniform6", "atr"]
 
 
@@ -104,7 +109,36 @@ def _row(average: float) -> dict:
     }
 
 
-def test_summarize_and_render_give_one_row_per_variant_and_leave_the_reading_to_do():
+def test_paired_differences_are_per_seed_and_skip_missing_runs():
+    per_seed = {0: {"a": {"v": 3.0}, "b": {"v": 1.0}}, 1: {"b": {"v": 2.0}}, 2: {"a": {"v": 1.0}, "b": {"v": 4.0}}}
+    assert paired(per_seed, "a", "b", lambda row: row["v"]) == [2.0, None, -3.0]
+
+
+def loop_curve_at(xs, ys, x):
+    points = sorted(zip(xs, ys, strict=True))
+    for i in range(len(points) - 1):
+        (x0, y0), (x1, y1) = points[i], points[i + 1]
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return points[0][1] if x == points[0][0] else None
+
+
+@pytest.mark.parametrize("x", [0.5, 1.0, 1.25, 1.9, 2.0, 3.0, 3.5])
+def test_curve_at_interpolates_like_a_loop_and_is_none_outside(x):
+    xs, ys = [3.0, 1.0, 2.0], [60.0, 40.0, 55.0]
+    assert curve_at(xs, ys, x) == loop_curve_at(xs, ys, x)
+
+
+def test_margin_over_curve_compares_at_equal_flops():
+    summary = {
+        "uniform6": {"mAP@0.70": (60.0, 1.0), "gflops_2304": (2.0, 0.0)},
+        "uniform2": {"mAP@0.70": (40.0, 1.0), "gflops_2304": (1.0, 0.0)},
+        "tzn": {"mAP@0.70": (55.0, 1.0), "gflops_2304": (1.5, 0.0)},
+    }
+    assert margin_over_curve(summary, ["uniform6", "uniform2", "tzn"], "tzn") == pytest.approx(5.0)
+
+
+def test_summarize_and_render_give_one_row_per_variant_and_a_generated_reading():
     variants = ["uniform6", "tzn"]
     per_seed = {0: {"uniform6": _row(50.0), "tzn": _row(52.0)}, 1: {"uniform6": _row(54.0), "tzn": _row(52.0)}}
     summary = summarize(per_seed, variants)
@@ -124,4 +158,16 @@ def test_summarize_and_render_give_one_row_per_variant_and_leave_the_reading_to_
     markdown = render(document)
     assert f"| {VARIANTS['uniform6'].label} | 52.0 ± 2.8 |" in markdown
     assert "python bench/results.py --seeds 0 1" in markdown
-    assert "TODO" in markdown.split("## Reading")[1]
+    reading = markdown.split("## Reading")[1]
+    assert "TZN - Uniform-6 at mAP@0.7 >= +2 points: +0.00 -> **not met**" in reading
+
+
+def test_plot_curve_draws_the_uniform_curve_and_the_tzn_points_as_a_png(tmp_path):
+    variants = ["uniform6", "uniform3", "tzn"]
+    summary = {
+        name: {"mAP@0.70": (value, 1.0), "gflops_2304": (flops, 0.0)}
+        for name, value, flops in (("uniform6", 60.0, 1.6), ("uniform3", 50.0, 1.0), ("tzn", 58.0, 1.2))
+    }
+    path = tmp_path / "curve.png"
+    plot_curve({"summary": summary, "variants": variants, "per_seed": {0: {}}}, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,7 +1,9 @@
+import math
+
 import pytest
 import torch
 
-from model.atr import depth_masks
+from model.atr import block_mean, depth_masks, executed_fraction
 from model.tzn import TZN
 
 from .conftest import small_config
@@ -120,3 +122,51 @@ def test_integer_depth_passes_the_continuous_gradient_in_training():
     out = model(torch.randn(2, 24, 64), torch.ones(2, 64, dtype=torch.bool), "soft")
     out.tau.sum().backward()
     assert model.tau_predictor.conv2.weight.grad.abs().sum() > 0
+
+
+def test_block_mean_equals_a_loop_over_the_valid_positions_of_each_block():
+    values, mask = torch.rand(2, 70), torch.ones(2, 70, dtype=torch.bool)
+    mask[1, 40:] = False
+    pooled = block_mean(values, mask, 16)
+    for b in range(2):
+        for t in range(70):
+            start = t // 16 * 16
+            inside = [values[b, u].item() for u in range(start, min(start + 16, 70)) if mask[b, u]]
+            expected = sum(inside) / len(inside) if mask[b, t] else 0.0
+            assert pooled[b, t].item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_executed_fraction_counts_ceil_of_the_deepest_position_per_valid_block():
+    depth, mask = 1 + 5 * torch.rand(2, 70), torch.ones(2, 70, dtype=torch.bool)
+    mask[1, 40:] = False
+    expected, blocks = 0.0, 0
+    for b in range(2):
+        for start in range(0, 70, 16):
+            valid = mask[b, start : start + 16]
+            if not valid.any():
+                continue
+            blocks += 1
+            expected += math.ceil(depth[b, start : start + 16][valid].max().item())
+    assert executed_fraction(depth, mask, 16, 6).item() == pytest.approx(expected / (blocks * 6), rel=1e-6)
+
+
+def test_executed_fraction_passes_a_gradient_to_the_depth():
+    depth = torch.full((1, 32), 3.0, requires_grad=True)
+    executed_fraction(depth, torch.ones(1, 32, dtype=torch.bool), 16, 6).backward()
+    assert depth.grad.abs().sum() > 0
+
+
+def test_block_depth_makes_the_trained_fraction_what_hard_execution_runs():
+    torch.manual_seed(5)
+    model = TZN(small_config(block_depth=True, attn_block_size=16)).eval()
+    with torch.no_grad():
+        model.tau_predictor.conv2.bias.fill_(-1.0)
+        features, mask = torch.randn(1, 24, 320), torch.ones(1, 320, dtype=torch.bool)
+        soft, hard = model(features, mask, "soft"), model(features, mask, "hard")
+    masks = soft.layer_masks[0].reshape(-1, 16, soft.layer_masks.shape[-1])
+    assert torch.equal(masks, masks[:, :1].expand_as(masks))  # one depth per block
+    executed_share = hard.stem.executed_positions.sum().item() / (320 * 6)
+    depth = 1 + 5 * soft.tau
+    assert executed_fraction(depth, soft.masks[0], 16, 6).item() == pytest.approx(executed_share)
+    assert executed_share < 1.0
+    assert max_output_difference(soft, hard) <= 1e-5

@@ -18,6 +18,9 @@ from model.bdr import (
     snap_boundaries,
     snap_to_peaks,
     upward_zero_crossings,
+    vote_boundaries,
+    vote_segments,
+    weighted_median,
 )
 
 # ---------------------------------------------------------------------------------------------------
@@ -317,3 +320,95 @@ def test_classification_loss_is_zero_for_empty_mask_and_has_gradients():
     assert boundary_classification_loss(logits, targets, torch.zeros(1, 10, dtype=torch.bool)).item() == 0.0
     boundary_classification_loss(logits, targets, torch.ones(1, 10, dtype=torch.bool)).backward()
     assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# Decoding by the fields' votes
+
+
+def loop_weighted_median(values: list[float], weights: list[float]) -> float:
+    pairs = sorted((v, w) for v, w in zip(values, weights, strict=True) if w > 0)
+    total = sum(w for _, w in pairs)
+    if total == 0:
+        return math.nan
+    running = 0.0
+    for value, weight in pairs:
+        running += weight
+        if running >= 0.5 * total:
+            return value
+    return pairs[-1][0]
+
+
+def loop_vote_boundary(
+    point: float, fields: list[list[float]], max_distance: float, max_shift: float, min_weight: float, spread: float
+) -> float:
+    votes, weights = [], []
+    for level, field in enumerate(fields):
+        stride = 2**level
+        for i, d in enumerate(field):
+            vote = (i - d) * stride
+            near = abs(i - round(point / stride)) <= math.ceil(max_distance)
+            if near and abs(d) <= max_distance and abs(vote - point) <= max_shift:
+                votes.append(vote)
+                weights.append(1.0 / stride)
+    if sum(weights) < min_weight:
+        return point
+    median = loop_weighted_median(votes, weights)
+    deviation = loop_weighted_median([abs(v - median) for v in votes], weights)
+    return median if deviation <= spread else point
+
+
+def test_weighted_median_equals_a_loop():
+    generator = torch.Generator().manual_seed(0)
+    values = torch.randn(50, 9, generator=generator).round(decimals=1)
+    weights = torch.rand(50, 9, generator=generator) * (torch.rand(50, 9, generator=generator) > 0.3)
+    medians = weighted_median(values, weights)
+    for row in range(50):
+        expected = loop_weighted_median(values[row].tolist(), weights[row].tolist())
+        if math.isnan(expected):
+            assert math.isnan(medians[row].item())
+        else:
+            assert medians[row].item() == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("levels", [1, 3])
+def test_vote_boundaries_equal_a_loop_over_positions(levels):
+    generator = torch.Generator().manual_seed(levels)
+    boundaries = torch.tensor([[12.3, 30.0], [41.0, 47.6]])
+    fields = [
+        bdr_targets(boundaries / 2**k, 64 // 2**k)[:, 0] + 0.4 * torch.randn(64 // 2**k, generator=generator)
+        for k in range(levels)
+    ]
+    points = torch.tensor([10.0, 14.5, 40.0, 44.0, 3.0, 60.0, 0.0])
+    settings = dict(max_distance=6.0, max_shift=8.0, min_weight=3.0, max_spread=1.5)
+    voted = vote_boundaries(points, fields, **settings)
+    expected = [loop_vote_boundary(p, [f.tolist() for f in fields], *settings.values()) for p in points.tolist()]
+    torch.testing.assert_close(voted, torch.tensor(expected), atol=1e-5, rtol=0)
+
+
+def test_votes_of_an_exact_field_recover_a_sub_step_boundary_from_far_away():
+    truth = torch.tensor([[20.4, 37.7]])
+    fields = [bdr_targets(truth, 64)]
+    predicted = torch.tensor([[15.0, 42.0]])  # 5 steps off, beyond the +-2 of zero-crossing snapping
+    torch.testing.assert_close(vote_segments(predicted, fields), truth, atol=1e-4, rtol=0)
+    torch.testing.assert_close(snap_boundaries(predicted, fields[0]), predicted)
+
+
+def test_multi_scale_votes_recover_the_boundary_from_coarse_levels():
+    truth = torch.tensor([[20.0, 36.0]])
+    fields = [bdr_targets(truth / 2**k, 64 // 2**k) for k in range(3)]
+    predicted = torch.tensor([[17.0, 39.0]])
+    torch.testing.assert_close(vote_segments(predicted, fields), truth, atol=1e-4, rtol=0)
+
+
+def test_a_field_without_a_boundary_nearby_keeps_the_regression_boundary():
+    fields = [bdr_targets(torch.tensor([[50.0, 60.0]]), 64)]
+    predicted = torch.tensor([[10.0, 30.0]])
+    torch.testing.assert_close(vote_segments(predicted, fields), predicted)
+
+
+def test_spread_out_votes_keep_the_regression_boundary():
+    generator = torch.Generator().manual_seed(0)
+    noisy = bdr_targets(torch.tensor([[20.0, 40.0]]), 64) + 4.0 * torch.randn(64, 2, generator=generator)
+    predicted = torch.tensor([[21.0, 39.0]])
+    torch.testing.assert_close(vote_segments(predicted, [noisy], max_spread=0.5), predicted)

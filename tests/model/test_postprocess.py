@@ -228,7 +228,8 @@ def test_decode_of_fully_masked_video_is_empty():
 # the chain, and seconds
 
 
-def test_postprocess_snaps_to_bdr_crossings_then_suppresses_duplicates():
+@pytest.mark.parametrize("decode", ["votes", "crossings"])
+def test_postprocess_snaps_to_bdr_fields_then_suppresses_duplicates(decode):
     truth = torch.tensor([[20.3, 41.7]])
     cls_logits = [torch.full((1, 64, 2), -10.0), torch.full((1, 32, 2), -10.0)]
     offsets = [torch.zeros(1, 64, 2), torch.zeros(1, 32, 2)]
@@ -238,10 +239,34 @@ def test_postprocess_snaps_to_bdr_crossings_then_suppresses_duplicates():
     cls_logits[1][0, 15, 1] = 3.0  # level 1, t = 30: proposes [19.0, 42.5]
     offsets[1][0, 15] = torch.tensor([5.5, 6.25])
     fields = bdr_targets(truth, 64)[None]
-    (found,) = postprocess(cls_logits, offsets, masks, bdr_fields=fields, settings=PostprocessConfig(method="hard"))
+    settings = PostprocessConfig(method="hard", bdr_decode=decode)
+    (found,) = postprocess(cls_logits, offsets, masks, bdr_fields=fields, settings=settings)
     assert len(found) == 1 and found.labels.item() == 1
     torch.testing.assert_close(found.segments, truth, atol=1e-3, rtol=0)
     assert found.scores.item() == pytest.approx(torch.sigmoid(torch.tensor(4.0)).item())
+
+
+def test_postprocess_votes_with_the_coarser_levels_when_asked():
+    truth = torch.tensor([[20.0, 44.0]])
+    cls_logits = [torch.full((1, 64, 2), -10.0), torch.full((1, 32, 2), -10.0)]
+    offsets = [torch.zeros(1, 64, 2), torch.zeros(1, 32, 2)]
+    masks = [torch.ones(1, 64, dtype=torch.bool), torch.ones(1, 32, dtype=torch.bool)]
+    cls_logits[0][0, 32, 0] = 4.0
+    offsets[0][0, 32] = torch.tensor([15.0, 9.0])  # proposes [17, 41]: 3 steps off at both ends
+    level0 = bdr_targets(truth, 64)[None]
+    level0[0, 36:] = 8.0  # level 0 knows nothing about the end ...
+    level1 = bdr_targets(truth / 2, 32)[None]  # ... level 1 does
+    single_scale = PostprocessConfig(bdr_decode="votes", bdr_scales=1)
+    multi_scale = PostprocessConfig(bdr_decode="votes", bdr_scales=2)
+    (single,) = postprocess(cls_logits, offsets, masks, bdr_fields=[level0, level1], settings=single_scale)
+    (multi,) = postprocess(cls_logits, offsets, masks, bdr_fields=[level0, level1], settings=multi_scale)
+    torch.testing.assert_close(single.segments, torch.tensor([[20.0, 41.0]]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(multi.segments, truth, atol=1e-4, rtol=0)
+
+
+def test_postprocess_settings_reject_an_unknown_bdr_decoding():
+    with pytest.raises(ValueError, match="bdr_decode"):
+        PostprocessConfig(bdr_decode="nearest")
 
 
 def test_postprocess_of_empty_batch_entry_is_empty():

@@ -194,5 +194,16 @@ def test_bdr_term_is_the_model_bdr_loss_on_level_zero_for_one_level():
     losses = detection_losses(
         output, segments, [torch.tensor([1])], model.config, LossSettings(RANGES), LossNormalizer()
     )
-    expected = bdr_loss(output.boundary[0], bdr_targets(segments[0], 64)[None], output.masks[0])
+    clip = model.config.bdr_clip
+    expected = bdr_loss(output.boundary[0], bdr_targets(segments[0], 64)[None], output.masks[0], scale=clip)
     assert losses["boundary"].item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_normalized_bdr_loss_is_the_raw_loss_divided_by_the_clip():
+    model = tiny_model(boundary_levels=1)
+    output = model(torch.randn(1, 8, 64), torch.ones(1, 64, dtype=torch.bool))
+    segments, labels = [torch.tensor([[10.0, 20.0]])], [torch.tensor([1])]
+    raw = detection_losses(output, segments, labels, model.config, LossSettings(RANGES, bdr_normalize=False),
+                           LossNormalizer())["boundary"]  # fmt: skip
+    normalized = detection_losses(output, segments, labels, model.config, LossSettings(RANGES), LossNormalizer())
+    assert normalized["boundary"].item() == pytest.approx(raw.item() / model.config.bdr_clip, rel=1e-5)
