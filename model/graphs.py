@@ -110,21 +110,7 @@ def pyramid_phase(
     model: TZN, stem_out: Tensor, mask: Tensor
 ) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
     """Stem output (B, T, d) -> (cls_logits, offsets, level masks, boundary fields), as in TZN.forward."""
-    stem_out = stem_out * mask[..., None].to(stem_out.dtype)
-    levels, level_masks = [stem_out], [mask]
-    for block in model.pyramid:
-        pooled = F.max_pool1d(levels[-1].transpose(1, 2), kernel_size=3, stride=2, padding=1).transpose(1, 2)
-        level_mask = level_masks[-1][:, ::2]
-        levels.append(block(pooled * level_mask[..., None].to(pooled.dtype), level_mask))
-        level_masks.append(level_mask)
-    cls_logits, offsets, boundary = [], [], []
-    for index, (level, level_mask) in enumerate(zip(levels, level_masks, strict=True)):
-        normed = model.level_norms[index](level).transpose(1, 2)
-        cls_logits.append(model.cls_head(normed, level_mask))
-        offsets.append(F.relu(model.reg_head(normed, level_mask) * model.reg_scales[index]))
-        if model.boundary_head is not None and index < model.config.boundary_levels:
-            boundary.append(model.boundary_head(normed, level_mask))
-    return cls_logits, offsets, level_masks, boundary
+    return model.pyramid_and_heads(stem_out * mask[..., None].to(stem_out.dtype), mask)
 
 
 # ---------------------------------------------------------------------------------------------------- runner

@@ -147,6 +147,16 @@ class TZN(nn.Module):
         tau, layer_masks = self._depth(x, mask, tau_override, full_depth)
         stem_out, stats = self.stem(x.transpose(1, 2), mask, layer_masks, execution)
 
+        cls_logits, offsets, level_masks, boundary = self.pyramid_and_heads(stem_out, mask)
+        if layer_masks is None:
+            layer_masks = mask[..., None].expand(-1, -1, self.config.stem_layers).to(x.dtype)
+        return TZNOutput(cls_logits, offsets, level_masks, boundary, tau, layer_masks, stats, mask.shape[1])
+
+    def pyramid_and_heads(
+        self, stem_out: Tensor, mask: Tensor
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
+        """Stem output (B, T, d) and mask (B, T) -> (cls_logits, offsets, level masks, boundary fields): the
+        down-sampling pyramid and the shared heads on every level."""
         levels, level_masks = [stem_out], [mask]
         for block in self.pyramid:
             pooled = F.max_pool1d(levels[-1].transpose(1, 2), kernel_size=3, stride=2, padding=1).transpose(1, 2)
@@ -161,9 +171,7 @@ class TZN(nn.Module):
             offsets.append(F.relu(self.reg_head(normed, level_mask) * self.reg_scales[index]))
             if self.boundary_head is not None and index < self.config.boundary_levels:
                 boundary.append(self.boundary_head(normed, level_mask))
-        if layer_masks is None:
-            layer_masks = mask[..., None].expand(-1, -1, self.config.stem_layers).to(x.dtype)
-        return TZNOutput(cls_logits, offsets, level_masks, boundary, tau, layer_masks, stats, mask.shape[1])
+        return cls_logits, offsets, level_masks, boundary
 
     def _depth(
         self, x: Tensor, mask: Tensor, tau_override: Tensor | None, full_depth: bool
