@@ -174,13 +174,15 @@ def test_long_video_runs_as_a_job_whose_progress_and_result_are_shown(short_limi
     assert unfinished, shown["progress"]  # at least one progress state was shown before the result
     assert all(0 <= p["fraction"] <= 1 for p in shown["progress"])
     assert browser.find_element(By.ID, "total").text.endswith("real time")
-    assert f"{job['result']['flops']['mean_depth']:.2f}" in browser.find_element(By.ID, "flops").text
+    assert f"{job['result']['flops']['mean_depth']:.2f} of 6 layers" in browser.find_element(By.ID, "flops").text
+    points = browser.find_element(By.ID, "depth-curve").get_attribute("points").split()
+    assert len(points) == len(job["result"]["depth"]["mean_depth"]) > 10  # the job honoured include=depth
     screenshot = tmp_path / "tzn-page-job.png"
     browser.save_screenshot(str(screenshot))
     print(f"\nscreenshot of the page after a job: {screenshot}")
 
 
-def test_video_localize_refuses_as_too_long_goes_to_a_job_that_can_be_cancelled(short_limit_server, browser):
+def test_video_localize_refuses_as_too_long_goes_to_a_job_that_can_be_cancelled(short_limit_server, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -193,6 +195,8 @@ def test_video_localize_refuses_as_too_long_goes_to_a_job_that_can_be_cancelled(
     shown = browser.execute_script("return window.tzn")
     # Chromium cannot read an AVI's duration: /localize answered 413 and the page resubmitted it as a job
     assert shown["path"] == "jobs" and "the limit is 10.0 s" in shown["reason"], shown
+    browser.save_screenshot(str(tmp_path / "tzn-page-job-running.png"))
+    print(f"\nscreenshot of a job in progress: {tmp_path / 'tzn-page-job-running.png'}")
     browser.find_element(By.ID, "cancel").click()
     WebDriverWait(browser, 60).until(lambda d: d.execute_script("return window.tzn.state") != "running")
     assert browser.execute_script("return window.tzn.state") == "cancelled"
