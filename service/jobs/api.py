@@ -178,9 +178,7 @@ def install(app: FastAPI, state) -> Jobs:
             if code == "upload_too_large" and limit < settings.jobs_max_upload_bytes:
                 return error_response(507, "disk_quota", quota_message, retry)
             return error_response(status, code, str(error))
-        job = store.add(
-            new_job_id(), str(upload.path), upload.filename, upload.size, min_score, top_k, include=include
-        )
+        job = store.add(new_job_id(), str(upload.path), upload.filename, upload.size, min_score, top_k, include=include)
         jobs.runner.notify()
         url = str(request.url_for("get_job", job_id=job.id).path)
         body = JobSubmitted(job_id=job.id, status="queued", status_url=url)

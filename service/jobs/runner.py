@@ -125,7 +125,9 @@ class JobRunner:
                 progress=self._progress_writer(job.id), cancelled=cancelled.is_set,
             )  # fmt: skip
             status = JobStatus.succeeded
-            self.store.finish(job.id, status, result=self.answer(result, localizer, job.id, parse_include(job.include_traces)))
+            self.store.finish(
+                job.id, status, result=self.answer(result, localizer, job.id, parse_include(job.include_traces))
+            )
         except JobCancelledError:
             if self.stopping.is_set() and not self.store.get(job.id).cancel_requested:
                 self.store.requeue(job.id)

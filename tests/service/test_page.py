@@ -69,8 +69,6 @@ def browser(tmp_path_factory):
 @pytest.fixture(scope="module")
 def page_after_upload(server, browser):
     """The page once it has uploaded the sample and drawn the answer: (driver, the answer the page got)."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     state, answer = choose_video(browser, server, SAMPLE)
     assert state == "done", answer
@@ -189,8 +187,10 @@ def test_video_localize_refuses_as_too_long_goes_to_a_job_that_can_be_cancelled(
     open_page(browser, short_limit_server)
     browser.find_element(By.ID, "file").send_keys(str(AVI))
     WebDriverWait(browser, 120).until(
-        lambda d: d.execute_script("return window.tzn.job_id !== null && window.tzn.progress.length > 0")
-        or d.execute_script("return window.tzn.state") == "error"
+        lambda d: (
+            d.execute_script("return window.tzn.job_id !== null && window.tzn.progress.length > 0")
+            or d.execute_script("return window.tzn.state") == "error"
+        )
     )
     shown = browser.execute_script("return window.tzn")
     # Chromium cannot read an AVI's duration: /localize answered 413 and the page resubmitted it as a job
