@@ -231,3 +231,25 @@ def test_a_store_made_before_jobs_took_include_opens_and_keeps_its_jobs(tmp_path
     store.add("new", "/nowhere/new", "new.mp4", 10, 0.2, 100, now=2.0, include=frozenset({"depth", "boundary"}))
     assert store.get("new").include_traces == "boundary,depth"
     assert [job.id for job in (store.claim(), store.claim())] == ["old", "new"]
+
+
+def test_a_job_answers_the_traces_its_form_includes_and_refuses_unknown_ones(localizer, media, tmp_path):
+    clip = media / "clip.mp4"
+    with client_for(localizer, tmp_path) as client:
+        with open(clip, "rb") as file:
+            refused = client.post("/jobs", files={"video": (clip.name, file)}, data={"include": "thumbnails"})
+        assert refused.status_code == 400 and "include" in refused.json()["error"]["message"]
+        with open(clip, "rb") as file:
+            job_id = client.post("/jobs", files={"video": (clip.name, file)}, data={"include": "depth"}).json()[
+                "job_id"
+            ]
+        plain_id = post_job(client, clip).json()["job_id"]
+        deadline = time.monotonic() + 120
+        while (plain := client.get(f"/jobs/{plain_id}").json())["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        traced = client.get(f"/jobs/{job_id}").json()
+    assert traced["status"] == plain["status"] == "succeeded"
+    depth = traced["result"]["depth"]
+    assert len(depth["times_s"]) == len(depth["mean_depth"]) > 0
+    assert "depth" not in plain["result"] and "boundary" not in traced["result"]
