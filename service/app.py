@@ -213,6 +213,8 @@ def health_router(state: ServiceState) -> APIRouter:
                 max_concurrent_uploads=settings.max_concurrent_uploads,
                 request_timeout_s=settings.request_timeout_s,
                 api_key_required=settings.api_key is not None,
+                jobs_max_upload_mb=settings.jobs_max_upload_mb,
+                jobs_max_duration_s=settings.jobs_max_duration_s,
             ),
             ready=True,
         )

@@ -113,6 +113,8 @@ class Limits(BaseModel):
     max_concurrent_uploads: int
     request_timeout_s: float
     api_key_required: bool
+    jobs_max_upload_mb: float = Field(description="POST /jobs: the upload limit of a long video")
+    jobs_max_duration_s: float = Field(description="POST /jobs: the duration limit of a long video")
 
 
 class InfoResponse(BaseModel):

@@ -32,6 +32,7 @@ from service.schemas import (
     error_response,
     error_responses,
 )
+from service.trace import parse_include
 from service.upload import RequestBody, form_options, receive_upload
 
 log = logging.getLogger("tzn.jobs")
@@ -88,9 +89,9 @@ class Jobs:
             store,
             settings,
             localizer=lambda: self.state.localizer,
-            answer=lambda result, localizer, job_id: result.response(localizer.model_info(), job_id).model_dump(
-                mode="json"
-            ),
+            answer=lambda result, localizer, job_id, include: result.response(
+                localizer.model_info(), job_id, include
+            ).model_dump(mode="json", exclude_none=True),
             error_code=lambda error: error_status(error)[1],
             on_finished=self.metrics.observe,
         )
@@ -166,6 +167,7 @@ def install(app: FastAPI, state) -> Jobs:
                 upload_dir(settings),
             )
             min_score, top_k = form_options(upload.fields, settings)
+            include = parse_include(upload.fields.get("include"))
             if upload.size == 0:
                 raise UploadError(422, "empty_video", f"'{upload.filename}' is empty (0 bytes)")
             await run_in_threadpool(precheck, upload.path, upload.filename)  # refuse what is plainly no video now
@@ -176,7 +178,7 @@ def install(app: FastAPI, state) -> Jobs:
             if code == "upload_too_large" and limit < settings.jobs_max_upload_bytes:
                 return error_response(507, "disk_quota", quota_message, retry)
             return error_response(status, code, str(error))
-        job = store.add(new_job_id(), str(upload.path), upload.filename, upload.size, min_score, top_k)
+        job = store.add(new_job_id(), str(upload.path), upload.filename, upload.size, min_score, top_k, include=include)
         jobs.runner.notify()
         url = str(request.url_for("get_job", job_id=job.id).path)
         body = JobSubmitted(job_id=job.id, status="queued", status_url=url)

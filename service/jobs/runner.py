@@ -27,6 +27,7 @@ from service.errors import JobCancelledError, VideoError
 from service.jobs.store import Job, JobStatus, JobStore
 from service.pipeline import Localizer, WorkLimits
 from service.settings import Settings
+from service.trace import parse_include
 
 log = logging.getLogger("tzn.jobs")
 
@@ -37,7 +38,7 @@ _CLEANUP_EVERY_S = 60.0
 class JobRunner:
     """`workers` threads running jobs from `store`. `localizer()` is None until the model is ready.
 
-    `answer(result, localizer, job_id)` builds the stored result (the /localize answer), `error_code(error)`
+    `answer(result, localizer, job_id, include)` builds the stored result (the /localize answer), `error_code(error)`
     maps a failure to its error code, `on_finished(status, seconds)` observes each finished job (metrics).
     """
 
@@ -46,7 +47,7 @@ class JobRunner:
         store: JobStore,
         settings: Settings,
         localizer: Callable[[], Localizer | None],
-        answer: Callable[[Any, Localizer, str], dict],
+        answer: Callable[[Any, Localizer, str, frozenset[str]], dict],
         error_code: Callable[[Exception], str],
         on_finished: Callable[[JobStatus, float], None] = lambda status, seconds: None,
     ):
@@ -124,7 +125,9 @@ class JobRunner:
                 progress=self._progress_writer(job.id), cancelled=cancelled.is_set,
             )  # fmt: skip
             status = JobStatus.succeeded
-            self.store.finish(job.id, status, result=self.answer(result, localizer, job.id))
+            self.store.finish(
+                job.id, status, result=self.answer(result, localizer, job.id, parse_include(job.include_traces))
+            )
         except JobCancelledError:
             if self.stopping.is_set() and not self.store.get(job.id).cancel_requested:
                 self.store.requeue(job.id)

@@ -55,6 +55,7 @@ class Job:
     top_k: int
     attempts: int
     cancel_requested: bool
+    include_traces: str  # the form's `include` ("depth,boundary"), for the stored answer
 
 
 _SCHEMA = """
@@ -75,7 +76,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     min_score REAL NOT NULL,
     top_k INTEGER NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    include_traces TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_status_created ON jobs (status, created_at);
 """
@@ -91,6 +93,7 @@ class JobStore:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        _add_include_traces(self._db)
         self._guard = threading.Lock()  # one statement at a time on the shared connection
         self._lock_file: int | None = None
 
@@ -123,12 +126,13 @@ class JobStore:
             return self._db.execute(sql, parameters).fetchall()
 
     def add(self, job_id: str, upload_path: str, filename: str, size_bytes: int, min_score: float, top_k: int,
-            now: float | None = None) -> Job:  # fmt: skip
+            now: float | None = None, include: frozenset[str] = frozenset()) -> Job:  # fmt: skip
         self._execute(
-            "INSERT INTO jobs (id, status, created_at, upload_path, filename, size_bytes, min_score, top_k) "
-            "VALUES (?, 'queued', ?, ?, ?, ?, ?, ?)",
-            (job_id, time.time() if now is None else now, upload_path, filename, size_bytes, min_score, top_k),
-        )
+            "INSERT INTO jobs (id, status, created_at, upload_path, filename, size_bytes, min_score, top_k, "
+            "include_traces) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
+            (job_id, time.time() if now is None else now, upload_path, filename, size_bytes, min_score, top_k,
+             ",".join(sorted(include))),
+        )  # fmt: skip
         return self.get(job_id)
 
     def get(self, job_id: str) -> Job | None:
@@ -248,6 +252,17 @@ class JobStore:
 
     def live_upload_paths(self) -> set[str]:
         return {row[0] for row in self._execute("SELECT upload_path FROM jobs WHERE status IN ('queued', 'running')")}
+
+
+def _add_include_traces(db: sqlite3.Connection) -> None:
+    """Adds the include_traces column to a store made before jobs took the form's `include` field."""
+    if "include_traces" in {row[1] for row in db.execute("PRAGMA table_info(jobs)")}:
+        return
+    try:
+        db.execute("ALTER TABLE jobs ADD COLUMN include_traces TEXT NOT NULL DEFAULT ''")
+    except sqlite3.OperationalError as error:  # another connection added it meanwhile
+        if "duplicate column" not in str(error):
+            raise
 
 
 def _job(row: sqlite3.Row) -> Job:

@@ -209,3 +209,47 @@ def test_job_metrics_count_jobs_by_status_the_queue_and_durations(tmp_path):
     assert samples["tzn_jobs_finished_total", (("status", "cancelled"),)] == 1
     assert samples["tzn_job_duration_seconds_sum", (("status", "succeeded"),)] == 42.0
     assert samples["tzn_job_duration_seconds_count", (("status", "cancelled"),)] == 0
+
+
+def test_a_store_made_before_jobs_took_include_opens_and_keeps_its_jobs(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "jobs.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE jobs (id TEXT PRIMARY KEY, status TEXT NOT NULL, stage TEXT NOT NULL DEFAULT 'queued', "
+        "fraction REAL NOT NULL DEFAULT 0, created_at REAL NOT NULL, started_at REAL, finished_at REAL, "
+        "error_code TEXT, error_message TEXT, result TEXT, upload_path TEXT NOT NULL, filename TEXT NOT NULL, "
+        "size_bytes INTEGER NOT NULL, min_score REAL NOT NULL, top_k INTEGER NOT NULL, "
+        "attempts INTEGER NOT NULL DEFAULT 0, cancel_requested INTEGER NOT NULL DEFAULT 0);"
+        "INSERT INTO jobs (id, status, created_at, upload_path, filename, size_bytes, min_score, top_k) "
+        "VALUES ('old', 'queued', 1.0, '/nowhere/old', 'old.mp4', 10, 0.2, 100);"
+    )
+    old.close()
+    store = JobStore(path)
+    assert store.get("old").include_traces == ""
+    store.add("new", "/nowhere/new", "new.mp4", 10, 0.2, 100, now=2.0, include=frozenset({"depth", "boundary"}))
+    assert store.get("new").include_traces == "boundary,depth"
+    assert [job.id for job in (store.claim(), store.claim())] == ["old", "new"]
+
+
+def test_a_job_answers_the_traces_its_form_includes_and_refuses_unknown_ones(localizer, media, tmp_path):
+    clip = media / "clip.mp4"
+    with client_for(localizer, tmp_path) as client:
+        with open(clip, "rb") as file:
+            refused = client.post("/jobs", files={"video": (clip.name, file)}, data={"include": "thumbnails"})
+        assert refused.status_code == 400 and "include" in refused.json()["error"]["message"]
+        with open(clip, "rb") as file:
+            job_id = client.post("/jobs", files={"video": (clip.name, file)}, data={"include": "depth"}).json()[
+                "job_id"
+            ]
+        plain_id = post_job(client, clip).json()["job_id"]
+        deadline = time.monotonic() + 120
+        while (plain := client.get(f"/jobs/{plain_id}").json())["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        traced = client.get(f"/jobs/{job_id}").json()
+    assert traced["status"] == plain["status"] == "succeeded"
+    depth = traced["result"]["depth"]
+    assert len(depth["times_s"]) == len(depth["mean_depth"]) > 0
+    assert "depth" not in plain["result"] and "boundary" not in traced["result"]

@@ -15,6 +15,8 @@ from service.settings import DEMO_CHECKPOINT
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SAMPLE = DEMO_CHECKPOINT.parent / "sample.mp4"
+AVI = Path("/usr/share/doc/opencv-doc/examples/data/tree.avi")  # 29.6 s; a container Chromium does not read
+SHORT_LIMIT_S = 10
 
 pytestmark = [
     pytest.mark.slow,
@@ -25,9 +27,21 @@ pytestmark = [
 ]
 
 
+def server_env(tmp_path_factory, **settings: str) -> dict[str, str]:
+    jobs = {"TZN_JOBS_DIR": str(tmp_path_factory.mktemp("jobs"))}  # each server its own jobs store
+    return {"TZN_DEVICE": "cpu", "TZN_TEMP_DIR": str(tmp_path_factory.mktemp("uploads")), **jobs, **settings}
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    env = {"TZN_DEVICE": "cpu", "TZN_TEMP_DIR": str(tmp_path_factory.mktemp("uploads"))}
+    with running_server(server_env(tmp_path_factory), tmp_path_factory.mktemp("logs") / "server.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def short_limit_server(tmp_path_factory):
+    """A server whose /localize takes at most 10 s of video: the 30 s sample has to go through /jobs."""
+    env = server_env(tmp_path_factory, TZN_MAX_DURATION_S=str(SHORT_LIMIT_S))
     with running_server(env, tmp_path_factory.mktemp("logs") / "server.log") as url:
         yield url
 
@@ -55,16 +69,30 @@ def browser(tmp_path_factory):
 @pytest.fixture(scope="module")
 def page_after_upload(server, browser):
     """The page once it has uploaded the sample and drawn the answer: (driver, the answer the page got)."""
+
+    state, answer = choose_video(browser, server, SAMPLE)
+    assert state == "done", answer
+    assert browser.execute_script("return window.tzn.path") == "localize"
+    return browser, answer
+
+
+def open_page(driver, server: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser.get(f"{server}/")
-    WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "model").text.startswith("model "))
-    browser.find_element(By.ID, "file").send_keys(str(SAMPLE))
-    WebDriverWait(browser, 300).until(lambda d: d.execute_script("return window.tzn.state") in ("done", "error"))
-    state, answer = browser.execute_script("return [window.tzn.state, window.tzn.answer]")
-    assert state == "done", answer
-    return browser, answer
+    driver.get(f"{server}/")
+    WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "model").text.startswith("model "))
+
+
+def choose_video(driver, server: str, video: Path) -> tuple[str, dict]:
+    """Opens the page, chooses `video` and waits until the page has finished with it: (state, answer)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    open_page(driver, server)
+    driver.find_element(By.ID, "file").send_keys(str(video))
+    WebDriverWait(driver, 300).until(lambda d: d.execute_script("return window.tzn.state") in ("done", "error"))
+    return driver.execute_script("return [window.tzn.state, window.tzn.answer]")
 
 
 def rendered_segments(driver) -> list[tuple[str, float, float, float]]:
@@ -126,3 +154,52 @@ def test_clicking_a_segment_seeks_the_player_to_its_start(page_after_upload):
     WebDriverWait(driver, 20).until(
         lambda d: abs(d.execute_script("return document.getElementById('player').currentTime") - last["start_s"]) < 0.5
     )
+
+
+def test_long_video_runs_as_a_job_whose_progress_and_result_are_shown(short_limit_server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    state, answer = choose_video(browser, short_limit_server, SAMPLE)
+    assert state == "done", answer
+    shown = browser.execute_script("return window.tzn")
+    # the page read the duration itself and went to /jobs without trying /localize
+    assert shown["path"] == "jobs" and f"longer than the {SHORT_LIMIT_S} s" in shown["reason"]
+    job = httpx.get(f"{short_limit_server}/jobs/{shown['job_id']}", timeout=10).json()
+    assert job["status"] == "succeeded"
+    segments = [(s["label"], s["start_s"], s["end_s"], s["score"]) for s in job["result"]["segments"]]
+    assert len(segments) >= 2 and rendered_segments(browser) == segments
+    unfinished = [p for p in shown["progress"] if p["status"] in ("queued", "running")]
+    assert unfinished, shown["progress"]  # at least one progress state was shown before the result
+    assert all(0 <= p["fraction"] <= 1 for p in shown["progress"])
+    assert browser.find_element(By.ID, "total").text.endswith("real time")
+    assert f"{job['result']['flops']['mean_depth']:.2f} of 6 layers" in browser.find_element(By.ID, "flops").text
+    points = browser.find_element(By.ID, "depth-curve").get_attribute("points").split()
+    assert len(points) == len(job["result"]["depth"]["mean_depth"]) > 10  # the job honoured include=depth
+    screenshot = tmp_path / "tzn-page-job.png"
+    browser.save_screenshot(str(screenshot))
+    print(f"\nscreenshot of the page after a job: {screenshot}")
+
+
+def test_video_localize_refuses_as_too_long_goes_to_a_job_that_can_be_cancelled(short_limit_server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    open_page(browser, short_limit_server)
+    browser.find_element(By.ID, "file").send_keys(str(AVI))
+    WebDriverWait(browser, 120).until(
+        lambda d: (
+            d.execute_script("return window.tzn.job_id !== null && window.tzn.progress.length > 0")
+            or d.execute_script("return window.tzn.state") == "error"
+        )
+    )
+    shown = browser.execute_script("return window.tzn")
+    # Chromium cannot read an AVI's duration: /localize answered 413 and the page resubmitted it as a job
+    assert shown["path"] == "jobs" and "the limit is 10.0 s" in shown["reason"], shown
+    browser.save_screenshot(str(tmp_path / "tzn-page-job-running.png"))
+    print(f"\nscreenshot of a job in progress: {tmp_path / 'tzn-page-job-running.png'}")
+    browser.find_element(By.ID, "cancel").click()
+    WebDriverWait(browser, 60).until(lambda d: d.execute_script("return window.tzn.state") != "running")
+    assert browser.execute_script("return window.tzn.state") == "cancelled"
+    assert "cancelled" in browser.find_element(By.ID, "status").text
+    job = httpx.get(f"{short_limit_server}/jobs/{shown['job_id']}", timeout=10).json()
+    assert job["status"] == "cancelled"
