@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.connection
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +36,8 @@ from service.decode import (
     _mp_context,
     _open_reader,
     _video_info,
+    end_child,
+    raise_child_failure,
     sample_indices,
 )
 from service.errors import JobCancelledError, VideoDecodeError, VideoError, VideoTimeoutError, VideoTooLongError
@@ -109,23 +110,11 @@ def decode_chunks(
                 yield FrameChunk(*payload)
             elif status == "done":
                 return
-            elif status == "error":
-                raise payload
-            elif status == "decode_failed":
-                raise VideoDecodeError(
-                    f"could not decode '{name}' ({payload}); the file is probably corrupt: "
-                    "re-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4) or send another file"
-                )
             else:
-                raise RuntimeError(f"decoding '{name}' failed: {payload}")
+                raise_child_failure(status, payload, name)
+                raise RuntimeError(f"decoding '{name}': unexpected message {status!r} from the decoder")
     finally:
-        receiver.close()
-        if process.is_alive():
-            process.kill()
-        if process.pid is not None:
-            process.join()
-        process.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        end_child(process, receiver, workdir)
 
 
 def _receive(receiver, process, deadline, cancelled, name, timeout_s, workdir, starting=False) -> tuple[str, Any]:

@@ -372,24 +372,35 @@ def run_isolated(
         if message is None:
             raise timed_out
         status, payload = message
-        if status == "error":
-            raise payload
-        if status == "decode_failed":
-            raise VideoDecodeError(
-                f"could not decode '{filename}' ({payload}); the file is probably corrupt: "
-                "re-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4) or send another file"
-            )
-        if status == "failed":
-            raise RuntimeError(f"decoding '{filename}' failed: {payload}")
+        raise_child_failure(status, payload, filename)
         yield payload, workdir
     finally:
-        receiver.close()
-        if process.is_alive():
-            process.kill()
-        if process.pid is not None:
-            process.join()
-        process.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        end_child(process, receiver, workdir)
+
+
+def raise_child_failure(status: str, payload: Any, filename: str) -> None:
+    """Raises what a decode child reported ("error": a typed VideoError; "decode_failed": decord could not
+    decode; "failed": a bug); returns for any other status."""
+    if status == "error":
+        raise payload
+    if status == "decode_failed":
+        raise VideoDecodeError(
+            f"could not decode '{filename}' ({payload}); the file is probably corrupt: "
+            "re-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4) or send another file"
+        )
+    if status == "failed":
+        raise RuntimeError(f"decoding '{filename}' failed: {payload}")
+
+
+def end_child(process, receiver, workdir: Path) -> None:
+    """Closes the pipe, kills the child if it still runs, reaps it (no zombie) and removes its folder."""
+    receiver.close()
+    if process.is_alive():
+        process.kill()
+    if process.pid is not None:
+        process.join()
+    process.close()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _describe_exit(exitcode: int | None) -> str:
