@@ -2,7 +2,8 @@
 
     PYTHONPATH=. python bench/bdr_decoding.py RUN_DIR ANNOTATIONS FEATURES [--split tune] [--workdir /tmp/tzn-decode]
 
-For each decoding (none, zero crossings within +-2 steps, votes on level 0, votes on strides 1, 2, 4) the run's
+For each decoding (none, zero crossings within +-2 steps, votes on level 0, votes on strides 1, 2, 4, votes with
+stricter confidence or a shorter reach) the run's
 checkpoint is copied with that postprocess setting, the split is predicted (hard execution) and evaluated:
 mAP@0.7, average mAP, and the std (s) of the signed start/end errors of the best detection with tIoU >= 0.5
 (training.evaluation.boundary_errors), over all boundaries and over the synthetic sharp / ramped ones.
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.results import ground_truth_widths
+from bench.results import ground_truth_widths, redecoded_checkpoint
 from training.evaluation import THUMOS_TIOUS, boundary_errors, evaluate
 from training.predict import predict
 
@@ -28,17 +29,11 @@ DECODINGS = {
     "crossings-2": {"snap": True, "bdr_decode": "crossings"},
     "votes-s1": {"snap": True, "bdr_decode": "votes", "bdr_scales": 1},
     "votes-s124": {"snap": True, "bdr_decode": "votes", "bdr_scales": 3},
+    # stricter confidence: more votes, less spread, or only votes near the regression's boundary
+    "votes-tight": {"snap": True, "bdr_decode": "votes", "vote_max_spread": 0.75, "vote_min_weight": 5},
+    "votes-tighter": {"snap": True, "bdr_decode": "votes", "vote_max_spread": 0.5, "vote_min_weight": 6},
+    "votes-near": {"snap": True, "bdr_decode": "votes", "vote_max_shift": 3.0},
 }
-
-
-def with_postprocess(node: object, values: dict) -> None:
-    """Updates every "postprocess" mapping inside a checkpoint's config.json document, in place."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "postprocess" and isinstance(value, dict):
-                value.update(values)
-            else:
-                with_postprocess(value, values)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,12 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, values in DECODINGS.items():
         target = args.workdir / name
         shutil.rmtree(target, ignore_errors=True)
-        target.mkdir(parents=True)
-        for file in ("config.json", "model.safetensors"):
-            shutil.copy(args.run / file, target / file)
-        config = json.loads((target / "config.json").read_text())
-        with_postprocess(config, values)
-        (target / "config.json").write_text(json.dumps(config))
+        redecoded_checkpoint(args.run, target, values)
         document, _ = predict(target, args.annotations, args.features, split=args.split, progress=False)
         metrics = evaluate(truth, document, args.split, THUMOS_TIOUS)
         errors = boundary_errors(truth, document, args.split, min_tiou=0.5)

@@ -6,9 +6,11 @@
    visible classes, 3/4 "training" and 1/4 "test", and their ActionFormer annotations.
 2. Features come from the service's own pipeline (the same decoding, sampling and random-init backbone that
    answers requests), so the demo model sees at training time exactly what it sees when serving.
-3. `tzn train` with configs/demo.yaml; then `tzn predict` + `tzn eval` on the test videos.
-4. The checkpoint (config.json + model.safetensors) is copied to service/demo/checkpoint, and one held-out
-   30 s video (another seed) with its annotations to service/demo/sample.mp4 / sample.json.
+3. `tzn train` with configs/demo.yaml; then the new run and the checkpoint bundled now are both predicted
+   (hard execution) and evaluated on the test videos, side by side: mAP and the head FLOPs they ran.
+4. Unless the new run's average mAP is lower than the bundled one's (then it stops, exit 1; --replace-anyway
+   overrides), the checkpoint (config.json + model.safetensors) is copied to service/demo/checkpoint, and one
+   held-out 30 s video (another seed) with its annotations to service/demo/sample.mp4 / sample.json.
 Every step is deterministic on the CPU for a given torch version.
 """
 
@@ -17,18 +19,23 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from model.checkpoint import read_checkpoint_config
-from service.pipeline import FeatureExtractor, resolve_device
-from service.settings import Settings
-from training.demo_videos import annotation_entry, generate, plan_video, write_video
-from tzn import main as tzn
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script, bench/ comes first and bench/service.py would shadow service/
+
+from model.checkpoint import read_checkpoint_config  # noqa: E402
+from service.pipeline import FeatureExtractor, resolve_device  # noqa: E402
+from service.settings import Settings  # noqa: E402
+from training.demo_videos import annotation_entry, generate, plan_video, write_video  # noqa: E402
+from training.evaluation import THUMOS_TIOUS, evaluate  # noqa: E402
+from training.predict import predict  # noqa: E402
+from tzn import main as tzn  # noqa: E402
+
 DEMO = REPO / "service" / "demo"
 CONFIG = REPO / "configs" / "demo.yaml"
 
@@ -38,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/tzn-demo"))
     parser.add_argument("--videos", type=int, default=160)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--replace-anyway", action="store_true", help="replace the bundled model even if its test mAP is higher"
+    )
     args = parser.parse_args(argv)
     work = args.workdir
     videos, features, run = work / "videos", work / "features", work / "run"
@@ -55,8 +65,17 @@ def main(argv: list[str] | None = None) -> int:
     annotations = videos / "annotations.json"
     common = ["--annotations", str(annotations), "--features", str(features)]
     tzn(["train", "--config", str(CONFIG), *common, "--output", str(run), "--device", args.device])
-    tzn(["predict", "--checkpoint", str(run), *common, "--split", "test", "--output", str(work / "pred.json")])
-    tzn(["eval", "--annotations", str(annotations), "--predictions", str(work / "pred.json"), "--split", "test"])
+    truth = json.loads(annotations.read_text())
+    scores = {"new run": test_scores(run, annotations, features, truth)}
+    if (DEMO / "checkpoint" / "model.safetensors").is_file():
+        scores["bundled now"] = test_scores(DEMO / "checkpoint", annotations, features, truth)
+    print(f"{'test split':<12} {'mAP@0.5':>8} {'mAP@0.7':>8} {'avg mAP':>8} {'head FLOPs x uniform':>21}")
+    for name, row in scores.items():
+        print(f"{name:<12} {row['0.50']:8.2f} {row['0.70']:8.2f} {row['average']:8.2f} {row['flops']:21.3f}")
+    worse = "bundled now" in scores and scores["new run"]["average"] < scores["bundled now"]["average"]
+    if worse and not args.replace_anyway:
+        print("the new run is less accurate than the bundled model: not replacing it (--replace-anyway to force)")
+        return 1
 
     target = DEMO / "checkpoint"
     target.mkdir(exist_ok=True)
@@ -69,6 +88,18 @@ def main(argv: list[str] | None = None) -> int:
     (DEMO / "sample.json").write_text(json.dumps({"database": {"sample": annotation_entry(sample)}}, indent=1))
     print(f"demo checkpoint and sample written to {DEMO}")
     return 0
+
+
+def test_scores(checkpoint: Path, annotations: Path, features: Path, truth: dict) -> dict[str, float]:
+    """mAP@0.5, mAP@0.7, average mAP (percent) and head FLOPs relative to uniform, on the test split."""
+    document, stats = predict(checkpoint, annotations, features, split="test", execution="hard", progress=False)
+    metrics = evaluate(truth, document, "test", THUMOS_TIOUS)
+    return {
+        "0.50": metrics["mAP"]["0.50"],
+        "0.70": metrics["mAP"]["0.70"],
+        "average": metrics["average"],
+        "flops": stats["head_flops"] / stats["head_flops_uniform"],
+    }
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 Makes a 720p H.264 file (ffmpeg, libx264 "veryfast", testsrc2 + noise), then times, median of --repeats:
 - `ffmpeg -threads N -i FILE -f null -`: every frame decoded, nothing converted (the floor);
 - the service's decode stage: decord in its isolated child, resnet18-2d sampling (8 fps, 112 px), split into
-  the child's start + open/scan and the decode itself;
+  the child's start + open/scan and the decode itself; both the chunked decoder that /localize and jobs run
+  (service.chunks, frames streamed 256 at a time, consumed here without a backbone) and the whole-video one;
 - torchcodec on the CPU (FFmpeg threads = N), same frames by time, resize in torch.
 """
 
@@ -22,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from service.chunks import decode_chunks  # noqa: E402
 from service.decode import decode_frames, probe_video, warm_up_decoder  # noqa: E402
 from service.torchcodec_video import decode_sampled  # noqa: E402
 
@@ -60,7 +62,11 @@ def main(argv: list[str] | None = None) -> None:
             ),
             "decord child: start only": median_s(warm_up_decoder, args.repeats),
             "decord child: probe (open + index)": median_s(lambda: probe_video(path), args.repeats),
-            "decord: service decode stage (8 fps, 112 px)": median_s(
+            "decord, chunked: service decode stage (8 fps, 112 px)": median_s(
+                lambda: sum(len(c.frames) for c in decode_chunks(path, sample_fps=8.0, size=(112, 112), timeout_s=600)),
+                args.repeats,
+            ),
+            "decord, whole video (8 fps, 112 px)": median_s(
                 lambda: decode_frames(path, sample_fps=8.0, size=(112, 112)), args.repeats
             ),
             f"torchcodec CPU, {args.threads} threads (8 fps, 112 px)": median_s(

@@ -44,6 +44,11 @@ class ModelConfig(BaseModel):
     boundary_head: Literal["bdr", "classification", "none"] = "bdr"
     boundary_levels: int = Field(3, ge=1, description="finest levels that carry the boundary head")
     bdr_clip: float = Field(8.0, gt=0.0, description="distance fields are clipped to +-bdr_clip grid steps")
+    boundary_detach: bool = Field(
+        False,
+        description="the boundary head reads detached features: its loss trains the head, not the trunk "
+        "(an ablation: BDR as a read-out only)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:

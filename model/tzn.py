@@ -170,7 +170,8 @@ class TZN(nn.Module):
             cls_logits.append(self.cls_head(normed, level_mask))
             offsets.append(F.relu(self.reg_head(normed, level_mask) * self.reg_scales[index]))
             if self.boundary_head is not None and index < self.config.boundary_levels:
-                boundary.append(self.boundary_head(normed, level_mask))
+                source = normed.detach() if self.config.boundary_detach else normed
+                boundary.append(self.boundary_head(source, level_mask))
         return cls_logits, offsets, level_masks, boundary
 
     def _depth(

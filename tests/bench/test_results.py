@@ -1,5 +1,6 @@
 """The pure helpers of bench/results.py (the benchmark itself is run by hand, not in CI)."""
 
+import json
 import math
 
 import numpy as np
@@ -14,6 +15,7 @@ from bench.results import (
     mean_std,
     paired,
     plot_curve,
+    redecoded_checkpoint,
     relative,
     render,
     selected_variants,
@@ -92,6 +94,19 @@ def test_selected_variants_add_baseline_reference_and_teacher():
     assert selected_variants(["tzn_distilled"]) == ["uniform6", "uniform6_bdr", "uniform6_cls", "tzn_distilled"]
     assert selected_variants(["uniform3"]) == ["uniform6", "uniform3"]
     assert selected_variants(["atr"]) == ["uniform6", "atr"]
+    # a decoding ablation needs the run whose checkpoint it re-decodes, trained before it
+    assert selected_variants(["tzn_votes"]) == ["uniform6", "uniform6_cls", "tzn", "tzn_votes"]
+
+
+def test_a_redecoded_checkpoint_changes_only_its_postprocess_settings(tmp_path):
+    source = tmp_path / "tzn"
+    source.mkdir()
+    (source / "model.safetensors").write_bytes(b"weights")
+    (source / "config.json").write_text('{"model": {"atr": true}, "postprocess": {"snap": false, "sigma": 0.5}}')
+    redecoded_checkpoint(source, tmp_path / "tzn_votes", {"snap": True, "bdr_decode": "votes"})
+    written = json.loads((tmp_path / "tzn_votes" / "config.json").read_text())
+    assert written == {"model": {"atr": True}, "postprocess": {"snap": True, "sigma": 0.5, "bdr_decode": "votes"}}
+    assert (tmp_path / "tzn_votes" / "model.safetensors").read_bytes() == b"weights"
 
 
 def _row(average: float) -> dict:

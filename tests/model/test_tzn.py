@@ -85,3 +85,18 @@ def test_input_statistics_standardize_features_before_the_embedding():
     unchanged = TZN(small_config(standardize_input=False))
     unchanged.set_input_statistics(mean, std)
     assert torch.equal(unchanged.input_mean, torch.zeros(24))
+
+
+def test_a_detached_boundary_head_trains_itself_but_not_the_trunk():
+    torch.manual_seed(0)
+    features, mask = torch.randn(1, 24, 64), torch.ones(1, 64, dtype=torch.bool)
+    grads = {}
+    for detach in (False, True):
+        model = TZN(small_config(boundary_head="bdr", boundary_detach=detach))
+        output = model(features, mask)
+        sum(field.square().sum() for field in output.boundary).backward()
+        grads[detach] = (model.embed[0].conv.weight.grad, model.boundary_head.out.conv.weight.grad)
+    trunk, head = grads[False]
+    assert trunk is not None and trunk.abs().sum() > 0 and head.abs().sum() > 0
+    trunk, head = grads[True]
+    assert (trunk is None or trunk.abs().sum() == 0) and head.abs().sum() > 0
