@@ -102,20 +102,16 @@ VARIANTS: dict[str, Variant] = {
         {"atr": True, "boundary_head": "bdr", "boundary_detach": True},
         notes="the BDR loss trains its head only, not the trunk",
     ),
-    "tzn_votes": Variant(
-        "TZN, BDR votes",
-        {"atr": True, "boundary_head": "bdr"},
-        decoded_from="tzn",
-        postprocess={"snap": True, "bdr_decode": "votes"},
-        notes="TZN's checkpoint, boundaries moved by the fields' votes",
-    ),
-    "uniform6_bdr_votes": Variant(
-        "Uniform-6 + BDR, votes",
-        {"atr": False, "boundary_head": "bdr"},
-        decoded_from="uniform6_bdr",
-        postprocess={"snap": True, "bdr_decode": "votes"},
-        notes="Uniform-6 + BDR's checkpoint, boundaries moved by the fields' votes",
-    ),
+    **{
+        f"{source}_votes": Variant(
+            f"{label}, votes" if source == "uniform6_bdr" else f"{label}, BDR votes",
+            {"atr": source == "tzn", "boundary_head": "bdr"},
+            decoded_from=source,
+            postprocess={"snap": True, "bdr_decode": "votes"},
+            notes=f"{label}'s checkpoint, boundaries moved by the fields' votes",
+        )
+        for source, label in (("tzn", "TZN"), ("uniform6_bdr", "Uniform-6 + BDR"))
+    },
     "tzn_distilled": Variant(
         "TZN distilled", {"atr": True, "boundary_head": "bdr"}, teacher="uniform6_bdr", notes="teacher: Uniform-6 + BDR"
     ),

@@ -4,8 +4,11 @@
 
 Videos are demo videos (training/demo_videos.py) of 10 s and 60 s at 224p (400x224) and 720p (1280x720),
 plus 30 s at 720p (the budget case: localized in <= 15 s on a 2-core CPU). The pipeline runs in this process
-with the default settings (bundled demo checkpoint, CPU default backbone). Throughput runs a real `tzn serve`
-on 127.0.0.1 and posts the 10 s 224p video from 1, 2 and 4 clients at once.
+with the default settings (bundled demo checkpoint, CPU default backbone). Then the baseline in the same run:
+decode + features of the chunked path that requests take (`FeatureExtractor.extract`) against the whole-video
+path it replaced (`whole_video_features`: every sampled frame in memory, then the backbone), alternating, median
+of --repeats. Throughput runs a real `tzn serve` on 127.0.0.1 and posts the 10 s 224p video from 1, 2 and 4
+clients at once.
 """
 
 from __future__ import annotations
@@ -58,6 +61,20 @@ def main(argv: list[str] | None = None) -> None:
             f"{median['postprocess']:>6.0f} {median['total']:>9.0f} {duration / (median['total'] / 1000):>6.1f} "
             f"{len(runs[0].segments)}"
         )
+
+    print("\ndecode + features, wall ms: the chunked path against the whole-video path before it (same process)")
+    print(f"{'video':<12} {'chunked':>8} {'whole':>8} {'ratio':>6}")
+    extractor = localizer.extractor
+    for duration, width, height in CASES:
+        path = demo_video(args.workdir, duration, width, height)
+        chunked, whole = [], []
+        for _ in range(args.repeats):
+            for path_function, times in ((extractor.extract, chunked), (extractor.whole_video_features, whole)):
+                started = time.perf_counter()
+                path_function(path, path.name)
+                times.append((time.perf_counter() - started) * 1000)
+        a, b = statistics.median(chunked), statistics.median(whole)
+        print(f"{duration:>3} s {height:>4}p  {a:>8.0f} {b:>8.0f} {a / b:>6.2f}")
 
     video = demo_video(args.workdir, 10, 400, 224)
     print(f"\nthroughput: {args.requests} requests of {video.name} per row, real server on 127.0.0.1")
