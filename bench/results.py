@@ -194,7 +194,11 @@ def curve_at(xs: list[float], ys: list[float], x: float) -> float | None:
 
 
 def margin_over_curve(summary: dict, variants: list[str], name: str, key: str = "mAP@0.70") -> float | None:
-    """Mean `key` of `name` minus the Uniform-k curve (means over seeds) at the same mean GFLOPs @2304."""
+    """Mean `key` of `name` minus the Uniform-k curve (means over seeds) at the same mean GFLOPs @2304.
+
+    The curve is the best a uniform model offers for that cost: the larger of the line through the Uniform-k
+    points there and the best Uniform-k that costs no more (a cheaper uniform model that scores higher wins).
+    """
     uniform = [
         v for v in variants if VARIANTS[v].family == "uniform" and summary[v].get(key) and summary[v].get("gflops_2304")
     ]
@@ -202,8 +206,12 @@ def margin_over_curve(summary: dict, variants: list[str], name: str, key: str = 
         return None
     xs = [summary[v]["gflops_2304"][0] for v in uniform]
     ys = [summary[v][key][0] for v in uniform]
-    level = curve_at(xs, ys, summary[name]["gflops_2304"][0])
-    return None if level is None else summary[name][key][0] - level
+    cost = summary[name]["gflops_2304"][0]
+    level = curve_at(xs, ys, cost)
+    if level is None:
+        return None
+    cheaper = [y for x, y in zip(xs, ys, strict=True) if x <= cost]
+    return summary[name][key][0] - max([level, *cheaper])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -598,7 +606,7 @@ def verdicts(document: dict) -> list[tuple[str, bool | None, str]]:
             (
                 text,
                 None if value is None else bool(ok(value)),
-                "not measured" if value is None else f"{value:+.2f}" if "points" in text else f"{value:.2f}",
+                "not measured" if value is None else f"{value:+.2f}" if "points" in text else f"{value:.3f}",
             )
         )
 

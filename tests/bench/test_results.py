@@ -151,6 +151,9 @@ def test_margin_over_curve_compares_at_equal_flops():
         "tzn": {"mAP@0.70": (55.0, 1.0), "gflops_2304": (1.5, 0.0)},
     }
     assert margin_over_curve(summary, ["uniform6", "uniform2", "tzn"], "tzn") == pytest.approx(5.0)
+    # a cheaper uniform model that scores higher than the line is what the adaptive one has to beat
+    summary["uniform1"] = {"mAP@0.70": (58.0, 1.0), "gflops_2304": (0.5, 0.0)}
+    assert margin_over_curve(summary, ["uniform6", "uniform2", "uniform1", "tzn"], "tzn") == pytest.approx(-3.0)
 
 
 def test_summarize_and_render_give_one_row_per_variant_and_a_generated_reading():
