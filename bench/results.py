@@ -475,10 +475,17 @@ def run_seed(seed: int, args: argparse.Namespace, settings: Settings, variants: 
         results[name] = run_variant(name, seed, runs_root / name, config, annotations, features, args.device, source)
 
     print(f"[seed {seed}] head cost at T={LATENCY_LENGTH}: {args.windows} windows x {args.repeats} runs", flush=True)
-    models = {name: load_checkpoint(runs_root / name)[0] for name in variants}
+    # a decoding ablation runs its source's head: its cost is the source's, measured once
+    trained = [name for name in variants if not VARIANTS[name].decoded_from]
+    models = {name: load_checkpoint(runs_root / name)[0] for name in trained}
     windows = latency_windows(annotations, features, args.windows)
     cost = measure_heads(models, windows, args.repeats)
     thumos = measure_thumos_size(models, windows[:1], max(args.repeats // 2, 1)) if args.thumos_size else {}
+    for name in variants:
+        if source := VARIANTS[name].decoded_from:
+            cost[name] = cost[source]
+            if source in thumos:
+                thumos[name] = thumos[source]
 
     ground_truth = json.loads(annotations.read_text())
     widths = ground_truth_widths(ground_truth, "test")
