@@ -28,6 +28,7 @@ Latency is always measured anew, in this process. Writes --output (Markdown) and
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import math
 import os
@@ -42,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from model.checkpoint import load_checkpoint
 from model.config import THUMOS_I3D, ModelConfig
@@ -51,7 +53,7 @@ from training.config import TrainConfig, load_config
 from training.evaluation import THUMOS_TIOUS, boundary_errors, evaluate
 from training.predict import predict
 from training.synthetic import generate_synthetic_dataset
-from training.train import LOG_NAME, train
+from training.train import LOG_NAME, RESOLVED_CONFIG, config_difference, train
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "synthetic_cpu.yaml"
@@ -90,17 +92,22 @@ VARIANTS: dict[str, Variant] = {
         "Uniform-6 + cls. boundary", {"atr": False, "boundary_head": "classification"}, notes="reference of R"
     ),
     "atr": Variant("ATR", {"atr": True, "boundary_head": "none"}),
-    "tzn": Variant("TZN (ATR + BDR)", {"atr": True, "boundary_head": "bdr"}, family="tzn", notes="the config's rho"),
+    "tzn": Variant(
+        "TZN (ATR + BDR)",
+        {"atr": True, "boundary_head": "bdr"},
+        family="tzn",
+        notes="the config's rho; its BDR head reads detached features (boundary_detach)",
+    ),
     **{
         f"tzn_rho{round(100 * rho)}": Variant(
             f"TZN, rho {rho}", {"atr": True, "boundary_head": "bdr"}, atr={"rho": rho}, family="tzn"
         )
         for rho in (0.3, 0.6)
     },
-    "tzn_bdr_detached": Variant(
-        "TZN, BDR head detached",
-        {"atr": True, "boundary_head": "bdr", "boundary_detach": True},
-        notes="the BDR loss trains its head only, not the trunk",
+    "tzn_bdr_coupled": Variant(
+        "TZN, BDR loss into the trunk",
+        {"atr": True, "boundary_head": "bdr", "boundary_detach": False},
+        notes="the recipe before validation chose boundary_detach: the BDR loss also trains the trunk",
     ),
     **{
         f"{source}_votes": Variant(
@@ -317,6 +324,38 @@ def redecoded_checkpoint(source: Path, target: Path, postprocess: dict) -> None:
     (target / "config.json").write_text(json.dumps(document))
 
 
+# Settings that change nothing in a model without a boundary head; a run made before one of them changed stays valid.
+_INERT_WITHOUT_BOUNDARY_HEAD = (
+    "model.boundary_detach",
+    "model.boundary_levels",
+    "model.bdr_clip",
+    "loss.boundary",
+    "loss.bdr_",
+)
+
+
+def stale(run_dir: Path, config: TrainConfig, variant: Variant) -> list[str]:
+    """Why the finished run in `run_dir` is not the one `config` would make ([] when it is).
+
+    A trained run is stale when its resolved config (train_config.yaml) differs from `config`: a recipe change
+    in the YAML retrains every variant it touches, and only those. A decoding ablation is stale when its
+    checkpoint is no longer its source's."""
+    if variant.decoded_from:
+        source = run_dir.parent / variant.decoded_from / "model.safetensors"
+        mine = run_dir / "model.safetensors"
+        if not (mine.is_file() and source.is_file() and filecmp.cmp(mine, source, shallow=False)):
+            return [f"{variant.decoded_from} was retrained"]
+        return []
+    saved_path = run_dir / RESOLVED_CONFIG
+    if not saved_path.is_file():
+        return [f"no {RESOLVED_CONFIG}"]
+    current = config.dump()
+    differences = config_difference(yaml.safe_load(saved_path.read_text()), current)
+    if current["model"]["boundary_head"] == "none":
+        differences = [d for d in differences if not d.startswith(_INERT_WITHOUT_BOUNDARY_HEAD)]
+    return differences
+
+
 def run_variant(
     name: str,
     seed: int,
@@ -333,12 +372,14 @@ def run_variant(
     trained, the source's checkpoint is predicted with the variant's postprocess settings."""
     prefix = f"[seed {seed}] {name}:"
     result_path = run_dir / RESULT_NAME
-    if result_path.is_file():
-        result = json.loads(result_path.read_text())
-        if result.get("epochs") == config.optimizer.epochs:
-            print(f"{prefix} done before, reusing {result_path}", flush=True)
-            return result
     variant = VARIANTS[name]
+    if result_path.is_file():
+        changed = stale(run_dir, config, variant)
+        if not changed:
+            print(f"{prefix} done before, reusing {result_path}", flush=True)
+            return json.loads(result_path.read_text())
+        print(f"{prefix} the run in {run_dir} is stale ({', '.join(changed[:4])}): redoing it", flush=True)
+        shutil.rmtree(run_dir)
     if variant.decoded_from:
         assert source is not None, f"{name} needs the result of {variant.decoded_from}"
         redecoded_checkpoint(run_dir.parent / variant.decoded_from, run_dir, variant.postprocess)

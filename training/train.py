@@ -146,13 +146,14 @@ def load_state(
 # The loop
 
 
-def _config_difference(saved: dict, current: dict, prefix: str = "") -> list[str]:
+def config_difference(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """Dotted keys ("model.atr") whose values differ between two dumped configs."""
     keys = sorted(set(saved) | set(current))
     differences = []
     for key in keys:
         a, b = saved.get(key), current.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            differences += _config_difference(a, b, f"{prefix}{key}.")
+            differences += config_difference(a, b, f"{prefix}{key}.")
         elif a != b:
             differences.append(f"{prefix}{key}")
     return differences
@@ -165,7 +166,7 @@ def _prepare_run_directory(output: Path, config: TrainConfig) -> bool:
         saved_path = output / RESOLVED_CONFIG
         saved = yaml.safe_load(saved_path.read_text()) if saved_path.is_file() else {}
         current = config.dump()
-        differences = [d for d in _config_difference(saved, current) if d not in ("optimizer.epochs", "data.val_split")]
+        differences = [d for d in config_difference(saved, current) if d not in ("optimizer.epochs", "data.val_split")]
         if differences:
             raise TrainConfigError(
                 f"{output} holds a run with a different config ({', '.join(differences[:5])}); "

@@ -1,10 +1,13 @@
 """The pure helpers of bench/results.py (the benchmark itself is run by hand, not in CI)."""
 
+import dataclasses
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from bench.results import (
     VARIANTS,
@@ -18,12 +21,17 @@ from bench.results import (
     redecoded_checkpoint,
     relative,
     render,
+    run_config,
     selected_variants,
+    stale,
     summarize,
     variance_ratio,
     window,
 )
 from training.evaluation import boundary_errors
+from training.train import RESOLVED_CONFIG
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_mean_std_is_sample_std_and_skips_missing_values():
@@ -107,6 +115,47 @@ def test_a_redecoded_checkpoint_changes_only_its_postprocess_settings(tmp_path):
     written = json.loads((tmp_path / "tzn_votes" / "config.json").read_text())
     assert written == {"model": {"atr": True}, "postprocess": {"snap": True, "sigma": 0.5, "bdr_decode": "votes"}}
     assert (tmp_path / "tzn_votes" / "model.safetensors").read_bytes() == b"weights"
+
+
+def _finished_run(run_dir, config) -> None:
+    run_dir.mkdir(parents=True)
+    (run_dir / RESOLVED_CONFIG).write_text(yaml.safe_dump(config.dump(), sort_keys=False))
+
+
+def test_a_finished_run_is_stale_when_the_recipe_changed_a_setting_it_uses(tmp_path):
+    config_path = ROOT / "configs" / "synthetic_cpu.yaml"
+    annotations, features = tmp_path / "annotations.json", tmp_path / "features"
+
+    def config(name, **model):
+        variant = VARIANTS[name]
+        variant = dataclasses.replace(variant, model={**variant.model, **model})
+        return variant, run_config(config_path, variant, annotations, features, 0, 2, None)
+
+    for name in ("uniform6", "tzn"):
+        variant, old = config(name, boundary_detach=False)
+        _finished_run(tmp_path / name, old)
+        assert stale(tmp_path / name, old, variant) == []
+    # the recipe turns boundary_detach on: TZN must be retrained, Uniform-6 (no boundary head) need not be
+    variant, new = config("tzn", boundary_detach=True)
+    assert stale(tmp_path / "tzn", new, variant) == ["model.boundary_detach"]
+    variant, new = config("uniform6", boundary_detach=True)
+    assert stale(tmp_path / "uniform6", new, variant) == []
+    variant, longer = config("uniform6")
+    longer = longer.model_copy(update={"optimizer": longer.optimizer.model_copy(update={"epochs": 3})})
+    assert stale(tmp_path / "uniform6", longer, variant) == ["optimizer.epochs"]
+    assert stale(tmp_path / "missing", new, variant) == [f"no {RESOLVED_CONFIG}"]
+
+
+def test_a_decoding_ablation_is_stale_once_its_source_is_retrained(tmp_path):
+    source = tmp_path / "tzn"
+    source.mkdir()
+    (source / "model.safetensors").write_bytes(b"weights")
+    (source / "config.json").write_text('{"model": {}, "postprocess": {}}')
+    variant = VARIANTS["tzn_votes"]
+    redecoded_checkpoint(source, tmp_path / "tzn_votes", variant.postprocess)
+    assert stale(tmp_path / "tzn_votes", None, variant) == []
+    (source / "model.safetensors").write_bytes(b"retrained")
+    assert stale(tmp_path / "tzn_votes", None, variant) == ["tzn was retrained"]
 
 
 def _row(average: float) -> dict:
