@@ -180,6 +180,10 @@ def run_batch(
                 if time.monotonic() - saved > SAVE_EVERY_S:
                     save_output(output_path, output)
                     saved = time.monotonic()
+    except BaseException:  # Ray trouble or Ctrl-C: what finished is kept, and a rerun skips it
+        if output["results"]:
+            save_output(output_path, output)
+        raise
     finally:
         ray.shutdown()
     for video_id in todo:

@@ -44,6 +44,7 @@ def test_batch_on_ray_matches_tzn_localize_and_reports_the_broken_video(archive,
     run = tzn_batch("--videos", str(archive), "--output", str(output), "--checkpoint", str(tiny_checkpoint))
     assert run.returncode == 1, run.stderr  # one video failed
     assert "2 CPU actors" in run.stderr
+    assert output.is_file(), run.stderr[-4000:]
     predictions = json.loads(output.read_text())
     assert set(predictions["failed"]) == {"cut"}
     assert "truncated" in predictions["failed"]["cut"]
