@@ -2,11 +2,13 @@
 
     python bench/decode_cpu.py [--seconds 30] [--repeats 3] [--threads 2]
 
-Makes a 720p H.264 file (ffmpeg, libx264 "veryfast", testsrc2 + noise), then times, median of --repeats:
+Makes a 720p H.264 file (ffmpeg, libx264 "veryfast", testsrc2 + noise), then times, median of --repeats (the
+steps run round robin):
 - `ffmpeg -threads N -i FILE -f null -`: every frame decoded, nothing converted (the floor);
 - the service's decode stage: decord in its isolated child, resnet18-2d sampling (8 fps, 112 px), split into
   the child's start + open/scan and the decode itself; both the chunked decoder that /localize and jobs run
   (service.chunks, frames streamed 256 at a time, consumed here without a backbone) and the whole-video one;
+- the same frames with decord in this process (what the child's isolation costs);
 - torchcodec on the CPU (FFmpeg threads = N), same frames by time, resize in torch.
 """
 
@@ -24,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from service.chunks import decode_chunks  # noqa: E402
-from service.decode import decode_frames, probe_video, warm_up_decoder  # noqa: E402
+from service.decode import decode_frames, probe_video, sample_indices, warm_up_decoder  # noqa: E402
 from service.torchcodec_video import decode_sampled  # noqa: E402
 
 
@@ -37,13 +39,27 @@ def make_video(path: Path, seconds: int) -> None:
     )  # fmt: skip
 
 
-def median_s(run, repeats: int) -> float:
-    times = []
+def median_s(steps: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each step; the steps run round robin, so drift in the machine's load hits them alike."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        for name, run in steps.items():
+            started = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def decord_in_process(path: Path, sample_fps: float, size: tuple[int, int]) -> int:
+    """The same frames with decord in this process: no child, no transfer (what the isolation costs)."""
+    import decord
+    import numpy as np
+
+    info = decord.VideoReader(str(path), ctx=decord.cpu(0))
+    pts = info.get_frame_timestamp(np.arange(len(info)))
+    indices = sample_indices(pts[:, 0].astype(np.float64), float(pts[-1, 1]), sample_fps)
+    reader = decord.VideoReader(str(path), ctx=decord.cpu(0), width=size[1], height=size[0])
+    return sum(len(reader.get_batch(indices[i : i + 256].tolist())) for i in range(0, len(indices), 256))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,23 +72,21 @@ def main(argv: list[str] | None = None) -> None:
         path = Path(tmp) / "v.mp4"
         make_video(path, args.seconds)
         ffmpeg = ["ffmpeg", "-v", "error", "-threads", str(args.threads), "-i", str(path), "-f", "null", "-"]
-        rows = {
-            f"ffmpeg -threads {args.threads} -f null (floor)": median_s(
-                lambda: subprocess.run(ffmpeg, check=True), args.repeats
+        warm_up_decoder()  # the fork server starts once per process, not per request
+        steps = {
+            f"ffmpeg -threads {args.threads} -f null (floor)": lambda: subprocess.run(ffmpeg, check=True),
+            "decord child: start only": warm_up_decoder,
+            "decord child: probe (open + index)": lambda: probe_video(path),
+            "decord, chunked: service decode stage (8 fps, 112 px)": lambda: sum(
+                len(c.frames) for c in decode_chunks(path, sample_fps=8.0, size=(112, 112), timeout_s=600)
             ),
-            "decord child: start only": median_s(warm_up_decoder, args.repeats),
-            "decord child: probe (open + index)": median_s(lambda: probe_video(path), args.repeats),
-            "decord, chunked: service decode stage (8 fps, 112 px)": median_s(
-                lambda: sum(len(c.frames) for c in decode_chunks(path, sample_fps=8.0, size=(112, 112), timeout_s=600)),
-                args.repeats,
-            ),
-            "decord, whole video (8 fps, 112 px)": median_s(
-                lambda: decode_frames(path, sample_fps=8.0, size=(112, 112)), args.repeats
-            ),
-            f"torchcodec CPU, {args.threads} threads (8 fps, 112 px)": median_s(
-                lambda: decode_sampled(path, sample_fps=8.0, size=(112, 112), threads=args.threads), args.repeats
+            "decord, whole video (8 fps, 112 px)": lambda: decode_frames(path, sample_fps=8.0, size=(112, 112)),
+            "decord in this process, no child (8 fps, 112 px)": lambda: decord_in_process(path, 8.0, (112, 112)),
+            f"torchcodec CPU, {args.threads} threads (8 fps, 112 px)": lambda: decode_sampled(
+                path, sample_fps=8.0, size=(112, 112), threads=args.threads
             ),
         }
+        rows = median_s(steps, args.repeats)
     floor = next(iter(rows.values()))
     print(f"{args.seconds} s 720p H.264, median of {args.repeats}")
     print(f"| {'step':<48} | {'s':>6} | {'x ffmpeg':>8} |\n|---|---|---|")
