@@ -424,9 +424,12 @@ def latency_windows(annotations: Path, features: Path, count: int, length: int =
     return [torch.from_numpy(window(stream, start, length).T.copy())[None] for start in starts]
 
 
-def measure_heads(models: dict[str, TZN], windows: list[torch.Tensor], repeats: int) -> dict[str, dict]:
+def measure_heads(
+    models: dict[str, TZN], windows: list[torch.Tensor], repeats: int, fields: dict[str, bool]
+) -> dict[str, dict]:
     """Hard-mode cost of every model on every window: round robin (so drift in machine load hits all models
-    alike), median ms per model and window, then the mean over windows; GFLOPs and mean depth likewise."""
+    alike), median ms per model and window, then the mean over windows; GFLOPs and mean depth likewise.
+    fields[name]: whether the model runs its boundary head (as served: when its decoding uses the fields)."""
     times: dict[tuple[str, int], list[float]] = {}
     flops: dict[str, list[float]] = {name: [] for name in models}
     depths: dict[str, list[float]] = {name: [] for name in models}
@@ -434,13 +437,13 @@ def measure_heads(models: dict[str, TZN], windows: list[torch.Tensor], repeats: 
         for index, features in enumerate(windows):
             mask = torch.ones(1, features.shape[2], dtype=torch.bool)
             for name, model in models.items():  # warm-up, and the counts
-                output = model(features, mask, execution="hard")
+                output = model(features, mask, execution="hard", boundary=fields[name])
                 flops[name].append(output_flops(model.config, output, batch=1).total / 1e9)
                 depths[name].append(float(output.layer_masks[0, : features.shape[2]].sum(-1).mean()))
             for _ in range(repeats):
                 for name, model in models.items():
                     started = time.perf_counter()
-                    model(features, mask, execution="hard")
+                    model(features, mask, execution="hard", boundary=fields[name])
                     times.setdefault((name, index), []).append(1000 * (time.perf_counter() - started))
     return {
         name: {
@@ -452,7 +455,9 @@ def measure_heads(models: dict[str, TZN], windows: list[torch.Tensor], repeats: 
     }
 
 
-def measure_thumos_size(models: dict[str, TZN], windows: list[torch.Tensor], repeats: int) -> dict[str, dict]:
+def measure_thumos_size(
+    models: dict[str, TZN], windows: list[torch.Tensor], repeats: int, fields: dict[str, bool]
+) -> dict[str, dict]:
     """The trained ATR models' depths on a THUMOS-size head (d=512, ActionFormer's sizes, random weights: the
     cost does not depend on them): each model's tau on each window drives a d=512 TZN of the same ATR and
     boundary settings (tau_override), timed round robin against a d=512 Uniform-6 in this process.
@@ -485,8 +490,9 @@ def measure_thumos_size(models: dict[str, TZN], windows: list[torch.Tensor], rep
             for repeat in range(repeats + 1):
                 for name, model in big.items():
                     override = taus[name][index] if name in taus else None
+                    boundary = fields.get(name, False)
                     started = time.perf_counter()
-                    output = model(features, mask, execution="hard", tau_override=override)
+                    output = model(features, mask, execution="hard", tau_override=override, boundary=boundary)
                     elapsed = 1000 * (time.perf_counter() - started)
                     if repeat == 0:  # warm-up, and the counts
                         flops[name].append(output_flops(model.config, output, batch=1).total)
@@ -516,14 +522,21 @@ def run_seed(seed: int, args: argparse.Namespace, settings: Settings, variants: 
         results[name] = run_variant(name, seed, runs_root / name, config, annotations, features, args.device, source)
 
     print(f"[seed {seed}] head cost at T={LATENCY_LENGTH}: {args.windows} windows x {args.repeats} runs", flush=True)
-    # a decoding ablation runs its source's head: its cost is the source's, measured once
-    trained = [name for name in variants if not VARIANTS[name].decoded_from]
-    models = {name: load_checkpoint(runs_root / name)[0] for name in trained}
+    # As served, a model runs its boundary head only when its decoding uses the fields (postprocess.snap). A
+    # decoding ablation runs its source's network: it is timed only when that differs in the boundary head.
+    loaded = {name: load_checkpoint(runs_root / name) for name in variants}
+    fields = {name: checkpoint.postprocess.snap for name, (_, checkpoint) in loaded.items()}
+    measured = [
+        name for name in variants
+        if not (source := VARIANTS[name].decoded_from) or fields[name] != fields[source]
+    ]  # fmt: skip
+    models = {name: loaded[name][0] for name in measured}
     windows = latency_windows(annotations, features, args.windows)
-    cost = measure_heads(models, windows, args.repeats)
-    thumos = measure_thumos_size(models, windows[:1], max(args.repeats // 2, 1)) if args.thumos_size else {}
+    cost = measure_heads(models, windows, args.repeats, fields)
+    thumos = measure_thumos_size(models, windows[:1], max(args.repeats // 2, 1), fields) if args.thumos_size else {}
     for name in variants:
-        if source := VARIANTS[name].decoded_from:
+        if name not in measured:
+            source = VARIANTS[name].decoded_from
             cost[name] = cost[source]
             if source in thumos:
                 thumos[name] = thumos[source]
@@ -860,7 +873,8 @@ def render(document: dict) -> str:
         "at most 3 s (resp. 3-6 s) as positives.",
         f"- GFLOPs / latency @2304: each trained model runs hard ATR execution on {document['settings']['windows']} "
         f"windows of {LATENCY_LENGTH} steps cut from the seed's test features laid end to end (tau from the trained "
-        f"predictor); FLOPs from `model.flops.output_flops`; latency = median of {document['settings']['repeats']} "
+        "predictor; the boundary head runs only where the decoding uses it, `postprocess.snap`, as the service "
+        f"runs it); FLOPs from `model.flops.output_flops`; latency = median of {document['settings']['repeats']} "
         "runs per window (round robin over the models, one process), mean over windows, ratio to the seed's "
         "Uniform-6. Mean depth (test) and head FLOPs (test) are totals over the test videos from `tzn predict`'s stats.",
         "- R: for each test ground truth, the signed start and end errors (s) of the highest-scoring detection of its "

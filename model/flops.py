@@ -50,9 +50,11 @@ def head_flops(
     stem_executed: list[int],
     stem_kv: list[int],
     tau_predicted: bool,
+    boundary: bool = True,
 ) -> HeadFlops:
     """FLOPs of one forward pass over `batch` sequences padded to `padded_length` (a multiple of the coarsest
-    stride); stem_executed / stem_kv: per stem layer, query and key/value positions that ran (StemStats)."""
+    stride); stem_executed / stem_kv: per stem layer, query and key/value positions that ran (StemStats);
+    boundary: whether the boundary head ran."""
     d, ks, block = config.embed_dim, config.head_kernel_size, config.attn_block_size
     positions = batch * padded_length
     embedding = _conv_flops(positions, config.input_dim, d, 3) + _conv_flops(positions, d, d, 3)
@@ -74,16 +76,17 @@ def head_flops(
         hidden = config.head_layers * _conv_flops(level_positions, d, d, ks)
         heads += hidden + _conv_flops(level_positions, d, config.num_classes, ks)
         heads += hidden + _conv_flops(level_positions, d, 2, ks)
-        if config.boundary_head != "none" and level < config.boundary_levels:
+        if boundary and config.boundary_head != "none" and level < config.boundary_levels:
             heads += hidden + _conv_flops(level_positions, d, 2, ks)
     return HeadFlops(embedding, tau, stem, pyramid, heads)
 
 
-def uniform_head_flops(config: ModelConfig, batch: int, padded_length: int) -> HeadFlops:
-    """FLOPs of the Uniform-L_max model (no tau predictor, every stem layer dense) at the same shapes."""
+def uniform_head_flops(config: ModelConfig, batch: int, padded_length: int, boundary: bool = True) -> HeadFlops:
+    """FLOPs of the Uniform-L_max model (no tau predictor, every stem layer dense) at the same shapes, with the
+    boundary head if `boundary`."""
     stem_positions = batch * _ceil_to(padded_length, config.attn_block_size)
     layers = [stem_positions] * config.stem_layers
-    return head_flops(config, batch, padded_length, layers, layers, tau_predicted=False)
+    return head_flops(config, batch, padded_length, layers, layers, tau_predicted=False, boundary=boundary)
 
 
 def output_flops(config: ModelConfig, output: TZNOutput, batch: int) -> HeadFlops:
@@ -95,4 +98,5 @@ def output_flops(config: ModelConfig, output: TZNOutput, batch: int) -> HeadFlop
         [int(v) for v in output.stem.executed_positions],
         [int(v) for v in output.stem.kv_positions],
         tau_predicted=config.atr,
+        boundary=bool(output.boundary),
     )

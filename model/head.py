@@ -57,16 +57,18 @@ class Head:
         """The training run's decoding and Soft-NMS settings (the checkpoint's postprocess section)."""
         return self.checkpoint.postprocess
 
-    def __call__(self, features: Tensor, mask: Tensor) -> TZNOutput:
+    def __call__(self, features: Tensor, mask: Tensor, boundary: bool = True) -> TZNOutput:
+        """boundary=False: the caller needs no boundary fields; a head that can skip computing them does (the
+        PyTorch model in eager mode), an exported graph computes them anyway."""
         if features.dim() != 3 or mask.shape != (features.shape[0], features.shape[2]):
             raise ValueError(
                 f"expected features (B, C, T) and mask (B, T), got {tuple(features.shape)} and {tuple(mask.shape)}"
             )
         if features.shape[1] != self.config.input_dim:
             raise ValueError(f"features have {features.shape[1]} channels, the model expects {self.config.input_dim}")
-        return self.run(features, mask.to(torch.bool))
+        return self.run(features, mask.to(torch.bool), boundary=boundary)
 
-    def run(self, features: Tensor, mask: Tensor) -> TZNOutput:
+    def run(self, features: Tensor, mask: Tensor, boundary: bool = True) -> TZNOutput:
         raise NotImplementedError
 
 
@@ -103,8 +105,11 @@ class TorchHead(Head):
         model, checkpoint = load_checkpoint(directory, device)
         return cls(model, checkpoint, file_sha256(Path(directory) / WEIGHTS_NAME), device, execution, graphs)
 
-    def run(self, features: Tensor, mask: Tensor) -> TZNOutput:
-        if self.graphed is not None and features.shape[0] == 1:
+    def run(self, features: Tensor, mask: Tensor, boundary: bool = True) -> TZNOutput:
+        if self.graphed is not None and features.shape[0] == 1:  # the captured graphs include the boundary head
             return self.graphed(features.to(self.device, torch.float32), mask.to(self.device))
         with torch.inference_mode():
-            return self.model(features.to(self.device, torch.float32), mask.to(self.device), execution=self.execution)
+            return self.model(
+                features.to(self.device, torch.float32), mask.to(self.device), execution=self.execution,
+                boundary=boundary,
+            )  # fmt: skip

@@ -123,12 +123,15 @@ class TZN(nn.Module):
         execution: Execution = "soft",
         tau_override: Tensor | None = None,
         full_depth: bool = False,
+        boundary: bool = True,
     ) -> TZNOutput:
         """features (B, C_in, T) float, mask (B, T) bool.
 
         execution: "soft" runs every stem layer everywhere and blends (training); "hard" skips inactive
         blocks (inference; same outputs). tau_override (B, T) replaces the predicted tau (benchmarks, tests;
         the predictor still runs, so the cost stays honest); full_depth forces every layer everywhere (warm-up).
+        boundary=False skips the boundary head (output.boundary is then empty): inference whose decoding does not
+        use the fields and whose caller does not ask for them need not pay for them.
         """
         if features.dim() != 3 or mask.shape != (features.shape[0], features.shape[2]):
             raise ValueError(
@@ -147,16 +150,16 @@ class TZN(nn.Module):
         tau, layer_masks = self._depth(x, mask, tau_override, full_depth)
         stem_out, stats = self.stem(x.transpose(1, 2), mask, layer_masks, execution)
 
-        cls_logits, offsets, level_masks, boundary = self.pyramid_and_heads(stem_out, mask)
+        cls_logits, offsets, level_masks, fields = self.pyramid_and_heads(stem_out, mask, boundary)
         if layer_masks is None:
             layer_masks = mask[..., None].expand(-1, -1, self.config.stem_layers).to(x.dtype)
-        return TZNOutput(cls_logits, offsets, level_masks, boundary, tau, layer_masks, stats, mask.shape[1])
+        return TZNOutput(cls_logits, offsets, level_masks, fields, tau, layer_masks, stats, mask.shape[1])
 
     def pyramid_and_heads(
-        self, stem_out: Tensor, mask: Tensor
+        self, stem_out: Tensor, mask: Tensor, with_boundary: bool = True
     ) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
         """Stem output (B, T, d) and mask (B, T) -> (cls_logits, offsets, level masks, boundary fields): the
-        down-sampling pyramid and the shared heads on every level."""
+        down-sampling pyramid and the shared heads on every level (the boundary head only `with_boundary`)."""
         levels, level_masks = [stem_out], [mask]
         for block in self.pyramid:
             pooled = F.max_pool1d(levels[-1].transpose(1, 2), kernel_size=3, stride=2, padding=1).transpose(1, 2)
@@ -169,7 +172,7 @@ class TZN(nn.Module):
             normed = self.level_norms[index](level).transpose(1, 2)
             cls_logits.append(self.cls_head(normed, level_mask))
             offsets.append(F.relu(self.reg_head(normed, level_mask) * self.reg_scales[index]))
-            if self.boundary_head is not None and index < self.config.boundary_levels:
+            if with_boundary and self.boundary_head is not None and index < self.config.boundary_levels:
                 source = normed.detach() if self.config.boundary_detach else normed
                 boundary.append(self.boundary_head(source, level_mask))
         return cls_logits, offsets, level_masks, boundary

@@ -318,7 +318,7 @@ async def _run(
     work = asyncio.ensure_future(
         run_in_threadpool(
             state.localizer.localize, path, upload.filename, min_score, top_k, upload_ms=upload_ms,
-            received_at=received,
+            received_at=received, fields="boundary" in include,
         )
     )  # fmt: skip
 

@@ -133,7 +133,8 @@ def run_localize(args: argparse.Namespace) -> int:
     overrides = {"checkpoint": args.checkpoint} if args.checkpoint else {}
     try:
         localizer = Localizer(load_settings(**overrides))
-        result = localizer.localize(args.video, args.video.name, args.min_score, args.top_k)
+        drawn = args.plot is not None and not args.no_boundary  # the plot draws the boundary fields
+        result = localizer.localize(args.video, args.video.name, args.min_score, args.top_k, fields=drawn)
     except (VideoError, *_startup_errors()) as error:
         print(f"tzn localize: {_one_line(error)}", file=sys.stderr)
         return 2
@@ -157,6 +158,8 @@ def plot_answer(answer: dict, args: argparse.Namespace, labels: list[str]) -> Pa
     timeline = Timeline.from_answer(answer, labels, truth)
     timeline.thumbnails = sample_thumbnails(args.video)
     return render(timeline, args.plot, show_boundary=not args.no_boundary)
+
+
 def run_batch(args: argparse.Namespace) -> int:
     from service import batch
 

@@ -353,12 +353,15 @@ class Localizer:
         limits: WorkLimits | None = None,
         progress: Progress | None = None,
         cancelled: Callable[[], bool] = lambda: False,
+        fields: bool = False,
     ) -> Localization:
         """Localizes the actions of the video at `path`. `upload_ms`: how long receiving it took; `received_at`:
         `time.perf_counter()` when it was received (default: now). Stage times add up to `total`, the wall
         time from the request's arrival: upload, queue (waiting for a worker and the compute lock), decode,
         features, head, postprocess. `progress(stage, fraction)` follows decoding, features and head;
-        `cancelled()` is polled while decoding (JobCancelledError)."""
+        `cancelled()` is polled while decoding (JobCancelledError). `fields`: the caller wants the boundary
+        fields (include=boundary, a plot); otherwise the boundary head runs only when the decoding uses it
+        (postprocess.snap)."""
         started = time.perf_counter()
         received_at = started if received_at is None else received_at
         min_score = self.settings.min_score if min_score is None else min_score
@@ -370,7 +373,7 @@ class Localizer:
         mask = torch.ones(1, features.shape[-1], dtype=torch.bool)
         with self.extractor.compute_lock:
             head_started = time.perf_counter()
-            output = self.head(features, mask)
+            output = self.head(features, mask, boundary=fields or self.head.postprocess.snap)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             head_done = time.perf_counter()
@@ -389,7 +392,8 @@ class Localizer:
         # Everything that is not a stage is waiting: for a worker thread, for the compute lock (twice).
         timing["queue"] = max(timing["total"] - sum(timing[k] for k in STAGES if k != "queue"), 0.0)
         head = output_flops(self.config.model, output, batch=1).total
-        head_uniform = uniform_head_flops(self.config.model, 1, output.padded_length).total
+        # the uniform model that computes the same outputs: with the boundary head only if this run had it
+        head_uniform = uniform_head_flops(self.config.model, 1, output.padded_length, bool(output.boundary)).total
         valid = mask.shape[1]
         mean_depth = float(output.layer_masks[0, :valid].sum(-1).mean()) if output.tau is not None else None
         return Localization(

@@ -97,7 +97,10 @@ class OnnxRuntimeHead(Head):
         self.output_names = [output.name for output in self.session.get_outputs()]
         self.tau_input = metadata.tau_input
 
-    def run(self, features: Tensor, mask: Tensor, tau_override: Tensor | None = None) -> TZNOutput:
+    def run(
+        self, features: Tensor, mask: Tensor, boundary: bool = True, tau_override: Tensor | None = None
+    ) -> TZNOutput:
+        """The graph computes the boundary fields whatever `boundary` says."""
         inputs = {"features": features.detach().float().cpu().numpy(), "mask": mask.cpu().numpy()}
         if self.tau_input:
             if tau_override is None:
@@ -145,7 +148,8 @@ class TensorRTHead(Head):
             trt.int32: torch.int32, trt.bool: torch.bool,
         }  # fmt: skip
 
-    def run(self, features: Tensor, mask: Tensor) -> TZNOutput:
+    def run(self, features: Tensor, mask: Tensor, boundary: bool = True) -> TZNOutput:
+        """The engine computes the boundary fields whatever `boundary` says."""
         batch, _, length = features.shape
         check_within_profile(self.profile, batch, length)
         features = features.to(self.device, torch.float32).contiguous()

@@ -58,7 +58,8 @@ def predict_dataset(
         item = dataset[index]
         features = item.features[None].to(device)
         mask = torch.ones(1, features.shape[2], dtype=torch.bool, device=device)
-        output = head(features, mask)
+        # the boundary head runs when the decoding uses its fields, or when `on_video` may want them
+        output = head(features, mask, boundary=head.postprocess.snap or on_video is not None)
         if on_video is not None:
             on_video(item, output)
         detections = video_segments(
@@ -76,7 +77,7 @@ def predict_dataset(
         positions += float(valid.sum())
         seconds += item.duration
         flops += output_flops(model_config, output, batch=1).total
-        flops_uniform += uniform_head_flops(model_config, 1, output.padded_length).total
+        flops_uniform += uniform_head_flops(model_config, 1, output.padded_length, bool(output.boundary)).total
     stats = {
         "videos": len(dataset),
         "seconds": seconds,

@@ -123,6 +123,7 @@ class JobRunner:
             result = localizer.localize(
                 job.upload_path, job.filename, job.min_score, job.top_k, limits=self.limits,
                 progress=self._progress_writer(job.id), cancelled=cancelled.is_set,
+                fields="boundary" in parse_include(job.include_traces),
             )  # fmt: skip
             status = JobStatus.succeeded
             self.store.finish(

@@ -49,3 +49,21 @@ def test_soft_execution_counts_every_layer_everywhere():
     analytic = output_flops(model.config, output, 1)
     assert abs(analytic.total - measured) / measured < 0.02
     assert analytic.total > uniform_head_flops(model.config, 1, output.padded_length).total  # plus tau predictor
+
+
+def test_a_forward_without_the_boundary_head_skips_its_flops_and_nothing_else():
+    model = TZN(small_config(boundary_head="bdr")).eval()
+    features, mask = torch.randn(1, 24, 600), torch.ones(1, 600, dtype=bool)
+    tau = torch.rand(1, 600)
+    with_fields, full = counted_flops(model, features, mask, execution="hard", tau_override=tau)
+    without_fields, bare = counted_flops(model, features, mask, execution="hard", tau_override=tau, boundary=False)
+    assert bare.boundary == [] and len(full.boundary) == model.config.boundary_levels
+    for a, b in zip(full.cls_logits + full.offsets, bare.cls_logits + bare.offsets, strict=True):
+        assert torch.equal(a, b)
+    analytic_full, analytic_bare = output_flops(model.config, full, 1), output_flops(model.config, bare, 1)
+    assert abs(analytic_bare.total - without_fields) / without_fields < 0.02
+    # exactly the boundary head's convolutions are gone
+    assert analytic_full.total - analytic_bare.total == analytic_full.heads - analytic_bare.heads > 0
+    assert with_fields - without_fields == pytest.approx(analytic_full.heads - analytic_bare.heads, rel=0.02)
+    uniform = uniform_head_flops(model.config, 1, bare.padded_length, boundary=False)
+    assert uniform.heads == analytic_bare.heads

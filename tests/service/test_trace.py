@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -69,6 +72,33 @@ def test_include_depth_returns_one_depth_per_position_within_the_video(client, m
     assert depth["times_s"] == sorted(depth["times_s"]) and 0 <= depth["times_s"][0] < depth["times_s"][-1] <= 3.0
     # the answer's summary is the mean of the same per-position depths
     assert np.mean(depth["mean_depth"]) == pytest.approx(body["flops"]["mean_depth"], rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def unsnapped_client(small_checkpoint, tmp_path_factory):
+    """The small checkpoint decoding as the shipped configs do: postprocess.snap off."""
+    directory = tmp_path_factory.mktemp("checkpoint") / "unsnapped"
+    shutil.copytree(small_checkpoint, directory)
+    config = json.loads((directory / "config.json").read_text())
+    config["postprocess"] = {**config.get("postprocess", {}), "snap": False}
+    (directory / "config.json").write_text(json.dumps(config))
+    settings = Settings(checkpoint=directory, temp_dir=tmp_path_factory.mktemp("uploads"), device="cpu")
+    with TestClient(create_app(settings, Localizer(settings))) as client:
+        yield client
+
+
+def test_the_boundary_head_runs_only_when_its_fields_are_asked_for(client, unsnapped_client, media):
+    # snap off: the decoding does not use the fields, so they are computed only for include=boundary
+    plain = localize(unsnapped_client, media / "clip.mp4").json()["flops"]
+    fields = localize(unsnapped_client, media / "clip.mp4", include="boundary").json()["flops"]
+    extra = fields["head"] - plain["head"]
+    assert extra > 0
+    # the uniform baseline is the uniform model computing the same outputs
+    assert fields["head_uniform"] - plain["head_uniform"] == pytest.approx(extra)
+    assert plain["mean_depth"] == pytest.approx(fields["mean_depth"])
+    # snap on (the small checkpoint's default): the decoding needs the fields, the head runs either way
+    snapped = localize(client, media / "clip.mp4").json()["flops"]
+    assert snapped["head"] == pytest.approx(fields["head"])
 
 
 def test_unknown_include_is_a_400_that_names_the_choices(client, media):
