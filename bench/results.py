@@ -851,6 +851,11 @@ def render(document: dict) -> str:
 
     lines += [
         "",
+        "Other runs of this script, in docs/: [results.md](results.md) (5 seeds, the main variants), "
+        "[results-ablations.md](results-ablations.md) (every variant: Uniform-1..6, the rho sweep, BDR alone, "
+        "the coupled BDR loss, the votes; seed 0) and [results-unseen.md](results-unseen.md) (boundary mix 0.9, "
+        "a data seed no tuning saw). How the recipe was chosen: [tuning.md](tuning.md).",
+        "",
         "## Definitions",
         "",
         "- Data: per seed, `training.synthetic` with "
@@ -963,7 +968,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--windows", type=int, default=3, help="windows of T=2304 steps per seed")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "results.md")
+    parser.add_argument(
+        "--render-only", action="store_true",
+        help="rewrite --output from its .json (that run's numbers, this script's text); trains and times nothing",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.render_only:
+        args.output.write_text(render(json.loads(args.output.with_suffix(".json").read_text())))
+        print(f"wrote {args.output} from {args.output.with_suffix('.json')}", flush=True)
+        return 0
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     variants = selected_variants(args.variants)
