@@ -15,6 +15,7 @@ steps run round robin):
 from __future__ import annotations
 
 import argparse
+import importlib
 import statistics
 import subprocess
 import sys
@@ -26,7 +27,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from service.chunks import decode_chunks  # noqa: E402
-from service.decode import decode_frames, probe_video, sample_indices, warm_up_decoder  # noqa: E402
+from service.decode import (  # noqa: E402
+    _open_reader,
+    _video_info,
+    decode_frames,
+    probe_video,
+    sample_indices,
+    warm_up_decoder,
+)
 from service.torchcodec_video import decode_sampled  # noqa: E402
 
 
@@ -51,14 +59,11 @@ def median_s(steps: dict, repeats: int) -> dict[str, float]:
 
 
 def decord_in_process(path: Path, sample_fps: float, size: tuple[int, int]) -> int:
-    """The same frames with decord in this process: no child, no transfer (what the isolation costs)."""
-    import decord
-    import numpy as np
-
-    info = decord.VideoReader(str(path), ctx=decord.cpu(0))
-    pts = info.get_frame_timestamp(np.arange(len(info)))
-    indices = sample_indices(pts[:, 0].astype(np.float64), float(pts[-1, 1]), sample_fps)
-    reader = decord.VideoReader(str(path), ctx=decord.cpu(0), width=size[1], height=size[0])
+    """The chunked child's own steps (open, info, sampling, resizing reader, batches of 256) in this process:
+    no child, no transfer (what the isolation costs)."""
+    _, starts, end_s = _video_info(_open_reader(str(path), path.name), path.name)
+    indices = sample_indices(starts, end_s, sample_fps)
+    reader = _open_reader(str(path), path.name, size)
     return sum(len(reader.get_batch(indices[i : i + 256].tolist())) for i in range(0, len(indices), 256))
 
 
@@ -73,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         make_video(path, args.seconds)
         ffmpeg = ["ffmpeg", "-v", "error", "-threads", str(args.threads), "-i", str(path), "-f", "null", "-"]
         warm_up_decoder()  # the fork server starts once per process, not per request
+        importlib.import_module("decord")  # likewise the server's own import, for the in-process row
         steps = {
             f"ffmpeg -threads {args.threads} -f null (floor)": lambda: subprocess.run(ffmpeg, check=True),
             "decord child: start only": warm_up_decoder,

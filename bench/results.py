@@ -45,7 +45,7 @@ import numpy as np
 import torch
 import yaml
 
-from model.checkpoint import load_checkpoint
+from model.checkpoint import load_checkpoint, read_checkpoint_config
 from model.config import THUMOS_I3D, ModelConfig
 from model.flops import output_flops
 from model.tzn import TZN
@@ -524,13 +524,12 @@ def run_seed(seed: int, args: argparse.Namespace, settings: Settings, variants: 
     print(f"[seed {seed}] head cost at T={LATENCY_LENGTH}: {args.windows} windows x {args.repeats} runs", flush=True)
     # As served, a model runs its boundary head only when its decoding uses the fields (postprocess.snap). A
     # decoding ablation runs its source's network: it is timed only when that differs in the boundary head.
-    loaded = {name: load_checkpoint(runs_root / name) for name in variants}
-    fields = {name: checkpoint.postprocess.snap for name, (_, checkpoint) in loaded.items()}
+    fields = {name: read_checkpoint_config(runs_root / name).postprocess.snap for name in variants}
     measured = [
         name for name in variants
         if not (source := VARIANTS[name].decoded_from) or fields[name] != fields[source]
     ]  # fmt: skip
-    models = {name: loaded[name][0] for name in measured}
+    models = {name: load_checkpoint(runs_root / name)[0] for name in measured}
     windows = latency_windows(annotations, features, args.windows)
     cost = measure_heads(models, windows, args.repeats, fields)
     thumos = measure_thumos_size(models, windows[:1], max(args.repeats // 2, 1), fields) if args.thumos_size else {}

@@ -57,16 +57,17 @@ class Head:
         """The training run's decoding and Soft-NMS settings (the checkpoint's postprocess section)."""
         return self.checkpoint.postprocess
 
-    def __call__(self, features: Tensor, mask: Tensor, boundary: bool = True) -> TZNOutput:
-        """boundary=False: the caller needs no boundary fields; a head that can skip computing them does (the
-        PyTorch model in eager mode), an exported graph computes them anyway."""
+    def __call__(self, features: Tensor, mask: Tensor, fields: bool = True) -> TZNOutput:
+        """fields=False: the caller needs no boundary fields. The boundary head then runs only when the decoding
+        uses them (postprocess.snap); a head that can skip it does (the PyTorch model in eager mode), an exported
+        graph computes the fields anyway."""
         if features.dim() != 3 or mask.shape != (features.shape[0], features.shape[2]):
             raise ValueError(
                 f"expected features (B, C, T) and mask (B, T), got {tuple(features.shape)} and {tuple(mask.shape)}"
             )
         if features.shape[1] != self.config.input_dim:
             raise ValueError(f"features have {features.shape[1]} channels, the model expects {self.config.input_dim}")
-        return self.run(features, mask.to(torch.bool), boundary=boundary)
+        return self.run(features, mask.to(torch.bool), boundary=fields or self.postprocess.snap)
 
     def run(self, features: Tensor, mask: Tensor, boundary: bool = True) -> TZNOutput:
         raise NotImplementedError

@@ -373,7 +373,7 @@ class Localizer:
         mask = torch.ones(1, features.shape[-1], dtype=torch.bool)
         with self.extractor.compute_lock:
             head_started = time.perf_counter()
-            output = self.head(features, mask, boundary=fields or self.head.postprocess.snap)
+            output = self.head(features, mask, fields=fields)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             head_done = time.perf_counter()

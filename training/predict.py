@@ -58,8 +58,7 @@ def predict_dataset(
         item = dataset[index]
         features = item.features[None].to(device)
         mask = torch.ones(1, features.shape[2], dtype=torch.bool, device=device)
-        # the boundary head runs when the decoding uses its fields, or when `on_video` may want them
-        output = head(features, mask, boundary=head.postprocess.snap or on_video is not None)
+        output = head(features, mask, fields=on_video is not None)  # `on_video` may want the boundary fields
         if on_video is not None:
             on_video(item, output)
         detections = video_segments(
