@@ -10,13 +10,15 @@ Segments stay in level-0 grid steps, unclamped, until `detections_to_seconds`, w
 action that starts with the video: grid step 0 is the centre of the first clip, num_frames / 2
 frames after the video starts.
 
-Everything runs on the device of its inputs and uses no compiled extension.
+Decoding runs on the device of its inputs; Soft-NMS runs on the CPU and returns to that device (see `soft_nms`).
+No compiled extension is used.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -121,54 +123,121 @@ def soft_nms(segments: Tensor, scores: Tensor, labels: Tensor, settings: Postpro
 
     Settings used (`model.config.PostprocessConfig`): iou_threshold, sigma, min_score, max_segments, method,
     multiclass, voting_thresh.
-    Repeatedly picks the best remaining candidate (its current, decayed score is reported) and decays
-    the others by their tIoU with it: gaussian `exp(-iou^2 / sigma)` for every candidate (ActionFormer
-    ignores `iou_threshold` here), linear `1 - iou` and hard `0` only where `iou >= iou_threshold`.
-    Candidates whose score falls below `min_score` are dropped, and so are those below it from the start.
+    Repeatedly picks the best remaining candidate (its current, decayed score is reported; ties go to the
+    earlier candidate) and decays the others by their tIoU with it: gaussian `exp(-iou^2 / sigma)` for every
+    candidate (ActionFormer ignores `iou_threshold` here), linear `1 - iou` and hard `0` only where
+    `iou >= iou_threshold`. Candidates whose score falls below `min_score` are dropped, and so are those below
+    it from the start.
     `multiclass`: only candidates with the picked label are decayed, the same result as ActionFormer's
     per-class Soft-NMS followed by a global top-`max_segments`.
     `voting_thresh > 0` replaces each kept segment by the score-weighted mean of the input candidates
     (of its label, when multiclass) with tIoU >= voting_thresh, as ActionFormer's `seg_voting`
     (which ActionFormer only applies class-agnostically; its THUMOS recipe is multiclass without voting).
 
-    One iteration per kept segment, each a handful of vectorised ops over all candidates, and no host
-    synchronisation inside the loop, so it runs as it is on GPU.
+    The loop is sequential, one pick per step, so it runs in NumPy on the CPU whatever the device of the inputs
+    (the result goes back to that device). Each step touches only the candidates the pick overlaps, and the loop
+    ends when nothing remains. As a chain of tensor ops over every candidate it was bound by per-op overhead on
+    the CPU and by kernel launches on a GPU (bench/postprocess.py compares the two).
     """
-    iou_threshold, sigma, min_score = settings.iou_threshold, settings.sigma, settings.min_score
-    max_segments, method, multiclass = settings.max_segments, settings.method, settings.multiclass
-    voting_thresh = settings.voting_thresh
-    segments, scores = segments.float(), scores.float()
+    device = scores.device
     count = scores.numel()
-    if count == 0 or max_segments <= 0:
-        return Detections.empty(segments.device)
+    if count == 0 or settings.max_segments <= 0:
+        return Detections.empty(device)
+    candidate_segments = segments.detach().to("cpu", torch.float32).numpy()
+    candidate_scores = scores.detach().to("cpu", torch.float32).numpy()
+    candidate_labels = labels.detach().to("cpu").numpy()
+    picked_ids, picked_scores = _soft_nms_picks(candidate_segments, candidate_scores, candidate_labels, settings)
 
-    candidate_ids = torch.arange(count, device=scores.device)
-    remaining = torch.where(scores >= min_score, scores, float("-inf"))
-    picks = min(max_segments, count)
-    picked_ids = torch.zeros(picks, dtype=torch.long, device=scores.device)
-    picked_scores = torch.zeros(picks, device=scores.device)
-    for step in range(picks):
-        best_score, best = remaining.max(dim=0)
-        picked_ids[step] = best
-        picked_scores[step] = best_score
-        iou = pairwise_tiou(segments[best].unsqueeze(0), segments)[0]
-        if method == "gaussian":
-            weight = torch.exp(-iou.square() / sigma)
-        elif method == "linear":
-            weight = torch.where(iou >= iou_threshold, 1 - iou, torch.ones_like(iou))
+    picked = torch.from_numpy(picked_ids).to(device)
+    all_segments, all_scores = segments.float(), scores.float()
+    kept_segments = all_segments[picked]
+    if settings.voting_thresh > 0:
+        kept_segments = _vote(
+            kept_segments, labels[picked], all_segments, all_scores, labels, settings.voting_thresh,
+            settings.multiclass,
+        )  # fmt: skip
+    return Detections(kept_segments, torch.from_numpy(picked_scores).to(device), labels[picked])
+
+
+def _soft_nms_picks(
+    segments: np.ndarray, scores: np.ndarray, labels: np.ndarray, settings: PostprocessConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """`soft_nms`'s loop on float32 NumPy arrays -> (picked candidate ids (K,) int64, their scores (K,) float32),
+    in pick order.
+
+    Candidates are split into groups (one per label when multiclass, else one). A step picks the group whose
+    best remaining score is highest (the earlier candidate on a tie), records that candidate and decays its
+    group only (`_Group.decay`).
+    """
+    alive = np.flatnonzero(scores >= np.float32(settings.min_score))  # the others can never be picked
+    if len(alive) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    keys = labels[alive] if settings.multiclass else np.zeros(len(alive), dtype=np.int64)
+    order = np.lexsort((alive, segments[alive, 0], keys))  # by group, then start, then candidate
+    parts = np.split(order, np.flatnonzero(np.diff(keys[order])) + 1)
+    groups = [_Group(alive[part], segments, scores) for part in parts]
+    best = np.array([group.best() for group in groups], dtype=np.int64)  # per group: its best's index
+    best_score = np.array([g.remaining[i] for g, i in zip(groups, best, strict=True)], dtype=np.float32)
+    best_id = np.array([g.ids[i] for g, i in zip(groups, best, strict=True)], dtype=np.int64)
+
+    picked_ids, picked_scores = [], []
+    with np.errstate(invalid="ignore"):  # _Group.decay: -inf * 0
+        while len(picked_ids) < settings.max_segments:
+            top = best_score.max()
+            if top == -np.inf:
+                break
+            tied = np.flatnonzero(best_score == top)
+            chosen = int(tied[np.argmin(best_id[tied])])
+            group = groups[chosen]
+            picked_ids.append(int(group.ids[best[chosen]]))
+            picked_scores.append(top)
+            best[chosen] = index = group.decay(int(best[chosen]), settings)
+            best_score[chosen], best_id[chosen] = group.remaining[index], group.ids[index]
+    return np.array(picked_ids, dtype=np.int64), np.array(picked_scores, dtype=np.float32)
+
+
+class _Group:
+    """The candidates that one Soft-NMS pick can decay (`_soft_nms_picks`), sorted by start: those that overlap
+    the pick (tIoU > 0) lie in one slice, found by binary search. The others keep their scores (a weight of
+    exactly 1), except in hard NMS with iou_threshold 0, which drops the whole group."""
+
+    def __init__(self, ids: np.ndarray, segments: np.ndarray, scores: np.ndarray):
+        self.ids = ids
+        self.starts, self.ends = segments[ids, 0], segments[ids, 1]
+        self.lengths = self.ends - self.starts + np.float32(_LENGTH_EPS)
+        self.remaining = scores[ids].copy()
+        # the longest segment, with a margin for rounding: a candidate that starts earlier than the pick's start
+        # minus this ends before it (including a few more only costs time: their tIoU is 0)
+        longest = float(np.max(self.ends.astype(np.float64) - self.starts))
+        self.reach = np.float32(max(longest, 0.0) * (1 + 1e-5) + 1e-3)
+
+    def best(self) -> int:
+        """Index of the highest remaining score; on a tie, of the earliest candidate (as a scan in input order)."""
+        index = int(self.remaining.argmax())
+        tied = np.flatnonzero(self.remaining == self.remaining[index])
+        return index if len(tied) == 1 else int(tied[np.argmin(self.ids[tied])])
+
+    def decay(self, pick: int, settings: PostprocessConfig) -> int:
+        """Removes candidate `pick`, decays the others by their tIoU with it -> the new best's index."""
+        start, end = self.starts[pick], self.ends[pick]
+        if settings.method == "hard" and settings.iou_threshold <= 0:
+            near = slice(None)
+        else:  # the candidates with start < the pick's end and end > its start: starts in [start - reach, end)
+            near = slice(np.searchsorted(self.starts, start - self.reach), np.searchsorted(self.starts, end))
+        inter = np.minimum(self.ends[near], end) - np.maximum(self.starts[near], start)
+        np.maximum(inter, 0, out=inter)
+        iou = inter / (self.lengths[pick] + self.lengths[near] - inter)
+        if settings.method == "gaussian":  # exp(-iou^2 / sigma), in place
+            weight = np.exp(np.divide(np.square(iou, out=iou), -np.float32(settings.sigma), out=iou), out=iou)
+        elif settings.method == "linear":
+            weight = np.where(iou >= settings.iou_threshold, 1 - iou, np.float32(1))
         else:
-            weight = (iou < iou_threshold).to(iou.dtype)
-        if multiclass:
-            weight = torch.where(labels == labels[best], weight, torch.ones_like(weight))
-        remaining = remaining * weight  # -inf * 0 is NaN, and NaN >= min_score is False: still dropped
-        remaining = torch.where((remaining >= min_score) & (candidate_ids != best), remaining, float("-inf"))
-
-    found = torch.isfinite(picked_scores)  # once nothing remains, max() returns -inf
-    picked_ids, picked_scores = picked_ids[found], picked_scores[found]
-    kept_segments = segments[picked_ids]
-    if voting_thresh > 0:
-        kept_segments = _vote(kept_segments, labels[picked_ids], segments, scores, labels, voting_thresh, multiclass)
-    return Detections(kept_segments, picked_scores, labels[picked_ids])
+            weight = (iou < settings.iou_threshold).astype(np.float32)
+        remaining = self.remaining[near]
+        remaining *= weight  # -inf * 0 is NaN (the caller silences the warning): NaN >= min_score is False
+        remaining[~(remaining >= np.float32(settings.min_score))] = -np.inf
+        self.remaining[pick] = -np.inf
+        return self.best()
 
 
 def _vote(

@@ -158,6 +158,32 @@ def test_uncapped_soft_nms_keeps_every_survivor_once(method):
     assert_same_rows(as_rows(kept), expected)
 
 
+@pytest.mark.parametrize("method, iou_threshold", [("gaussian", 0.1), ("linear", 0.0), ("hard", 0.0), ("hard", 0.5)])
+def test_soft_nms_matches_reference_with_long_nested_and_touching_segments(method, iou_threshold):
+    """Soft-NMS decays only the candidates that overlap a pick (found by their starts): segments spanning many
+    others, segments inside others, segments that only touch, zero-length ones, and hard NMS at threshold 0
+    (which drops non-overlapping candidates too) must all give the reference's result."""
+    segments, scores, labels = random_candidates(seed=5, count=17 * 14, classes=3)
+    segments[::17, 1] = segments[::17, 0] + 90  # long: they overlap candidates that start far after them
+    segments[1::17] = segments[2::17].mean(dim=1, keepdim=True) + torch.tensor([-0.25, 0.25])  # nested
+    segments[3::17, 0] = segments[4::17, 1]  # starts where another ends: tIoU 0
+    segments[5::17, 1] = segments[5::17, 0]  # zero length
+    kept = soft_nms(segments, scores, labels, nms(iou_threshold, 0.5, 0.001, 1000, method))
+    expected = reference_soft_nms(
+        segments.tolist(), scores.tolist(), labels.tolist(), iou_threshold, 0.5, 0.001, 1000, method, True
+    )
+    assert_same_rows(as_rows(kept), expected)
+
+
+def test_soft_nms_breaks_ties_by_input_order():
+    segments = torch.tensor([[0.0, 10.0], [40.0, 50.0], [0.0, 10.0], [60.0, 70.0], [20.0, 30.0]])
+    scores = torch.tensor([0.5, 0.9, 0.9, 0.9, 0.5])
+    labels = torch.tensor([1, 1, 0, 0, 1])
+    for multiclass in (True, False):
+        kept = soft_nms(segments, scores, labels, nms(0.1, 0.5, 0.001, 10, "hard", multiclass))
+        assert [round(s) for s in kept.segments[:3, 0].tolist()] == [40, 0, 60]  # candidates 1, 2, 3
+
+
 def test_soft_nms_output_is_sorted_by_score():
     kept = soft_nms(*random_candidates(seed=2))
     assert torch.all(kept.scores[:-1] >= kept.scores[1:])
