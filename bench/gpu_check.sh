@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One run on a CUDA host (< 8 minutes): install carried wheels, run every CUDA-marked test, build and check
-# TensorRT where it is installed, print the GPU table (bench/gpu_table.py).
+# TensorRT where it is installed, time Soft-NMS (bench/postprocess.py), print the GPU table (bench/gpu_table.py).
 #
 #   bench/gpu_check.sh [OUT_DIR]        (logs and gpu_table.json land in OUT_DIR, default $OUT or /tmp/tzn-gpu)
 #
@@ -56,6 +56,9 @@ if "$PYTHON" -c "import tensorrt" 2>/dev/null; then
 else
     echo "TensorRT is not installed here and no tensorrt wheel was carried: engine build and parity NOT checked"
 fi
+
+echo "== Soft-NMS: the tensor-op loop on CPU and CUDA against the NumPy soft_nms"
+"$PYTHON" bench/postprocess.py --random-only --repeats 5 2>&1 | tee "$OUT_DIR/postprocess.log"
 
 echo "== GPU table"
 "$PYTHON" bench/gpu_table.py --out "$OUT_DIR" 2>&1 | tee "$OUT_DIR/gpu_table.log"

@@ -1,12 +1,13 @@
 """Soft-NMS time: `model.postprocess.soft_nms` against the tensor-op loop it replaced, in the same run.
 
-    python bench/postprocess.py [--repeats 7] [--workdir /tmp/tzn-bench]
+    python bench/postprocess.py [--repeats 7] [--workdir /tmp/tzn-bench] [--random-only]
 
 Cases:
 - the bundled demo model's candidates on the 10 s and 60 s 224p demo videos (what /localize decodes; the
   service's settings: multiclass gaussian Soft-NMS, 200 segments);
 - THUMOS-sized candidate sets: 6 levels x the 2000-candidate top-k = 12000 random segments over 20 classes,
   multiclass (ActionFormer's THUMOS14 recipe) and as one group (its ActivityNet recipe, class-agnostic).
+  --random-only runs these alone (no video is made or decoded: bench/gpu_check.sh, on a host without ffmpeg).
 Both implementations run alternately, median of --repeats; `same` says whether they kept the same segments with
 the same labels in the same order (scores agree to float32 rounding). On a CUDA host the tensor loop also runs on
 the GPU, where it is bound by kernel launches.
@@ -101,11 +102,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/tzn-bench"))
+    parser.add_argument("--random-only", action="store_true", help="skip the demo model's cases")
     args = parser.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
 
     thumos = PostprocessConfig(snap=False)  # ActionFormer's THUMOS14 defaults
-    cases = demo_candidates(args.workdir) + [
+    cases = [] if args.random_only else demo_candidates(args.workdir)
+    cases += [
         ("12000 random, 20 classes, multiclass", random_candidates(12000, 20), thumos),
         ("12000 random, one group", random_candidates(12000, 20), thumos.model_copy(update={"multiclass": False})),
     ]

@@ -127,7 +127,7 @@ def soft_nms(segments: Tensor, scores: Tensor, labels: Tensor, settings: Postpro
     earlier candidate) and decays the others by their tIoU with it: gaussian `exp(-iou^2 / sigma)` for every
     candidate (ActionFormer ignores `iou_threshold` here), linear `1 - iou` and hard `0` only where
     `iou >= iou_threshold`. Candidates whose score falls below `min_score` are dropped, and so are those below
-    it from the start.
+    it from the start, and those whose segment is not finite.
     `multiclass`: only candidates with the picked label are decayed, the same result as ActionFormer's
     per-class Soft-NMS followed by a global top-`max_segments`.
     `voting_thresh > 0` replaces each kept segment by the score-weighted mean of the input candidates
@@ -169,7 +169,8 @@ def _soft_nms_picks(
     best remaining score is highest (the earlier candidate on a tie), records that candidate and decays its
     group only (`_Group.decay`).
     """
-    alive = np.flatnonzero(scores >= np.float32(settings.min_score))  # the others can never be picked
+    # the others can never be picked; a non-finite segment (a broken model) can be neither compared nor reported
+    alive = np.flatnonzero((scores >= np.float32(settings.min_score)) & np.isfinite(segments).all(axis=1))
     if len(alive) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     keys = labels[alive] if settings.multiclass else np.zeros(len(alive), dtype=np.int64)
