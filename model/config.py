@@ -110,7 +110,7 @@ class PostprocessConfig(BaseModel):
     pre_nms_topk: int = Field(2000, ge=1, description="best candidates per level kept before Soft-NMS")
     duration_thresh: float = Field(0.05, ge=0, description="shortest segment, level-0 steps")
     iou_threshold: float = Field(0.1, ge=0, le=1, description="linear/hard Soft-NMS: decay where tIoU >= this")
-    sigma: float = Field(0.5, gt=0, description="gaussian Soft-NMS: decay exp(-iou^2 / sigma)")
+    sigma: float = Field(0.5, ge=1e-6, description="gaussian Soft-NMS: decay exp(-iou^2 / sigma)")
     min_score: float = Field(0.001, ge=0, description="segments whose decayed score falls below this are dropped")
     max_segments: int = Field(200, ge=0, description="segments kept per video")
     method: Literal["gaussian", "linear", "hard"] = "gaussian"

@@ -127,7 +127,7 @@ def soft_nms(segments: Tensor, scores: Tensor, labels: Tensor, settings: Postpro
     earlier candidate) and decays the others by their tIoU with it: gaussian `exp(-iou^2 / sigma)` for every
     candidate (ActionFormer ignores `iou_threshold` here), linear `1 - iou` and hard `0` only where
     `iou >= iou_threshold`. Candidates whose score falls below `min_score` are dropped, and so are those below
-    it from the start, and those whose segment is not finite.
+    it from the start, and so are candidates whose score or segment is not finite (nor do they vote).
     `multiclass`: only candidates with the picked label are decayed, the same result as ActionFormer's
     per-class Soft-NMS followed by a global top-`max_segments`.
     `voting_thresh > 0` replaces each kept segment by the score-weighted mean of the input candidates
@@ -149,14 +149,19 @@ def soft_nms(segments: Tensor, scores: Tensor, labels: Tensor, settings: Postpro
     picked_ids, picked_scores = _soft_nms_picks(candidate_segments, candidate_scores, candidate_labels, settings)
 
     picked = torch.from_numpy(picked_ids).to(device)
-    all_segments, all_scores = segments.float(), scores.float()
-    kept_segments = all_segments[picked]
+    kept_segments = segments.float()[picked]
     if settings.voting_thresh > 0:
+        finite = torch.from_numpy(_finite(candidate_segments, candidate_scores)).to(device)
         kept_segments = _vote(
-            kept_segments, labels[picked], all_segments, all_scores, labels, settings.voting_thresh,
-            settings.multiclass,
+            kept_segments, labels[picked], segments.float()[finite], scores.float()[finite], labels[finite],
+            settings.voting_thresh, settings.multiclass,
         )  # fmt: skip
     return Detections(kept_segments, torch.from_numpy(picked_scores).to(device), labels[picked])
+
+
+def _finite(segments: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """(N,) bool: candidates whose score and segment are finite numbers."""
+    return np.isfinite(scores) & np.isfinite(segments).all(axis=1)
 
 
 def _soft_nms_picks(
@@ -169,8 +174,8 @@ def _soft_nms_picks(
     best remaining score is highest (the earlier candidate on a tie), records that candidate and decays its
     group only (`_Group.decay`).
     """
-    # the others can never be picked; a non-finite segment (a broken model) can be neither compared nor reported
-    alive = np.flatnonzero((scores >= np.float32(settings.min_score)) & np.isfinite(segments).all(axis=1))
+    # the others can never be picked; a non-finite candidate (a broken model) can be neither compared nor reported
+    alive = np.flatnonzero((scores >= np.float32(settings.min_score)) & _finite(segments, scores))
     if len(alive) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     keys = labels[alive] if settings.multiclass else np.zeros(len(alive), dtype=np.int64)
@@ -182,25 +187,28 @@ def _soft_nms_picks(
     best_id = np.array([g.ids[i] for g, i in zip(groups, best, strict=True)], dtype=np.int64)
 
     picked_ids, picked_scores = [], []
-    with np.errstate(invalid="ignore"):  # _Group.decay: -inf * 0
-        while len(picked_ids) < settings.max_segments:
-            top = best_score.max()
-            if top == -np.inf:
-                break
-            tied = np.flatnonzero(best_score == top)
-            chosen = int(tied[np.argmin(best_id[tied])])
-            group = groups[chosen]
-            picked_ids.append(int(group.ids[best[chosen]]))
-            picked_scores.append(top)
-            best[chosen] = index = group.decay(int(best[chosen]), settings)
-            best_score[chosen], best_id[chosen] = group.remaining[index], group.ids[index]
+    while len(picked_ids) < settings.max_segments:
+        top = best_score.max()
+        if top == -np.inf:
+            break
+        tied = np.flatnonzero(best_score == top)
+        chosen = int(tied[np.argmin(best_id[tied])])
+        group, pick = groups[chosen], int(best[chosen])
+        picked_ids.append(int(group.ids[pick]))
+        picked_scores.append(top)
+        index = group.decay(pick, settings)
+        best[chosen], best_score[chosen], best_id[chosen] = index, group.remaining[index], group.ids[index]
     return np.array(picked_ids, dtype=np.int64), np.array(picked_scores, dtype=np.float32)
 
 
 class _Group:
     """The candidates that one Soft-NMS pick can decay (`_soft_nms_picks`), sorted by start: those that overlap
     the pick (tIoU > 0) lie in one slice, found by binary search. The others keep their scores (a weight of
-    exactly 1), except in hard NMS with iou_threshold 0, which drops the whole group."""
+    exactly 1), except in hard NMS with iou_threshold 0, which drops the whole group.
+
+    Unlike the rest of this module it is stateful: `remaining` (the decayed scores, -inf once picked or dropped)
+    changes with every `decay`, which is the loop's whole state. tests/model/test_postprocess.py checks the
+    result against a plain-Python Soft-NMS."""
 
     def __init__(self, ids: np.ndarray, segments: np.ndarray, scores: np.ndarray):
         self.ids = ids
@@ -228,14 +236,15 @@ class _Group:
         inter = np.minimum(self.ends[near], end) - np.maximum(self.starts[near], start)
         np.maximum(inter, 0, out=inter)
         iou = inter / (self.lengths[pick] + self.lengths[near] - inter)
-        if settings.method == "gaussian":  # exp(-iou^2 / sigma), in place
-            weight = np.exp(np.divide(np.square(iou, out=iou), -np.float32(settings.sigma), out=iou), out=iou)
+        if settings.method == "gaussian":
+            weight = np.exp(-(iou * iou) / np.float32(settings.sigma))
         elif settings.method == "linear":
             weight = np.where(iou >= settings.iou_threshold, 1 - iou, np.float32(1))
         else:
             weight = (iou < settings.iou_threshold).astype(np.float32)
-        remaining = self.remaining[near]
-        remaining *= weight  # -inf * 0 is NaN (the caller silences the warning): NaN >= min_score is False
+        remaining = self.remaining[near]  # a view: the updates below land in self.remaining
+        with np.errstate(invalid="ignore"):  # -inf * 0 is NaN, and NaN >= min_score is False: still dropped
+            remaining *= weight
         remaining[~(remaining >= np.float32(settings.min_score))] = -np.inf
         self.remaining[pick] = -np.inf
         return self.best()

@@ -184,6 +184,22 @@ def test_soft_nms_breaks_ties_by_input_order():
         assert [round(s) for s in kept.segments[:3, 0].tolist()] == [40, 0, 60]  # candidates 1, 2, 3
 
 
+def test_soft_nms_drops_non_finite_candidates_and_they_do_not_vote():
+    segments = torch.tensor([[0.0, 10.0], [1.0, 11.0], [2.0, float("nan")], [50.0, 60.0], [51.0, 61.0]])
+    scores = torch.tensor([0.9, 0.5, 0.8, float("inf"), 0.7])
+    labels = torch.zeros(5, dtype=torch.long)
+    kept = soft_nms(segments, scores, labels, PostprocessConfig(method="hard", iou_threshold=0.5, voting_thresh=0.5))
+    assert kept.scores.tolist() == pytest.approx([0.9, 0.7])
+    assert torch.isfinite(kept.segments).all()
+    # [0, 10] votes with [1, 11] (0.5 / 1.4 of the weight); the NaN and infinite candidates take no part
+    assert kept.segments.flatten().tolist() == pytest.approx([0.5 / 1.4, 10 + 0.5 / 1.4, 51.0, 61.0])
+
+
+def test_gaussian_sigma_has_a_floor():
+    with pytest.raises(ValueError, match="sigma"):
+        PostprocessConfig(sigma=1e-50)
+
+
 def test_soft_nms_output_is_sorted_by_score():
     kept = soft_nms(*random_candidates(seed=2))
     assert torch.all(kept.scores[:-1] >= kept.scores[1:])
