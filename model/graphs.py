@@ -122,6 +122,12 @@ class _Captured:
     def __init__(self, run: Callable[[], object], use_graph: bool):
         self.run, self.graph, self.outputs = run, None, None
         self.index: Tensor | None = getattr(run, "index", None)  # a block step's static index buffer
+        # ... and its host-side source: pinned on CUDA, so that filling `index` is a true asynchronous copy (from
+        # pageable memory the driver may wait for the stream, i.e. for the previous layer, before each layer)
+        self.staging: Tensor | None = None
+        if self.index is not None:
+            staging = torch.zeros(self.index.shape, dtype=self.index.dtype)
+            self.staging = staging.pin_memory() if self.index.is_cuda else staging
         if use_graph:
             stream = torch.cuda.Stream()
             stream.wait_stream(torch.cuda.current_stream())
@@ -257,7 +263,9 @@ class GraphedHead:
                 step = self._phase(
                     (padded, layer, size), lambda layer=layer, size=size: self._block_step(static, layer, size), static
                 )
-                step.index.copy_(torch.from_numpy(padded_block_index(block_active[layer], size)), non_blocking=True)
+                # the staging buffer is free: the host sync above waited for the previous call's copies
+                step.staging.numpy()[:] = padded_block_index(block_active[layer], size)
+                step.index.copy_(step.staging, non_blocking=True)
                 step()
                 halo = stem.blocks[layer].attn.halo
                 executed.append(size * self.block), kv.append(size * (self.block + 2 * halo))
