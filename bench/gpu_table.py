@@ -12,6 +12,7 @@ weights). Baseline in the same run: decord on the CPU decoding the same 60 s fil
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -126,14 +127,21 @@ def cuda_ms(run, repeats: int = 30) -> float:
     return statistics.median(times)
 
 
-@torch.inference_mode()
-def head_rows(lengths: list[int], mean_depth: float = 3.0, floor: float = 0.1) -> list[dict]:
-    """THUMOS-size heads (ModelConfig defaults), random weights, ATR with a THUMOS-shaped tau (bench/atr_speed)."""
+def thumos_heads() -> tuple[TZN, TZN, TZN]:
+    """THUMOS-size heads (ModelConfig defaults), random weights: Uniform-6, ATR (the same weights plus a tau
+    predictor) and Uniform-1, ATR's floor (D_min = 1 everywhere)."""
     torch.manual_seed(0)
     uniform = TZN(ModelConfig(atr=False)).cuda().eval()
     atr = TZN(ModelConfig(atr=True)).cuda().eval()
     atr.load_state_dict(uniform.state_dict(), strict=False)
-    floor_model = TZN(ModelConfig(atr=False, stem_layers=1)).cuda().eval()  # ATR's floor: D_min = 1 everywhere
+    floor_model = TZN(ModelConfig(atr=False, stem_layers=1)).cuda().eval()
+    return uniform, atr, floor_model
+
+
+@torch.inference_mode()
+def head_rows(lengths: list[int], mean_depth: float = 3.0, floor: float = 0.1) -> list[dict]:
+    """THUMOS-size heads, ATR with a THUMOS-shaped tau (bench/atr_speed)."""
+    uniform, atr, floor_model = thumos_heads()
     stream = thumos_boundary_stream()
     return [
         row
@@ -165,6 +173,51 @@ def head_length_rows(
          "mean_depth": {"ATR hard": depth, "Uniform-6": 6.0}.get(model, 1.0)}
         for (model, mode), ms in times.items()
     ]  # fmt: skip
+
+
+@torch.inference_mode()
+def head_phase_rows(length: int = 2304, mean_depth: float = 3.0, floor: float = 0.1, repeats: int = 30) -> dict:
+    """Where a graphed head call's GPU time goes: median ms between the phase marks of `GraphedHead.on_phase`
+    (CUDA events), for Uniform-6, ATR hard (THUMOS-shaped tau) and Uniform-1 at T = `length`. A phase's time
+    includes any wait of the GPU for the host before it (for ATR, "sync" is that wait: the host reading the
+    active-block counts)."""
+    uniform, atr, floor_model = thumos_heads()
+    features = torch.randn(1, uniform.config.input_dim, length, device="cuda")
+    mask = torch.ones(1, length, dtype=torch.bool, device="cuda")
+    stream = thumos_boundary_stream()
+    tau = tau_for_mean_depth(stream[stream < length], length, mean_depth, floor, atr.config).cuda()
+    heads = {"Uniform-6": GraphedHead(uniform), "ATR hard": GraphedHead(atr, tau_override=True),
+             "Uniform-1 (floor)": GraphedHead(floor_model)}  # fmt: skip
+    return {
+        name: phase_ms(head, lambda head=head: head(features, mask, tau) if head.tau_override else head(features, mask),
+                       repeats)
+        for name, head in heads.items()
+    }  # fmt: skip
+
+
+def phase_ms(head: GraphedHead, run, repeats: int) -> dict[str, float]:
+    """{phase: median GPU ms from the previous mark to this one} over `repeats` calls of `run` (which calls head)."""
+    events: list[tuple[str, torch.cuda.Event]] = []
+
+    def mark(name: str) -> None:
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        events.append((name, event))
+
+    for _ in range(3):  # capture the graphs first
+        run()
+    head.on_phase = mark
+    samples: dict[str, list[float]] = {}
+    try:
+        for _ in range(repeats):
+            events.clear()
+            run()
+            torch.cuda.synchronize()
+            for (_, before), (name, after) in itertools.pairwise(events):
+                samples.setdefault(name, []).append(before.elapsed_time(after))
+    finally:
+        head.on_phase = None
+    return {name: statistics.median(times) for name, times in samples.items()}
 
 
 def cpu_decode_baseline(path: Path) -> float:
@@ -209,6 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     section("concurrency", lambda: concurrency_rows(localizer, videos["60 s 720p"], [1, 4, 8], args.requests_each))
     section("head", lambda: head_rows([2304, 4608]))
+    section("head_phases", lambda: head_phase_rows(2304))
     if not args.skip_cpu_baseline:
         section("cpu_decode_60s_ms", lambda: cpu_decode_baseline(videos["60 s 720p"]))
     (args.out / "gpu_table.json").write_text(json.dumps(results, indent=1, default=str))
@@ -247,6 +301,18 @@ def print_table(results: dict) -> None:
                   f"{row['mean_depth']:.2f} |")  # fmt: skip
     else:
         print("head:", results.get("head"))
+    phases = results.get("head_phases")
+    if isinstance(phases, dict):
+        names = list(phases)
+        every = {phase for name in names for phase in phases[name]}  # in call order: embed, sync, stem..., heads
+        order = sorted(every, key=lambda phase: (phase != "embed", phase != "sync", phase == "heads", phase))
+        print("\nT = 2304, graphs: GPU ms per phase (CUDA events between GraphedHead's phase marks)\n")
+        print("| phase | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
+        for phase in order + ["total"]:
+            cells = [phases[name].get(phase) if phase != "total" else sum(phases[name].values()) for name in names]
+            print(f"| {phase} | " + " | ".join("" if c is None else f"{c:.2f}" for c in cells) + " |")
+    else:
+        print("head_phases:", phases)
 
 
 if __name__ == "__main__":

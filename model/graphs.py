@@ -153,6 +153,11 @@ class GraphedHead:
     Returns a TZNOutput whose padded_length is the length bucket. One host sync per call for ATR models (the
     per-layer active-block counts); none for uniform ones. Not thread-safe: one call at a time (the service
     holds its compute slot around the head).
+
+    `on_phase(name)`, when set, is called at the start of a call ("start") and after each phase has been
+    launched: "embed", "sync" (after the host has the active-block counts), "stem" (the uniform model's whole
+    stem) or "stem l" (each stem layer that ran), and "heads". bench/gpu_table.py records a CUDA event there to
+    see where a call's time goes.
     """
 
     def __init__(
@@ -174,6 +179,7 @@ class GraphedHead:
             raise ValueError("CUDA graphs need the model on a CUDA device")
         self._buffers: dict[int, dict[str, Tensor]] = {}
         self._graphs: dict[tuple, _Captured] = {}
+        self.on_phase: Callable[[str], None] | None = None
 
     @property
     def captured(self) -> int:
@@ -206,6 +212,8 @@ class GraphedHead:
             raise ValueError("pass tau exactly when the head was built with tau_override=True")
         if features.shape[0] != 1:
             raise ValueError(f"GraphedHead runs batch 1, got batch {features.shape[0]}")
+        mark = self.on_phase or (lambda name: None)
+        mark("start")
         length = features.shape[-1]
         padded = bucket_length(length, self.length_step)
         static = self._static(padded)
@@ -230,6 +238,7 @@ class GraphedHead:
             return tau, layer_masks, active_blocks(layer_masks, static["mask"], self.block)[:, 0], active
 
         depth = self._phase((padded, "embed"), lambda: embed, static)()
+        mark("embed")
         layers = len(stem.blocks)
         if depth is None:  # uniform model: the whole stem is one dense graph
 
@@ -240,12 +249,14 @@ class GraphedHead:
                 static["x"].copy_(x)
 
             self._phase((padded, "stem"), lambda: dense_stem, static)()
+            mark("stem")
             tau, layer_masks = None, static["mask"][..., None].expand(-1, -1, layers).float()
             every = torch.full((layers,), padded, dtype=torch.long)
             stats = StemStats(torch.full((layers,), length, dtype=torch.long), every, every)
         else:
             tau, layer_masks, block_active, active = depth
             block_active = block_active.cpu().numpy()  # the one host sync
+            mark("sync")
             valid_blocks = np.zeros(blocks, dtype=bool)
             valid_blocks[: math.ceil(length / self.block)] = True
             buckets = count_buckets(blocks, self.count_levels)
@@ -257,6 +268,7 @@ class GraphedHead:
                     continue
                 if (block_active[layer] == valid_blocks).all():
                     self._phase((padded, layer, "dense"), lambda layer=layer: self._dense_step(static, layer), static)()
+                    mark(f"stem {layer}")
                     executed.append(padded), kv.append(padded)
                     continue
                 size = bucket_count(count, buckets)
@@ -267,6 +279,7 @@ class GraphedHead:
                 step.staging.numpy()[:] = padded_block_index(block_active[layer], size)
                 step.index.copy_(step.staging, non_blocking=True)
                 step()
+                mark(f"stem {layer}")
                 halo = stem.blocks[layer].attn.halo
                 executed.append(size * self.block), kv.append(size * (self.block + 2 * halo))
             stats = StemStats(active.cpu(), torch.tensor(executed), torch.tensor(kv))
@@ -275,6 +288,7 @@ class GraphedHead:
             return pyramid_phase(model, static["x"], static["mask"])
 
         cls_logits, offsets, level_masks, boundary = self._phase((padded, "heads"), lambda: heads, static)()
+        mark("heads")
         clone = (lambda t: t.clone()) if self.use_graphs else (lambda t: t)  # graph outputs are reused buffers
         return TZNOutput(
             [clone(t) for t in cls_logits], [clone(t) for t in offsets], [clone(t) for t in level_masks],

@@ -121,3 +121,23 @@ def test_bucketed_head_takes_a_tau_override_like_the_model():
     output = head(features, mask, tau)
     _assert_same_outputs(reference, output, length)
     assert output.stem.active_positions.tolist() == reference.stem.active_positions.tolist()
+
+
+@pytest.mark.parametrize("atr", [True, False])
+def test_bucketed_head_reports_its_phases_in_order_without_changing_outputs(atr):
+    torch.manual_seed(4)
+    model = TZN(small_config(atr=atr)).eval()
+    head = GraphedHead(model, length_step=64, use_graphs=False, tau_override=atr)
+    length = 256
+    features, mask = torch.randn(1, 24, length), torch.ones(1, length, dtype=torch.bool)
+    tau = None
+    if atr:  # depth 1 outside [0, 64): layers 1.. skip blocks, and every layer runs somewhere
+        tau = torch.where(torch.arange(length) < 64, 1.0, 0.0)[None]
+    unmarked = head(features, mask, tau)
+    phases = []
+    head.on_phase = phases.append
+    marked = head(features, mask, tau)
+    _assert_same_outputs(unmarked, marked, length)
+    layers = model.config.stem_layers
+    stem = [f"stem {layer}" for layer in range(layers)] if atr else ["stem"]
+    assert phases == ["start", "embed"] + (["sync"] if atr else []) + stem + ["heads"]
