@@ -188,11 +188,15 @@ def head_phase_rows(length: int = 2304, mean_depth: float = 3.0, floor: float = 
     tau = tau_for_mean_depth(stream[stream < length], length, mean_depth, floor, atr.config).cuda()
     heads = {"Uniform-6": GraphedHead(uniform), "ATR hard": GraphedHead(atr, tau_override=True),
              "Uniform-1 (floor)": GraphedHead(floor_model)}  # fmt: skip
-    return {
+    rows = {
         name: phase_ms(head, lambda head=head: head(features, mask, tau) if head.tau_override else head(features, mask),
                        repeats)
         for name, head in heads.items()
     }  # fmt: skip
+    # what each ATR stem layer ran: the share of the length bucket's positions (bucketed block counts included)
+    executed = heads["ATR hard"](features, mask, tau).stem.executed_positions.tolist()
+    rows["ATR executed share"] = {f"stem {layer}": n / length for layer, n in enumerate(executed)}
+    return rows
 
 
 def phase_ms(head: GraphedHead, run, repeats: int) -> dict[str, float]:
@@ -306,10 +310,16 @@ def print_table(results: dict) -> None:
         names = list(phases)
         every = {phase for name in names for phase in phases[name]}  # in call order: embed, sync, stem..., heads
         order = sorted(every, key=lambda phase: (phase != "embed", phase != "sync", phase == "heads", phase))
-        print("\nT = 2304, graphs: GPU ms per phase (CUDA events between GraphedHead's phase marks)\n")
+        print("\nT = 2304, graphs: GPU ms per phase (CUDA events between GraphedHead's phase marks), and the share of")
+        print("positions each ATR stem layer ran\n")
         print("| phase | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
         for phase in order + ["total"]:
-            cells = [phases[name].get(phase) if phase != "total" else sum(phases[name].values()) for name in names]
+            cells = [
+                phases[name].get(phase)
+                if phase != "total"
+                else (None if "share" in name else sum(phases[name].values()))
+                for name in names
+            ]
             print(f"| {phase} | " + " | ".join("" if c is None else f"{c:.2f}" for c in cells) + " |")
     else:
         print("head_phases:", phases)
