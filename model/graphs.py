@@ -107,10 +107,11 @@ def block_layer(
 
 
 def pyramid_phase(
-    model: TZN, stem_out: Tensor, mask: Tensor
+    model: TZN, stem_out: Tensor, mask: Tensor, boundary: bool = True
 ) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
-    """Stem output (B, T, d) -> (cls_logits, offsets, level masks, boundary fields), as in TZN.forward."""
-    return model.pyramid_and_heads(stem_out * mask[..., None].to(stem_out.dtype), mask)
+    """Stem output (B, T, d) -> (cls_logits, offsets, level masks, boundary fields), as in TZN.forward (the
+    boundary head only with `boundary`)."""
+    return model.pyramid_and_heads(stem_out * mask[..., None].to(stem_out.dtype), mask, boundary)
 
 
 # ---------------------------------------------------------------------------------------------------- runner
@@ -206,8 +207,9 @@ class GraphedHead:
         return self._graphs[key]
 
     @torch.inference_mode()
-    def __call__(self, features: Tensor, mask: Tensor, tau: Tensor | None = None) -> TZNOutput:
-        """features (1, C, T), mask (1, T) bool -> TZNOutput over the length bucket."""
+    def __call__(self, features: Tensor, mask: Tensor, tau: Tensor | None = None, boundary: bool = True) -> TZNOutput:
+        """features (1, C, T), mask (1, T) bool -> TZNOutput over the length bucket. boundary=False skips the
+        boundary head (its own graph), as `TZN.forward(boundary=False)`."""
         if (tau is not None) != self.tau_override:
             raise ValueError("pass tau exactly when the head was built with tau_override=True")
         if features.shape[0] != 1:
@@ -285,14 +287,14 @@ class GraphedHead:
             stats = StemStats(active.cpu(), torch.tensor(executed), torch.tensor(kv))
 
         def heads():
-            return pyramid_phase(model, static["x"], static["mask"])
+            return pyramid_phase(model, static["x"], static["mask"], boundary)
 
-        cls_logits, offsets, level_masks, boundary = self._phase((padded, "heads"), lambda: heads, static)()
+        cls_logits, offsets, level_masks, fields = self._phase((padded, "heads", boundary), lambda: heads, static)()
         mark("heads")
         clone = (lambda t: t.clone()) if self.use_graphs else (lambda t: t)  # graph outputs are reused buffers
         return TZNOutput(
             [clone(t) for t in cls_logits], [clone(t) for t in offsets], [clone(t) for t in level_masks],
-            [clone(t) for t in boundary], None if tau is None else clone(tau), clone(layer_masks), stats, padded,
+            [clone(t) for t in fields], None if tau is None else clone(tau), clone(layer_masks), stats, padded,
         )  # fmt: skip
 
     def _dense_step(self, static: dict[str, Tensor], layer: int) -> Callable[[], None]:

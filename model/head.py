@@ -59,8 +59,8 @@ class Head:
 
     def __call__(self, features: Tensor, mask: Tensor, fields: bool = True) -> TZNOutput:
         """fields=False: the caller needs no boundary fields. The boundary head then runs only when the decoding
-        uses them (postprocess.snap); a head that can skip it does (the PyTorch model in eager mode), an exported
-        graph computes the fields anyway."""
+        uses them (postprocess.snap); a head that can skip it does (the PyTorch model, eager or as CUDA graphs),
+        an exported graph computes the fields anyway."""
         if features.dim() != 3 or mask.shape != (features.shape[0], features.shape[2]):
             raise ValueError(
                 f"expected features (B, C, T) and mask (B, T), got {tuple(features.shape)} and {tuple(mask.shape)}"
@@ -107,8 +107,8 @@ class TorchHead(Head):
         return cls(model, checkpoint, file_sha256(Path(directory) / WEIGHTS_NAME), device, execution, graphs)
 
     def run(self, features: Tensor, mask: Tensor, boundary: bool = True) -> TZNOutput:
-        if self.graphed is not None and features.shape[0] == 1:  # the captured graphs include the boundary head
-            return self.graphed(features.to(self.device, torch.float32), mask.to(self.device))
+        if self.graphed is not None and features.shape[0] == 1:
+            return self.graphed(features.to(self.device, torch.float32), mask.to(self.device), boundary=boundary)
         with torch.inference_mode():
             return self.model(
                 features.to(self.device, torch.float32), mask.to(self.device), execution=self.execution,

@@ -141,3 +141,17 @@ def test_bucketed_head_reports_its_phases_in_order_without_changing_outputs(atr)
     layers = model.config.stem_layers
     stem = [f"stem {layer}" for layer in range(layers)] if atr else ["stem"]
     assert phases == ["start", "embed"] + (["sync"] if atr else []) + stem + ["heads"]
+
+
+def test_bucketed_head_skips_the_boundary_head_when_asked():
+    torch.manual_seed(5)
+    model = _spread_tau(TZN(small_config()).eval())
+    head = GraphedHead(model, length_step=64, use_graphs=False)
+    length = 192
+    features, mask = torch.randn(1, 24, length), torch.ones(1, length, dtype=torch.bool)
+    with torch.no_grad():
+        reference = model(features, mask, execution="hard", boundary=False)
+    without = head(features, mask, boundary=False)
+    assert without.boundary == [] and reference.boundary == []
+    _assert_same_outputs(reference, without, length)
+    assert len(head(features, mask).boundary) == model.config.boundary_levels  # its own phase, built on demand
