@@ -26,8 +26,8 @@ from model.tzn import TZNOutput
 from service.chunks import CHUNK_FRAMES, FEATURES_SHARE, ClipCarry, Progress, decode_chunks
 from service.decode import VideoInfo, decode_frames, warm_up_decoder
 from service.errors import ConfigurationError
-from service.preflight import backbone_for, resolve_device
 from service.gpu_features import CudaFeatureExtractor
+from service.preflight import backbone_for, resolve_device
 from service.runners import load_head
 from service.schemas import STAGES, Flops, LocalizeResponse, ModelInfo, Segment, Timing, VideoModel
 from service.settings import DEMO_CHECKPOINT, Settings
@@ -334,8 +334,9 @@ class Localizer:
             self.extractor.backbone.frame_features(frames)
         else:
             self.extractor.backbone(frames[None])
-        length = 64
-        output = self.head(torch.zeros(1, self.config.model.input_dim, length), torch.ones(1, length, dtype=torch.bool))
+        length = 64  # the head as a default request runs it: without boundary fields (CUDA graphs: that graph)
+        features, mask = torch.zeros(1, self.config.model.input_dim, length), torch.ones(1, length, dtype=torch.bool)
+        output = self.head(features, mask, fields=False)
         video_segments(
             output, self.config.model.boundary_head, self.head.postprocess, spec.sample_fps, spec.clip_stride,
             spec.frames_per_clip, duration=length * spec.clip_stride / spec.sample_fps,
