@@ -172,7 +172,9 @@ def page_router() -> APIRouter:
     @router.get(
         "/",
         response_class=HTMLResponse,
-        responses={200: {"content": {"text/html": {}}, "description": "The web page: upload a video, see its timeline"}},
+        responses={
+            200: {"content": {"text/html": {}}, "description": "The web page: upload a video, see its timeline"}
+        },
     )
     async def index() -> HTMLResponse:
         return HTMLResponse(INDEX_PAGE.read_text(encoding="utf-8"))
@@ -296,9 +298,7 @@ async def _localize(request: Request, body: RequestBody, state: ServiceState, ar
         if not state.compute.try_acquire():
             message = f"{settings.max_concurrent} requests are being processed; retry later"
             return error_response(503, "overloaded", message, retry_after(settings))
-        return await _run(
-            state, upload, min_score, top_k, include, (received - arrived) * 1000, received, request_id
-        )
+        return await _run(state, upload, min_score, top_k, include, (received - arrived) * 1000, received, request_id)
     except (UploadError, VideoError) as error:
         status, code = error_status(error)
         return error_response(status, code, str(error))

@@ -18,8 +18,8 @@ from torch import Tensor
 
 from model.backbones import SPECS, build_backbone, flops_per_unit
 from service.batching import BatchRunner
-from service.torchcodec_video import iter_segments, open_decoder, sample_times, stream_of
 from service.errors import VideoTooLongError
+from service.torchcodec_video import iter_segments, open_decoder, sample_times, stream_of
 
 
 class ClipAssembler:

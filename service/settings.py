@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     def jobs_disk_quota_bytes(self) -> int:
         return int(self.jobs_disk_quota_mb * 1024 * 1024)
 
+
 # TZN_* variables read by other tools, not by the service: present in a deployment's environment, not typos.
 OTHER_TOOLS_VARIABLES = {
     "TZN_MODELS_DIR": "docker-compose.yml",

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from service.gpu_features import ClipAssembler
 from model.backbones import SPECS, group_clips
+from service.gpu_features import ClipAssembler
 
 
 @pytest.mark.parametrize("frames", [3, 16, 17, 40, 101])

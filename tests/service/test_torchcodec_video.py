@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from service.torchcodec_video import decode_sampled, resize_frames, sample_times
 from service.decode import decode_frames, sample_indices
 from service.errors import NotAVideoError, VideoDecodeError
+from service.torchcodec_video import decode_sampled, resize_frames, sample_times
 
 
 def test_sample_times_are_the_ticks_of_sample_indices():
