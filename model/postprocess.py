@@ -146,36 +146,34 @@ def soft_nms(segments: Tensor, scores: Tensor, labels: Tensor, settings: Postpro
     candidate_segments = segments.detach().to("cpu", torch.float32).numpy()
     candidate_scores = scores.detach().to("cpu", torch.float32).numpy()
     candidate_labels = labels.detach().to("cpu").numpy()
-    picked_ids, picked_scores = _soft_nms_picks(candidate_segments, candidate_scores, candidate_labels, settings)
+    # a non-finite candidate (a broken model) can be neither compared nor reported, nor vote
+    finite = np.isfinite(candidate_scores) & np.isfinite(candidate_segments).all(axis=1)
+    picked_ids, picked_scores = _soft_nms_picks(
+        candidate_segments, candidate_scores, candidate_labels, finite, settings
+    )
 
     picked = torch.from_numpy(picked_ids).to(device)
     kept_segments = segments.float()[picked]
     if settings.voting_thresh > 0:
-        finite = torch.from_numpy(_finite(candidate_segments, candidate_scores)).to(device)
+        voters = torch.from_numpy(finite).to(device)
         kept_segments = _vote(
-            kept_segments, labels[picked], segments.float()[finite], scores.float()[finite], labels[finite],
+            kept_segments, labels[picked], segments.float()[voters], scores.float()[voters], labels[voters],
             settings.voting_thresh, settings.multiclass,
         )  # fmt: skip
     return Detections(kept_segments, torch.from_numpy(picked_scores).to(device), labels[picked])
 
 
-def _finite(segments: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """(N,) bool: candidates whose score and segment are finite numbers."""
-    return np.isfinite(scores) & np.isfinite(segments).all(axis=1)
-
-
 def _soft_nms_picks(
-    segments: np.ndarray, scores: np.ndarray, labels: np.ndarray, settings: PostprocessConfig
+    segments: np.ndarray, scores: np.ndarray, labels: np.ndarray, finite: np.ndarray, settings: PostprocessConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """`soft_nms`'s loop on float32 NumPy arrays -> (picked candidate ids (K,) int64, their scores (K,) float32),
-    in pick order.
+    in pick order. Only candidates marked `finite` (N,) bool take part.
 
     Candidates are split into groups (one per label when multiclass, else one). A step picks the group whose
     best remaining score is highest (the earlier candidate on a tie), records that candidate and decays its
     group only (`_Group.decay`).
     """
-    # the others can never be picked; a non-finite candidate (a broken model) can be neither compared nor reported
-    alive = np.flatnonzero((scores >= np.float32(settings.min_score)) & _finite(segments, scores))
+    alive = np.flatnonzero((scores >= np.float32(settings.min_score)) & finite)  # the others can never be picked
     if len(alive) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     keys = labels[alive] if settings.multiclass else np.zeros(len(alive), dtype=np.int64)
