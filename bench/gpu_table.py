@@ -1,6 +1,7 @@
 """The GPU table (run by bench/gpu_check.sh on a CUDA host): per-stage ms and real-time factor for 10 s and
-60 s 720p H.264 videos, source frames/s with 1, 4 and 8 concurrent clients, and the head's latency
-(Uniform-6 vs ATR hard, eager vs CUDA graphs, T = 2304 and 4608).
+60 s 720p H.264 videos, source frames/s with 1, 4 and 8 concurrent clients, and the THUMOS-size head's latency
+and FLOPs at T = 2304 and 4608, eager vs CUDA graphs: Uniform-6, ATR hard with a hand-shaped tau (a constructed
+case) and with a trained TZN's tau (bench/data/trained_tau.npz, what a trained model asks for), Uniform-1.
 
     python bench/gpu_table.py [--out DIR] [--repeats 3]
 
@@ -21,12 +22,15 @@ import time
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.atr_speed import tau_for_mean_depth, thumos_boundary_stream  # noqa: E402
+from bench.trained_tau import load_trained_tau  # noqa: E402
 from model.config import ModelConfig  # noqa: E402
+from model.flops import output_flops  # noqa: E402
 from model.graphs import GraphedHead  # noqa: E402
 from model.tzn import TZN  # noqa: E402
 from service.pipeline import Localizer  # noqa: E402
@@ -115,87 +119,127 @@ def clients_row(localizer: GpuLocalizer, path: Path, count: int, requests_each: 
 
 
 def cuda_ms(run, repeats: int = 30) -> float:
+    """Median wall ms of `run` after 3 warm-up calls, the device synchronised after each (on CUDA)."""
+    synchronize = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     for _ in range(3):
         run()
-    torch.cuda.synchronize()
+    synchronize()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         run()
-        torch.cuda.synchronize()
+        synchronize()
         times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times)
 
 
-def thumos_heads() -> tuple[TZN, TZN, TZN]:
+def thumos_heads(device: str = "cuda", min_depth: float = 1.0) -> tuple[TZN, TZN, TZN]:
     """THUMOS-size heads (ModelConfig defaults), random weights: Uniform-6, ATR (the same weights plus a tau
-    predictor) and Uniform-1, ATR's floor (D_min = 1 everywhere)."""
+    predictor; D_min = `min_depth`) and Uniform-1, ATR's floor (D_min = 1 everywhere)."""
     torch.manual_seed(0)
-    uniform = TZN(ModelConfig(atr=False)).cuda().eval()
-    atr = TZN(ModelConfig(atr=True)).cuda().eval()
+    uniform = TZN(ModelConfig(atr=False)).to(device).eval()
+    atr = TZN(ModelConfig(atr=True, min_depth=min_depth)).to(device).eval()
     atr.load_state_dict(uniform.state_dict(), strict=False)
-    floor_model = TZN(ModelConfig(atr=False, stem_layers=1)).cuda().eval()
+    floor_model = TZN(ModelConfig(atr=False, stem_layers=1)).to(device).eval()
     return uniform, atr, floor_model
 
 
-@torch.inference_mode()
-def head_rows(lengths: list[int], mean_depth: float = 3.0, floor: float = 0.1) -> list[dict]:
-    """THUMOS-size heads, ATR with a THUMOS-shaped tau (bench/atr_speed)."""
-    uniform, atr, floor_model = thumos_heads()
+def head_taus(length: int, mean_depth: float, floor: float, device: str) -> tuple[dict[str, list[Tensor]], float]:
+    """The two ATR cases' taus at `length`: {"ATR hard, shaped tau": [one hand-shaped (1, length) tau around the
+    real THUMOS14 test boundaries, mean depth `mean_depth` (bench/atr_speed)], "ATR hard, trained tau": [the
+    windows of bench/data/trained_tau.npz (a TZN trained by bench/results.py), cut to `length`]}, and the trained
+    model's D_min."""
+    trained, metadata = load_trained_tau()
+    if metadata["stem_layers"] != ModelConfig().stem_layers or metadata["length"] < length:
+        raise ValueError(f"trained tau {metadata} does not fit a {ModelConfig().stem_layers}-layer head at T={length}")
     stream = thumos_boundary_stream()
-    return [
-        row
-        for length in lengths
-        for row in head_length_rows(uniform, atr, floor_model, stream, length, mean_depth, floor)
-    ]
-
-
-def head_length_rows(
-    uniform: TZN, atr: TZN, floor_model: TZN, stream, length: int, mean_depth: float, floor: float
-) -> list[dict]:
-    features = torch.randn(1, uniform.config.input_dim, length, device="cuda")
-    mask = torch.ones(1, length, dtype=torch.bool, device="cuda")
-    tau = tau_for_mean_depth(stream[stream < length], length, mean_depth, floor, atr.config).cuda()
-    graphed_uniform = GraphedHead(uniform)
-    graphed_atr = GraphedHead(atr, tau_override=True)
-    graphed_floor = GraphedHead(floor_model)
-    cases = {
-        ("Uniform-6", "eager"): lambda: uniform(features, mask, execution="hard"),
-        ("Uniform-6", "graph"): lambda: graphed_uniform(features, mask),
-        ("ATR hard", "eager"): lambda: atr(features, mask, execution="hard", tau_override=tau),
-        ("ATR hard", "graph"): lambda: graphed_atr(features, mask, tau),
-        ("Uniform-1 (floor)", "graph"): lambda: graphed_floor(features, mask),
+    shaped = tau_for_mean_depth(stream[stream < length], length, mean_depth, floor, ModelConfig(atr=True))
+    taus = {
+        SHAPED: [shaped.to(device)],
+        TRAINED: [torch.from_numpy(window[None, :length].copy()).to(device) for window in trained],
     }
-    times = {key: cuda_ms(run) for key, run in cases.items()}
-    depth = float(atr(features, mask, execution="hard", tau_override=tau).layer_masks[0, :length].sum(-1).mean())
+    return taus, float(metadata["min_depth"])
+
+
+SHAPED, TRAINED = "ATR hard, shaped tau", "ATR hard, trained tau"
+
+
+@torch.inference_mode()
+def head_rows(lengths: list[int], mean_depth: float = 3.0, floor: float = 0.1, repeats: int = 30,
+              device: str = "cuda") -> list[dict]:  # fmt: skip
+    """THUMOS-size heads at each T: Uniform-6, ATR hard with a hand-shaped tau and with a trained model's tau,
+    Uniform-1; eager and graph; ms, mean depth, GFLOPs (model.flops, bucket padding included) and both
+    against Uniform-6."""
+    return [row for length in lengths for row in head_length_rows(length, mean_depth, floor, repeats, device)]
+
+
+def head_length_rows(length: int, mean_depth: float, floor: float, repeats: int, device: str) -> list[dict]:
+    taus, min_depth = head_taus(length, mean_depth, floor, device)
+    uniform, atr, floor_model = thumos_heads(device, min_depth)
+    shaped_atr = atr if min_depth == ModelConfig().min_depth else thumos_heads(device)[1]  # shaped: default D_min
+    features = torch.randn(1, uniform.config.input_dim, length, device=device)
+    mask = torch.ones(1, length, dtype=torch.bool, device=device)
+    graphed = {
+        "Uniform-6": GraphedHead(uniform), SHAPED: GraphedHead(shaped_atr, tau_override=True),
+        TRAINED: GraphedHead(atr, tau_override=True), "Uniform-1 (floor)": GraphedHead(floor_model),
+    }  # fmt: skip
+    eager = {"Uniform-6": uniform, SHAPED: shaped_atr, TRAINED: atr}
+    # (name, mode) -> one call per tau window (one call for the uniform heads)
+    cases: dict[tuple[str, str], list] = {}
+    for name in ("Uniform-6", SHAPED, TRAINED, "Uniform-1 (floor)"):
+        windows = taus.get(name, [None])
+        if name in eager:
+            model = eager[name]
+            cases[name, "eager"] = [
+                lambda model=model, tau=tau: model(features, mask, execution="hard", tau_override=tau)
+                for tau in windows
+            ]
+        head = graphed[name]
+        cases[name, "graph"] = [
+            (lambda head=head, tau=tau: head(features, mask, tau)) if tau is not None else (lambda head=head: head(features, mask))
+            for tau in windows
+        ]  # fmt: skip
+    measured = {}
+    for (name, mode), calls in cases.items():
+        config = (graphed[name].model if mode == "graph" else eager[name]).config
+        outputs = [call() for call in calls]
+        measured[name, mode] = {
+            "ms": statistics.fmean(cuda_ms(call, repeats) for call in calls),
+            "gflops": statistics.fmean(output_flops(config, output, batch=1).total for output in outputs) / 1e9,
+            "mean_depth": statistics.fmean(float(o.layer_masks[0, :length].sum(-1).mean()) for o in outputs),
+        }
     return [
-        {"T": length, "model": model, "mode": mode, "ms": ms, "vs_uniform_same_mode": ms / times[("Uniform-6", mode)],
-         "mean_depth": {"ATR hard": depth, "Uniform-6": 6.0}.get(model, 1.0)}
-        for (model, mode), ms in times.items()
+        {"T": length, "model": name, "mode": mode, "windows": len(cases[name, mode]), **values,
+         "vs_uniform_same_mode": values["ms"] / measured["Uniform-6", mode]["ms"],
+         "flops_vs_uniform": values["gflops"] / measured["Uniform-6", mode]["gflops"]}
+        for (name, mode), values in measured.items()
     ]  # fmt: skip
 
 
 @torch.inference_mode()
 def head_phase_rows(length: int = 2304, mean_depth: float = 3.0, floor: float = 0.1, repeats: int = 30) -> dict:
     """Where a graphed head call's GPU time goes: median ms between the phase marks of `GraphedHead.on_phase`
-    (CUDA events), for Uniform-6, ATR hard (THUMOS-shaped tau) and Uniform-1 at T = `length`. A phase's time
-    includes any wait of the GPU for the host before it (for ATR, "sync" is that wait: the host reading the
-    active-block counts)."""
-    uniform, atr, floor_model = thumos_heads()
+    (CUDA events), for Uniform-6, ATR hard (the hand-shaped tau, and the first window of the trained one) and
+    Uniform-1 at T = `length`. A phase's time includes any wait of the GPU for the host before it (for ATR,
+    "sync" is that wait: the host reading the active-block counts)."""
+    taus, min_depth = head_taus(length, mean_depth, floor, "cuda")
+    uniform, atr, floor_model = thumos_heads("cuda", min_depth)
+    shaped_atr = atr if min_depth == ModelConfig().min_depth else thumos_heads("cuda")[1]
     features = torch.randn(1, uniform.config.input_dim, length, device="cuda")
     mask = torch.ones(1, length, dtype=torch.bool, device="cuda")
-    stream = thumos_boundary_stream()
-    tau = tau_for_mean_depth(stream[stream < length], length, mean_depth, floor, atr.config).cuda()
-    heads = {"Uniform-6": GraphedHead(uniform), "ATR hard": GraphedHead(atr, tau_override=True),
-             "Uniform-1 (floor)": GraphedHead(floor_model)}  # fmt: skip
+    heads = {"Uniform-6": (GraphedHead(uniform), None), SHAPED: (GraphedHead(shaped_atr, tau_override=True), taus[SHAPED][0]),
+             TRAINED: (GraphedHead(atr, tau_override=True), taus[TRAINED][0]),
+             "Uniform-1 (floor)": (GraphedHead(floor_model), None)}  # fmt: skip
     rows = {
-        name: phase_ms(head, lambda head=head: head(features, mask, tau) if head.tau_override else head(features, mask),
+        name: phase_ms(head, lambda head=head, tau=tau: head(features, mask, tau) if tau is not None else head(features, mask),
                        repeats)
-        for name, head in heads.items()
+        for name, (head, tau) in heads.items()
     }  # fmt: skip
     # what each ATR stem layer ran: the share of the length bucket's positions (bucketed block counts included)
-    executed = heads["ATR hard"](features, mask, tau).stem.executed_positions.tolist()
-    rows["ATR executed share"] = {f"stem {layer}": n / length for layer, n in enumerate(executed)}
+    for name in (SHAPED, TRAINED):
+        head, tau = heads[name]
+        executed = head(features, mask, tau).stem.executed_positions.tolist()
+        rows[f"{name}: executed share"] = {f"stem {layer}": n / length for layer, n in enumerate(executed)}
     return rows
 
 
@@ -299,10 +343,11 @@ def print_table(results: dict) -> None:
     else:
         print("concurrency:", results.get("concurrency"))
     if isinstance(results.get("head"), list):
-        print("\n| T | head | mode | ms | vs Uniform-6 (same mode) | mean depth |\n|---|---|---|---|---|---|")
+        print("\n| T | head | mode | ms | vs Uniform-6 (same mode) | mean depth | GFLOPs | FLOPs vs Uniform-6 |")
+        print("|---|---|---|---|---|---|---|---|")
         for row in results["head"]:
             print(f"| {row['T']} | {row['model']} | {row['mode']} | {row['ms']:.2f} | {row['vs_uniform_same_mode']:.2f} | "
-                  f"{row['mean_depth']:.2f} |")  # fmt: skip
+                  f"{row['mean_depth']:.2f} | {row['gflops']:.1f} | {row['flops_vs_uniform']:.2f} |")  # fmt: skip
     else:
         print("head:", results.get("head"))
     phases = results.get("head_phases")
