@@ -133,85 +133,74 @@ def cuda_ms(run, repeats: int = 30) -> float:
     return statistics.median(times)
 
 
-def thumos_heads(device: str = "cuda", min_depth: float = 1.0) -> tuple[TZN, TZN, TZN]:
-    """THUMOS-size heads (ModelConfig defaults), random weights: Uniform-6, ATR (the same weights plus a tau
-    predictor; D_min = `min_depth`) and Uniform-1, ATR's floor (D_min = 1 everywhere)."""
+UNIFORM, SHAPED, TRAINED, FLOOR = "Uniform-6", "ATR hard, shaped tau", "ATR hard, trained tau", "Uniform-1 (floor)"
+
+
+def head_cases(
+    length: int, mean_depth: float, floor: float, device: str
+) -> tuple[dict[str, TZN], dict[str, list[Tensor | None]], Tensor, Tensor]:
+    """The THUMOS-size head cases at T = `length` (ModelConfig defaults, random weights: the cost does not depend
+    on them) -> models by case, each case's taus, features (1, C, T) and mask (1, T).
+
+    Uniform-6; ATR (the same weights plus a tau predictor) with one hand-shaped tau around the real THUMOS14 test
+    boundaries, mean depth `mean_depth` (bench/atr_speed), and with the windows of bench/data/trained_tau.npz (a
+    TZN trained by bench/results.py) cut to `length`; Uniform-1, ATR's floor (D_min = 1 everywhere). The uniform
+    cases have the one tau None."""
+    trained, metadata = load_trained_tau()
+    config = ModelConfig(atr=True)
+    if (metadata["stem_layers"], metadata["min_depth"]) != (config.stem_layers, config.min_depth):
+        raise ValueError(f"trained tau {metadata} is not for a head with {config.stem_layers} layers, D_min 1")
+    if metadata["length"] < length:
+        raise ValueError(f"trained tau windows have {metadata['length']} steps, fewer than T = {length}")
     torch.manual_seed(0)
     uniform = TZN(ModelConfig(atr=False)).to(device).eval()
-    atr = TZN(ModelConfig(atr=True, min_depth=min_depth)).to(device).eval()
+    atr = TZN(config).to(device).eval()
     atr.load_state_dict(uniform.state_dict(), strict=False)
-    floor_model = TZN(ModelConfig(atr=False, stem_layers=1)).to(device).eval()
-    return uniform, atr, floor_model
-
-
-def head_taus(length: int, mean_depth: float, floor: float, device: str) -> tuple[dict[str, list[Tensor]], float]:
-    """The two ATR cases' taus at `length`: {"ATR hard, shaped tau": [one hand-shaped (1, length) tau around the
-    real THUMOS14 test boundaries, mean depth `mean_depth` (bench/atr_speed)], "ATR hard, trained tau": [the
-    windows of bench/data/trained_tau.npz (a TZN trained by bench/results.py), cut to `length`]}, and the trained
-    model's D_min."""
-    trained, metadata = load_trained_tau()
-    if metadata["stem_layers"] != ModelConfig().stem_layers or metadata["length"] < length:
-        raise ValueError(f"trained tau {metadata} does not fit a {ModelConfig().stem_layers}-layer head at T={length}")
+    models = {UNIFORM: uniform, SHAPED: atr, TRAINED: atr, FLOOR: TZN(ModelConfig(atr=False, stem_layers=1))}
+    models[FLOOR].to(device).eval()
     stream = thumos_boundary_stream()
-    shaped = tau_for_mean_depth(stream[stream < length], length, mean_depth, floor, ModelConfig(atr=True))
     taus = {
-        SHAPED: [shaped.to(device)],
+        UNIFORM: [None],
+        SHAPED: [tau_for_mean_depth(stream[stream < length], length, mean_depth, floor, config).to(device)],
         TRAINED: [torch.from_numpy(window[None, :length].copy()).to(device) for window in trained],
+        FLOOR: [None],
     }
-    return taus, float(metadata["min_depth"])
-
-
-SHAPED, TRAINED = "ATR hard, shaped tau", "ATR hard, trained tau"
+    features = torch.randn(1, config.input_dim, length, device=device)
+    return models, taus, features, torch.ones(1, length, dtype=torch.bool, device=device)
 
 
 @torch.inference_mode()
 def head_rows(lengths: list[int], mean_depth: float = 3.0, floor: float = 0.1, repeats: int = 30,
               device: str = "cuda") -> list[dict]:  # fmt: skip
-    """THUMOS-size heads at each T: Uniform-6, ATR hard with a hand-shaped tau and with a trained model's tau,
-    Uniform-1; eager and graph; ms, mean depth, GFLOPs (model.flops, bucket padding included) and both
-    against Uniform-6."""
+    """`head_cases` at each T, eager (not Uniform-1) and graph: ms (mean over a case's taus), mean depth, GFLOPs
+    (model.flops, bucket padding included) and both against Uniform-6."""
     return [row for length in lengths for row in head_length_rows(length, mean_depth, floor, repeats, device)]
 
 
 def head_length_rows(length: int, mean_depth: float, floor: float, repeats: int, device: str) -> list[dict]:
-    taus, min_depth = head_taus(length, mean_depth, floor, device)
-    uniform, atr, floor_model = thumos_heads(device, min_depth)
-    shaped_atr = atr if min_depth == ModelConfig().min_depth else thumos_heads(device)[1]  # shaped: default D_min
-    features = torch.randn(1, uniform.config.input_dim, length, device=device)
-    mask = torch.ones(1, length, dtype=torch.bool, device=device)
-    graphed = {
-        "Uniform-6": GraphedHead(uniform), SHAPED: GraphedHead(shaped_atr, tau_override=True),
-        TRAINED: GraphedHead(atr, tau_override=True), "Uniform-1 (floor)": GraphedHead(floor_model),
-    }  # fmt: skip
-    eager = {"Uniform-6": uniform, SHAPED: shaped_atr, TRAINED: atr}
-    # (name, mode) -> one call per tau window (one call for the uniform heads)
-    cases: dict[tuple[str, str], list] = {}
-    for name in ("Uniform-6", SHAPED, TRAINED, "Uniform-1 (floor)"):
-        windows = taus.get(name, [None])
-        if name in eager:
-            model = eager[name]
-            cases[name, "eager"] = [
-                lambda model=model, tau=tau: model(features, mask, execution="hard", tau_override=tau)
-                for tau in windows
-            ]
-        head = graphed[name]
-        cases[name, "graph"] = [
-            (lambda head=head, tau=tau: head(features, mask, tau)) if tau is not None else (lambda head=head: head(features, mask))
-            for tau in windows
-        ]  # fmt: skip
+    models, taus, features, mask = head_cases(length, mean_depth, floor, device)
     measured = {}
-    for (name, mode), calls in cases.items():
-        config = (graphed[name].model if mode == "graph" else eager[name]).config
-        outputs = [call() for call in calls]
-        measured[name, mode] = {
-            "ms": statistics.fmean(cuda_ms(call, repeats) for call in calls),
-            "gflops": statistics.fmean(output_flops(config, output, batch=1).total for output in outputs) / 1e9,
-            "mean_depth": statistics.fmean(float(o.layer_masks[0, :length].sum(-1).mean()) for o in outputs),
+    for name, model in models.items():
+        graphed = GraphedHead(model, tau_override=model.config.atr)
+        runs = {
+            "eager": lambda tau, model=model: model(features, mask, execution="hard", tau_override=tau),
+            "graph": lambda tau, graphed=graphed: graphed(features, mask, tau),
         }
+        for mode, run in runs.items():
+            if name == FLOOR and mode == "eager":
+                continue
+            calls = [lambda run=run, tau=tau: run(tau) for tau in taus[name]]
+            outputs = [call() for call in calls]
+            measured[name, mode] = {
+                "windows": len(calls),
+                "ms": statistics.fmean(cuda_ms(call, repeats) for call in calls),
+                "gflops": statistics.fmean(output_flops(model.config, o, batch=1).total for o in outputs) / 1e9,
+                "mean_depth": statistics.fmean(float(o.layer_masks[0, :length].sum(-1).mean()) for o in outputs),
+            }
     return [
-        {"T": length, "model": name, "mode": mode, "windows": len(cases[name, mode]), **values,
-         "vs_uniform_same_mode": values["ms"] / measured["Uniform-6", mode]["ms"],
-         "flops_vs_uniform": values["gflops"] / measured["Uniform-6", mode]["gflops"]}
+        {"T": length, "model": name, "mode": mode, **values,
+         "vs_uniform_same_mode": values["ms"] / measured[UNIFORM, mode]["ms"],
+         "flops_vs_uniform": values["gflops"] / measured[UNIFORM, mode]["gflops"]}
         for (name, mode), values in measured.items()
     ]  # fmt: skip
 
@@ -219,28 +208,18 @@ def head_length_rows(length: int, mean_depth: float, floor: float, repeats: int,
 @torch.inference_mode()
 def head_phase_rows(length: int = 2304, mean_depth: float = 3.0, floor: float = 0.1, repeats: int = 30) -> dict:
     """Where a graphed head call's GPU time goes: median ms between the phase marks of `GraphedHead.on_phase`
-    (CUDA events), for Uniform-6, ATR hard (the hand-shaped tau, and the first window of the trained one) and
-    Uniform-1 at T = `length`. A phase's time includes any wait of the GPU for the host before it (for ATR,
-    "sync" is that wait: the host reading the active-block counts)."""
-    taus, min_depth = head_taus(length, mean_depth, floor, "cuda")
-    uniform, atr, floor_model = thumos_heads("cuda", min_depth)
-    shaped_atr = atr if min_depth == ModelConfig().min_depth else thumos_heads("cuda")[1]
-    features = torch.randn(1, uniform.config.input_dim, length, device="cuda")
-    mask = torch.ones(1, length, dtype=torch.bool, device="cuda")
-    heads = {"Uniform-6": (GraphedHead(uniform), None), SHAPED: (GraphedHead(shaped_atr, tau_override=True), taus[SHAPED][0]),
-             TRAINED: (GraphedHead(atr, tau_override=True), taus[TRAINED][0]),
-             "Uniform-1 (floor)": (GraphedHead(floor_model), None)}  # fmt: skip
-    rows = {
-        name: phase_ms(head, lambda head=head, tau=tau: head(features, mask, tau) if tau is not None else head(features, mask),
-                       repeats)
-        for name, (head, tau) in heads.items()
-    }  # fmt: skip
-    # what each ATR stem layer ran: the share of the length bucket's positions (bucketed block counts included)
-    for name in (SHAPED, TRAINED):
-        head, tau = heads[name]
-        executed = head(features, mask, tau).stem.executed_positions.tolist()
-        rows[f"{name}: executed share"] = {f"stem {layer}": n / length for layer, n in enumerate(executed)}
-    return rows
+    (CUDA events), for each of `head_cases` (the trained tau: its first window) at T = `length`. A phase's time
+    includes any wait of the GPU for the host before it (for ATR, "sync" is that wait: the host reading the
+    active-block counts)."""
+    models, taus, features, mask = head_cases(length, mean_depth, floor, "cuda")
+    rows, shares = {}, {}
+    for name, model in models.items():
+        head, tau = GraphedHead(model, tau_override=model.config.atr), taus[name][0]
+        rows[name] = phase_ms(head, lambda head=head, tau=tau: head(features, mask, tau), repeats)
+        if tau is not None:  # what each ATR stem layer ran: the share of the bucket's positions (padding included)
+            executed = head(features, mask, tau).stem.executed_positions.tolist()
+            shares[f"{name}: executed share"] = {f"stem {layer}": n / length for layer, n in enumerate(executed)}
+    return rows | shares
 
 
 def phase_ms(head: GraphedHead, run, repeats: int) -> dict[str, float]:
