@@ -17,10 +17,6 @@ into [0, FEATURES_SHARE] of the whole job (the head and postprocessing take the 
 
 from __future__ import annotations
 
-import multiprocessing
-import multiprocessing.connection
-import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,21 +26,19 @@ import numpy as np
 
 from service.container import precheck
 from service.decode import (
+    ChildCrashed,
+    DecoderChild,
     VideoInfo,
-    _describe_exit,
-    _log_tail,
-    _mp_context,
     _open_reader,
     _video_info,
-    end_child,
+    enter_workdir,
     raise_child_failure,
     sample_indices,
 )
-from service.errors import JobCancelledError, VideoDecodeError, VideoError, VideoTimeoutError, VideoTooLongError
+from service.errors import VideoError, VideoTooLongError
 
 CHUNK_FRAMES = 256  # sampled frames per chunk: 9.6 MB at 112 x 112; a multiple of the backbone batch (64)
 FEATURES_SHARE = 0.95  # share of a job's progress taken by decoding + features (the head is fast)
-_POLL_S = 0.2  # how often a wait for the decoder checks for cancellation
 
 Progress = Callable[[str, float], None]
 
@@ -91,18 +85,15 @@ def decode_chunks(
         "chunk_frames": chunk_frames,
         "max_duration_s": max_duration_s,
     }
-    deadline = time.monotonic() + timeout_s
-    workdir = Path(tempfile.mkdtemp(prefix="tzn-decode-", dir=tmp_dir))
-    ctx = _mp_context()
-    receiver, sender = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_chunk_child_main, args=(sender, str(workdir), request), daemon=True)
+    child = DecoderChild(_chunk_child_main, (request,), timeout_s=timeout_s, filename=name, tmp_dir=tmp_dir,
+                         cancelled=cancelled)  # fmt: skip
     try:
-        process.start()
-        sender.close()
-        started = _receive(receiver, process, deadline, cancelled, name, timeout_s, workdir, starting=True)
-        assert started[0] == "started", started
+        child.started()
         while True:
-            status, payload = _receive(receiver, process, deadline, cancelled, name, timeout_s, workdir)
+            try:
+                status, payload = child.receive()
+            except ChildCrashed as crash:
+                raise child.crash_error(crash) from None
             if status == "info":
                 if on_info is not None:
                     on_info(VideoInfo(**payload))
@@ -114,43 +105,12 @@ def decode_chunks(
                 raise_child_failure(status, payload, name)
                 raise RuntimeError(f"decoding '{name}': unexpected message {status!r} from the decoder")
     finally:
-        end_child(process, receiver, workdir)
+        child.close()
 
 
-def _receive(receiver, process, deadline, cancelled, name, timeout_s, workdir, starting=False) -> tuple[str, Any]:
-    """The child's next message; raises on cancellation, timeout, or a child that died without a word."""
-    while True:
-        if cancelled():
-            raise JobCancelledError(f"decoding '{name}' was cancelled")
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise VideoTimeoutError(
-                f"decoding '{name}' took longer than {timeout_s:g} s and was stopped: "
-                "try again later or send a shorter or lower-resolution video"
-            )
-        if multiprocessing.connection.wait([receiver, process.sentinel], timeout=min(_POLL_S, remaining)):
-            break
-    try:
-        return receiver.recv()
-    except (EOFError, OSError):
-        process.join(timeout=5)
-        if starting:
-            raise RuntimeError(
-                f"the decoder process failed to start ({_describe_exit(process.exitcode)}); see its traceback in "
-                "stderr. A script that decodes videos needs `if __name__ == '__main__':` around its entry point"
-            ) from None
-        raise VideoDecodeError(
-            f"could not decode '{name}': the decoder crashed ({_describe_exit(process.exitcode)}"
-            f"{_log_tail(workdir)}); the file is probably corrupt: re-encode it or send another file"
-        ) from None
-
-
-def _chunk_child_main(conn, workdir: str, request: dict[str, Any]) -> None:
-    import os
-
+def _chunk_child_main(conn, fatal, workdir: str, request: dict[str, Any]) -> None:
     conn.send(("started", None))
-    log = os.open(os.path.join(workdir, "decoder.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(log, 2)
+    enter_workdir(workdir, fatal)
     try:
         path, name = request["path"], request["filename"]
         reader = _open_reader(path, name)

@@ -99,8 +99,9 @@ def mp4_truncation(path: str | os.PathLike) -> str | None:
 
 
 def precheck(path: str | os.PathLike, filename: str | None) -> tuple[Path, str]:
-    """Cheap checks in the server process before any decoder touches the file."""
-    path = Path(path)
+    """Cheap checks in the server process before any decoder touches the file; returns the absolute path and
+    the name errors show."""
+    path = Path(path).absolute()
     name = filename or path.name
     size = path.stat().st_size
     if size == 0:

@@ -19,6 +19,7 @@ As with any multiprocessing code, a script that calls these functions needs the
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -37,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.container import SUPPORTED, precheck, sniff_container
 from service.errors import (
     EmptyVideoError,
+    JobCancelledError,
     NotAVideoError,
     VideoDecodeError,
     VideoError,
@@ -48,6 +50,7 @@ from service.errors import (
 DEFAULT_MAX_BYTES = 2 * 1024**3  # decoded frames held in memory for one request
 DEFAULT_TIMEOUT_S = 120.0
 _DECODE_CHUNK = 32  # frames per decord batch; bounds the child's memory beyond the output file
+_POLL_S = 0.2  # how often a wait for the decoder checks for cancellation
 
 
 # ---------------------------------------------------------------------------------------------------- types
@@ -298,11 +301,9 @@ def _preload_modules() -> list[str]:
     return modules
 
 
-def _child_main(conn, target: Callable[..., Any], workdir: str, args: tuple) -> None:
+def _child_main(conn, fatal, workdir: str, target: Callable[..., Any], args: tuple) -> None:
     conn.send(("started", None))  # tells the parent that a later silence is a crash, not a failed start
-    # decoder chatter (ffmpeg warnings) goes to a log the parent can quote, not to the server's stderr
-    log = os.open(os.path.join(workdir, "decoder.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(log, 2)
+    enter_workdir(workdir, fatal)
     try:
         conn.send(("ok", target(Path(workdir), *args)))
     except VideoError as error:
@@ -316,12 +317,152 @@ def _child_main(conn, target: Callable[..., Any], workdir: str, args: tuple) -> 
         conn.close()
 
 
-def _next_message(receiver, process, deadline: float) -> tuple[str, Any] | None:
-    """The child's next message, None past the deadline; EOFError if the child died without sending one."""
-    remaining = max(0.0, deadline - time.monotonic())
-    if not multiprocessing.connection.wait([receiver, process.sentinel], timeout=remaining):
-        return None
-    return receiver.recv()
+_fatal_pipe = None  # the child's end of its fatal-signal pipe, kept open for faulthandler
+
+
+def enter_workdir(workdir: str, fatal) -> None:
+    """Child side, first thing: work in `workdir` (so that whatever a crash handler drops in the current
+    directory goes with it), send decoder chatter (ffmpeg warnings) to a log the parent can quote, and report
+    a fatal signal at once on the `fatal` pipe: faulthandler writes "Fatal Python error: Segmentation fault"
+    there before a crash handler installed on the machine runs, so the parent learns of the crash even where
+    that handler then takes its time or turns the signal into an exit status."""
+    global _fatal_pipe
+    os.chdir(workdir)
+    log = os.open(os.path.join(workdir, "decoder.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(log, 2)
+    os.close(log)
+    _fatal_pipe = fatal
+    faulthandler.enable(file=fatal.fileno(), all_threads=False)
+
+
+# faulthandler's names of the fatal signals it reports
+_FATAL_SIGNALS = {
+    "Segmentation fault": "SIGSEGV",
+    "Bus error": "SIGBUS",
+    "Floating-point exception": "SIGFPE",
+    "Illegal instruction": "SIGILL",
+    "Aborted": "SIGABRT",
+}
+
+
+class ChildCrashed(Exception):
+    """The decoder child died (a fatal signal, or an exit without a word); `cause` says how."""
+
+    def __init__(self, cause: str):
+        super().__init__(cause)
+        self.cause = cause
+
+
+class DecoderChild:
+    """One isolated decoder process, seen from the parent: its message pipe and its fatal-signal pipe.
+
+    The child runs `target(conn, fatal, workdir, *args)`. `receive()` returns its next message
+    `(status, payload)`; it raises VideoTimeoutError past the deadline (start included), JobCancelledError as
+    soon as `cancelled()` is true, and ChildCrashed the moment the child reports a fatal signal or is found dead
+    without a message, whoever else holds its pipes and whatever a crash handler does afterwards. `close()`
+    kills the child if it still runs, reaps it (no zombie) and removes its workdir.
+    """
+
+    def __init__(
+        self,
+        target: Callable[..., None],
+        args: tuple,
+        *,
+        timeout_s: float,
+        filename: str,
+        tmp_dir: str | os.PathLike | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ):
+        self.filename, self.timeout_s, self.cancelled = filename, timeout_s, cancelled
+        self.deadline = time.monotonic() + timeout_s
+        self.workdir = Path(tempfile.mkdtemp(prefix="tzn-decode-", dir=tmp_dir)).resolve()
+        ctx = _mp_context()
+        self.receiver, sender = ctx.Pipe(duplex=False)
+        self.fatal, fatal_sender = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(target=target, args=(sender, fatal_sender, str(self.workdir), *args), daemon=True)
+        try:
+            self.process.start()
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            sender.close()
+            fatal_sender.close()
+
+    def receive(self) -> tuple[str, Any]:
+        while True:
+            if self.cancelled():
+                raise JobCancelledError(f"decoding '{self.filename}' was cancelled")
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise VideoTimeoutError(
+                    f"decoding '{self.filename}' took longer than {self.timeout_s:g} s and was stopped: "
+                    "try again later or send a shorter or lower-resolution video"
+                )
+            waiting = [self.receiver, self.fatal, self.process.sentinel]
+            ready = multiprocessing.connection.wait(waiting, timeout=min(_POLL_S, remaining))
+            if self.receiver.poll(0):
+                try:
+                    return self.receiver.recv()
+                except (EOFError, OSError):
+                    raise ChildCrashed(self._death()) from None
+            if self.fatal in ready and (report := self._fatal_report()) is not None:
+                raise ChildCrashed(report)
+            if self.fatal in ready or self.process.sentinel in ready:  # its pipe closed, or it is gone
+                raise ChildCrashed(self._death())
+
+    def _fatal_report(self) -> str | None:
+        """faulthandler's first line ("Fatal Python error: Segmentation fault") as "killed by SIGSEGV"; None
+        when the pipe just closed (the child is exiting)."""
+        text = b""
+        give_up = time.monotonic() + 0.5
+        while b"\n" not in text and time.monotonic() < give_up:
+            if not multiprocessing.connection.wait([self.fatal], timeout=0.1):
+                continue
+            piece = os.read(self.fatal.fileno(), 4096)
+            if not piece:
+                break
+            text += piece
+        if not text:
+            return None
+        what = text.decode(errors="replace").splitlines()[0].removeprefix("Fatal Python error: ").strip()
+        return f"killed by {_FATAL_SIGNALS.get(what, what or 'a fatal signal')}"
+
+    def _death(self) -> str:
+        """How a child that stopped talking ended: its signal or exit status, once it is reaped."""
+        self.process.join(timeout=1)
+        if self.process.exitcode is None:  # alive with its pipes closed: it is ending anyway
+            self.process.kill()
+            self.process.join(timeout=5)
+        return _describe_exit(self.process.exitcode)
+
+    def started(self) -> None:
+        """Waits for the child's first message; a child that dies before it failed to start (RuntimeError)."""
+        try:
+            status, _ = self.receive()
+        except ChildCrashed as crash:
+            raise RuntimeError(
+                f"the decoder process failed to start ({crash.cause}); see its traceback in stderr. "
+                "A script that decodes videos needs `if __name__ == '__main__':` around its entry point"
+            ) from None
+        if status != "started":
+            raise RuntimeError(f"decoding '{self.filename}': unexpected first message {status!r} from the decoder")
+
+    def crash_error(self, crash: ChildCrashed) -> VideoDecodeError:
+        return VideoDecodeError(
+            f"could not decode '{self.filename}': the decoder crashed ({crash.cause}{_log_tail(self.workdir)}); "
+            "the file is probably corrupt: re-encode it or send another file"
+        )
+
+    def close(self) -> None:
+        for end in (self.receiver, self.fatal):
+            end.close()
+        if self.process.is_alive():
+            self.process.kill()
+        if self.process.pid is not None:
+            self.process.join()
+        self.process.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -335,49 +476,23 @@ def run_isolated(
 ) -> Iterator[tuple[Any, Path]]:
     """Run `target(workdir, *args)` in a child process; yield (its return value, workdir).
 
-    A child that dies while working raises VideoDecodeError; one that runs past `timeout_s` (start included)
-    is killed and raises VideoTimeoutError; a VideoError raised in the child is re-raised here. A child that
-    cannot start, or fails for a reason other than the file, raises RuntimeError. The workdir and the
-    child are gone when the block exits, whatever happened. `target` must be importable by name (a module-level
-    function), since the child is a fresh process.
+    A child that dies while working (a fatal signal, an exit) raises VideoDecodeError at once, naming how it
+    died; one that runs past `timeout_s` (start included) is killed and raises VideoTimeoutError; a VideoError
+    raised in the child is re-raised here. A child that cannot start, or fails for a reason other than the
+    file, raises RuntimeError. The workdir and the child are gone when the block exits, whatever happened.
+    `target` must be importable by name (a module-level function), since the child is a fresh process.
     """
-    deadline = time.monotonic() + timeout_s
-    workdir = Path(tempfile.mkdtemp(prefix="tzn-decode-", dir=tmp_dir))
-    ctx = _mp_context()
-    receiver, sender = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_child_main, args=(sender, target, str(workdir), args), daemon=True)
-    timed_out = VideoTimeoutError(
-        f"decoding '{filename}' took longer than {timeout_s:g} s and was stopped: "
-        "try again later or send a shorter or lower-resolution video"
-    )
+    child = DecoderChild(_child_main, (target, args), timeout_s=timeout_s, filename=filename, tmp_dir=tmp_dir)
     try:
-        process.start()
-        sender.close()
+        child.started()
         try:
-            started = _next_message(receiver, process, deadline)
-        except (EOFError, OSError):
-            process.join(timeout=5)
-            raise RuntimeError(
-                f"the decoder process failed to start ({_describe_exit(process.exitcode)}); see its traceback in "
-                "stderr. A script that decodes videos needs `if __name__ == '__main__':` around its entry point"
-            ) from None
-        if started is None:
-            raise timed_out
-        try:
-            message = _next_message(receiver, process, deadline)
-        except (EOFError, OSError):
-            process.join(timeout=5)
-            raise VideoDecodeError(
-                f"could not decode '{filename}': the decoder crashed ({_describe_exit(process.exitcode)}"
-                f"{_log_tail(workdir)}); the file is probably corrupt: re-encode it or send another file"
-            ) from None
-        if message is None:
-            raise timed_out
-        status, payload = message
+            status, payload = child.receive()
+        except ChildCrashed as crash:
+            raise child.crash_error(crash) from None
         raise_child_failure(status, payload, filename)
-        yield payload, workdir
+        yield payload, child.workdir
     finally:
-        end_child(process, receiver, workdir)
+        child.close()
 
 
 def raise_child_failure(status: str, payload: Any, filename: str) -> None:
@@ -392,17 +507,6 @@ def raise_child_failure(status: str, payload: Any, filename: str) -> None:
         )
     if status == "failed":
         raise RuntimeError(f"decoding '{filename}' failed: {payload}")
-
-
-def end_child(process, receiver, workdir: Path) -> None:
-    """Closes the pipe, kills the child if it still runs, reaps it (no zombie) and removes its folder."""
-    receiver.close()
-    if process.is_alive():
-        process.kill()
-    if process.pid is not None:
-        process.join()
-    process.close()
-    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _describe_exit(exitcode: int | None) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +27,8 @@ from service.errors import (
     VideoTooLargeError,
     VideoTooLongError,
 )
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg binary (apt install ffmpeg)")
 
@@ -200,6 +204,80 @@ def test_crashing_decoder_raises_decode_error_and_leaves_nothing_behind(tmp_path
     ):
         pass
     assert list(scratch.iterdir()) == []
+    assert process_gone(int(pid_file.read_text()))
+
+
+def exit_without_a_word(workdir: Path, pid_file: str) -> None:
+    Path(pid_file).write_text(str(os.getpid()))
+    os._exit(3)
+
+
+def test_decoder_that_exits_without_a_word_fails_at_once_with_its_exit_status(tmp_path):
+    pid_file = tmp_path / "pid"
+    with (
+        pytest.raises(VideoDecodeError, match=r"crashed \(exit code 3"),
+        run_isolated(exit_without_a_word, (str(pid_file),), timeout_s=60, filename="v.mp4", tmp_dir=tmp_path),
+    ):
+        pass
+    assert process_gone(int(pid_file.read_text()))
+
+
+# A crash handler as some machines install one for every process (preloaded): on SIGSEGV it writes a
+# backtrace file into the current directory, takes its time (symbolizing), then exits with status 1.
+SLOW_CRASH_HANDLER = r"""
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+static void on_fatal(int sig) {
+    char name[64];
+    snprintf(name, sizeof name, "python.%d.btr", (int)getpid());
+    int fd = open(name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) { write(fd, "backtrace\n", 10); close(fd); }
+    sleep(120);
+    _exit(1);
+}
+__attribute__((constructor)) static void install(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_fatal;
+    sigaction(SIGSEGV, &action, NULL);
+    sigaction(SIGBUS, &action, NULL);
+}
+"""
+
+CRASH_UNDER_HANDLER = """
+import sys
+from service.decode import run_isolated
+from tests.service.test_decode import write_pid_then_segfault
+try:
+    with run_isolated(write_pid_then_segfault, (sys.argv[1],), timeout_s=60, filename="v.mp4", tmp_dir=sys.argv[2]):
+        pass
+except Exception as error:
+    print(type(error).__name__, error)
+"""
+
+
+@pytest.mark.skipif(
+    shutil.which("cc") is None, reason="needs a C compiler (apt install gcc) to build the crash handler"
+)
+def test_segfault_is_reported_at_once_where_a_crash_handler_turns_it_into_a_slow_exit(tmp_path):
+    source, library = tmp_path / "handler.c", tmp_path / "libslowcrash.so"
+    source.write_text(SLOW_CRASH_HANDLER)
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+    scratch, pid_file, cwd = tmp_path / "scratch", tmp_path / "pid", tmp_path / "cwd"
+    scratch.mkdir()
+    cwd.mkdir()
+    env = {**os.environ, "LD_PRELOAD": str(library), "PYTHONPATH": str(REPO)}
+    run = subprocess.run(
+        [sys.executable, "-c", CRASH_UNDER_HANDLER, str(pid_file), str(scratch)],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=110,
+    )  # fmt: skip
+    # the handler sleeps 120 s: without the fatal-signal report this would be a VideoTimeoutError after 60 s
+    assert run.stdout.startswith("VideoDecodeError") and "killed by SIGSEGV" in run.stdout, run.stdout + run.stderr
+    assert list(scratch.iterdir()) == []  # the handler's backtrace file went with the decoder's workdir
+    assert list(cwd.iterdir()) == []
     assert process_gone(int(pid_file.read_text()))
 
 
