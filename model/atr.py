@@ -90,6 +90,11 @@ def integer_depth_tau(tau: Tensor, layers: int, min_depth: float, straight_throu
     return tau + (rounded - tau).detach() if straight_through else rounded
 
 
+def active_positions(layer_masks: Tensor, mask: Tensor) -> Tensor:
+    """(B, T, L) layer masks, (B, T) bool -> (L,): per stem layer, the valid positions with m > 0."""
+    return ((layer_masks > 0) & mask[..., None]).sum(dim=(0, 1))
+
+
 @dataclass
 class StemStats:
     """Per stem layer (L,) int64 counts over the batch.
@@ -131,21 +136,45 @@ class ATRStem(nn.Module):
             x, stats = self._hard(x, mask, layer_masks)
         else:
             x, stats = self._dense(x, mask, layer_masks)
-        return x[:, :length] * mask[:, :length, None].to(x.dtype), stats
+        return self.output(x, mask, length), stats
+
+    def dense_layer(self, layer: int, x: Tensor, mask: Tensor, layer_mask: Tensor | None) -> Tensor:
+        """Stem layer `layer` on every position: x (B, T, d), mask (B, T) bool, layer_mask (B, T) or None
+        -> x + m * (Block(x) - x), (B, T, d); Block(x) when layer_mask is None. T a multiple of the block."""
+        y = self.blocks[layer](x, mask)
+        return y if layer_mask is None else x + layer_mask[..., None] * (y - x)
+
+    def block_layer(
+        self, layer: int, x: Tensor, mask: Tensor, layer_mask: Tensor, batch_index: Tensor, block_index: Tensor
+    ) -> Tensor:
+        """Stem layer `layer` on the attention blocks (batch_index[i], block_index[i]) only, (n,) int64 each:
+        x (B, T, d), mask (B, T) bool, layer_mask (B, T) -> (B, T, d), those blocks updated as x + m * (Block(x) - x)
+        and every other position unchanged. T a multiple of the block."""
+        batch, length, dim = x.shape
+        block = self.block_size
+        blocks = length // block
+        y = self.blocks[layer].forward_blocks(x, mask, batch_index, block_index)
+        x_blocks = x.reshape(batch, blocks, block, dim)
+        current = x_blocks[batch_index, block_index]
+        weight = layer_mask.reshape(batch, blocks, block)[batch_index, block_index, :, None]
+        x = x_blocks.index_put((batch_index, block_index), current + weight * (y - current))
+        return x.reshape(batch, length, dim)
+
+    @staticmethod
+    def output(x: Tensor, mask: Tensor, length: int) -> Tensor:
+        """The stem's result: x (B, T_block, d) after the last layer, mask (B, T_block) bool -> (B, length, d),
+        the first `length` positions, zero on padding."""
+        return x[:, :length] * mask[:, :length, None].to(x.dtype)
 
     def _dense(self, x: Tensor, mask: Tensor, layer_masks: Tensor | None) -> tuple[Tensor, StemStats]:
-        for layer, block in enumerate(self.blocks):
-            y = block(x, mask)
-            x = y if layer_masks is None else x + layer_masks[..., layer, None] * (y - x)
+        for layer in range(len(self.blocks)):
+            x = self.dense_layer(layer, x, mask, None if layer_masks is None else layer_masks[..., layer])
         all_positions = torch.full((len(self.blocks),), mask.numel(), dtype=torch.long, device=x.device)
-        if layer_masks is None:
-            active = mask.sum().expand(len(self.blocks))
-        else:
-            active = ((layer_masks > 0) & mask[..., None]).sum(dim=(0, 1))
+        active = mask.sum().expand(len(self.blocks)) if layer_masks is None else active_positions(layer_masks, mask)
         return x, StemStats(active.to(torch.long), all_positions, all_positions)
 
     def _hard(self, x: Tensor, mask: Tensor, layer_masks: Tensor) -> tuple[Tensor, StemStats]:
-        batch, length, dim = x.shape
+        batch, length, _ = x.shape
         block = self.block_size
         blocks = length // block
         valid_blocks = mask.reshape(batch, blocks, block).any(-1)
@@ -158,17 +187,12 @@ class ATRStem(nn.Module):
             if self.dense_shortcut and _eager() and bool((block_active == valid_blocks).all()):
                 # Nothing to skip in this layer (always so for the first when D_min = 1): the dense path is
                 # the same computation without gathering blocks and recomputing halos.
-                x = x + layer_mask[..., None] * (transformer(x, mask) - x)
+                x = self.dense_layer(layer, x, mask, layer_mask)
                 executed.append(torch.tensor(batch * length, device=x.device))
                 kv.append(executed[-1])
                 continue
             batch_index, block_index = block_active.nonzero(as_tuple=True)
-            y = transformer.forward_blocks(x, mask, batch_index, block_index)
-            x_blocks = x.reshape(batch, blocks, block, dim)
-            current = x_blocks[batch_index, block_index]
-            weight = layer_mask.reshape(batch, blocks, block)[batch_index, block_index, :, None]
-            x = x_blocks.index_put((batch_index, block_index), current + weight * (y - current))
-            x = x.reshape(batch, length, dim)
+            x = self.block_layer(layer, x, mask, layer_mask, batch_index, block_index)
             executed_blocks = block_active.sum()
             executed.append(executed_blocks * block)
             kv.append(executed_blocks * (block + 2 * transformer.attn.halo))

@@ -9,10 +9,11 @@ A graph replays fixed shapes, so shapes are bucketed:
   writes the same value, so the result is exactly that of the unpadded list; the padded blocks are real work,
   and the stem's executed/kv counts (hence FLOPs) include them.
 
-In reading order: the bucketing functions (pure, tested on CPU), the three phases of one forward pass
-(embedding + depth, one stem layer, pyramid + heads; the same modules and arithmetic as `TZN.forward`,
-checked against it in tests), and `GraphedHead`, which runs the phases eagerly (`use_graphs=False`, any
-device) or as captured graphs (CUDA).
+In reading order: the bucketing functions (pure, tested on CPU), which blocks each stem layer runs, and
+`GraphedHead`, which runs the phases of `TZN.forward` over static buffers, eagerly (`use_graphs=False`, any
+device) or as captured graphs (CUDA). The phases are the model's own methods (`TZN.embedding`, `TZN.depth`,
+`ATRStem.dense_layer` / `block_layer` / `output`, `TZN.pyramid_and_heads`), so the arithmetic is that of
+`TZN.forward`; only the scheduling (buckets, padded block lists, one host sync) is this module's.
 """
 
 from __future__ import annotations
@@ -22,11 +23,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from model.atr import StemStats
-from model.attention import TransformerBlock
+from model.atr import StemStats, active_positions
 from model.tzn import TZN, TZNOutput
 
 # ---------------------------------------------------------------------------------------------------- buckets
@@ -63,20 +62,7 @@ def padded_block_index(active: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([index, np.full(size - len(index), index[0])]).astype(np.int64)
 
 
-# ---------------------------------------------------------------------------------------------------- phases
-
-
-def embed_phase(
-    model: TZN, features: Tensor, mask: Tensor, tau_override: Tensor | None = None
-) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """features (B, C, T), mask (B, T) bool, T already a multiple of max_stride and of the attention block
-    -> embedding (B, T, d), tau (B, T) or None, layer masks (B, T, L) or None (as in TZN.forward)."""
-    x = (features - model.input_mean[:, None]) / model.input_std[:, None]
-    x = x * mask[:, None].to(x.dtype)
-    for conv, norm in zip(model.embed, model.embed_norms, strict=True):
-        x = F.relu(norm(conv(x, mask)))
-    tau, layer_masks = model._depth(x, mask, tau_override, False)
-    return x.transpose(1, 2), tau, layer_masks
+# ---------------------------------------------------------------------------------------------------- blocks
 
 
 def active_blocks(layer_masks: Tensor, mask: Tensor, block: int) -> Tensor:
@@ -84,34 +70,6 @@ def active_blocks(layer_masks: Tensor, mask: Tensor, block: int) -> Tensor:
     batch, length, layers = layer_masks.shape
     active = (layer_masks > 0) & mask[..., None]
     return active.reshape(batch, length // block, block, layers).any(2).permute(2, 0, 1)
-
-
-def dense_layer(transformer: TransformerBlock, x: Tensor, mask: Tensor, layer_mask: Tensor | None) -> Tensor:
-    """One stem layer on every position: x (B, T, d) -> x + m * (Block(x) - x) (Block(x) when m is None)."""
-    y = transformer(x, mask)
-    return y if layer_mask is None else x + layer_mask[..., None] * (y - x)
-
-
-def block_layer(
-    transformer: TransformerBlock, x: Tensor, mask: Tensor, layer_mask: Tensor, block_index: Tensor
-) -> Tensor:
-    """One stem layer on the blocks `block_index` (n,) of batch item 0 only (batch 1); other blocks unchanged."""
-    _, length, dim = x.shape
-    block = transformer.attn.block
-    batch_index = torch.zeros_like(block_index)
-    y = transformer.forward_blocks(x, mask, batch_index, block_index)
-    x_blocks = x.reshape(1, length // block, block, dim)
-    current = x_blocks[batch_index, block_index]
-    weight = layer_mask.reshape(1, length // block, block)[batch_index, block_index, :, None]
-    return x_blocks.index_put((batch_index, block_index), current + weight * (y - current)).reshape(1, length, dim)
-
-
-def pyramid_phase(
-    model: TZN, stem_out: Tensor, mask: Tensor, boundary: bool = True
-) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
-    """Stem output (B, T, d) -> (cls_logits, offsets, level masks, boundary fields), as in TZN.forward (the
-    boundary head only with `boundary`)."""
-    return model.pyramid_and_heads(stem_out * mask[..., None].to(stem_out.dtype), mask, boundary)
 
 
 # ---------------------------------------------------------------------------------------------------- runner
@@ -218,6 +176,25 @@ class GraphedHead:
         mark("start")
         length = features.shape[-1]
         padded = bucket_length(length, self.length_step)
+        static = self._load_inputs(padded, features, mask, tau)
+        depth = self._phase((padded, "embed"), lambda: self._embed_step(static), static)()
+        mark("embed")
+        if depth is None:
+            tau, layer_masks, stats = self._uniform_stem(static, padded, length, mark)
+        else:
+            tau, layer_masks, stats = self._atr_stem(static, padded, length, depth, mark)
+        heads = self._phase((padded, "heads", boundary), lambda: self._heads_step(static, boundary), static)
+        cls_logits, offsets, level_masks, fields = heads()
+        mark("heads")
+        clone = (lambda t: t.clone()) if self.use_graphs else (lambda t: t)  # graph outputs are reused buffers
+        return TZNOutput(
+            [clone(t) for t in cls_logits], [clone(t) for t in offsets], [clone(t) for t in level_masks],
+            [clone(t) for t in fields], None if tau is None else clone(tau), clone(layer_masks), stats, padded,
+        )  # fmt: skip
+
+    def _load_inputs(self, padded: int, features: Tensor, mask: Tensor, tau: Tensor | None) -> dict[str, Tensor]:
+        """The static buffers of the length bucket `padded`, holding this call's inputs (zero beyond them)."""
+        length = features.shape[-1]
         static = self._static(padded)
         static["features"].zero_()
         static["features"][..., :length].copy_(features, non_blocking=True)
@@ -226,93 +203,119 @@ class GraphedHead:
         if tau is not None:
             static["tau"].zero_()
             static["tau"][:, :length].copy_(tau, non_blocking=True)
-        model, stem = self.model, self.model.stem
-        blocks = padded // self.block
+        return static
 
-        def embed():
+    def _embed_step(self, static: dict[str, Tensor]) -> Callable[[], tuple | None]:
+        """The embedding and depth phase: writes the embedding into static["x"] (1, T, d). For an ATR model it
+        keeps the layer masks as static["layer_masks"] (1, T, L) and returns tau (1, T), those layer masks, the
+        active blocks of each layer (L, T // block) bool and the active positions of each layer (L,)."""
+        model, block = self.model, self.block
+
+        def run():
             override = static["tau"] if self.tau_override else None
-            x, tau, layer_masks = embed_phase(model, static["features"], static["mask"], override)
-            static["x"].copy_(x)
+            x = model.embedding(static["features"], static["mask"])
+            tau, layer_masks = model.depth(x, static["mask"], override)
+            static["x"].copy_(x.transpose(1, 2))
             if layer_masks is None:
                 return None
             static["layer_masks"] = layer_masks  # graph mode: the captured output buffer
-            active = ((layer_masks > 0) & static["mask"][..., None]).sum(dim=(0, 1))
-            return tau, layer_masks, active_blocks(layer_masks, static["mask"], self.block)[:, 0], active
+            active = active_positions(layer_masks, static["mask"])
+            return tau, layer_masks, active_blocks(layer_masks, static["mask"], block)[:, 0], active
 
-        depth = self._phase((padded, "embed"), lambda: embed, static)()
-        mark("embed")
+        return run
+
+    def _uniform_stem(
+        self, static: dict[str, Tensor], padded: int, length: int, mark: Callable[[str], None]
+    ) -> tuple[None, Tensor, StemStats]:
+        """The uniform model's stem, every layer dense, as one graph -> (tau None, layer masks (1, T, L) of ones on
+        the valid positions, stats)."""
+        stem = self.model.stem
         layers = len(stem.blocks)
-        if depth is None:  # uniform model: the whole stem is one dense graph
 
-            def dense_stem():
-                x = static["x"]
-                for transformer in stem.blocks:
-                    x = dense_layer(transformer, x, static["mask"], None)
-                static["x"].copy_(x)
-
-            self._phase((padded, "stem"), lambda: dense_stem, static)()
-            mark("stem")
-            tau, layer_masks = None, static["mask"][..., None].expand(-1, -1, layers).float()
-            every = torch.full((layers,), padded, dtype=torch.long)
-            stats = StemStats(torch.full((layers,), length, dtype=torch.long), every, every)
-        else:
-            tau, layer_masks, block_active, active = depth
-            block_active = block_active.cpu().numpy()  # the one host sync
-            mark("sync")
-            valid_blocks = np.zeros(blocks, dtype=bool)
-            valid_blocks[: math.ceil(length / self.block)] = True
-            buckets = count_buckets(blocks, self.count_levels)
-            executed, kv = [], []
+        def dense_stem():
+            x = static["x"]
             for layer in range(layers):
-                count = int(block_active[layer].sum())
-                if count == 0:
-                    executed.append(0), kv.append(0)
-                    continue
-                if (block_active[layer] == valid_blocks).all():
-                    self._phase((padded, layer, "dense"), lambda layer=layer: self._dense_step(static, layer), static)()
-                    mark(f"stem {layer}")
-                    executed.append(padded), kv.append(padded)
-                    continue
-                size = bucket_count(count, buckets)
-                step = self._phase(
-                    (padded, layer, size), lambda layer=layer, size=size: self._block_step(static, layer, size), static
-                )
-                # the staging buffer is free: the host sync above waited for the previous call's copies
-                step.staging.numpy()[:] = padded_block_index(block_active[layer], size)
-                step.index.copy_(step.staging, non_blocking=True)
-                step()
+                x = stem.dense_layer(layer, x, static["mask"], None)
+            static["x"].copy_(x)
+
+        self._phase((padded, "stem"), lambda: dense_stem, static)()
+        mark("stem")
+        layer_masks = static["mask"][..., None].expand(-1, -1, layers).float()
+        every = torch.full((layers,), padded, dtype=torch.long)
+        return None, layer_masks, StemStats(torch.full((layers,), length, dtype=torch.long), every, every)
+
+    def _atr_stem(
+        self, static: dict[str, Tensor], padded: int, length: int, depth: tuple, mark: Callable[[str], None]
+    ) -> tuple[Tensor, Tensor, StemStats]:
+        """An ATR model's stem, layer by layer on the active blocks that the embed phase found (`depth`, its
+        output) -> (tau (1, T), layer masks (1, T, L), stats counting the padded blocks as executed)."""
+        tau, layer_masks, block_active, active = depth
+        block_active = block_active.cpu().numpy()  # the one host sync
+        mark("sync")
+        blocks = padded // self.block
+        valid_blocks = np.zeros(blocks, dtype=bool)
+        valid_blocks[: math.ceil(length / self.block)] = True
+        buckets = count_buckets(blocks, self.count_levels)
+        executed, kv = [], []
+        for layer, layer_blocks in enumerate(block_active):
+            executed_positions, kv_positions = self._stem_layer(
+                static, padded, layer, layer_blocks, valid_blocks, buckets
+            )
+            if executed_positions:
                 mark(f"stem {layer}")
-                halo = stem.blocks[layer].attn.halo
-                executed.append(size * self.block), kv.append(size * (self.block + 2 * halo))
-            stats = StemStats(active.cpu(), torch.tensor(executed), torch.tensor(kv))
+            executed.append(executed_positions)
+            kv.append(kv_positions)
+        return tau, layer_masks, StemStats(active.cpu(), torch.tensor(executed), torch.tensor(kv))
 
-        def heads():
-            return pyramid_phase(model, static["x"], static["mask"], boundary)
+    def _stem_layer(
+        self, static: dict[str, Tensor], padded: int, layer: int, layer_blocks: np.ndarray, valid_blocks: np.ndarray,
+        buckets: list[int],
+    ) -> tuple[int, int]:  # fmt: skip
+        """Runs stem layer `layer` on its active blocks `layer_blocks` (blocks,) bool: densely when they are every
+        valid block, on a list of blocks padded to a bucket size otherwise, not at all when there is none.
+        Returns the positions it executed and those whose keys/values it computed (padded blocks included)."""
+        count = int(layer_blocks.sum())
+        if count == 0:
+            return 0, 0
+        if (layer_blocks == valid_blocks).all():
+            self._phase((padded, layer, "dense"), lambda: self._dense_step(static, layer), static)()
+            return padded, padded
+        size = bucket_count(count, buckets)
+        step = self._phase((padded, layer, size), lambda: self._block_step(static, layer, size), static)
+        # the staging buffer is free: the host sync above waited for the previous call's copies
+        step.staging.numpy()[:] = padded_block_index(layer_blocks, size)
+        step.index.copy_(step.staging, non_blocking=True)
+        step()
+        halo = self.model.stem.blocks[layer].attn.halo
+        return size * self.block, size * (self.block + 2 * halo)
 
-        cls_logits, offsets, level_masks, fields = self._phase((padded, "heads", boundary), lambda: heads, static)()
-        mark("heads")
-        clone = (lambda t: t.clone()) if self.use_graphs else (lambda t: t)  # graph outputs are reused buffers
-        return TZNOutput(
-            [clone(t) for t in cls_logits], [clone(t) for t in offsets], [clone(t) for t in level_masks],
-            [clone(t) for t in fields], None if tau is None else clone(tau), clone(layer_masks), stats, padded,
-        )  # fmt: skip
+    def _heads_step(self, static: dict[str, Tensor], boundary: bool) -> Callable[[], tuple]:
+        """The pyramid and heads phase on the stem's result in static["x"] (the boundary head only `boundary`)."""
+        model = self.model
+
+        def run():
+            stem_out = model.stem.output(static["x"], static["mask"], static["x"].shape[1])
+            return model.pyramid_and_heads(stem_out, static["mask"], boundary)
+
+        return run
 
     def _dense_step(self, static: dict[str, Tensor], layer: int) -> Callable[[], None]:
-        transformer = self.model.stem.blocks[layer]
+        stem = self.model.stem
 
         def run():
             layer_mask = static["layer_masks"][..., layer]
-            static["x"].copy_(dense_layer(transformer, static["x"], static["mask"], layer_mask))
+            static["x"].copy_(stem.dense_layer(layer, static["x"], static["mask"], layer_mask))
 
         return run
 
     def _block_step(self, static: dict[str, Tensor], layer: int, size: int) -> Callable[[], None]:
-        transformer = self.model.stem.blocks[layer]
+        stem = self.model.stem
         index = torch.zeros(size, dtype=torch.long, device=self.device)
 
         def run():
             layer_mask = static["layer_masks"][..., layer]
-            static["x"].copy_(block_layer(transformer, static["x"], static["mask"], layer_mask, index))
+            batch_index = torch.zeros_like(index)  # batch 1
+            static["x"].copy_(stem.block_layer(layer, static["x"], static["mask"], layer_mask, batch_index, index))
 
         run.index = index
         return run

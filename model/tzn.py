@@ -132,6 +132,9 @@ class TZN(nn.Module):
         the predictor still runs, so the cost stays honest); full_depth forces every layer everywhere (warm-up).
         boundary=False skips the boundary head (output.boundary is then empty): inference whose decoding does not
         use the fields and whose caller does not ask for them need not pay for them.
+
+        The phases, each a public method that model/graphs.py runs as well: padding to a multiple of max_stride,
+        `embedding`, `depth`, the stem (`self.stem`, an ATRStem) and `pyramid_and_heads`.
         """
         if features.dim() != 3 or mask.shape != (features.shape[0], features.shape[2]):
             raise ValueError(
@@ -139,27 +142,55 @@ class TZN(nn.Module):
             )
         if features.shape[1] != self.config.input_dim:
             raise ValueError(f"features have {features.shape[1]} channels, the model expects {self.config.input_dim}")
-        mask = mask.to(torch.bool)
-        features = (features - self.input_mean[:, None]) / self.input_std[:, None]
-        x = pad_to_multiple(features, self.config.max_stride, dim=2)
-        mask = pad_to_multiple(mask, self.config.max_stride, dim=1)
-        x = x * mask[:, None].to(x.dtype)
-        for conv, norm in zip(self.embed, self.embed_norms, strict=True):
-            x = F.relu(norm(conv(x, mask)))
-
-        tau, layer_masks = self._depth(x, mask, tau_override, full_depth)
+        features = pad_to_multiple(features, self.config.max_stride, dim=2)
+        mask = pad_to_multiple(mask.to(torch.bool), self.config.max_stride, dim=1)
+        x = self.embedding(features, mask)
+        tau, layer_masks = self.depth(x, mask, tau_override, full_depth)
         stem_out, stats = self.stem(x.transpose(1, 2), mask, layer_masks, execution)
-
         cls_logits, offsets, level_masks, fields = self.pyramid_and_heads(stem_out, mask, boundary)
         if layer_masks is None:
             layer_masks = mask[..., None].expand(-1, -1, self.config.stem_layers).to(x.dtype)
         return TZNOutput(cls_logits, offsets, level_masks, fields, tau, layer_masks, stats, mask.shape[1])
 
+    def embedding(self, features: Tensor, mask: Tensor) -> Tensor:
+        """features (B, C_in, T) float, mask (B, T) bool, T already padded to a multiple of max_stride
+        -> embedding (B, d, T): the standardised input, zero on padding, through the two masked convs."""
+        x = (features - self.input_mean[:, None]) / self.input_std[:, None]
+        x = x * mask[:, None].to(x.dtype)
+        for conv, norm in zip(self.embed, self.embed_norms, strict=True):
+            x = F.relu(norm(conv(x, mask)))
+        return x
+
+    def depth(
+        self, x: Tensor, mask: Tensor, tau_override: Tensor | None = None, full_depth: bool = False
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """Embedding x (B, d, T), mask (B, T) bool -> tau (B, T) in [0, 1] and layer masks (B, T, L_max);
+        (None, None) for the uniform model, layer masks None with `full_depth` (every layer everywhere).
+        tau_override (B, T) or of the unpadded length (zero-padded here) replaces the predicted tau after the
+        predictor ran (see `forward`)."""
+        if self.tau_predictor is None:
+            if tau_override is not None:
+                raise ValueError("tau_override needs a model built with atr=True")
+            return None, None
+        tau = self.tau_predictor(x, mask)
+        if self.config.block_depth:
+            tau = block_mean(tau, mask, self.config.attn_block_size)
+        if self.config.integer_depth:
+            config = self.config
+            tau = integer_depth_tau(tau, config.stem_layers, config.min_depth, self.training) * mask.to(x.dtype)
+        if tau_override is not None:
+            tau = pad_to_multiple(tau_override.to(x.dtype), self.config.max_stride) * mask.to(x.dtype)
+        if full_depth:
+            return tau, None
+        return tau, depth_masks(tau, self.config.stem_layers, self.config.min_depth)
+
     def pyramid_and_heads(
         self, stem_out: Tensor, mask: Tensor, with_boundary: bool = True
     ) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
         """Stem output (B, T, d) and mask (B, T) -> (cls_logits, offsets, level masks, boundary fields): the
-        down-sampling pyramid and the shared heads on every level (the boundary head only `with_boundary`)."""
+        down-sampling pyramid and the shared heads on every level (the boundary head only `with_boundary`).
+        Level k has length T / 2**k: cls_logits[k] (B, T_k, classes), offsets[k] (B, T_k, 2), masks[k] (B, T_k),
+        boundary[k] (B, T_k, 2) (see TZNOutput)."""
         levels, level_masks = [stem_out], [mask]
         for block in self.pyramid:
             pooled = F.max_pool1d(levels[-1].transpose(1, 2), kernel_size=3, stride=2, padding=1).transpose(1, 2)
@@ -176,23 +207,3 @@ class TZN(nn.Module):
                 source = normed.detach() if self.config.boundary_detach else normed
                 boundary.append(self.boundary_head(source, level_mask))
         return cls_logits, offsets, level_masks, boundary
-
-    def _depth(
-        self, x: Tensor, mask: Tensor, tau_override: Tensor | None, full_depth: bool
-    ) -> tuple[Tensor | None, Tensor | None]:
-        """tau (B, T) and layer masks (B, T, L) for the embedding x (B, d, T); (None, None) for the uniform model."""
-        if self.tau_predictor is None:
-            if tau_override is not None:
-                raise ValueError("tau_override needs a model built with atr=True")
-            return None, None
-        tau = self.tau_predictor(x, mask)
-        if self.config.block_depth:
-            tau = block_mean(tau, mask, self.config.attn_block_size)
-        if self.config.integer_depth:
-            config = self.config
-            tau = integer_depth_tau(tau, config.stem_layers, config.min_depth, self.training) * mask.to(x.dtype)
-        if tau_override is not None:
-            tau = pad_to_multiple(tau_override.to(x.dtype), self.config.max_stride) * mask.to(x.dtype)
-        if full_depth:
-            return tau, None
-        return tau, depth_masks(tau, self.config.stem_layers, self.config.min_depth)

@@ -100,3 +100,24 @@ def test_a_detached_boundary_head_trains_itself_but_not_the_trunk():
     assert trunk is not None and trunk.abs().sum() > 0 and head.abs().sum() > 0
     trunk, head = grads[True]
     assert (trunk is None or trunk.abs().sum() == 0) and head.abs().sum() > 0
+
+
+@pytest.mark.parametrize("atr", [True, False])
+def test_forward_is_its_public_phases_in_order(atr):
+    """model/graphs.py runs these same methods; forward must not compute anything they do not."""
+    torch.manual_seed(0)
+    model = TZN(small_config(atr=atr)).eval()
+    model.set_input_statistics(torch.randn(24), torch.rand(24) + 0.5)
+    features, mask = torch.randn(2, 24, 70), torch.ones(2, 70, dtype=torch.bool)
+    mask[1, 50:] = False
+    with torch.no_grad():
+        output = model(features, mask, execution="hard")
+        padded_mask = torch.zeros(2, 96, dtype=torch.bool)
+        padded_mask[:, :70] = mask
+        embedding = model.embedding(torch.cat([features, torch.zeros(2, 24, 26)], dim=2), padded_mask)
+        tau, layer_masks = model.depth(embedding, padded_mask)
+        stem_out, _ = model.stem(embedding.transpose(1, 2), padded_mask, layer_masks, "hard")
+        cls_logits, offsets, _, boundary = model.pyramid_and_heads(stem_out, padded_mask)
+    assert embedding.shape == (2, 32, 96) and (tau is None) == (not atr)
+    phases, whole = cls_logits + offsets + boundary, output.cls_logits + output.offsets + output.boundary
+    assert len(phases) == len(whole) and all(torch.equal(a, b) for a, b in zip(phases, whole, strict=True))
