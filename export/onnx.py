@@ -131,17 +131,7 @@ def export_model(
     output.parent.mkdir(parents=True, exist_ok=True)
     head = ExportedHead(copy.deepcopy(model).eval())
     config = model.config
-    # Trace on a padded batch with a length that is a multiple of nothing, so no shape is special.
-    length = 3 * config.max_stride + 5
-    generator = torch.Generator().manual_seed(0)
-    features = torch.randn(2, config.input_dim, length, generator=generator)
-    mask = torch.ones(2, length, dtype=torch.bool)
-    mask[1, length // 2 :] = False
-    args: tuple[Tensor, ...] = (features, mask)
-    inputs = list(INPUT_NAMES)
-    if tau_input:
-        args += (torch.rand(2, length, generator=generator),)
-        inputs.append("tau_override")
+    args, inputs = trace_inputs(config, tau_input)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -157,29 +147,56 @@ def export_model(
         )
     graph = onnx.load(str(output))
     if fp16:
-        # Converted after tracing (tracing a half model on CPU mixes dtypes in attention); the inputs and
-        # outputs keep float32, so a runtime feeds and reads the same types for both precisions.
-        from onnxruntime.transformers.float16 import convert_float_to_float16
-
-        graph = convert_float_to_float16(graph, keep_io_types=True)
-        # The converter appends the casts of the graph inputs last; ONNX wants nodes topologically sorted.
-        nodes = list(graph.graph.node)
-        input_casts = [node for node in nodes if node.name.startswith("graph_input_cast")]
-        del graph.graph.node[:]
-        graph.graph.node.extend(input_casts + [node for node in nodes if node not in input_casts])
-    metadata = {
-        "tzn.format": FORMAT,
-        "tzn.checkpoint_config": checkpoint.model_dump_json(),
-        "tzn.checkpoint_sha256": checkpoint_sha256,
-        "tzn.precision": "fp16" if fp16 else "fp32",
-        "tzn.outputs": json.dumps(output_names(config)),
-        "tzn.tau_input": json.dumps(tau_input),
-    }
-    onnx.helper.set_model_props(graph, metadata)
+        graph = _float16_graph(graph)
+    onnx.helper.set_model_props(graph, metadata_props(checkpoint, checkpoint_sha256, fp16, tau_input))
     graph.doc_string = f"TZN head ({'ATR' if config.atr else 'uniform'}), exported by export/onnx.py"
     onnx.checker.check_model(graph)
     onnx.save(graph, str(output))
     return output
+
+
+def trace_inputs(config: ModelConfig, tau_input: bool) -> tuple[tuple[Tensor, ...], list[str]]:
+    """The example inputs the export traces, and their names: features (2, C, T) and mask (2, T), the second
+    video half padding, and with `tau_input` a tau_override (2, T); T = 3 * max_stride + 5."""
+    # A padded batch with a length that is a multiple of nothing, so no shape is special.
+    length = 3 * config.max_stride + 5
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(2, config.input_dim, length, generator=generator)
+    mask = torch.ones(2, length, dtype=torch.bool)
+    mask[1, length // 2 :] = False
+    args: tuple[Tensor, ...] = (features, mask)
+    inputs = list(INPUT_NAMES)
+    if tau_input:
+        args += (torch.rand(2, length, generator=generator),)
+        inputs.append("tau_override")
+    return args, inputs
+
+
+def _float16_graph(graph: onnx.ModelProto) -> onnx.ModelProto:
+    """The traced float32 graph with float16 weights and arithmetic, its inputs and outputs still float32."""
+    # Converted after tracing (tracing a half model on CPU mixes dtypes in attention); the inputs and
+    # outputs keep float32, so a runtime feeds and reads the same types for both precisions.
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    graph = convert_float_to_float16(graph, keep_io_types=True)
+    # The converter appends the casts of the graph inputs last; ONNX wants nodes topologically sorted.
+    nodes = list(graph.graph.node)
+    input_casts = [node for node in nodes if node.name.startswith("graph_input_cast")]
+    del graph.graph.node[:]
+    graph.graph.node.extend(input_casts + [node for node in nodes if node not in input_casts])
+    return graph
+
+
+def metadata_props(checkpoint: CheckpointConfig, checkpoint_sha256: str, fp16: bool, tau_input: bool) -> dict[str, str]:
+    """The `tzn.*` metadata props of an export (the table in the module docstring; `metadata_from_props` reads them)."""
+    return {
+        "tzn.format": FORMAT,
+        "tzn.checkpoint_config": checkpoint.model_dump_json(),
+        "tzn.checkpoint_sha256": checkpoint_sha256,
+        "tzn.precision": "fp16" if fp16 else "fp32",
+        "tzn.outputs": json.dumps(output_names(checkpoint.model)),
+        "tzn.tau_input": json.dumps(tau_input),
+    }
 
 
 def export_checkpoint(checkpoint_dir: str | Path, output: str | Path, fp16: bool = False) -> Path:
