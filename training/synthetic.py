@@ -26,7 +26,7 @@ import argparse
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -302,6 +302,31 @@ class SyntheticPaths:
     features_dir: Path
 
 
+@dataclass(frozen=True)
+class SyntheticSettings:
+    """What a dataset is generated from: the arguments of `generate_synthetic_dataset` (num_classes resolved).
+    annotations.json records them, in this order, under "synthetic"."""
+
+    num_videos: int
+    feature_dim: int
+    num_classes: int
+    feat_stride: int
+    num_frames: int
+    fps: float
+    boundary_mix: float
+    ramp_widths: tuple[int, ...]
+    noise: float
+    drift: float
+    instance_variation: float
+    class_separation: float
+    latent_dim: int
+    distractor_rate: float
+    duration_scale: float
+    max_duration: float | None
+    test_fraction: float
+    seed: int
+
+
 def generate_synthetic_dataset(
     output_dir: str | Path,
     num_videos: int = 200,
@@ -333,79 +358,115 @@ def generate_synthetic_dataset(
     THUMOS14), with their real names. `boundary_mix` is the share of boundaries that are gradual ramps rather than sharp cuts.
     Same arguments and seed give identical files.
     """
+    _check_arguments(num_videos, feature_dim, boundary_mix, test_fraction)
+    stats = stats if stats is not None else ThumosStats.from_annotations(thumos_annotations)
+    labels = most_frequent_labels(stats, num_classes)
+    settings = SyntheticSettings(
+        num_videos=num_videos,
+        feature_dim=feature_dim,
+        num_classes=len(labels),
+        feat_stride=feat_stride,
+        num_frames=num_frames,
+        fps=fps,
+        boundary_mix=boundary_mix,
+        ramp_widths=tuple(ramp_widths),
+        noise=noise,
+        drift=drift,
+        instance_variation=instance_variation,
+        class_separation=class_separation,
+        latent_dim=latent_dim,
+        distractor_rate=distractor_rate,
+        duration_scale=duration_scale,
+        max_duration=max_duration,
+        test_fraction=test_fraction,
+        seed=seed,
+    )
+    return write_synthetic_dataset(Path(output_dir), settings, stats, labels, progress)
+
+
+def _check_arguments(num_videos: int, feature_dim: int, boundary_mix: float, test_fraction: float) -> None:
     if not 0.0 <= boundary_mix <= 1.0:
         raise ValueError(f"boundary_mix must be in [0, 1], got {boundary_mix}")
     if not 0.0 <= test_fraction <= 1.0:
         raise ValueError(f"test_fraction must be in [0, 1], got {test_fraction}")
     if num_videos < 1 or feature_dim < 1:
         raise ValueError(f"num_videos and feature_dim must be positive, got {num_videos}, {feature_dim}")
-    stats = stats if stats is not None else ThumosStats.from_annotations(thumos_annotations)
+
+
+def most_frequent_labels(stats: ThumosStats, num_classes: int | None) -> list[str]:
+    """The `num_classes` classes with the most actions in `stats` (None: all), sorted by name."""
     frequency = {label: len(v) for label, v in stats.lengths_by_class.items()}
     num_classes = len(frequency) if num_classes is None else num_classes
     if not 1 <= num_classes <= len(frequency):
         raise ValueError(f"num_classes must be in 1..{len(frequency)} (the classes of the statistics)")
-    labels = sorted(sorted(frequency, key=lambda label: (-frequency[label], label))[:num_classes])
+    return sorted(sorted(frequency, key=lambda label: (-frequency[label], label))[:num_classes])
 
-    root = Path(output_dir)
+
+def write_synthetic_dataset(
+    root: Path, settings: SyntheticSettings, stats: ThumosStats, labels: list[str], progress: bool = False
+) -> SyntheticPaths:
+    """Writes the dataset of `settings` with the classes `labels` under `root` (see generate_synthetic_dataset).
+
+    The prototypes and the test subset come from the generator seeded with `seed`, each video from one seeded
+    with (seed, index), so a video does not depend on how many come before it."""
     features_dir = root / "features"
     features_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    prototypes = Prototypes.sample(len(labels), feature_dim, rng, latent_dim, class_separation)
-    is_test = np.zeros(num_videos, dtype=bool)
-    is_test[rng.permutation(num_videos)[: round(test_fraction * num_videos)]] = True
+    rng = np.random.default_rng(settings.seed)
+    prototypes = Prototypes.sample(
+        len(labels), settings.feature_dim, rng, settings.latent_dim, settings.class_separation
+    )
+    count = settings.num_videos
+    is_test = np.zeros(count, dtype=bool)
+    is_test[rng.permutation(count)[: round(settings.test_fraction * count)]] = True
 
     database = {}
-    for index in tqdm(range(num_videos), desc="synthetic videos", disable=not progress):
-        video_rng = np.random.default_rng([seed, index])
-        layout = sample_layout(
-            stats, labels, video_rng, duration_scale, max_duration, boundary_mix, ramp_widths, distractor_rate
-        )
-        features = render_features(
-            layout, prototypes, video_rng, fps, feat_stride, num_frames, noise, drift, instance_variation
-        )
+    for index in tqdm(range(count), desc="synthetic videos", disable=not progress):
+        layout, features = synthetic_video(settings, stats, labels, prototypes, index)
         subset = "test" if is_test[index] else "validation"
         video_id = f"video_{subset}_{index:07d}"
         np.save(features_dir / f"{video_id}.npy", features)
-        database[video_id] = {
-            "subset": subset,
-            "duration": layout.duration,
-            "fps": fps,
-            "annotations": [
-                {
-                    "label": a.label,
-                    "segment": [a.start, a.end],
-                    "segment(frames)": [round(a.start * fps, 1), round(a.end * fps, 1)],
-                    "label_id": a.kind_index,
-                    "boundary_widths": [a.start_width, a.end_width],
-                }
-                for a in layout.actions
-            ],
-            "distractors": [[d.start, d.end] for d in layout.distractors],
-        }
+        database[video_id] = video_annotations(layout, subset, settings.fps)
     annotations = root / "annotations.json"
-    settings = {
-        "num_videos": num_videos,
-        "feature_dim": feature_dim,
-        "num_classes": num_classes,
-        "feat_stride": feat_stride,
-        "num_frames": num_frames,
-        "fps": fps,
-        "boundary_mix": boundary_mix,
-        "ramp_widths": list(ramp_widths),
-        "noise": noise,
-        "drift": drift,
-        "instance_variation": instance_variation,
-        "class_separation": class_separation,
-        "latent_dim": latent_dim,
-        "distractor_rate": distractor_rate,
-        "duration_scale": duration_scale,
-        "max_duration": max_duration,
-        "test_fraction": test_fraction,
-        "seed": seed,
-    }
-    document = {"version": "tzn-synthetic-thumos14-v1", "synthetic": settings, "database": database}
+    document = {"version": "tzn-synthetic-thumos14-v1", "synthetic": asdict(settings), "database": database}
     annotations.write_text(json.dumps(document, indent=1))
     return SyntheticPaths(root, annotations, features_dir)
+
+
+def synthetic_video(
+    settings: SyntheticSettings, stats: ThumosStats, labels: list[str], prototypes: Prototypes, index: int
+) -> tuple[VideoLayout, np.ndarray]:
+    """Video `index`: its layout and its (T, C) float32 features, from a generator seeded with (seed, index)."""
+    rng = np.random.default_rng([settings.seed, index])
+    layout = sample_layout(
+        stats, labels, rng, settings.duration_scale, settings.max_duration, settings.boundary_mix,
+        settings.ramp_widths, settings.distractor_rate,
+    )  # fmt: skip
+    features = render_features(
+        layout, prototypes, rng, settings.fps, settings.feat_stride, settings.num_frames, settings.noise,
+        settings.drift, settings.instance_variation,
+    )  # fmt: skip
+    return layout, features
+
+
+def video_annotations(layout: VideoLayout, subset: str, fps: float) -> dict:
+    """One video's entry in annotations.json: ActionFormer's fields, each action's boundary ramp widths (grid
+    steps, 0 = sharp) and the distractors' segments (s)."""
+    return {
+        "subset": subset,
+        "duration": layout.duration,
+        "fps": fps,
+        "annotations": [
+            {
+                "label": a.label,
+                "segment": [a.start, a.end],
+                "segment(frames)": [round(a.start * fps, 1), round(a.end * fps, 1)],
+                "label_id": a.kind_index,
+                "boundary_widths": [a.start_width, a.end_width],
+            }
+            for a in layout.actions
+        ],
+        "distractors": [[d.start, d.end] for d in layout.distractors],
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
