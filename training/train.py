@@ -20,6 +20,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -219,10 +220,7 @@ def train(
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise TrainConfigError("--device cuda was requested but CUDA is not available")
     train_set, val_set = _datasets(config)
-    model_config = config.model.build(train_set.feature_dim, train_set.num_classes)
-    if config.distill.teacher is not None and config.distill.integer_depth and model_config.atr:
-        # The student's depth is rounded to whole layers (binary masks) in training and in every runtime.
-        model_config = model_config.model_copy(update={"integer_depth": True})
+    model_config = _student_config(config, train_set)
     resume = _prepare_run_directory(output, config)
     output.mkdir(parents=True, exist_ok=True)
     (output / RESOLVED_CONFIG).write_text(yaml.safe_dump(config.dump(), sort_keys=False))
@@ -239,6 +237,53 @@ def train(
         parameter.requires_grad_(False)
     optimizer = torch.optim.AdamW(parameter_groups(model, config.optimizer.weight_decay), lr=config.optimizer.lr)
     normalizer = LossNormalizer(config.loss.init_loss_norm, config.loss.loss_norm_momentum)
+    settings = _loss_settings(config, model_config)
+    run = _Run(config, model_config, model, ema, optimizer, normalizer, settings, teacher_cache)
+
+    start_epoch = 0
+    if resume:
+        info = load_state(output / STATE_DIR, model, ema, optimizer, device)
+        start_epoch, run.step, normalizer.value = info["epoch"], info["step"], info["loss_normalizer"]
+        log(f"resuming {output} after epoch {start_epoch}")
+    _trim_log(output / LOG_NAME, start_epoch)
+    for epoch in range(start_epoch, config.optimizer.epochs):
+        record = _train_epoch(run, train_set, epoch, device, progress)
+        _save_epoch(run, output, train_set, record, log)
+
+    if not (output / "model.safetensors").is_file():  # a finished run resumed with nothing left to do
+        epochs = config.optimizer.epochs
+        save_checkpoint(ema, output, _checkpoint_config(config, model_config, train_set, {"epochs": epochs}))
+    if val_set is not None:
+        _validate(ema, val_set, config, model_config, train_set, output, device, progress, log)
+    return output
+
+
+@dataclass
+class _Run:
+    """What the epochs of one training run read and update: the weights, their EMA, the optimizer, the loss
+    normaliser and the optimizer step count."""
+
+    config: TrainConfig
+    model_config: ModelConfig
+    model: TZN
+    ema: TZN
+    optimizer: torch.optim.Optimizer
+    normalizer: LossNormalizer
+    settings: LossSettings
+    teacher_cache: dict[str, Tensor] | None
+    step: int = 0
+
+
+def _student_config(config: TrainConfig, train_set: FeatureDataset) -> ModelConfig:
+    """The model config for the data's feature width and classes; a distilled ATR student gets integer depths."""
+    model_config = config.model.build(train_set.feature_dim, train_set.num_classes)
+    if config.distill.teacher is not None and config.distill.integer_depth and model_config.atr:
+        # The student's depth is rounded to whole layers (binary masks) in training and in every runtime.
+        model_config = model_config.model_copy(update={"integer_depth": True})
+    return model_config
+
+
+def _loss_settings(config: TrainConfig, model_config: ModelConfig) -> LossSettings:
     settings = LossSettings(
         ranges=[tuple(r) for r in config.loss.regression_ranges]
         if config.loss.regression_ranges
@@ -252,62 +297,69 @@ def train(
         raise TrainConfigError(
             f"loss.regression_ranges has {len(settings.ranges)} entries for {model_config.pyramid_levels} levels"
         )
+    return settings
 
-    start_epoch, step = 0, 0
-    if resume:
-        info = load_state(output / STATE_DIR, model, ema, optimizer, device)
-        start_epoch, step, normalizer.value = info["epoch"], info["step"], info["loss_normalizer"]
-        log(f"resuming {output} after epoch {start_epoch}")
-    _trim_log(output / LOG_NAME, start_epoch)
 
-    epochs = config.optimizer.epochs
-    steps_per_epoch = math.ceil(len(train_set) / config.optimizer.batch_size)
-    total_steps = epochs * steps_per_epoch
-    warmup_steps = round(config.optimizer.warmup_epochs * steps_per_epoch)
-    for epoch in range(start_epoch, epochs):
-        started = time.perf_counter()
-        torch.manual_seed(config.seed * 100_003 + epoch)
-        train_set.set_epoch(epoch)
-        order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(config.seed * 7919 + epoch))
-        model.train()
-        sums: dict[str, float] = {}
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", disable=None if progress else True)
-        for batch_index in bar:
-            indices = order[batch_index * config.optimizer.batch_size : (batch_index + 1) * config.optimizer.batch_size]
-            batch = collate([train_set[int(i)] for i in indices]).to(device)
-            lr = learning_rate(step, total_steps, warmup_steps, config.optimizer.lr)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            rho = atr_target(epoch + batch_index / steps_per_epoch, config.atr) if model_config.atr else None
-            losses = _batch_losses(model, batch, config, model_config, settings, normalizer, rho, epoch, teacher_cache)
-            optimizer.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            if config.optimizer.clip_grad_norm:
-                nn.utils.clip_grad_norm_(model.parameters(), config.optimizer.clip_grad_norm)
-            optimizer.step()
-            update_ema(ema, model, config.optimizer.ema_decay)
-            step += 1
-            for key, value in losses.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach())
-            bar.set_postfix(loss=f"{float(losses['total'].detach()):.3f}", depth=f"{float(losses['mean_depth']):.2f}")
-        record = {"epoch": epoch + 1, "step": step, "lr": lr}
-        record.update({key: value / steps_per_epoch for key, value in sums.items()})
-        record["seconds"] = time.perf_counter() - started
-        info = {"epoch": epoch + 1, "step": step, "loss_normalizer": normalizer.value, "seed": config.seed}
-        save_state(output / STATE_DIR, model, ema, optimizer, info)
-        save_checkpoint(ema, output, _checkpoint_config(config, model_config, train_set, {"epochs": epoch + 1}))
-        with (output / LOG_NAME).open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
-        log(
-            f"epoch {epoch + 1}/{epochs}: loss {record['total']:.4f} (cls {record['cls']:.4f}, reg {record['reg']:.4f},"
-            f" boundary {record['boundary']:.4f}) mean depth {record['mean_depth']:.2f}, {record['seconds']:.1f} s"
-        )
+def _train_epoch(run: _Run, train_set: FeatureDataset, epoch: int, device: str, progress: bool) -> dict:
+    """One epoch (0-based) in an order and with crops seeded by (seed, epoch) -> its log record: epoch, step,
+    the last learning rate, the mean of each loss over the batches, seconds."""
+    config, schedule = run.config, run.config.optimizer
+    started = time.perf_counter()
+    torch.manual_seed(config.seed * 100_003 + epoch)
+    train_set.set_epoch(epoch)
+    order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(config.seed * 7919 + epoch))
+    steps_per_epoch = math.ceil(len(train_set) / schedule.batch_size)
+    total_steps = schedule.epochs * steps_per_epoch
+    warmup_steps = round(schedule.warmup_epochs * steps_per_epoch)
+    run.model.train()
+    sums: dict[str, float] = {}
+    bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{schedule.epochs}", disable=None if progress else True)
+    for batch_index in bar:
+        indices = order[batch_index * schedule.batch_size : (batch_index + 1) * schedule.batch_size]
+        batch = collate([train_set[int(i)] for i in indices]).to(device)
+        lr = learning_rate(run.step, total_steps, warmup_steps, schedule.lr)
+        rho = atr_target(epoch + batch_index / steps_per_epoch, config.atr) if run.model_config.atr else None
+        losses = _train_step(run, batch, lr, rho, epoch)
+        for key, value in losses.items():
+            sums[key] = sums.get(key, 0.0) + float(value.detach())
+        bar.set_postfix(loss=f"{float(losses['total'].detach()):.3f}", depth=f"{float(losses['mean_depth']):.2f}")
+    record = {"epoch": epoch + 1, "step": run.step, "lr": lr}
+    record.update({key: value / steps_per_epoch for key, value in sums.items()})
+    record["seconds"] = time.perf_counter() - started
+    return record
 
-    if not (output / "model.safetensors").is_file():  # a finished run resumed with nothing left to do
-        save_checkpoint(ema, output, _checkpoint_config(config, model_config, train_set, {"epochs": epochs}))
-    if val_set is not None:
-        _validate(ema, val_set, config, model_config, train_set, output, device, progress, log)
-    return output
+
+def _train_step(run: _Run, batch: Batch, lr: float, rho: float | None, epoch: int) -> dict[str, Tensor]:
+    """One optimizer step at learning rate `lr` and budget target `rho`, then the EMA update -> the losses."""
+    config = run.config
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    losses = _batch_losses(
+        run.model, batch, config, run.model_config, run.settings, run.normalizer, rho, epoch, run.teacher_cache
+    )
+    run.optimizer.zero_grad(set_to_none=True)
+    losses["total"].backward()
+    if config.optimizer.clip_grad_norm:
+        nn.utils.clip_grad_norm_(run.model.parameters(), config.optimizer.clip_grad_norm)
+    run.optimizer.step()
+    update_ema(run.ema, run.model, config.optimizer.ema_decay)
+    run.step += 1
+    return losses
+
+
+def _save_epoch(run: _Run, output: Path, train_set: FeatureDataset, record: dict, log: Callable[[str], None]) -> None:
+    """After an epoch: the state to resume from, the EMA checkpoint, the log line and the printed summary."""
+    config, epoch = run.config, record["epoch"]
+    info = {"epoch": epoch, "step": run.step, "loss_normalizer": run.normalizer.value, "seed": config.seed}
+    save_state(output / STATE_DIR, run.model, run.ema, run.optimizer, info)
+    save_checkpoint(run.ema, output, _checkpoint_config(config, run.model_config, train_set, {"epochs": epoch}))
+    with (output / LOG_NAME).open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
+    log(
+        f"epoch {epoch}/{config.optimizer.epochs}: loss {record['total']:.4f} (cls {record['cls']:.4f}, "
+        f"reg {record['reg']:.4f}, boundary {record['boundary']:.4f}) mean depth {record['mean_depth']:.2f}, "
+        f"{record['seconds']:.1f} s"
+    )
 
 
 def _batch_losses(
