@@ -511,6 +511,8 @@ def measure_thumos_size(
 
 
 def run_seed(seed: int, args: argparse.Namespace, settings: Settings, variants: list[str]) -> dict[str, dict]:
+    """One seed: its dataset, every variant trained (or reused), predicted and evaluated, then the head cost at
+    T=2304 -> {variant: row of the results table}."""
     annotations, features = dataset(args.workdir, settings, seed)
     runs_root = args.workdir / "runs" / f"{settings.data_tag}-e{args.epochs or 'cfg'}-seed{seed}"
     results: dict[str, dict] = {}
@@ -522,6 +524,17 @@ def run_seed(seed: int, args: argparse.Namespace, settings: Settings, variants: 
         results[name] = run_variant(name, seed, runs_root / name, config, annotations, features, args.device, source)
 
     print(f"[seed {seed}] head cost at T={LATENCY_LENGTH}: {args.windows} windows x {args.repeats} runs", flush=True)
+    cost, thumos = head_costs(args, variants, runs_root, annotations, features)
+    widths = ground_truth_widths(json.loads(annotations.read_text()), "test")
+    return seed_rows(variants, results, cost, thumos, widths)
+
+
+def head_costs(
+    args: argparse.Namespace, variants: list[str], runs_root: Path, annotations: Path, features: Path
+) -> tuple[dict[str, dict], dict[str, dict]]:
+    """The trained runs' head cost on the seed's windows (measure_heads) and, with --thumos-size, at THUMOS size
+    (measure_thumos_size): {variant: {...}} each; a decoding ablation whose network is its source's gets the
+    source's numbers."""
     # As served, a model runs its boundary head only when its decoding uses the fields (postprocess.snap). A
     # decoding ablation runs its source's network: it is timed only when that differs in the boundary head.
     fields = {name: read_checkpoint_config(runs_root / name).postprocess.snap for name in variants}
@@ -539,9 +552,15 @@ def run_seed(seed: int, args: argparse.Namespace, settings: Settings, variants: 
             cost[name] = cost[source]
             if source in thumos:
                 thumos[name] = thumos[source]
+    return cost, thumos
 
-    ground_truth = json.loads(annotations.read_text())
-    widths = ground_truth_widths(ground_truth, "test")
+
+def seed_rows(
+    variants: list[str], results: dict[str, dict], cost: dict[str, dict], thumos: dict[str, dict], widths: np.ndarray
+) -> dict[str, dict]:
+    """One seed's rows: each run's result (run_variant) and head cost, ratios to the seed's Uniform-6, and R
+    against R_REFERENCE (all of it, sharp and ramped boundaries apart; `widths` (G, 2) from ground_truth_widths).
+    NaN becomes None."""
     reference = np.array(results[R_REFERENCE]["boundary_errors"], dtype=np.float64) if R_REFERENCE in results else None
     latency = relative({n: cost[n]["latency_ms"] for n in variants}, BASELINE)
     flops = relative({n: cost[n]["gflops"] for n in variants}, BASELINE)
@@ -793,6 +812,18 @@ def machine() -> dict:
 
 
 def render(document: dict) -> str:
+    """The Markdown report of a results document (main writes it to --output; --render-only rewrites it)."""
+    lines = _summary_tables(document)
+    if document.get("plot_name"):
+        plot = f"![mAP@0.7 against head GFLOPs at T=2304]({document['plot_name']})"
+        lines += ["", "## mAP@0.7 against head FLOPs", "", plot]
+    lines += _paired_section(document) + _definitions(document) + _per_seed_section(document)
+    lines += ["", f"All numbers, per seed: `{document['json_name']}`.", "", "## Reading", "", *reading(document), ""]
+    return "\n".join(lines)
+
+
+def _summary_tables(document: dict) -> list[str]:
+    """The title, the command, and two tables of every variant's means (± std) over seeds."""
     summary, per_seed, variants = document["summary"], document["per_seed"], document["variants"]
     seeds = len(per_seed)
     tious = [f"{t:.2f}" for t in THUMOS_TIOUS]
@@ -834,8 +865,13 @@ def render(document: dict) -> str:
         cells += [cell(name, "R_ramped", 2), cell(name, "boundary_error_std_s", 3)]
         cells += [cell(name, "matched_fraction", 2), cell(name, "train_seconds", 1)]
         lines.append(f"| {VARIANTS[name].label} | " + " | ".join(cells) + " |")
+    return lines
 
-    lines += [
+
+def _paired_section(document: dict) -> list[str]:
+    """The paper_comparison rows: quantity, target, mean ± std over seeds and the per-seed values."""
+    seeds = len(document["per_seed"])
+    lines = [
         "",
         "## Paired per seed, against the targets",
         "",
@@ -847,8 +883,13 @@ def render(document: dict) -> str:
     for quantity, claim, values in document["paper_comparison"]:
         shown = ", ".join("–" if v is None else f"{v:.2f}" for v in values)
         lines.append(f"| {quantity} | {claim} | {format_mean_std(mean_std(values), 2, seeds)} | {shown} |")
+    return lines
 
-    lines += [
+
+def _definitions(document: dict) -> list[str]:
+    """Links to the other runs, then how the data, the variants and every measured quantity are defined."""
+    variants = document["variants"]
+    return [
         "",
         "Other runs of this script, in docs/: [results.md](results.md) (5 seeds, the main variants), "
         "[results-ablations.md](results-ablations.md) (every variant: Uniform-1..6, the rho sweep, BDR alone, "
@@ -888,6 +929,12 @@ def render(document: dict) -> str:
         "- Training cost: wall-clock seconds of `training.train.train` (all epochs plus what the call spent outside "
         "them, e.g. the student's teacher pass), ratio to the seed's Uniform-6. Runs of a seed train one after the "
         "other on the same machine; other load on the machine shows up here.",
+    ]
+
+
+def _per_seed_section(document: dict) -> list[str]:
+    """The machine the run was measured on, and one row per seed and variant."""
+    lines = [
         "",
         "## Machine",
         "",
@@ -904,35 +951,15 @@ def render(document: dict) -> str:
     def number(value, digits: int) -> str:
         return "–" if value is None else f"{value:.{digits}f}"
 
-    for seed, rows in per_seed.items():
-        for name in variants:
+    for seed, rows in document["per_seed"].items():
+        for name in document["variants"]:
             row = rows[name]
             cells = [number(row["mAP"]["0.70"], 2), number(row["average"], 2)]
             cells += [number(row["short_actions"].get("<=3s"), 2), number(row["gflops_2304"], 3)]
             cells += [number(row["latency_ms_2304"], 1), number(row.get("R"), 3), number(row["train_seconds"], 1)]
             cells += [number(row["test_mean_depth"], 2)]
             lines.append(f"| {seed} | {VARIANTS[name].label} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        f"All numbers, per seed: `{document['json_name']}`.",
-        "",
-        "## Reading",
-        "",
-        *reading(document),
-        "",
-    ]
-    if document.get("plot_name"):
-        lines[
-            lines.index("## Paired per seed, against the targets") : lines.index(
-                "## Paired per seed, against the targets"
-            )
-        ] = [
-            "## mAP@0.7 against head FLOPs",
-            "",
-            f"![mAP@0.7 against head GFLOPs at T=2304]({document['plot_name']})",
-            "",
-        ]
-    return "\n".join(lines)
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -950,6 +977,35 @@ def selected_variants(requested: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.render_only:
+        args.output.write_text(render(json.loads(args.output.with_suffix(".json").read_text())))
+        print(f"wrote {args.output} from {args.output.with_suffix('.json')}", flush=True)
+        return 0
+
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    variants = selected_variants(args.variants)
+    settings = Settings(args.videos, args.max_duration, args.boundary_mix)
+    command = _command_line()
+    print(f"variants: {', '.join(variants)}; seeds: {args.seeds}; torch threads: {torch.get_num_threads()}", flush=True)
+
+    warm_up()
+    per_seed = {seed: run_seed(seed, args, settings, variants) for seed in args.seeds}
+    json_path = args.output.with_suffix(".json")
+    document = results_document(args, settings, variants, per_seed, command, json_path.name)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    plot_path = args.output.with_name(args.output.stem + "_curve.png")
+    plot_curve(document, plot_path)
+    document["plot_name"] = plot_path.name
+    json_path.write_text(json.dumps(document, indent=1) + "\n")
+    markdown = render(document)
+    args.output.write_text(markdown)
+    print(markdown.split("## Definitions")[0], flush=True)
+    print(f"wrote {args.output} and {json_path}", flush=True)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--workdir", type=Path, required=True, help="datasets and runs (kept between invocations)")
@@ -971,23 +1027,26 @@ def main(argv: list[str] | None = None) -> int:
         "--render-only", action="store_true",
         help="rewrite --output from its .json (that run's numbers, this script's text); trains and times nothing",
     )  # fmt: skip
-    args = parser.parse_args(argv)
-    if args.render_only:
-        args.output.write_text(render(json.loads(args.output.with_suffix(".json").read_text())))
-        print(f"wrote {args.output} from {args.output.with_suffix('.json')}", flush=True)
-        return 0
+    return parser
 
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
-    variants = selected_variants(args.variants)
-    settings = Settings(args.videos, args.max_duration, args.boundary_mix)
+
+def _command_line() -> str:
+    """This invocation as a command to repeat it, with the thread-count variables it ran under."""
     environment = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ)
-    command = " ".join(filter(None, [environment, "PYTHONPATH=. python bench/results.py", shlex.join(sys.argv[1:])]))
-    print(f"variants: {', '.join(variants)}; seeds: {args.seeds}; torch threads: {torch.get_num_threads()}", flush=True)
+    return " ".join(filter(None, [environment, "PYTHONPATH=. python bench/results.py", shlex.join(sys.argv[1:])]))
 
-    warm_up()
-    per_seed = {seed: run_seed(seed, args, settings, variants) for seed in args.seeds}
-    json_path = args.output.with_suffix(".json")
-    document = {
+
+def results_document(
+    args: argparse.Namespace,
+    settings: Settings,
+    variants: list[str],
+    per_seed: dict[int, dict[str, dict]],
+    command: str,
+    json_name: str,
+) -> dict:
+    """Everything a report is rendered from (and saved as JSON next to it): when, how and where it ran, the
+    settings, the rows of every seed, their summary over seeds and the comparison with the paper."""
+    return {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "command": command,
         "machine": machine(),
@@ -1011,18 +1070,8 @@ def main(argv: list[str] | None = None) -> int:
         "per_seed": per_seed,
         "summary": summarize(per_seed, variants),
         "paper_comparison": paper_comparison(per_seed),
-        "json_name": json_path.name,
+        "json_name": json_name,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    plot_path = args.output.with_name(args.output.stem + "_curve.png")
-    plot_curve(document, plot_path)
-    document["plot_name"] = plot_path.name
-    json_path.write_text(json.dumps(document, indent=1) + "\n")
-    markdown = render(document)
-    args.output.write_text(markdown)
-    print(markdown.split("## Definitions")[0], flush=True)
-    print(f"wrote {args.output} and {json_path}", flush=True)
-    return 0
 
 
 if __name__ == "__main__":
