@@ -282,7 +282,7 @@ class GraphedHead:
             return padded, padded
         size = bucket_count(count, buckets)
         step = self._phase((padded, layer, size), lambda: self._block_step(static, layer, size), static)
-        # the staging buffer is free: the host sync above waited for the previous call's copies
+        # the staging buffer is free: the host sync in _atr_stem waited for the previous call's copies
         step.staging.numpy()[:] = padded_block_index(layer_blocks, size)
         step.index.copy_(step.staging, non_blocking=True)
         step()
