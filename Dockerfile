@@ -61,7 +61,7 @@ RUN pip install --no-cache-dir --no-deps /wheels/*.whl
 FROM ${PYTHON_IMAGE} AS runtime
 ARG MODELS_DIR=deploy/models
 # FFmpeg's shared libraries (Debian bookworm: FFmpeg 5) for torchcodec, which decodes with NVDEC on GPU hosts
-# (service/torchcodec_video.py; the driver's libnvcuvid comes in with NVIDIA_DRIVER_CAPABILITIES' "video").
+# (engine/video/nvdec.py; the driver's libnvcuvid comes in with NVIDIA_DRIVER_CAPABILITIES' "video").
 # Installed here, while the stage still runs as root, so the cpu image carries them too (unused there).
 # Unpinned: Debian's security updates of FFmpeg replace the exact version, which would break the build.
 # hadolint ignore=DL3008

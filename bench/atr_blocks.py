@@ -8,7 +8,7 @@ attention block, drawn so that the stem's executed share is the asked one (ceil 
 training's budget counts it). Hard execution of that TZN (tau predictor, gather/scatter and halos included)
 is timed round robin against a dense Uniform-6 of the same size in this process; FLOPs from model.flops.
 It answers whether the executor's overheads leave a saving at that share; a trained model's numbers are
-bench/results.py's.
+experiments/results.py's.
 """
 
 from __future__ import annotations

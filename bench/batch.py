@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from service.batch import activitynet_segments  # noqa: E402
+from raybatch.batch import activitynet_segments  # noqa: E402
 from training.demo_videos import plan_video, write_video  # noqa: E402
 
 

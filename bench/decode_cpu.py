@@ -5,11 +5,10 @@
 Makes a 720p H.264 file (ffmpeg, libx264 "veryfast", testsrc2 + noise), then times, median of --repeats (the
 steps run round robin):
 - `ffmpeg -threads N -i FILE -f null -`: every frame decoded, nothing converted (the floor);
-- the service's decode stage: decord in its isolated child, resnet18-2d sampling (8 fps, 112 px), split into
-  the child's start + open/scan and the decode itself; both the chunked decoder that /localize and jobs run
-  (service.chunks, frames streamed 256 at a time, consumed here without a backbone) and the whole-video one;
-- the same frames with decord in this process (what the child's isolation costs);
-- torchcodec on the CPU (FFmpeg threads = N), same frames by time, resize in torch.
+- the engine's decode stage: each CPU decoder (decord, torchcodec) in its isolated child, resnet18-2d sampling
+  (8 fps, fitted to 112 px by the one resize rule), frames streamed 256 at a time and consumed here without a
+  backbone, split into the child's start + probe (open, index, format) and the decode itself;
+- the same frames with decord in this process (what the child's isolation costs).
 """
 
 from __future__ import annotations
@@ -26,16 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from service.chunks import decode_chunks  # noqa: E402
-from service.decode import (  # noqa: E402
-    _open_reader,
-    _video_info,
-    decode_frames,
-    probe_video,
-    sample_indices,
-    warm_up_decoder,
-)
-from service.torchcodec_video import decode_sampled  # noqa: E402
+from engine.video.child import warm_up_children  # noqa: E402
+from engine.video.decode import DecodeRequest, Decoding, probe_video  # noqa: E402
+from engine.video.frames import fit_frames  # noqa: E402
+from engine.video.readers import read_frames, stream_info  # noqa: E402
+from engine.video.source import VideoSource  # noqa: E402
 
 
 def make_video(path: Path, seconds: int) -> None:
@@ -59,12 +53,18 @@ def median_s(steps: dict, repeats: int) -> dict[str, float]:
 
 
 def decord_in_process(path: Path, sample_fps: float, size: tuple[int, int]) -> int:
-    """The chunked child's own steps (open, info, sampling, resizing reader, batches of 256) in this process:
-    no child, no transfer (what the isolation costs)."""
-    _, starts, end_s = _video_info(_open_reader(str(path), path.name), path.name)
-    indices = sample_indices(starts, end_s, sample_fps)
-    reader = _open_reader(str(path), path.name, size)
-    return sum(len(reader.get_batch(indices[i : i + 256].tolist())) for i in range(0, len(indices), 256))
+    """The child's own steps (stream info, sampling, batches of 256, the resize rule) in this process: no child,
+    no transfer (what the isolation costs)."""
+    _, starts, end_s = stream_info(str(path), path.name)
+    frames = read_frames("decord", str(path), path.name, starts, end_s, sample_fps, 256)
+    return sum(len(fit_frames(batch, size)) for batch, _ in frames)
+
+
+def decode_stage(path: Path, decoder: str) -> int:
+    """The engine's decode stage: frames of one CPU decoder from its isolated child, consumed without a backbone."""
+    request = DecodeRequest(fps=8.0, size=(112, 112), timeout_s=600)
+    with Decoding(VideoSource.from_path(path), request, decoder) as decoding:
+        return sum(len(chunk.times) for chunk in decoding.chunks())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -77,20 +77,15 @@ def main(argv: list[str] | None = None) -> None:
         path = Path(tmp) / "v.mp4"
         make_video(path, args.seconds)
         ffmpeg = ["ffmpeg", "-v", "error", "-threads", str(args.threads), "-i", str(path), "-f", "null", "-"]
-        warm_up_decoder()  # the fork server starts once per process, not per request
+        warm_up_children()  # the fork server starts once per process, not per request
         importlib.import_module("decord")  # likewise the server's own import, for the in-process row
         steps = {
             f"ffmpeg -threads {args.threads} -f null (floor)": lambda: subprocess.run(ffmpeg, check=True),
-            "decord child: start only": warm_up_decoder,
-            "decord child: probe (open + index)": lambda: probe_video(path),
-            "decord, chunked: service decode stage (8 fps, 112 px)": lambda: sum(
-                len(c.frames) for c in decode_chunks(path, sample_fps=8.0, size=(112, 112), timeout_s=600)
-            ),
-            "decord, whole video (8 fps, 112 px)": lambda: decode_frames(path, sample_fps=8.0, size=(112, 112)),
+            "decoder child: start only": warm_up_children,
+            "decoder child: probe (open, index, format)": lambda: probe_video(path),
+            "decord: engine decode stage (8 fps, 112 px)": lambda: decode_stage(path, "decord"),
+            "torchcodec: engine decode stage (8 fps, 112 px)": lambda: decode_stage(path, "torchcodec"),
             "decord in this process, no child (8 fps, 112 px)": lambda: decord_in_process(path, 8.0, (112, 112)),
-            f"torchcodec CPU, {args.threads} threads (8 fps, 112 px)": lambda: decode_sampled(
-                path, sample_fps=8.0, size=(112, 112), threads=args.threads
-            ),
         }
         rows = median_s(steps, args.repeats)
     floor = next(iter(rows.values()))

@@ -19,12 +19,12 @@ from pathlib import Path
 import torch
 
 from bench.atr_speed import median_ms, tau_for_mean_depth, thumos_boundary_stream
+from engine.heads import OnnxRuntimeHead
 from export.onnx import export_model
 from model.checkpoint import CheckpointConfig
 from model.config import ModelConfig
 from model.flops import output_flops
 from model.tzn import TZN
-from service.runners import OnnxRuntimeHead
 
 
 def main(argv: list[str] | None = None) -> None:

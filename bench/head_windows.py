@@ -20,8 +20,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from engine.heads import load_head  # noqa: E402
 from model.backbones import SPECS  # noqa: E402
-from service.runners import load_head  # noqa: E402
 from service.settings import DEMO_CHECKPOINT  # noqa: E402
 
 

@@ -24,17 +24,22 @@ sys.path.insert(0, str(REPO))
 
 MEASURE = r"""
 import json, resource, sys, time, torch
-from service.pipeline import Localizer, WorkLimits
-from service.settings import Settings
+from engine.localizer import Localizer
+from engine.settings import EngineSettings, WorkLimits
+from engine.video.decode import DecodeRequest, FrameChunk, decode_frames
+from engine.video.source import VideoSource
 if __name__ == "__main__":
     checkpoint, video, mode = sys.argv[1:4]
     torch.set_num_threads(2)
-    localizer = Localizer(Settings(checkpoint=checkpoint, device="cpu", max_duration_s=4 * 3600))
+    localizer = Localizer(EngineSettings(checkpoint=checkpoint, device="cpu"))
     started = time.perf_counter()
     if mode == "chunked":
-        result = localizer.localize(video, limits=WorkLimits(4 * 3600, 4 * 3600))
+        result = localizer.localize(VideoSource.from_path(video), WorkLimits(max_duration_s=4 * 3600, timeout_s=4 * 3600))
     else:
-        features = localizer.extractor.whole_video_features(video)
+        spec = localizer.spec
+        request = DecodeRequest(fps=spec.sample_fps, size=(spec.size, spec.size), timeout_s=4 * 3600)
+        frames, times, _ = decode_frames(video, request)
+        features = localizer.extractor.features([FrameChunk(torch.from_numpy(frames), times, 0, len(frames))])
         length = features.features.shape[-1]
         localizer.head(features.features[None], torch.ones(1, length, dtype=torch.bool))
     wall = time.perf_counter() - started

@@ -7,7 +7,7 @@ Cases:
   service's settings: multiclass gaussian Soft-NMS, 200 segments);
 - THUMOS-sized candidate sets: 6 levels x the 2000-candidate top-k = 12000 random segments over 20 classes,
   multiclass (ActionFormer's THUMOS14 recipe) and as one group (its ActivityNet recipe, class-agnostic).
-  --random-only runs these alone (no video is made or decoded: bench/gpu_check.sh, on a host without ffmpeg).
+  --random-only runs these alone (no video is made or decoded: bench/device/gpu_check.sh, on a host without ffmpeg).
 Both implementations run alternately, median of --repeats; `same` says whether they kept the same segments with
 the same labels in the same order (scores agree to float32 rounding). On a CUDA host the tensor loop also runs on
 the GPU, where it is bound by kernel launches.
@@ -63,14 +63,17 @@ def tensor_loop_soft_nms(segments, scores, labels, settings: PostprocessConfig =
 def demo_candidates(workdir: Path) -> list[tuple[str, tuple, PostprocessConfig]]:
     """The demo model's candidates on the 10 s and 60 s 224p demo videos, with the checkpoint's settings."""
     from bench.service import demo_video
-    from service.pipeline import Localizer
+    from engine.localizer import Localizer
+    from engine.video.source import VideoSource
     from service.settings import Settings
 
-    localizer = Localizer(Settings(device="cpu"))
+    settings = Settings(device="cpu")
+    localizer = Localizer(settings.engine_settings())
     cases = []
     for duration in (10, 60):
         path = demo_video(workdir, duration, 400, 224)
-        features = localizer.extractor.extract(path, path.name).features[None]
+        _, _, extracted = localizer.extract(VideoSource.from_path(path), settings.localize_limits.work)
+        features = extracted.features[None]
         output = localizer.head(features, torch.ones(1, features.shape[-1], dtype=torch.bool), fields=False)
         found = decode_segments(output.cls_logits, output.offsets, output.masks)[0]
         name = f"demo model, {duration} s video"

@@ -1,14 +1,12 @@
-"""Per-stage latency and real-time factor of the service pipeline, and HTTP throughput with concurrent clients.
+"""Per-stage latency and real-time factor of the engine, per CPU decoder, and HTTP throughput with concurrent clients.
 
     python bench/service.py [--repeats 3] [--requests 8] [--workdir /tmp/tzn-bench]
 
 Videos are demo videos (training/demo_videos.py) of 10 s and 60 s at 224p (400x224) and 720p (1280x720),
-plus 30 s at 720p (the budget case: localized in <= 15 s on a 2-core CPU). The pipeline runs in this process
-with the default settings (bundled demo checkpoint, CPU default backbone). Then the baseline in the same run:
-decode + features of the chunked path that requests take (`FeatureExtractor.extract`) against the whole-video
-path it replaced (`whole_video_features`: every sampled frame in memory, then the backbone), alternating, median
-of --repeats. Throughput runs a real `tzn serve` on 127.0.0.1 and posts the 10 s 224p video from 1, 2 and 4
-clients at once.
+plus 30 s at 720p (the budget case: localized in <= 15 s on a 2-core CPU). The engine runs in this process
+with the default settings (bundled demo checkpoint, CPU default backbone, decord), then with torchcodec as the
+CPU decoder, alternating, median of --repeats. Throughput runs a real `tzn serve` on 127.0.0.1 and posts the
+10 s 224p video from 1, 2 and 4 clients at once (bench/http_load.py measures uploads and GPU hosts).
 """
 
 from __future__ import annotations
@@ -26,9 +24,10 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from service.launch import running_server  # noqa: E402
-from service.pipeline import Localizer  # noqa: E402
+from engine.localizer import Localizer  # noqa: E402
+from engine.video.source import VideoSource  # noqa: E402
 from service.settings import Settings  # noqa: E402
+from tools.launch import running_server  # noqa: E402
 from training.demo_videos import plan_video, write_video  # noqa: E402
 
 CASES = [(10, 400, 224), (60, 400, 224), (10, 1280, 720), (30, 1280, 720), (60, 1280, 720)]
@@ -49,32 +48,28 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
 
-    localizer = Localizer(Settings(device="cpu"))
-    print(f"cpu cores={os.cpu_count()} backbone={localizer.extractor.spec.name} runtime=torch device=cpu")
-    print(f"{'video':<12} {'decode':>8} {'features':>9} {'head':>7} {'post':>6} {'total ms':>9} {'RTF':>6} segments")
+    settings = Settings(device="cpu")
+    localizers = {
+        decoder: Localizer(Settings(device="cpu", decoder=decoder).engine_settings())
+        for decoder in ("decord", "torchcodec")
+    }
+    print(f"cpu cores={os.cpu_count()} backbone={localizers['decord'].spec.name} runtime=torch device=cpu")
+    print(f"{'video':<12} {'decoder':<10} {'decode':>8} {'features':>9} {'head':>7} {'post':>6} {'total ms':>9} "
+          f"{'RTF':>6} segments")  # fmt: skip
     for duration, width, height in CASES:
         path = demo_video(args.workdir, duration, width, height)
-        runs = [localizer.localize(path, path.name) for _ in range(args.repeats)]
-        median = {k: statistics.median(r.timing_ms[k] for r in runs) for k in runs[0].timing_ms}
-        print(
-            f"{duration:>3} s {height:>4}p  {median['decode']:>8.0f} {median['features']:>9.0f} {median['head']:>7.0f} "
-            f"{median['postprocess']:>6.0f} {median['total']:>9.0f} {duration / (median['total'] / 1000):>6.1f} "
-            f"{len(runs[0].segments)}"
-        )
-
-    print("\ndecode + features, wall ms: the chunked path against the whole-video path before it (same process)")
-    print(f"{'video':<12} {'chunked':>8} {'whole':>8} {'ratio':>6}")
-    extractor = localizer.extractor
-    for duration, width, height in CASES:
-        path = demo_video(args.workdir, duration, width, height)
-        chunked, whole = [], []
+        runs = {decoder: [] for decoder in localizers}
         for _ in range(args.repeats):
-            for path_function, times in ((extractor.extract, chunked), (extractor.whole_video_features, whole)):
-                started = time.perf_counter()
-                path_function(path, path.name)
-                times.append((time.perf_counter() - started) * 1000)
-        a, b = statistics.median(chunked), statistics.median(whole)
-        print(f"{duration:>3} s {height:>4}p  {a:>8.0f} {b:>8.0f} {a / b:>6.2f}")
+            for decoder, localizer in localizers.items():
+                source = VideoSource.from_path(path)
+                runs[decoder].append(localizer.localize(source, settings.localize_limits.work, min_score=0.2))
+        for decoder, answers in runs.items():
+            median = {k: statistics.median(r.timing_ms[k] for r in answers) for k in answers[0].timing_ms}
+            print(
+                f"{duration:>3} s {height:>4}p  {decoder:<10} {median['decode']:>8.0f} {median['features']:>9.0f} "
+                f"{median['head']:>7.0f} {median['postprocess']:>6.0f} {median['total']:>9.0f} "
+                f"{duration / (median['total'] / 1000):>6.1f} {len(answers[0].segments)}"
+            )
 
     video = demo_video(args.workdir, 10, 400, 224)
     print(f"\nthroughput: {args.requests} requests of {video.name} per row, real server on 127.0.0.1")

@@ -43,8 +43,8 @@ def _export_onnx(args: argparse.Namespace) -> int:
 
 
 def _export_tensorrt(args: argparse.Namespace) -> int:
-    from export.onnx import ExportError
     from export.tensorrt import Profile, TensorRTError, build_engine
+    from model.exported import ExportError
 
     try:
         profile = Profile(

@@ -31,7 +31,7 @@ Outputs (T_pad = T rounded up to a multiple of `max_stride`, T_k = T_pad / 2**k,
 | `kv_positions`           | int64   | (L,)             | positions whose keys/values were computed (blocks + halos) |
 
 Level masks are not outputs: they are the input mask padded to T_pad and subsampled by 2**k
-(`service.runners.tzn_output`). `model.flops.head_flops` takes executed/kv positions and T_pad directly.
+(`engine.heads.tzn_output`). `model.flops.head_flops` takes executed/kv positions and T_pad directly.
 The graph always gathers blocks, so in a layer where every valid block is active its executed/kv counts
 are those of the block path; eager PyTorch runs such a layer densely (`ATRStem.dense_shortcut`) and counts
 that. Every other output, active positions included, is the same.
@@ -39,7 +39,8 @@ that. Every other output, active positions included, is the same.
 Metadata (`metadata_props`, strings): `tzn.format`, `tzn.checkpoint_config` (the checkpoint's config.json:
 model config, labels and their annotation ids, feature spec, postprocess settings, free-form metadata),
 `tzn.checkpoint_sha256` (of model.safetensors),
-`tzn.precision` ("fp32" or "fp16"), `tzn.outputs` (JSON list of the output names), `tzn.tau_input`.
+`tzn.precision` ("fp32" or "fp16"), `tzn.outputs` (JSON list of the output names), `tzn.tau_input`; read by
+`model.exported.read_metadata`.
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ from __future__ import annotations
 import copy
 import json
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -56,17 +56,12 @@ from torch import Tensor, nn
 
 from model.checkpoint import WEIGHTS_NAME, CheckpointConfig, file_sha256, load_checkpoint
 from model.config import ModelConfig
-from model.head import HeadError
+from model.exported import FORMAT
 from model.tzn import TZN
 
-FORMAT = "tzn-onnx/1"
 OPSET = 17
 INPUT_NAMES = ("features", "mask")
 STAT_NAMES = ("active_positions", "executed_positions", "kv_positions")
-
-
-class ExportError(HeadError):
-    """An ONNX file that cannot be exported or served; the message says which file and why."""
 
 
 def output_names(config: ModelConfig) -> list[str]:
@@ -204,46 +199,3 @@ def export_checkpoint(checkpoint_dir: str | Path, output: str | Path, fp16: bool
     model, checkpoint = load_checkpoint(checkpoint_dir)
     sha256 = file_sha256(Path(checkpoint_dir) / WEIGHTS_NAME)
     return export_model(model, checkpoint, output, checkpoint_sha256=sha256, fp16=fp16)
-
-
-@dataclass(frozen=True)
-class OnnxMetadata:
-    """What an exported file says about itself, enough to serve it without the checkpoint directory."""
-
-    checkpoint: CheckpointConfig
-    checkpoint_sha256: str
-    precision: str
-    output_names: list[str]
-    tau_input: bool
-
-
-def metadata_from_props(props: dict[str, str], source: str) -> OnnxMetadata:
-    """Parses the `tzn.*` metadata props (of an ONNX file or a TensorRT engine's sidecar)."""
-    if props.get("tzn.format") != FORMAT:
-        raise ExportError(
-            f"{source}: not a TZN export (metadata tzn.format is {props.get('tzn.format')!r}, expected "
-            f"{FORMAT!r}); export it with `tzn export onnx --checkpoint RUN_DIR --output model.onnx`"
-        )
-    try:
-        checkpoint = CheckpointConfig.model_validate_json(props["tzn.checkpoint_config"])
-        return OnnxMetadata(
-            checkpoint=checkpoint,
-            checkpoint_sha256=props.get("tzn.checkpoint_sha256", ""),
-            precision=props.get("tzn.precision", "fp32"),
-            output_names=json.loads(props["tzn.outputs"]),
-            tau_input=json.loads(props.get("tzn.tau_input", "false")),
-        )
-    except (KeyError, ValueError) as error:
-        raise ExportError(f"{source}: broken TZN metadata ({error})") from None
-
-
-def read_metadata(path: str | Path) -> OnnxMetadata:
-    """The metadata of an exported ONNX file (reads the graph structure, not the weights' use)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ExportError(f"ONNX file {str(path)!r} does not exist")
-    try:
-        graph = onnx.load(str(path), load_external_data=False)
-    except Exception as error:  # onnx raises DecodeError and others for a file that is not ONNX
-        raise ExportError(f"{path}: not a readable ONNX file ({error})") from None
-    return metadata_from_props({prop.key: prop.value for prop in graph.metadata_props}, str(path))

@@ -1,4 +1,5 @@
-"""TensorRT engine build from the ONNX export (the runner is service/runners.py's `TensorRTHead`).
+"""TensorRT engine build from the ONNX export (the runner is engine/heads.py's `TensorRTHead`; what a plan and
+its sidecar say, and the checks that it fits a machine, are model/exported.py's).
 
     tzn export tensorrt --onnx model.onnx --output model.plan [--fp16] [--min-t 1 --opt-t 2304 --max-t 8192]
 
@@ -13,113 +14,21 @@ the runner checks it before deserializing and says what to rebuild.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
-from export.onnx import read_metadata
-from model.head import HeadError
-
-ENGINE_FORMAT = "tzn-tensorrt/1"
-
-
-class TensorRTError(HeadError, RuntimeError):
-    """TensorRT cannot build or run this engine here; the message says what to do instead."""
-
-
-class TensorRTMissingError(TensorRTError):
-    pass
-
-
-class NoGPUError(TensorRTError):
-    pass
-
-
-class EngineMismatchError(TensorRTError):
-    pass
-
-
-class ShapeOutsideProfileError(TensorRTError, ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class Profile:
-    """The input shapes an engine accepts: batch B and length T (before padding to the coarsest stride)."""
-
-    min_batch: int = 1
-    opt_batch: int = 1
-    max_batch: int = 4
-    min_length: int = 1
-    opt_length: int = 2304
-    max_length: int = 8192
-
-    def __post_init__(self) -> None:
-        for name, low, opt, high in [
-            ("batch", self.min_batch, self.opt_batch, self.max_batch),
-            ("length", self.min_length, self.opt_length, self.max_length),
-        ]:
-            if not 1 <= low <= opt <= high:
-                raise ValueError(f"profile {name} needs 1 <= min <= opt <= max, got {low}, {opt}, {high}")
-
-
-DEFAULT_PROFILE = Profile()
-
-
-def check_within_profile(profile: Profile, batch: int, length: int) -> None:
-    """Raises ShapeOutsideProfileError, saying how to fix it, when (batch, length) is outside the profile."""
-    if not profile.min_length <= length <= profile.max_length:
-        raise ShapeOutsideProfileError(
-            f"T={length} is outside this engine's profile (T {profile.min_length}..{profile.max_length}): rebuild "
-            f"with `tzn export tensorrt --min-t {min(length, profile.min_length)} "
-            f"--max-t {max(length, profile.max_length)}`, cut the video into windows, or use onnxruntime"
-        )
-    if not profile.min_batch <= batch <= profile.max_batch:
-        raise ShapeOutsideProfileError(
-            f"batch {batch} is outside this engine's profile (B {profile.min_batch}..{profile.max_batch}): "
-            f"rebuild with `tzn export tensorrt --max-batch {max(batch, profile.max_batch)}` or send smaller batches"
-        )
-
-
-def engine_mismatch(built: dict, tensorrt_version: str, gpu_name: str, compute_capability: str) -> str | None:
-    """Why a plan built with `built` (its sidecar) cannot run here, or None when it can."""
-    if built.get("tensorrt_version") != tensorrt_version:
-        return f"built with TensorRT {built.get('tensorrt_version')}, this machine has TensorRT {tensorrt_version}"
-    if built.get("compute_capability") != compute_capability or built.get("gpu") != gpu_name:
-        return (
-            f"built for {built.get('gpu')} (compute capability {built.get('compute_capability')}), "
-            f"this machine has {gpu_name} (compute capability {compute_capability})"
-        )
-    return None
-
-
-def import_tensorrt():
-    try:
-        import tensorrt
-    except ImportError:
-        raise TensorRTMissingError(
-            "TensorRT is not installed: `pip install tensorrt` (10.x, on a machine with an NVIDIA GPU and driver), "
-            "or serve the ONNX file with --runtime onnxruntime"
-        ) from None
-    return tensorrt
-
-
-def require_gpu(device: torch.device | None = None) -> torch.device:
-    if not torch.cuda.is_available():
-        raise NoGPUError("TensorRT needs an NVIDIA GPU and none is visible (torch.cuda.is_available() is False); "
-                         "use --runtime onnxruntime or torch on CPU")  # fmt: skip
-    device = device if device is not None and device.type == "cuda" else torch.device("cuda")
-    return device
-
-
-def gpu_identity(device: torch.device) -> tuple[str, str]:
-    properties = torch.cuda.get_device_properties(device)
-    return properties.name, f"{properties.major}.{properties.minor}"
-
-
-def sidecar_path(engine: str | Path) -> Path:
-    return Path(str(engine) + ".json")
+from model.exported import (
+    DEFAULT_PROFILE,
+    ENGINE_FORMAT,
+    Profile,
+    TensorRTError,
+    gpu_identity,
+    import_tensorrt,
+    read_metadata,
+    require_gpu,
+    sidecar_path,
+    trt_profile_shapes,
+)
 
 
 def build_engine(
@@ -173,29 +82,7 @@ def build_engine(
     return output
 
 
-def trt_profile_shapes(profile: Profile, channels: int) -> dict[str, tuple[tuple[int, ...], ...]]:
-    """(min, opt, max) shapes of the `features` and `mask` inputs for an optimization profile."""
-    batches = (profile.min_batch, profile.opt_batch, profile.max_batch)
-    lengths = (profile.min_length, profile.opt_length, profile.max_length)
-    return {
-        "features": tuple((b, channels, t) for b, t in zip(batches, lengths, strict=True)),
-        "mask": tuple((b, t) for b, t in zip(batches, lengths, strict=True)),
-    }
-
-
 def _onnx_props(onnx_path: str | Path) -> dict[str, str]:
     import onnx
 
     return {prop.key: prop.value for prop in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
-
-
-def read_sidecar(engine: str | Path) -> dict:
-    path = sidecar_path(engine)
-    if not path.is_file():
-        raise EngineMismatchError(
-            f"{path}: missing; it is written next to the plan by `tzn export tensorrt` (rebuild the engine)"
-        )
-    sidecar = json.loads(path.read_text())
-    if sidecar.get("format") != ENGINE_FORMAT:
-        raise EngineMismatchError(f"{path}: not a TZN engine description (format {sidecar.get('format')!r})")
-    return sidecar

@@ -40,7 +40,7 @@ class BackboneSpec:
 
     Frames are sampled at `sample_fps` and resized to `size` x `size`; clip k holds sampled frames
     [k * clip_stride, k * clip_stride + frames_per_clip) and its feature is centred at
-    (k * clip_stride + frames_per_clip / 2) / sample_fps seconds after the first sampled frame (DESIGN §2 with
+    (k * clip_stride + frames_per_clip / 2) / sample_fps seconds after the first sampled frame (docs/design.md, "Data formats", with
     feat_stride = clip_stride, num_frames = frames_per_clip, fps = sample_fps; THUMOS14 I3D features: 16
     frames, stride 4, sampled at the source ~30 fps).
     """
@@ -87,7 +87,8 @@ def tiny_network() -> nn.Module:
 
 
 class FrameBackbone(nn.Module):
-    """ResNet-18 (or the tiny network) per frame, averaged over each clip. frames (N, H, W, 3) uint8 -> (K, C)."""
+    """ResNet-18 (or the tiny network) per frame; a clip's feature is the mean over its frames (the clip windower
+    of engine/features/windows.py makes the clips)."""
 
     def __init__(self, spec: BackboneSpec):
         super().__init__()
@@ -106,14 +107,6 @@ class FrameBackbone(nn.Module):
         x = frames.permute(0, 3, 1, 2).to(self.mean.dtype) / 255.0
         return self.network((x - self.mean) / self.std)
 
-    def pool_clips(self, frame_features: Tensor) -> Tensor:
-        """(N, C) -> (K, C): the mean over each clip's frames (K = number of whole clips, at least 1)."""
-        spec = self.spec
-        if frame_features.shape[0] < spec.frames_per_clip:
-            return frame_features.mean(0, keepdim=True)
-        windows = frame_features.unfold(0, spec.frames_per_clip, spec.clip_stride)  # (K, C, F)
-        return windows.mean(-1)
-
 
 class ClipBackbone(nn.Module):
     """R(2+1)D-18 on clips. clips (K, F, H, W, 3) uint8 -> (K, 512)."""
@@ -130,22 +123,6 @@ class ClipBackbone(nn.Module):
     def forward(self, clips: Tensor) -> Tensor:
         x = clips.permute(0, 4, 1, 2, 3).to(self.mean.dtype) / 255.0
         return self.network((x - self.mean) / self.std)
-
-
-def group_clips(frames: np.ndarray, timestamps: np.ndarray, spec: BackboneSpec) -> tuple[np.ndarray, np.ndarray]:
-    """(N, H, W, 3) frames sampled at spec.sample_fps -> clips (K, frames_per_clip, H, W, 3), centres (K,) seconds.
-
-    Clips are a strided view of `frames` (no copy) unless N < frames_per_clip, where the last frame is
-    repeated to fill the single clip. Frames after the last full clip are dropped.
-    """
-    if len(frames) == 0:
-        return np.empty((0, spec.frames_per_clip, *frames.shape[1:]), frames.dtype), np.empty(0)
-    if len(frames) < spec.frames_per_clip:
-        pad = np.repeat(frames[-1:], spec.frames_per_clip - len(frames), axis=0)
-        frames = np.concatenate([frames, pad])
-    windows = np.lib.stride_tricks.sliding_window_view(frames, spec.frames_per_clip, axis=0)  # (N-F+1, H, W, 3, F)
-    clips = np.moveaxis(windows[:: spec.clip_stride], -1, 1)
-    return clips, spec.clip_times(len(clips), float(timestamps[0]))
 
 
 def build_backbone(name: str, weights: str | Path | None = None) -> tuple[nn.Module, str]:

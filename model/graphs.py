@@ -115,7 +115,7 @@ class GraphedHead:
 
     `on_phase(name)`, when set, is called at the start of a call ("start") and after each phase has been
     launched: "embed", "sync" (after the host has the active-block counts), "stem" (the uniform model's whole
-    stem) or "stem l" (each stem layer that ran), and "heads". bench/gpu_table.py records a CUDA event there to
+    stem) or "stem l" (each stem layer that ran), and "heads". bench/device/gpu_table.py records a CUDA event there to
     see where a call's time goes.
     """
 

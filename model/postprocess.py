@@ -10,7 +10,7 @@ Segments stay in level-0 grid steps, unclamped, until `detections_to_seconds`, w
 action that starts with the video: grid step 0 is the centre of the first clip, num_frames / 2
 frames after the video starts.
 
-Decoding runs on the device of its inputs; Soft-NMS runs on the CPU and returns to that device (see `soft_nms`).
+Decoding runs on the device of its inputs; Soft-NMS runs on the CPU and its result stays there (see `soft_nms`).
 No compiled extension is used.
 """
 
@@ -119,7 +119,7 @@ def pairwise_tiou(segments: Tensor, others: Tensor) -> Tensor:
 
 
 def soft_nms(segments: Tensor, scores: Tensor, labels: Tensor, settings: PostprocessConfig = DEFAULTS) -> Detections:
-    """Soft-NMS over (N, 2) segments, (N,) scores, (N,) labels -> at most `max_segments`, best first.
+    """Soft-NMS over (N, 2) segments, (N,) scores, (N,) labels -> at most `max_segments`, best first, on the CPU.
 
     Settings used (`model.config.PostprocessConfig`): iou_threshold, sigma, min_score, max_segments, method,
     multiclass, voting_thresh.
@@ -134,33 +134,37 @@ def soft_nms(segments: Tensor, scores: Tensor, labels: Tensor, settings: Postpro
     (of its label, when multiclass) with tIoU >= voting_thresh, as ActionFormer's `seg_voting`
     (which ActionFormer only applies class-agnostically; its THUMOS recipe is multiclass without voting).
 
-    The loop is sequential, one pick per step, so it runs in NumPy on the CPU whatever the device of the inputs
-    (the result goes back to that device). Each step touches only the candidates the pick overlaps, and the loop
+    The loop is sequential, one pick per step, so it runs in NumPy on the CPU whatever the device of the inputs,
+    and its result stays there: the candidates cross to the host once, in one copy, and postprocessing ends on
+    the host, where answers are written. Each step touches only the candidates the pick overlaps, and the loop
     ends when nothing remains. As a chain of tensor ops over every candidate it was bound by per-op overhead on
     the CPU and by kernel launches on a GPU (bench/postprocess.py compares the two).
     """
-    device = scores.device
     count = scores.numel()
     if count == 0 or settings.max_segments <= 0:
-        return Detections.empty(device)
-    candidate_segments = segments.detach().to("cpu", torch.float32).numpy()
-    candidate_scores = scores.detach().to("cpu", torch.float32).numpy()
-    candidate_labels = labels.detach().to("cpu").numpy()
+        return Detections.empty("cpu")
+    # one copy to the host: segments, scores and labels side by side (labels are exact in float32 below 2**24)
+    columns = torch.cat(
+        [segments.detach().float(), scores.detach().float()[:, None], labels.detach().float()[:, None]], 1
+    )
+    host = columns.cpu()
+    segments, scores, labels = host[:, :2], host[:, 2], host[:, 3].long()
+    candidate_segments, candidate_scores, candidate_labels = segments.numpy(), scores.numpy(), labels.numpy()
     # a non-finite candidate (a broken model) can be neither compared nor reported, nor vote
     finite = np.isfinite(candidate_scores) & np.isfinite(candidate_segments).all(axis=1)
     picked_ids, picked_scores = _soft_nms_picks(
         candidate_segments, candidate_scores, candidate_labels, finite, settings
     )
 
-    picked = torch.from_numpy(picked_ids).to(device)
-    kept_segments = segments.float()[picked]
+    picked = torch.from_numpy(picked_ids)
+    kept_segments = segments[picked]
     if settings.voting_thresh > 0:
-        voters = torch.from_numpy(finite).to(device)
+        voters = torch.from_numpy(finite)
         kept_segments = _vote(
-            kept_segments, labels[picked], segments.float()[voters], scores.float()[voters], labels[voters],
+            kept_segments, labels[picked], segments[voters], scores[voters], labels[voters],
             settings.voting_thresh, settings.multiclass,
         )  # fmt: skip
-    return Detections(kept_segments, torch.from_numpy(picked_scores).to(device), labels[picked])
+    return Detections(kept_segments, torch.from_numpy(picked_scores), labels[picked])
 
 
 def _soft_nms_picks(
@@ -372,5 +376,5 @@ def video_segments(
 ) -> Detections:
     """The detections of the first video of a forward pass, in seconds, best first: `detect`, then
     `detections_to_seconds`. The one "features to segments" step: `tzn predict` and the service both use it."""
-    detections = detect(output, boundary_head, settings)[0].to("cpu")
+    detections = detect(output, boundary_head, settings)[0]
     return detections_to_seconds(detections, fps, feat_stride, num_frames, duration, start_s)

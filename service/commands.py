@@ -1,14 +1,17 @@
-"""`tzn serve`, `tzn localize VIDEO` and `tzn extract-features`: the service's pipeline from the shell."""
+"""`tzn serve` and `tzn localize VIDEO`: the service, and its answer for one video from the shell."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
-def register(subcommands: argparse._SubParsersAction) -> None:
+def register(subcommands: argparse._SubParsersAction, draw_timeline: Callable[..., Path]) -> None:
+    """`draw_timeline(answer, labels, path, video, annotations, video_id, show_boundary)` draws `tzn localize
+    --plot` (viz.timeline, wired in by tzn.py, so that the service does not import the pictures)."""
     serve = subcommands.add_parser("serve", help="run the HTTP service (settings from TZN_* variables)")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8000)
@@ -23,28 +26,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     localize.add_argument("--annotations", type=Path, help="with --plot: draw this annotation file's ground truth")
     localize.add_argument("--video-id", help="the video's id in --annotations (default: the file name's stem)")
     localize.add_argument("--no-boundary", action="store_true", help="with --plot: leave out the BDR fields")
-    localize.set_defaults(handler=run_localize)
-
-    extract = subcommands.add_parser(
-        "extract-features", help="write ActionFormer-format features (<video_id>.npy, (T, C)) for a folder of videos"
-    )
-    extract.add_argument("--videos", type=Path, required=True, help="folder of video files")
-    extract.add_argument("--output", type=Path, required=True, help="features folder to write")
-    extract.add_argument("--backbone", default="resnet18-2d")
-    extract.add_argument("--backbone-weights", type=Path, help="local safetensors weights (default: random-init)")
-    extract.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    extract.set_defaults(handler=run_extract_features)
-
-    batch = subcommands.add_parser(
-        "batch", help="localize many videos on Ray; ActivityNet results JSON with per-video timing and FLOPs"
-    )
-    batch.add_argument("--videos", type=Path, required=True, help="folder of videos, or a text file of video paths")
-    batch.add_argument("--output", type=Path, required=True, help="PRED.json to write (a rerun resumes it)")
-    batch.add_argument("--address", help="an existing Ray cluster (ray://host:10001 or auto); default: start one here")
-    batch.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: TZN_CHECKPOINT or the demo)")
-    batch.add_argument("--num-cpus", type=int, help="CPUs of the local Ray runtime (default: all)")
-    batch.add_argument("--cpus-per-actor", type=int, default=1, help="cores per CPU actor (torch threads)")
-    batch.set_defaults(handler=run_batch)
+    localize.set_defaults(handler=lambda args: run_localize(args, draw_timeline))
 
 
 def _one_line(error: BaseException) -> str:
@@ -53,10 +35,10 @@ def _one_line(error: BaseException) -> str:
 
 def _startup_errors() -> tuple[type[Exception], ...]:
     """Failures of settings and files that a command reports as one line (exit code 2), not a traceback."""
+    from engine.errors import ConfigurationError
     from model.backbones import BackboneError
     from model.checkpoint import CheckpointError
     from model.head import HeadError
-    from service.errors import ConfigurationError
     from service.settings import SettingsError
 
     return SettingsError, ConfigurationError, CheckpointError, HeadError, BackboneError
@@ -70,13 +52,13 @@ def run_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from service import preflight
+    from engine import preflight
     from service.app import create_app
     from service.settings import load_settings
 
     try:
         settings = load_settings()
-        preflight.check(settings)
+        preflight.check(settings.engine_settings())
     except _startup_errors() as error:
         print(f"tzn serve: {_one_line(error)}", file=sys.stderr)
         return 2
@@ -115,13 +97,14 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_localize(args: argparse.Namespace) -> int:
+def run_localize(args: argparse.Namespace, draw_timeline: Callable[..., Path]) -> int:
     import uuid
 
-    from service.errors import VideoError
-    from service.pipeline import Localizer
-    from service.settings import load_settings
-    from service.timeline import TimelineError
+    from engine.errors import VideoError
+    from engine.localizer import Localizer
+    from engine.video.source import VideoSource
+    from service.answers import answer_json
+    from service.settings import DEMO_VIDEO, load_settings
 
     if not args.video.is_file():
         problem = "is a directory" if args.video.is_dir() else "no such file"
@@ -132,86 +115,28 @@ def run_localize(args: argparse.Namespace) -> int:
         return 2
     overrides = {"checkpoint": args.checkpoint} if args.checkpoint else {}
     try:
-        localizer = Localizer(load_settings(**overrides))
+        settings = load_settings(**overrides)
+        localizer = Localizer(settings.engine_settings(), warm_up_video=DEMO_VIDEO)
         drawn = args.plot is not None and not args.no_boundary  # the plot draws the boundary fields
-        result = localizer.localize(args.video, args.video.name, args.min_score, args.top_k, fields=drawn)
+        result = localizer.localize(
+            VideoSource.from_path(args.video), settings.localize_limits.work,
+            min_score=settings.min_score if args.min_score is None else args.min_score,
+            top_k=settings.top_k if args.top_k is None else args.top_k, fields=drawn,
+        )  # fmt: skip
     except (VideoError, *_startup_errors()) as error:
         print(f"tzn localize: {_one_line(error)}", file=sys.stderr)
         return 2
     request_id = uuid.uuid4().hex
-    print(json.dumps(result.response(localizer.model_info(), request_id).model_dump(exclude_none=True), indent=2))
+    print(json.dumps(answer_json(result, localizer, request_id), indent=2))
     if args.plot is not None:
-        answer = result.response(localizer.model_info(), request_id, frozenset({"depth", "boundary"}))
+        answer = answer_json(result, localizer, request_id, frozenset({"depth", "boundary"}))
         try:
-            path = plot_answer(answer.model_dump(exclude_none=True), args, localizer.config.labels)
-        except (TimelineError, OSError) as error:
+            path = draw_timeline(
+                answer, localizer.config.labels, args.plot, video=args.video, annotations=args.annotations,
+                video_id=args.video_id or args.video.stem, show_boundary=not args.no_boundary,
+            )  # fmt: skip
+        except (ValueError, OSError) as error:  # TimelineError is a ValueError
             print(f"tzn localize: {error}", file=sys.stderr)
             return 2
         print(f"timeline written to {path}", file=sys.stderr)
     return 0
-
-
-def plot_answer(answer: dict, args: argparse.Namespace, labels: list[str]) -> Path:
-    from service.timeline import Timeline, ground_truth, render, sample_thumbnails
-
-    truth = ground_truth(args.annotations, args.video_id or args.video.stem) if args.annotations else None
-    timeline = Timeline.from_answer(answer, labels, truth)
-    timeline.thumbnails = sample_thumbnails(args.video)
-    return render(timeline, args.plot, show_boundary=not args.no_boundary)
-
-
-def run_batch(args: argparse.Namespace) -> int:
-    from service import batch
-
-    try:
-        videos = batch.list_videos(args.videos)
-        overrides = {"checkpoint": str(args.checkpoint)} if args.checkpoint else {}
-        output = batch.run_batch(videos, args.output, overrides, args.address, args.num_cpus, args.cpus_per_actor)
-    except batch.BatchError as error:
-        print(f"tzn batch: {error}", file=sys.stderr)
-        return 2
-    failed = output["failed"]
-    for video_id, message in failed.items():
-        print(f"tzn batch: {video_id} failed: {message}", file=sys.stderr)
-    print(json.dumps({"output": str(args.output), "done": len(output["results"]), "failed": len(failed)}))
-    return 1 if failed else 0
-
-
-VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts"}
-
-
-def run_extract_features(args: argparse.Namespace) -> int:
-    import numpy as np
-    from tqdm import tqdm
-
-    from service.errors import VideoError
-    from service.pipeline import FeatureExtractor, resolve_device
-    from service.settings import Settings
-
-    videos = sorted(p for p in args.videos.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
-    if not videos:
-        print(f"tzn extract-features: no video files in {args.videos}", file=sys.stderr)
-        return 2
-    extractor = FeatureExtractor(args.backbone, args.backbone_weights, resolve_device(args.device), Settings())
-    args.output.mkdir(parents=True, exist_ok=True)
-    failed = []
-    for video in tqdm(videos, desc="extracting", unit="video"):
-        try:
-            extracted = extractor.extract(video, video.name)
-        except VideoError as error:
-            failed.append(f"{video.name}: {error}")
-            continue
-        np.save(args.output / f"{video.stem}.npy", extracted.features.T.numpy().astype(np.float32))
-    spec = extractor.spec
-    summary = {
-        "features": str(args.output),
-        "videos": len(videos) - len(failed),
-        "backbone": spec.name,
-        "backbone_weights": extractor.weights,
-        "feat_stride": spec.clip_stride,
-        "num_frames": spec.frames_per_clip,
-        "fps": spec.sample_fps,
-        "failed": failed,
-    }
-    print(json.dumps(summary, indent=2))
-    return 1 if failed else 0

@@ -1,94 +1,92 @@
-"""Every way a request can fail, typed, and the one mapping from a failure to an HTTP status and error code.
+"""The one mapping from a failure to an HTTP status and error code, and the request's own failures.
 
-Messages say what to do. The routes never choose a status themselves: they raise, and `error_status` decides.
-The decoder child raises the video errors too (they cross the process boundary by pickling).
+Routes never choose a status: they raise (a RequestError here, a VideoError of the engine), and
+`error_status` decides. Messages say what to do.
 """
 
 from __future__ import annotations
 
+from engine.errors import (
+    EmptyVideoError,
+    NotAVideoError,
+    VideoDecodeError,
+    VideoError,
+    VideoTimeoutError,
+    VideoTooLongError,
+)
 
-class ConfigurationError(Exception):
-    """Settings that cannot serve: a checkpoint and a backbone that do not fit together, a missing file."""
 
+class RequestError(Exception):
+    """A request the service refuses. Its class decides the HTTP status (`error_status`); `code` names the
+    reason in the answer's `{"error": {"code", "message"}}`."""
 
-class UploadError(Exception):
-    """A malformed or unacceptable upload; `status` is the HTTP code it maps to."""
-
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, code: str, message: str):
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.code, self.message = code, message
 
 
-class IncludeError(UploadError):
-    """An `include` form field naming something the answer cannot carry (400)."""
+class BadRequest(RequestError):
+    """A malformed request: not multipart or a video body, an unknown field, a bad option (400)."""
+
+
+class IncludeError(BadRequest):
+    """An `include` option naming something the answer cannot carry (400)."""
 
     def __init__(self, message: str):
-        super().__init__(400, "bad_form", message)
+        super().__init__("bad_form", message)
 
 
-class VideoError(Exception):
-    """Base class of every failure to turn an upload into frames."""
+class Unauthorized(RequestError):
+    """A missing or wrong X-API-Key (401)."""
 
 
-class NotAVideoError(VideoError):
-    """The file has no video stream: an image, a document, random bytes, or audio only (HTTP 415)."""
+class NotFound(RequestError):
+    """No such job (404)."""
 
 
-class VideoDecodeError(VideoError):
-    """The file looks like a video but cannot be decoded: truncated, corrupt, or crashed the decoder (422)."""
+class UploadTimeout(RequestError):
+    """An upload that stalled or arrived too slowly (408)."""
 
 
-class EmptyVideoError(VideoError):
-    """The file is empty or its video stream has no frames (422)."""
+class Conflict(RequestError):
+    """A job that has already finished, asked to cancel (409)."""
 
 
-class VideoTimeoutError(VideoError):
-    """Decoding took longer than the time limit; the decoder process was killed (504)."""
+class UploadTooLarge(RequestError):
+    """An upload over the route's limit (413)."""
 
 
-class VideoTooLongError(VideoError):
-    """The video is longer than the service accepts (413)."""
-
-    def __init__(self, duration_s: float, limit_s: float, filename: str = "video"):
-        self.duration_s, self.limit_s, self.filename = duration_s, limit_s, filename
-        super().__init__(
-            f"'{filename}' is {duration_s:.1f} s long; the limit is {limit_s:.1f} s: trim it or split it into parts"
-        )
-
-    def __reduce__(self):
-        return type(self), (self.duration_s, self.limit_s, self.filename)
+class EmptyUpload(RequestError):
+    """An upload of 0 bytes (422)."""
 
 
-class VideoTooLargeError(VideoTooLongError):
-    """The decoded frames would exceed the memory limit (413, like TooLong: the video is too long for this
-    sampling rate and size)."""
-
-    def __init__(self, frames: int, frame_bytes: int, limit_bytes: int, filename: str = "video"):
-        self.frames, self.frame_bytes, self.limit_bytes, self.filename = (
-            frames,
-            frame_bytes,
-            limit_bytes,
-            filename,
-        )
-        VideoError.__init__(
-            self,
-            f"'{filename}' would decode to {frames} frames ({frames * frame_bytes / 2**20:.0f} MiB); the limit is "
-            f"{limit_bytes / 2**20:.0f} MiB: send a shorter video or sample fewer frames per second",
-        )
-
-    def __reduce__(self):
-        return type(self), (self.frames, self.frame_bytes, self.limit_bytes, self.filename)
+class Refusal(RequestError):
+    """The service cannot take the request now: overloaded, loading, a full queue or a closed store (503, with
+    Retry-After)."""
 
 
-class JobCancelledError(Exception):
-    """The work was cancelled by its owner (DELETE /jobs/{id}) or the server is stopping; the decoder child was
-    ended."""
+class DiskQuota(RequestError):
+    """The jobs' disk quota is used by queued and running jobs (507)."""
+
+
+class ProcessingTimeout(RequestError):
+    """The work on a request took longer than TZN_REQUEST_TIMEOUT_S (504)."""
+
+    def __init__(self, message: str):
+        super().__init__("timeout", message)
+
+
+STATUS_OF = {
+    BadRequest: 400, Unauthorized: 401, NotFound: 404, UploadTimeout: 408, Conflict: 409, UploadTooLarge: 413,
+    EmptyUpload: 422, Refusal: 503, ProcessingTimeout: 504, DiskQuota: 507,
+}  # fmt: skip
 
 
 def error_status(error: Exception) -> tuple[int, str]:
     """The one mapping from a failure to an HTTP status and an error code."""
-    if isinstance(error, UploadError):
-        return error.status, error.code
+    for kind, status in STATUS_OF.items():
+        if isinstance(error, kind):
+            return status, error.code
     if isinstance(error, NotAVideoError):
         return 415, "not_a_video"
     if isinstance(error, VideoTooLongError):
@@ -104,20 +102,22 @@ def error_status(error: Exception) -> tuple[int, str]:
 
 # What each status means for /localize, for the OpenAPI description of every answer.
 STATUS_DESCRIPTIONS = {
-    400: "Malformed form: not multipart, a missing 'video' field, an unknown field, a bad min_score/top_k/include",
+    400: "Malformed request: not multipart or a video body, a missing 'video' field, an unknown field, a bad "
+    "min_score/top_k/include",
     401: "Missing or wrong X-API-Key (only when TZN_API_KEY is set)",
     408: "The upload stalled (TZN_UPLOAD_IDLE_TIMEOUT_S) or was slower than TZN_UPLOAD_MIN_RATE_KIB_S",
     413: "Upload larger than TZN_MAX_UPLOAD_MB, or video longer than TZN_MAX_DURATION_S",
     415: "Not a video: no video stream (an image, a document, random bytes, audio only)",
     422: "A video that cannot be decoded (truncated, corrupt, no frames)",
-    503: "Overloaded (TZN_MAX_CONCURRENT requests or TZN_MAX_CONCURRENT_UPLOADS uploads in progress) or the "
-    "model is not ready; retry after the Retry-After header's seconds",
+    503: "Overloaded (TZN_MAX_CONCURRENT requests computing and TZN_MAX_QUEUE waiting, a wait past "
+    "TZN_QUEUE_TIMEOUT_S, or TZN_MAX_CONCURRENT_UPLOADS uploads in progress) or the model is not ready; retry "
+    "after the Retry-After header's seconds",
     504: "Processing took longer than TZN_REQUEST_TIMEOUT_S",
 }
 
 # What each status means for /jobs.
 JOB_STATUS_DESCRIPTIONS = {
-    400: "Malformed form or query (as /localize; GET /jobs: an unknown status or a bad page)",
+    400: "Malformed request or query (as /localize; GET /jobs: an unknown status or a bad page)",
     401: "Missing or wrong X-API-Key (only when TZN_API_KEY is set)",
     404: "No job with this id (never submitted, or deleted after TZN_JOBS_TTL_S)",
     408: "The upload stalled or arrived too slowly (TZN_UPLOAD_IDLE_TIMEOUT_S, TZN_UPLOAD_MIN_RATE_KIB_S)",

@@ -1,4 +1,5 @@
-"""The shapes of every answer (DESIGN §4), as pydantic models FastAPI documents in OpenAPI, errors included.
+"""The shapes of every answer (docs/design.md, "HTTP API"), as pydantic models FastAPI documents in OpenAPI,
+errors included.
 
 Add a route's models here, next to the others; routes build answers only from these.
 """
@@ -11,6 +12,7 @@ from typing import Any, Literal
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from engine.video.info import VideoSummary
 from service.errors import STATUS_DESCRIPTIONS
 
 
@@ -21,15 +23,6 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
-
-
-class VideoModel(BaseModel):
-    filename: str
-    duration_s: float
-    fps: float
-    frames: int
-    width: int
-    height: int
 
 
 class Segment(BaseModel):
@@ -49,9 +42,10 @@ class ModelInfo(BaseModel):
     backbone_weights: str
     runtime: str
     device: str
-
-
-STAGES = ("upload", "queue", "decode", "features", "head", "postprocess")  # of timing_ms, in request order
+    decoder: str = Field(
+        description="the decoder that decoded this video: decord, torchcodec (both on the CPU) or torchcodec-nvdec "
+        "(NVDEC on the GPU); in /info, the one a typical (8-bit 4:2:0 H.264) video gets"
+    )
 
 
 class Timing(BaseModel):
@@ -94,7 +88,7 @@ class BoundaryTrace(BaseModel):
 
 class LocalizeResponse(BaseModel):
     request_id: str
-    video: VideoModel
+    video: VideoSummary
     segments: list[Segment]
     model: ModelInfo
     timing_ms: Timing
@@ -109,7 +103,9 @@ class LocalizeResponse(BaseModel):
 class Limits(BaseModel):
     max_upload_mb: float
     max_duration_s: float
-    max_concurrent: int
+    max_concurrent: int = Field(description="requests computed at once (TZN_MAX_CONCURRENT, or the device's default)")
+    max_queue: int = Field(description="requests waiting for a compute slot before 503")
+    queue_timeout_s: float
     max_concurrent_uploads: int
     request_timeout_s: float
     api_key_required: bool
@@ -182,7 +178,29 @@ def error_responses(*codes: int, descriptions: dict[int, str] = STATUS_DESCRIPTI
     return responses
 
 
-MULTIPART_BODY = {
+_OPTIONS = {
+    "min_score": {"type": "number", "minimum": 0, "maximum": 1, "description": "lowest score returned"},
+    "top_k": {"type": "integer", "minimum": 1, "description": "most segments returned"},
+    "include": {
+        "type": "string",
+        "pattern": INCLUDE_PATTERN,
+        "description": "comma-separated extras for a timeline: 'depth' (ATR mean depth per position and the "
+        "positions' times, at most 2000 points), 'boundary' (BDR fields)",
+    },
+}
+_RAW_VIDEO = {"schema": {"type": "string", "format": "binary"}}
+
+# The request of POST /localize and POST /jobs: a multipart form with the file in `video` and the options as
+# fields, or the video itself as the body (its options in the query).
+VIDEO_BODY = {
+    "parameters": [
+        {"name": name, "in": "query", "required": False, "schema": schema,
+         "description": f"with a video body only: {schema['description']}"}
+        for name, schema in {
+            **_OPTIONS,
+            "filename": {"type": "string", "maxLength": 255, "description": "the video's name in the answer"},
+        }.items()
+    ],
     "requestBody": {
         "required": True,
         "content": {
@@ -192,17 +210,12 @@ MULTIPART_BODY = {
                     "required": ["video"],
                     "properties": {
                         "video": {"type": "string", "format": "binary", "description": "the video file"},
-                        "min_score": {"type": "number", "minimum": 0, "maximum": 1},
-                        "top_k": {"type": "integer", "minimum": 1},
-                        "include": {
-                            "type": "string",
-                            "pattern": INCLUDE_PATTERN,
-                            "description": "comma-separated extras for a timeline: 'depth' (ATR mean depth per "
-                            "position and the positions' times, at most 2000 points), 'boundary' (BDR fields)",
-                        },
+                        **_OPTIONS,
                     },
                 }
-            }
+            },
+            "video/*": _RAW_VIDEO,
+            "application/octet-stream": _RAW_VIDEO,
         },
-    }
-}
+    },
+}  # fmt: skip

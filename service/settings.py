@@ -1,7 +1,10 @@
-"""Service settings from `TZN_*` environment variables (pydantic-settings).
+"""Service settings from `TZN_*` environment variables (pydantic-settings), in groups, each described once.
 
-`load_settings()` is how the commands read them: a wrong value or an unknown TZN_* variable (a typo such as
-TZN_MAX_UPLAOD_MB) stops start-up with one line that names it (and the closest known setting).
+The engine's groups (the model, the device and decoders) are defined in engine/settings.py; the service adds
+its own below. The README's settings table is generated from these descriptions (`settings_table`; a test
+keeps the two equal). `load_settings()` is how the commands read them: a wrong value or an unknown TZN_*
+variable (a typo such as TZN_MAX_UPLAOD_MB) stops start-up with one line that names it and the closest known
+setting.
 """
 
 from __future__ import annotations
@@ -9,34 +12,41 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from model.head import Runtime
+from engine.settings import DeviceSettings, EngineSettings, ModelSettings, WorkLimits
 
 DEMO_CHECKPOINT = Path(__file__).resolve().parent / "demo" / "checkpoint"
+DEMO_VIDEO = DEMO_CHECKPOINT.parent / "sample.mp4"
 
 
-class Settings(BaseSettings):
-    # An empty variable means "unset" (docker-compose passes `${TZN_X:-}` through as "").
-    model_config = SettingsConfigDict(env_prefix="TZN_", extra="forbid", env_ignore_empty=True)
+class LocalizeSettings(BaseModel):
+    """POST /localize: what one request may be, and how many are worked on at once."""
 
-    checkpoint: Path = Field(DEMO_CHECKPOINT, description="checkpoint directory (config.json + model.safetensors)")
-    runtime: Runtime = "torch"
-    onnx: Path | None = Field(None, description="ONNX file, for runtime=onnxruntime")
-    engine: Path | None = Field(None, description="TensorRT engine, for runtime=tensorrt")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available, else CPU")
-    backbone: str | None = Field(None, description="feature extractor; default: the one the checkpoint names")
-    backbone_weights: Path | None = Field(None, description="local safetensors weights; unset = random-init")
-
-    max_upload_mb: float = Field(512.0, gt=0)
-    max_duration_s: float = Field(600.0, gt=0)
+    max_upload_mb: float = Field(512.0, gt=0, description="largest upload")
+    max_duration_s: float = Field(600.0, gt=0, description="longest video")
+    request_timeout_s: float = Field(300.0, gt=0, description="longest processing of one request (504 beyond)")
     max_concurrent: int = Field(
-        2, ge=1, description="requests processed at once, counted once their upload is in; more get 503"
-    )
+        0, ge=0, description="requests processed at once, counted once their upload is in; 0: 2 on a CPU host, "
+        "twice the NVDEC engines on a GPU host"
+    )  # fmt: skip
+    max_queue: int = Field(32, ge=0, description="requests waiting for a compute slot; more get 503")
+    queue_timeout_s: float = Field(30.0, gt=0, description="a request that waited this long for a slot gets 503")
     max_concurrent_uploads: int = Field(16, ge=1, description="uploads received at once; more get 503")
+    min_score: float = Field(0.2, ge=0, le=1, description="default score threshold of returned segments")
+    top_k: int = Field(100, ge=1, description="default maximum number of returned segments")
+
+
+class UploadSettings(BaseModel):
+    """Receiving uploads, for /localize and /jobs alike."""
+
+    upload_memory_mb: float = Field(
+        256.0, ge=0, description="a /localize upload of at most this size is held in memory, a larger one spooled "
+        "to TZN_TEMP_DIR"
+    )  # fmt: skip
     upload_idle_timeout_s: float = Field(30.0, gt=0, description="an upload that sends nothing this long gets 408")
     upload_min_rate_kib_s: float = Field(
         16.0, ge=0, description="an upload averaging less than this after upload_rate_grace_s gets 408; 0: off"
@@ -47,28 +57,16 @@ class Settings(BaseSettings):
         "read the answer (a lingering close); beyond this the connection is closed"
     )  # fmt: skip
     drain_timeout_s: float = Field(5.0, ge=0, description="longest time spent draining a body after an early error")
-    keep_up_on_load_error: bool = Field(
-        False, description="keep serving 503 when the model fails to load, instead of exiting (tzn serve)"
-    )
-    request_timeout_s: float = Field(300.0, gt=0)
-    retry_after_s: int = Field(5, ge=1)
-    api_key: SecretStr | None = Field(None, description="when set, /localize requires the X-API-Key header")
-    min_score: float = Field(0.2, ge=0, le=1, description="default score threshold of returned segments")
-    top_k: int = Field(100, ge=1, description="default maximum number of returned segments")
-    temp_dir: Path | None = Field(None, description="where uploads are spooled; default: the system's")
-    gpu_decode: bool = Field(
-        True,
-        description="on CUDA: decode with NVDEC in the server process (frames stay on the GPU) and batch the "
-        "backbone across requests; false: decord in an isolated child process, as on CPU hosts",
-    )
-    cuda_graphs: bool = Field(True, description="on CUDA: the torch head replays CUDA graphs (bucketed shapes)")
 
-    # Jobs (POST /jobs): long videos, processed in the background with their own, larger limits.
+
+class JobSettings(BaseModel):
+    """POST /jobs: long videos, processed in the background with their own, larger limits."""
+
     jobs_dir: Path | None = Field(None, description="jobs' uploads (and store); default: /tmp/tzn-jobs-<uid>")
     jobs_db: Path | None = Field(None, description="SQLite store of the jobs; default: <jobs_dir>/jobs.sqlite3")
     jobs_disk_quota_mb: float = Field(20480.0, gt=0, description="disk for uploads of queued and running jobs")
-    jobs_max_upload_mb: float = Field(8192.0, gt=0)
-    jobs_max_duration_s: float = Field(4 * 3600.0, gt=0)
+    jobs_max_upload_mb: float = Field(8192.0, gt=0, description="largest upload of a job")
+    jobs_max_duration_s: float = Field(4 * 3600.0, gt=0, description="longest video of a job")
     jobs_timeout_s: float = Field(4 * 3600.0, gt=0, description="time limit of one job's decoding")
     jobs_max_queued: int = Field(100, ge=1, description="queued jobs beyond which POST /jobs answers 503")
     jobs_workers: int = Field(1, ge=1, description="jobs run at once")
@@ -76,24 +74,77 @@ class Settings(BaseSettings):
     jobs_max_attempts: int = Field(2, ge=1, description="starts of a job interrupted by server deaths")
     jobs_page_size: int = Field(50, ge=1, le=1000, description="default page size of GET /jobs")
 
-    @property
-    def max_upload_bytes(self) -> int:
-        return int(self.max_upload_mb * 1024 * 1024)
+
+class ServerSettings(BaseModel):
+    """The server itself."""
+
+    api_key: SecretStr | None = Field(None, description="when set, /localize and /jobs require the X-API-Key header")
+    retry_after_s: int = Field(5, ge=1, description="the Retry-After of a 503")
+    keep_up_on_load_error: bool = Field(
+        False, description="keep serving 503 when the model fails to load, instead of exiting (tzn serve)"
+    )
+
+
+GROUPS: tuple[type[BaseModel], ...] = (
+    ModelSettings, DeviceSettings, LocalizeSettings, UploadSettings, JobSettings, ServerSettings,
+)  # fmt: skip
+
+
+class RouteLimits(BaseModel):
+    """The limits one route applies to a request: its upload, and the work on its video."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_upload_bytes: int
+    work: WorkLimits
+
+
+class Settings(BaseSettings, ServerSettings, JobSettings, UploadSettings, LocalizeSettings, EngineSettings):
+    # An empty variable means "unset" (docker-compose passes `${TZN_X:-}` through as "").
+    model_config = SettingsConfigDict(env_prefix="TZN_", extra="forbid", env_ignore_empty=True, frozen=True)
+
+    def engine_settings(self) -> EngineSettings:
+        """The engine's part, the bundled demo model when no checkpoint is set."""
+        values = {name: getattr(self, name) for name in EngineSettings.model_fields}
+        if values["checkpoint"] is None:
+            values["checkpoint"] = DEMO_CHECKPOINT
+        return EngineSettings(**values)
 
     @property
-    def jobs_max_upload_bytes(self) -> int:
-        return int(self.jobs_max_upload_mb * 1024 * 1024)
+    def localize_limits(self) -> RouteLimits:
+        return RouteLimits(
+            max_upload_bytes=_bytes(self.max_upload_mb),
+            work=WorkLimits(max_duration_s=self.max_duration_s, timeout_s=self.request_timeout_s),
+        )
+
+    @property
+    def jobs_limits(self) -> RouteLimits:
+        return RouteLimits(
+            max_upload_bytes=_bytes(self.jobs_max_upload_mb),
+            work=WorkLimits(max_duration_s=self.jobs_max_duration_s, timeout_s=self.jobs_timeout_s),
+        )
 
     @property
     def jobs_disk_quota_bytes(self) -> int:
-        return int(self.jobs_disk_quota_mb * 1024 * 1024)
+        return _bytes(self.jobs_disk_quota_mb)
+
+    def compute_slots(self, nvdec_engines: int) -> int:
+        """TZN_MAX_CONCURRENT, or its device's default: 2 on a CPU host (the cores are the limit), twice the NVDEC
+        engines on a GPU host (each request spends most of its time decoding)."""
+        if self.max_concurrent:
+            return self.max_concurrent
+        return 2 * nvdec_engines if nvdec_engines else 2
+
+
+def _bytes(megabytes: float) -> int:
+    return int(megabytes * 1024 * 1024)
 
 
 # TZN_* variables read by other tools, not by the service: present in a deployment's environment, not typos.
 OTHER_TOOLS_VARIABLES = {
     "TZN_MODELS_DIR": "docker-compose.yml",
-    "TZN_WHEELS": "bench/gpu_check.sh",
-    "TZN_THUMOS_ANNOTATIONS": "bench/",
+    "TZN_WHEELS": "bench/device/gpu_check.sh",
+    "TZN_THUMOS_ANNOTATIONS": "experiments/",
 }
 
 
@@ -127,3 +178,16 @@ def load_settings(**overrides: Any) -> Settings:
             name = f"TZN_{field.upper()}" if field in Settings.model_fields else field or "settings"
             problems.append(f"{name}: {problem['msg']}")
         raise SettingsError("; ".join(problems)) from None
+
+
+def settings_table() -> str:
+    """The README's table of settings: one section per group, one row per setting (its default, its description)."""
+    lines = []
+    for group in GROUPS:
+        lines += [f"**{group.__doc__.strip()}**", "", "| variable | default | meaning |", "| --- | --- | --- |"]
+        for name, field in group.model_fields.items():
+            default = "" if field.default is None else str(field.default)
+            default = default.lower() if isinstance(field.default, bool) else default
+            lines.append(f"| `TZN_{name.upper()}` | {default} | {field.description} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,13 +1,18 @@
-"""Receiving `/localize` uploads: the body as it arrives, and its streaming multipart parsing.
+"""Receiving a video: the request body as it arrives, as a multipart form or as the video itself.
 
-`RequestBody` reads the ASGI body with an idle timeout and a minimum rate (a client trickling bytes gets
-408 instead of holding a slot), and after an early answer (413, 400, ...) reads and discards the rest of the
-body, bounded in bytes and time, so that a client that sends its whole body before reading can read the
-answer (a lingering close, as nginx does) instead of a connection reset.
+`RequestBody` reads the ASGI body with an idle timeout and a minimum rate (a client trickling bytes gets 408
+instead of holding a slot), and after an early answer (413, 400, ...) reads and discards the rest of the body,
+bounded in bytes and time, so that a client that sends its whole body before reading can read the answer (a
+lingering close, as nginx does) instead of a connection reset.
 
-The video part goes straight to a named temporary file (the decoder process opens it by path); the other
-form fields are small and kept in memory. Nothing is buffered whole, so a huge upload costs at most the
-limit in disk and a chunk in memory before it is refused.
+`receive_video` takes either body:
+- `multipart/form-data` with the file in the field `video` and the options as fields (curl -F video=@FILE);
+- the video itself (`Content-Type: video/*` or `application/octet-stream`; curl --data-binary @FILE), its
+  options in the query (`?min_score=0.3&include=depth&filename=clip.mp4`).
+The video's bytes are written as they arrive, without copies in Python: into memory (a memfd, engine/video/
+source.py) when the body's declared size is at most `memory_bytes`, else into a file spooled to `directory`
+in writes of at least a MiB. Nothing is buffered whole, so a huge upload costs at most the limit before it
+is refused. On any failure whatever was written is removed.
 """
 
 from __future__ import annotations
@@ -16,19 +21,20 @@ import asyncio
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from service.errors import UploadError
-from service.settings import Settings
+from engine.video.source import VideoSource
+from service.errors import BadRequest, RequestError, UploadTimeout, UploadTooLarge
 
 FILE_FIELD = "video"
-TEXT_FIELDS = ("min_score", "top_k", "include")
+OPTION_FIELDS = ("min_score", "top_k", "include")
+RAW_QUERY_FIELDS = (*OPTION_FIELDS, "filename")
 MAX_TEXT_FIELD_BYTES = 1024
-
+SPOOL_WRITE_BYTES = 4 * 2**20
 
 Receive = Callable[[], Awaitable[dict]]
 
@@ -48,28 +54,28 @@ class RequestBody:
         message = await asyncio.wait_for(self.receive(), timeout_s)
         if message["type"] == "http.disconnect":
             self.complete = True
-            raise UploadError(400, "client_disconnected", "the client closed the connection before the upload ended")
+            raise BadRequest("client_disconnected", "the client closed the connection before the upload ended")
         self.complete = not message.get("more_body", False)
         chunk = message.get("body", b"")
         self.received += len(chunk)
         return chunk
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The body's chunks; UploadError 408 when the client stalls or sends too slowly."""
+        """The body's chunks; UploadTimeout (408) when the client stalls or sends too slowly."""
         started = time.monotonic()
         while not self.complete:
             try:
                 chunk = await self._next(self.idle_timeout_s)
             except TimeoutError:
-                raise UploadError(
-                    408, "upload_timeout",
+                raise UploadTimeout(
+                    "upload_timeout",
                     f"the upload sent nothing for {self.idle_timeout_s:g} s; send the whole file without pausing",
                 ) from None  # fmt: skip
             elapsed = time.monotonic() - started
             too_slow = self.min_rate > 0 and elapsed > self.grace_s and self.received < self.min_rate * elapsed
             if too_slow and not self.complete:
-                raise UploadError(
-                    408, "upload_too_slow",
+                raise UploadTimeout(
+                    "upload_too_slow",
                     f"the upload averaged {self.received / elapsed / 1024:.1f} KiB/s, under the minimum of "
                     f"{self.min_rate / 1024:g} KiB/s; send it over a faster connection",
                 )  # fmt: skip
@@ -87,43 +93,132 @@ class RequestBody:
                 return False
             try:
                 await self._next(remaining)
-            except (TimeoutError, UploadError):
+            except (TimeoutError, RequestError):
                 return self.complete
         return True
 
 
+class VideoWriter:
+    """Where a video's bytes go as they arrive: a memory file, or a file spooled to `directory`."""
+
+    def __init__(self, name: str, in_memory: bool, directory: Path | None):
+        self.name, self.size = name, 0
+        self.pending = bytearray()
+        if in_memory:
+            self.source, self.descriptor = VideoSource.in_memory(name), None
+        else:
+            self.descriptor, path = tempfile.mkstemp(prefix="tzn-upload-", dir=directory)
+            self.source = VideoSource(name, path=path)
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.size += len(data)
+        if self.descriptor is None:
+            self.source.write(data)
+            return
+        self.pending += data
+        if len(self.pending) >= SPOOL_WRITE_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        view = memoryview(self.pending)
+        while view:
+            view = view[os.write(self.descriptor, view) :]
+        view.release()
+        self.pending.clear()
+
+    def finish(self) -> VideoSource:
+        if self.descriptor is not None:
+            self._flush()
+            os.close(self.descriptor)
+            self.descriptor = None
+        return self.source
+
+    def discard(self) -> None:
+        if self.descriptor is not None:
+            os.close(self.descriptor)
+            self.descriptor = None
+        remove_source(self.source)
+
+
+def remove_source(source: VideoSource | None) -> None:
+    """Frees a received video, in memory or on disk."""
+    if source is None:
+        return
+    if source.path is not None:
+        source.path.unlink(missing_ok=True)
+    source.close()
+
+
 @dataclass
 class Upload:
-    path: Path | None = None
-    filename: str | None = None
+    """A received video and the request's options (form fields or query parameters, as strings)."""
+
+    source: VideoSource | None = None
     size: int = 0
-    fields: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)
 
     def remove(self) -> None:
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
-            self.path = None
+        remove_source(self.source)
+        self.source = None
 
 
-def _too_large(limit: int) -> UploadError:
-    return UploadError(413, "upload_too_large", f"upload exceeds the limit of {limit / 2**20:.0f} MiB")
+def _too_large(limit: int) -> UploadTooLarge:
+    return UploadTooLarge("upload_too_large", f"upload exceeds the limit of {limit / 2**20:.0f} MiB")
 
 
-async def receive_upload(
-    content_type: str | None, content_length: str | None, stream: AsyncIterator[bytes], limit: int,
-    temp_dir: Path | None = None,
+def is_video_body(media_type: str) -> bool:
+    return media_type.startswith("video/") or media_type == "application/octet-stream"
+
+
+async def receive_video(
+    headers: Mapping[str, str], query: Mapping[str, str], stream: AsyncIterator[bytes], limit: int,
+    memory_bytes: int, directory: Path | None,
 ) -> Upload:  # fmt: skip
-    """Parses a multipart/form-data body from `stream`. On any error the temporary file is removed."""
-    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+    """The video of a multipart form or of a video body (see the module's docstring); a RequestError on a bad
+    request, with whatever was written removed."""
+    length = headers.get("content-length")
+    declared = int(length) if length is not None and length.isdigit() else None
+    if declared is not None and declared > limit:
         raise _too_large(limit)
-    media_type, params = parse_options_header(content_type or "")
-    if media_type != b"multipart/form-data" or b"boundary" not in params:
-        raise UploadError(
-            400, "bad_form", "send multipart/form-data with the video in the field 'video' (curl -F video=@FILE)"
-        )
-    upload = Upload()
-    state = _PartState(upload, temp_dir)
-    parser = MultipartParser(params[b"boundary"], state.callbacks())
+    media_type, params = parse_options_header(headers.get("content-type") or "")
+    media = media_type.decode("latin-1").lower()
+    in_memory = declared is not None and declared <= memory_bytes
+    if media == "multipart/form-data" and b"boundary" in params:
+        if set(query) & set(RAW_QUERY_FIELDS):
+            raise BadRequest("bad_form", "with a multipart form, send the options as form fields")
+        return await _receive_form(params[b"boundary"], stream, limit, in_memory, directory)
+    if is_video_body(media):
+        return await _receive_raw(headers, query, stream, limit, in_memory, directory)
+    raise BadRequest(
+        "bad_form",
+        "send the video as multipart/form-data in the field 'video' (curl -F video=@FILE), or as the body with "
+        "Content-Type video/* or application/octet-stream (curl --data-binary @FILE -H 'Content-Type: video/mp4')",
+    )  # fmt: skip
+
+
+async def _receive_raw(headers, query, stream, limit: int, in_memory: bool, directory: Path | None) -> Upload:
+    unknown = sorted(set(query) - set(RAW_QUERY_FIELDS))
+    if unknown:
+        expected = ", ".join(RAW_QUERY_FIELDS)
+        raise BadRequest("bad_form", f"unexpected query parameter {unknown[0]!r}; the parameters are {expected}")
+    _, disposition = parse_options_header(headers.get("content-disposition", ""))
+    given = query.get("filename") or disposition.get(b"filename", b"").decode("utf-8", "replace")
+    writer = VideoWriter(os.path.basename(given)[:255] or "video", in_memory, directory)
+    try:
+        async for chunk in stream:
+            if writer.size + len(chunk) > limit:
+                raise _too_large(limit)
+            writer.write(chunk)
+    except BaseException:
+        writer.discard()
+        raise
+    options = {name: query[name] for name in OPTION_FIELDS if name in query}
+    return Upload(writer.finish(), writer.size, options)
+
+
+async def _receive_form(boundary: bytes, stream, limit: int, in_memory: bool, directory: Path | None) -> Upload:
+    state = _PartState(in_memory, directory)
+    parser = MultipartParser(boundary, state.callbacks())
     received = 0
     try:
         async for chunk in stream:
@@ -137,34 +232,32 @@ async def receive_upload(
         if state.error is not None:
             raise state.error
         if not state.finished_parts:
-            raise UploadError(400, "bad_form", "the multipart body is empty or malformed")
-    except UploadError:
-        state.close()
-        upload.remove()
+            raise BadRequest("bad_form", "the multipart body is empty or malformed")
+        if state.video is None:
+            raise BadRequest("bad_form", "no 'video' field: send the file as -F video=@FILE")
+    except RequestError:
+        state.discard()
         raise
     except Exception as error:  # python-multipart raises its own parse errors
-        state.close()
-        upload.remove()
-        raise UploadError(400, "bad_form", f"malformed multipart body: {error}") from None
-    state.close()
-    if upload.path is None:
-        upload.remove()
-        raise UploadError(400, "bad_form", "no 'video' field: send the file as -F video=@FILE")
-    return upload
+        state.discard()
+        raise BadRequest("bad_form", f"malformed multipart body: {error}") from None
+    return Upload(state.video, state.video_size, state.fields)
 
 
 class _PartState:
-    """Callbacks for python-multipart: headers of the current part, then its data to a file or a buffer."""
+    """Callbacks for python-multipart: headers of the current part, then its data to the video or a field."""
 
-    def __init__(self, upload: Upload, temp_dir: Path | None):
-        self.upload, self.temp_dir = upload, temp_dir
-        self.header_field = b""
-        self.header_value = b""
+    def __init__(self, in_memory: bool, directory: Path | None):
+        self.in_memory, self.directory = in_memory, directory
+        self.header_field = self.header_value = b""
         self.headers: dict[bytes, bytes] = {}
         self.name: str | None = None
-        self.file = None
+        self.writer: VideoWriter | None = None
+        self.video: VideoSource | None = None
+        self.video_size = 0
         self.text = bytearray()
-        self.error: UploadError | None = None
+        self.fields: dict[str, str] = {}
+        self.error: RequestError | None = None
         self.finished_parts = 0
 
     def callbacks(self) -> dict:
@@ -192,57 +285,40 @@ class _PartState:
         if self.error is not None:
             return
         _, options = parse_options_header(self.headers.get(b"content-disposition", b""))
-        name = options.get(b"name", b"").decode("utf-8", "replace")
-        self.name = name
-        if name == FILE_FIELD:
-            if self.upload.path is not None:
-                self.error = UploadError(400, "bad_form", "more than one 'video' field; send one file per request")
+        self.name = options.get(b"name", b"").decode("utf-8", "replace")
+        if self.name == FILE_FIELD:
+            if self.video is not None or self.writer is not None:
+                self.error = BadRequest("bad_form", "more than one 'video' field; send one file per request")
                 return
-            filename = options.get(b"filename", b"video").decode("utf-8", "replace")
-            self.upload.filename = os.path.basename(filename) or "video"
-            descriptor, path = tempfile.mkstemp(prefix="tzn-upload-", dir=self.temp_dir)
-            self.upload.path = Path(path)
-            self.file = os.fdopen(descriptor, "wb")
-        elif name not in TEXT_FIELDS:
-            expected = ", ".join(repr(f) for f in (FILE_FIELD, *TEXT_FIELDS))
-            self.error = UploadError(400, "bad_form", f"unexpected form field {name!r}; the fields are {expected}")
+            filename = os.path.basename(options.get(b"filename", b"video").decode("utf-8", "replace")) or "video"
+            self.writer = VideoWriter(filename[:255], self.in_memory, self.directory)
+        elif self.name not in OPTION_FIELDS:
+            expected = ", ".join(repr(f) for f in (FILE_FIELD, *OPTION_FIELDS))
+            self.error = BadRequest("bad_form", f"unexpected form field {self.name!r}; the fields are {expected}")
 
     def part_data(self, data: bytes, start: int, end: int) -> None:
         if self.error is not None:
             return
-        if self.file is not None:
-            self.file.write(data[start:end])
-            self.upload.size += end - start
-        elif self.name in TEXT_FIELDS:
+        if self.writer is not None:
+            self.writer.write(memoryview(data)[start:end])
+        elif self.name in OPTION_FIELDS:
             self.text += data[start:end]
             if len(self.text) > MAX_TEXT_FIELD_BYTES:
-                self.error = UploadError(400, "bad_form", f"form field {self.name!r} is too long")
+                self.error = BadRequest("bad_form", f"form field {self.name!r} is too long")
 
     def part_end(self) -> None:
         if self.error is not None:
             return
-        if self.file is not None:
-            self.file.close()
-            self.file = None
-        elif self.name in TEXT_FIELDS:
-            self.upload.fields[self.name] = self.text.decode("utf-8", "replace").strip()
+        if self.writer is not None:
+            self.video_size, self.video = self.writer.size, self.writer.finish()
+            self.writer = None
+        elif self.name in OPTION_FIELDS:
+            self.fields[self.name] = self.text.decode("utf-8", "replace").strip()
         self.finished_parts += 1
 
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-            self.file = None
-
-
-def form_options(fields: dict[str, str], settings: Settings) -> tuple[float, int]:
-    """min_score and top_k of a /localize or /jobs form (the settings' defaults when absent); UploadError 400."""
-    try:
-        min_score = float(fields.get("min_score", settings.min_score))
-        top_k = int(fields.get("top_k", settings.top_k))
-    except ValueError:
-        raise UploadError(
-            400, "bad_form", "min_score must be a number in [0, 1] and top_k a positive integer"
-        ) from None
-    if not 0.0 <= min_score <= 1.0 or top_k < 1:
-        raise UploadError(400, "bad_form", "min_score must be a number in [0, 1] and top_k a positive integer")
-    return min_score, top_k
+    def discard(self) -> None:
+        if self.writer is not None:
+            self.writer.discard()
+            self.writer = None
+        remove_source(self.video)
+        self.video = None

@@ -1,8 +1,105 @@
-"""Settings shared by every test."""
+"""Settings and fixtures shared by every test: small real media files made with ffmpeg, real camera footage,
+small TZN checkpoints (random weights) for the resnet18-2d and tiny-2d backbones."""
 
+from __future__ import annotations
+
+import gzip
 import os
+import shutil
+import subprocess
+from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+
+from model.checkpoint import CheckpointConfig, FeatureSpec, save_checkpoint
+from model.config import ModelConfig
+from model.tzn import TZN
+from tests.export.conftest import checkpoint_dir, onnx_path  # noqa: F401  (the head tests use these)
+
+OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory) -> Path:
+    """Small real files: H.264 at 30 fps, variable frame rate, odd size, audio only, PNG, random, empty."""
+    root = tmp_path_factory.mktemp("media")
+    h264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-t", "3", *h264, str(root / "clip.mp4"))
+    # 2 s at 30 fps, 2 s at 10 fps, 2 s at 25 fps in one stream, with millisecond-level timestamps
+    setpts = "if(lt(N,60),N/30/TB,if(lt(N,80),(2+(N-60)/10)/TB,(4+(N-80)/25)/TB))"
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-t", "6",
+        "-vf", f"settb=1/600,setpts='{setpts}'", "-fps_mode", "vfr", "-enc_time_base", "1/600",
+        *h264, str(root / "vfr.mp4"),
+    )  # fmt: skip
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "2", "-vf", "scale=321:177",
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv444p", str(root / "odd.mp4"),
+    )  # fmt: skip
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=2", "-c:a", "aac", str(root / "tone.m4a"))
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48", "-frames:v", "1", str(root / "still.png"))
+    whole = (root / "clip.mp4").read_bytes()
+    (root / "truncated.mp4").write_bytes(whole[: len(whole) // 2])
+    (root / "random.mp4").write_bytes(np.random.default_rng(0).bytes(50_000))
+    (root / "notes.txt").write_text("this is not a video\n" * 20)
+    (root / "empty.mp4").write_bytes(b"")
+    return root
+
+
+@pytest.fixture(scope="session")
+def camera_footage(tmp_path_factory) -> Path:
+    """OpenCV's vtest.avi (768x576, 10 fps, real pedestrians), decompressed if Debian shipped it as .gz."""
+    plain, packed = OPENCV_DATA / "vtest.avi", OPENCV_DATA / "vtest.avi.gz"
+    if plain.exists():
+        return plain
+    if packed.exists():
+        target = tmp_path_factory.mktemp("camera") / "vtest.avi"
+        with gzip.open(packed) as source, open(target, "wb") as sink:
+            shutil.copyfileobj(source, sink)
+        return target
+    pytest.skip("vtest.avi not found: apt install opencv-doc")
+
+
+@pytest.fixture(scope="session")
+def small_checkpoint(tmp_path_factory) -> Path:
+    """A CPU-size TZN with random weights over resnet18-2d features: exercises the whole pipeline fast."""
+    torch.manual_seed(0)
+    config = ModelConfig(input_dim=512, num_classes=4, embed_dim=32, n_head=4, attn_block_size=16, tau_hidden=8)
+    spec = FeatureSpec(feat_stride=2, num_frames=4, default_fps=8.0, backbone="resnet18-2d")
+    directory = tmp_path_factory.mktemp("checkpoint") / "small"
+    labels = ["red_ball_swing", "green_square_rise", "blue_ring_pulse", "yellow_bar_sweep"]
+    return save_checkpoint(TZN(config), directory, CheckpointConfig(model=config, labels=labels, features=spec))
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A CPU-size TZN with random weights over the tiny-2d backbone: hour-long videos in seconds."""
+    torch.manual_seed(1)
+    config = ModelConfig(input_dim=64, num_classes=2, embed_dim=32, n_head=4, attn_block_size=16, tau_hidden=8)
+    spec = FeatureSpec(feat_stride=2, num_frames=4, default_fps=4.0, backbone="tiny-2d")
+    directory = tmp_path_factory.mktemp("checkpoint") / "tiny"
+    labels = ["walk", "run"]
+    return save_checkpoint(TZN(config), directory, CheckpointConfig(model=config, labels=labels, features=spec))
+
+
+@pytest.fixture(scope="session")
+def long_videos(tmp_path_factory) -> dict[str, Path]:
+    """Generated 64x48 H.264 at 4 fps: 3 minutes, and 1 and 60 minutes for the memory check."""
+    root = tmp_path_factory.mktemp("long")
+    found = {}
+    for name, seconds in [("three_minutes", 180), ("one_minute", 60), ("sixty_minutes", 3600)]:
+        found[name] = root / f"{name}.mp4"
+        ffmpeg(
+            "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=4", "-t", str(seconds),
+            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(found[name]),
+        )  # fmt: skip
+    return found
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -15,3 +112,39 @@ def private_jobs_dir(tmp_path_factory):
     os.environ["TZN_JOBS_DIR"] = str(tmp_path_factory.mktemp("jobs"))
     yield
     del os.environ["TZN_JOBS_DIR"]
+
+
+# The formats the decoders must agree on (docs/design.md, "Frames"): tags, ranges, chroma layouts, bit depths
+# and frame rates, each made from real camera footage (3 s of vtest.avi at 640x360).
+PARITY_FORMATS = {
+    "untagged_25fps.mp4": ["-r", "25", "-pix_fmt", "yuv420p"],
+    "bt709_2997fps.mp4": [
+        "-r", "30000/1001", "-vf", "scale=640:360:out_color_matrix=bt709,format=yuv420p", "-colorspace", "bt709",
+        "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv",
+    ],
+    "fullrange_20fps.mp4": ["-r", "20", "-vf", "scale=640:360:out_range=pc,format=yuvj420p", "-color_range", "pc"],
+    "yuv444.mp4": ["-r", "25", "-pix_fmt", "yuv444p"],
+    "tenbit.mp4": ["-r", "25", "-pix_fmt", "yuv420p10le"],
+}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def parity_media(tmp_path_factory, camera_footage) -> dict[str, Path]:
+    """Real footage in every format of PARITY_FORMATS, plus opencv-doc's vtest.avi (MPEG-4 Part 2) and tree.avi
+    (Cinepak, RGB). TZN_PARITY_MEDIA names a folder of these files made elsewhere (a GPU host without ffmpeg)."""
+    given = os.environ.get("TZN_PARITY_MEDIA")
+    if given:
+        return {path.name: path for path in sorted(Path(given).iterdir())}
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs the ffmpeg binary (apt install ffmpeg) or TZN_PARITY_MEDIA")
+    root = tmp_path_factory.mktemp("parity")
+    for name, options in PARITY_FORMATS.items():
+        scale = [] if "-vf" in options else ["-vf", "scale=640:360"]
+        ffmpeg("-i", str(camera_footage), "-t", "3", *scale, *options, "-c:v", "libx264", "-preset", "veryfast",
+               "-crf", "23", str(root / name))  # fmt: skip
+    files = {name: root / name for name in PARITY_FORMATS}
+    files["vtest.avi"] = camera_footage
+    tree = OPENCV_DATA / "tree.avi"
+    if tree.exists():
+        files["tree.avi"] = tree
+    return files

@@ -1,4 +1,4 @@
-"""`tzn` subcommands of the training package: train, predict, eval (DESIGN §3).
+"""`tzn` subcommands of the training package: train, predict, eval (docs/design.md, "Command line").
 
 Bad input (missing files, malformed configs or annotations, an unusable checkpoint) is reported as one
 line on stderr with exit code 2; anything else is a bug and keeps its traceback.

@@ -1,4 +1,4 @@
-"""Pre-extracted clip features with ActionFormer/ActivityNet annotations (DESIGN §2).
+"""Pre-extracted clip features with ActionFormer/ActivityNet annotations (docs/design.md, "Data formats").
 
 Feature i of a video covers the clip centred at `(i * feat_stride + num_frames / 2) / fps` seconds, so a
 time in seconds maps to grid units (fractional feature indices) as `(sec * fps - num_frames / 2) / feat_stride`.

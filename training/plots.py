@@ -29,7 +29,7 @@ class TimelineCollector:
         bdr = self.config.model.boundary_head == "bdr" and output.boundary
         self.traces[item.video_id] = {
             "duration_s": item.duration,
-            # time of feature i: (i * feat_stride + num_frames / 2) / fps (DESIGN §2)
+            # time of feature i: (i * feat_stride + num_frames / 2) / fps (docs/design.md, "Data formats")
             "times_s": (positions * item.feat_stride + item.num_frames / 2) / item.fps,
             "depth": output.layer_masks[0, :length].float().sum(-1).cpu().numpy(),
             "boundary": output.boundary[0][0, :length].float().cpu().numpy() if bdr else None,

@@ -6,7 +6,7 @@ class. So lengths, counts per video, durations and the class mix follow THUMOS14
 / `max_duration`, which shorten videos for CPU runs and thin out the actions to keep their density; a cap
 shifts the class mix towards the classes of short videos: median action length 2.5 s at a 120 s cap).
 
-How features are made, per time step i of the feature grid (DESIGN §2):
+How features are made, per time step i of the feature grid (docs/design.md, "Data formats"):
     x_i = [(1 - W_i) * background_i + sum_a w_a(i) * content_a(i)] @ projection + noise * eps_i
 - everything but the noise lives in a `latent_dim`-dimensional subspace of the C channels, so a wider
   `feature_dim` does not make the task easier; class prototypes share a common direction and differ by

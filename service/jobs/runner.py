@@ -21,11 +21,13 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from service.errors import JobCancelledError, VideoError
+from engine.errors import JobCancelledError, VideoError
+from engine.localizer import Localizer
+from engine.video.source import VideoSource
+from service.answers import answer_json
+from service.errors import error_status
 from service.jobs.store import Job, JobStatus, JobStore
-from service.pipeline import Localizer, WorkLimits
 from service.settings import Settings
 from service.trace import parse_include
 
@@ -36,24 +38,19 @@ _CLEANUP_EVERY_S = 60.0
 
 
 class JobRunner:
-    """`workers` threads running jobs from `store`. `localizer()` is None until the model is ready.
-
-    `answer(result, localizer, job_id, include)` builds the stored result (the /localize answer), `error_code(error)`
-    maps a failure to its error code, `on_finished(status, seconds)` observes each finished job (metrics).
-    """
+    """`workers` threads running jobs from `store`. `localizer()` is None until the model is ready;
+    `on_finished(status, seconds)` observes each finished job (metrics)."""
 
     def __init__(
         self,
         store: JobStore,
         settings: Settings,
         localizer: Callable[[], Localizer | None],
-        answer: Callable[[Any, Localizer, str, frozenset[str]], dict],
-        error_code: Callable[[Exception], str],
         on_finished: Callable[[JobStatus, float], None] = lambda status, seconds: None,
     ):
         self.store, self.settings = store, settings
-        self.localizer, self.answer, self.error_code, self.on_finished = localizer, answer, error_code, on_finished
-        self.limits = WorkLimits(settings.jobs_max_duration_s, settings.jobs_timeout_s)
+        self.localizer, self.on_finished = localizer, on_finished
+        self.limits = settings.jobs_limits.work
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.cancel_events: dict[str, threading.Event] = {}
@@ -119,16 +116,15 @@ class JobRunner:
             self.cancel_events[job.id] = cancelled
         started = time.monotonic()
         status = JobStatus.failed
+        include = parse_include(job.include_traces)
         try:
             result = localizer.localize(
-                job.upload_path, job.filename, job.min_score, job.top_k, limits=self.limits,
-                progress=self._progress_writer(job.id), cancelled=cancelled.is_set,
-                fields="boundary" in parse_include(job.include_traces),
+                VideoSource.from_path(job.upload_path, job.filename), self.limits, min_score=job.min_score,
+                top_k=job.top_k, fields="boundary" in include, progress=self._progress_writer(job.id),
+                cancelled=cancelled.is_set,
             )  # fmt: skip
             status = JobStatus.succeeded
-            self.store.finish(
-                job.id, status, result=self.answer(result, localizer, job.id, parse_include(job.include_traces))
-            )
+            self.store.finish(job.id, status, result=answer_json(result, localizer, job.id, include))
         except JobCancelledError:
             if self.stopping.is_set() and not self.store.get(job.id).cancel_requested:
                 self.store.requeue(job.id)
@@ -137,7 +133,7 @@ class JobRunner:
             status = JobStatus.cancelled
             self.store.finish(job.id, status)
         except VideoError as error:
-            self.store.finish(job.id, status, error_code=self.error_code(error), error_message=str(error))
+            self.store.finish(job.id, status, error_code=error_status(error)[1], error_message=str(error))
         except Exception as error:
             log.exception("job %s failed", job.id)
             self.store.finish(job.id, status, error_code="internal_error", error_message=f"{type(error).__name__}: {error}")  # fmt: skip

@@ -2,7 +2,7 @@
 
 import json
 
-from service.metric_names import (
+from tools.metric_names import (
     exported_metric_names,
     main,
     metric_names_in_promql,

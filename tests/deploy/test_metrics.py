@@ -22,22 +22,27 @@ def test_render_returns_prometheus_text_with_its_content_type():
     assert b"# TYPE tzn_requests_total counter" in body
 
 
-def test_requests_are_counted_by_status_and_timed():
+def test_requests_are_counted_by_route_and_status_and_timed():
     metrics = ServiceMetrics()
-    metrics.observe_request(200, 1.5)
-    metrics.observe_request("200", 3.0)
-    metrics.observe_request(503, 0.01)
+    metrics.observe_request("localize", 200, 1.5)
+    metrics.observe_request("localize", "200", 3.0)
+    metrics.observe_request("localize", 503, 0.01)
+    metrics.observe_request("submit_job", 202, 0.2)
     samples = scrape(metrics)
-    assert samples[("tzn_requests_total", (("status", "200"),))] == 2
-    assert samples[("tzn_requests_total", (("status", "503"),))] == 1
-    assert samples[("tzn_request_duration_seconds_count", ())] == 3
-    assert samples[("tzn_request_duration_seconds_sum", ())] == pytest.approx(4.51)
-    assert samples[("tzn_request_duration_seconds_bucket", (("le", "2.0"),))] == 2
+    assert samples[("tzn_requests_total", (("route", "localize"), ("status", "200")))] == 2
+    assert samples[("tzn_requests_total", (("route", "localize"), ("status", "503")))] == 1
+    assert samples[("tzn_requests_total", (("route", "submit_job"), ("status", "202")))] == 1
+    assert samples[("tzn_request_duration_seconds_count", (("route", "localize"),))] == 3
+    assert samples[("tzn_request_duration_seconds_sum", (("route", "localize"),))] == pytest.approx(4.51)
+    assert samples[("tzn_request_duration_seconds_bucket", (("le", "2.0"), ("route", "localize")))] == 2
+    with pytest.raises(ValueError, match="unknown route"):
+        metrics.observe_request("jobs", 200, 1.0)
 
 
 def test_known_statuses_stages_and_components_exist_at_zero_before_any_request():
     samples = scrape(ServiceMetrics())
-    assert samples[("tzn_requests_total", (("status", "500"),))] == 0
+    assert samples[("tzn_requests_total", (("route", "localize"), ("status", "500")))] == 0
+    assert samples[("tzn_requests_total", (("route", "submit_job"), ("status", "507")))] == 0
     for stage in STAGES:
         assert samples[("tzn_stage_duration_seconds_count", (("stage", stage),))] == 0
     for component in FLOP_COMPONENTS:
@@ -142,9 +147,9 @@ def test_gpu_memory_families_are_declared_even_without_cuda():
 
 def test_two_apps_have_independent_registries():
     first, second = ServiceMetrics(), ServiceMetrics()
-    first.observe_request(200, 1.0)
-    assert scrape(first)[("tzn_requests_total", (("status", "200"),))] == 1
-    assert scrape(second)[("tzn_requests_total", (("status", "200"),))] == 0
+    first.observe_request("localize", 200, 1.0)
+    assert scrape(first)[("tzn_requests_total", (("route", "localize"), ("status", "200")))] == 1
+    assert scrape(second)[("tzn_requests_total", (("route", "localize"), ("status", "200")))] == 0
 
 
 @pytest.mark.cuda

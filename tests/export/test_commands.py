@@ -1,4 +1,4 @@
-from export.onnx import read_metadata
+from model.exported import read_metadata
 from tzn import main
 
 

@@ -7,11 +7,12 @@ import onnxruntime
 import pytest
 import torch
 
-from export.onnx import ExportError, export_model, output_names, read_metadata
+from engine.heads import OnnxRuntimeHead, load_head
+from export.onnx import export_model, output_names
 from model.checkpoint import WEIGHTS_NAME, CheckpointConfig, file_sha256, load_checkpoint
 from model.config import ModelConfig
+from model.exported import ExportError, read_metadata
 from model.tzn import TZN, TZNOutput
-from service.runners import OnnxRuntimeHead, load_head
 from tests.model.conftest import small_config
 
 from .conftest import LABEL_IDS, LABELS

@@ -4,7 +4,8 @@ import json
 import pytest
 import torch
 
-from export.tensorrt import (
+from engine.heads import load_head
+from model.exported import (
     EngineMismatchError,
     Profile,
     ShapeOutsideProfileError,
@@ -14,7 +15,6 @@ from export.tensorrt import (
     sidecar_path,
     trt_profile_shapes,
 )
-from service.runners import load_head
 from tzn import main
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
@@ -83,7 +83,7 @@ def test_tensorrt_through_onnxruntime_without_the_provider_is_a_plain_error(onnx
 
 
 def test_missing_sidecar_says_to_rebuild(tmp_path):
-    from export.tensorrt import read_sidecar
+    from model.exported import read_sidecar
 
     engine = tmp_path / "model.plan"
     with pytest.raises(EngineMismatchError, match="model.plan.json: missing"):

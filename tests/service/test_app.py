@@ -11,8 +11,8 @@ import torch
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from engine.localizer import Localizer
 from service.app import create_app
-from service.pipeline import Localizer
 from service.settings import Settings
 
 
@@ -28,7 +28,7 @@ def settings(small_checkpoint, uploads_dir) -> Settings:
 
 @pytest.fixture(scope="module")
 def localizer(settings) -> Localizer:
-    return Localizer(settings)
+    return Localizer(settings.engine_settings())
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,7 @@ def test_oversize_upload_is_a_413_and_leaves_no_file(client, tmp_path, uploads_d
 
 def test_video_longer_than_the_limit_is_a_413(settings, media):
     short_limit = settings.model_copy(update={"max_duration_s": 1.0})
-    with TestClient(create_app(short_limit, Localizer(short_limit))) as client:
+    with TestClient(create_app(short_limit, Localizer(short_limit.engine_settings()))) as client:
         assert_error(post_file(client, media / "clip.mp4"), 413, "video_too_long")
 
 
@@ -180,16 +180,16 @@ def counter(client, sample: str) -> float:
 
 
 def test_metrics_count_requests_by_status(client, media):
-    before = counter(client, 'tzn_requests_total{status="415"}')
+    before = counter(client, 'tzn_requests_total{route="localize",status="415"}')
     post_file(client, media / "random.mp4")
-    assert counter(client, 'tzn_requests_total{status="415"}') == before + 1
+    assert counter(client, 'tzn_requests_total{route="localize",status="415"}') == before + 1
     assert counter(client, "tzn_model_ready") == 1.0
 
 
 def test_a_server_error_answers_a_plain_message_with_the_request_id_and_logs_the_details(
     settings, media, caplog
 ):  # fmt: skip
-    broken = Localizer(settings)
+    broken = Localizer(settings.engine_settings())
     broken.extractor.backbone = torch.nn.Identity()  # a backbone that fails at run time (no frame_features)
     with TestClient(create_app(settings, broken), raise_server_exceptions=False) as client:
         error = assert_error(post_file(client, media / "clip.mp4"), 500, "internal_error")
@@ -232,10 +232,52 @@ def test_unknown_route_is_a_json_404(client):
 
 def test_processing_past_the_timeout_is_a_504_and_the_service_stays_ready(settings, camera_footage, uploads_dir):
     hurried = settings.model_copy(update={"request_timeout_s": 0.3})
-    with TestClient(create_app(hurried, Localizer(hurried))) as client:
+    with TestClient(create_app(hurried, Localizer(hurried.engine_settings()))) as client:
         assert_error(post_file(client, camera_footage), 504, "timeout")
         assert client.get("/health/ready").status_code == 200
     deadline = time.monotonic() + 30  # the worker frees its upload when it ends
     while list(uploads_dir.iterdir()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert list(uploads_dir.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------- a video as the body
+
+
+def post_body(client, path: Path, query: str = "", content_type: str = "video/mp4", headers: dict | None = None):
+    return client.post(
+        f"/localize{query}", content=path.read_bytes(), headers={"Content-Type": content_type, **(headers or {})}
+    )
+
+
+def test_a_video_sent_as_the_body_is_answered_as_the_same_video_in_a_form(client, media):
+    raw = post_body(client, media / "clip.mp4", "?min_score=0&top_k=5&filename=clip.mp4&include=depth")
+    form = post_file(client, media / "clip.mp4", data={"min_score": "0", "top_k": "5", "include": "depth"})
+    assert raw.status_code == form.status_code == 200, raw.text
+    ours, theirs = raw.json(), form.json()
+    assert ours["video"] == theirs["video"] and ours["segments"] == theirs["segments"]
+    assert ours["depth"] == theirs["depth"] and ours["model"]["decoder"] == "decord"
+
+
+def test_a_body_names_its_video_by_query_or_content_disposition(client, media):
+    named = post_body(client, media / "clip.mp4", content_type="application/octet-stream",
+                      headers={"Content-Disposition": 'attachment; filename="holiday.mp4"'})  # fmt: skip
+    assert named.json()["video"]["filename"] == "holiday.mp4"
+    assert post_body(client, media / "clip.mp4").json()["video"]["filename"] == "video"
+
+
+def test_a_body_with_an_unknown_query_parameter_or_a_form_with_query_options_is_refused(client, media):
+    error = assert_error(post_body(client, media / "clip.mp4", "?minscore=0.5"), 400, "bad_form")
+    assert "'minscore'" in error["message"]
+    with open(media / "clip.mp4", "rb") as file:
+        form = client.post("/localize?min_score=0.5", files={"video": ("clip.mp4", file)})
+    assert "form fields" in assert_error(form, 400, "bad_form")["message"]
+
+
+def test_a_body_that_is_not_a_video_gets_the_errors_a_form_gets(client, media):
+    assert_error(post_body(client, media / "still.png", content_type="video/mp4"), 415, "not_a_video")
+    assert_error(post_body(client, media / "truncated.mp4"), 422, "undecodable_video")
+    assert_error(post_body(client, media / "clip.mp4", content_type="text/plain"), 400, "bad_form")
+    too_big = client.post("/localize", content=b"\x00" * (17 * 2**20), headers={"Content-Type": "video/mp4"})
+    assert_error(too_big, 413, "upload_too_large")
+    assert client.get("/health/ready").status_code == 200

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from service.launch import server_process
+from tools.launch import server_process
 
 DOCUMENTED = {200, 413, 415, 422}
 ROUNDS = 4  # requests = ROUNDS x damaged files (59): about 240

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from service.pipeline import Localizer
+from engine.localizer import Localizer
+from engine.video.source import VideoSource
 from service.settings import DEMO_CHECKPOINT, Settings
 
 SAMPLE = DEMO_CHECKPOINT.parent / "sample.mp4"
@@ -21,8 +22,9 @@ def tiou(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 @pytest.fixture(scope="module")
 def demo_answer():
-    localizer = Localizer(Settings(device="cpu"))  # the defaults: no checkpoint given
-    return localizer, localizer.localize(SAMPLE, SAMPLE.name)
+    settings = Settings(device="cpu")  # the defaults: no checkpoint given
+    localizer = Localizer(settings.engine_settings())
+    return localizer, localizer.localize(VideoSource.from_path(SAMPLE), settings.localize_limits.work, min_score=0.2)
 
 
 def test_default_settings_serve_the_bundled_demo(demo_answer):

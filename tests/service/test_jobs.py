@@ -8,9 +8,9 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
+from engine.localizer import Localizer
 from service.app import create_app
 from service.jobs.store import JobStatus, JobStore, StoreLockedError
-from service.pipeline import Localizer
 from service.settings import Settings
 
 
@@ -106,7 +106,7 @@ def test_expired_jobs_are_the_finished_ones_older_than_the_cutoff(tmp_path):
 
 @pytest.fixture(scope="module")
 def localizer(tiny_checkpoint):
-    return Localizer(Settings(checkpoint=tiny_checkpoint, device="cpu"))
+    return Localizer(Settings(checkpoint=tiny_checkpoint, device="cpu").engine_settings())
 
 
 def client_for(localizer, tmp_path, **settings) -> TestClient:

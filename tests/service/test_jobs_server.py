@@ -10,9 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.launch import server_process
-
-from .processes import server_decoder_children
+from tests.service.processes import server_decoder_children
+from tools.launch import server_process
 
 FINAL = {"succeeded", "failed", "cancelled"}
 

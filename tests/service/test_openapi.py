@@ -7,8 +7,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
+from engine.localizer import Localizer
 from service.app import create_app
-from service.pipeline import Localizer
 from service.settings import Settings
 
 CHECKS = [
@@ -22,7 +22,7 @@ CHECKS = [
 @pytest.fixture(scope="module")
 def api_schema(small_checkpoint, tmp_path_factory):
     config = Settings(checkpoint=small_checkpoint, temp_dir=tmp_path_factory.mktemp("uploads"), max_upload_mb=2)
-    return schemathesis.openapi.from_asgi("/openapi.json", create_app(config, Localizer(config)))
+    return schemathesis.openapi.from_asgi("/openapi.json", create_app(config, Localizer(config.engine_settings())))
 
 
 def test_every_answer_is_documented(api_schema):

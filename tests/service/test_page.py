@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.launch import running_server
 from service.settings import DEMO_CHECKPOINT
+from tools.launch import running_server
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SAMPLE = DEMO_CHECKPOINT.parent / "sample.mp4"

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.launch import free_port, running_server
-from service.metric_names import expressions_in_file, unexported_metric_names
+from tools.launch import free_port, running_server
+from tools.metric_names import expressions_in_file, unexported_metric_names
 
 pytestmark = pytest.mark.skipif(
     shutil.which("prometheus") is None, reason="needs Debian's prometheus package (apt install prometheus)"

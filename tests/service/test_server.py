@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.launch import free_port, running_server
+from tools.launch import free_port, running_server
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +32,8 @@ def server(small_checkpoint, upload_dir, server_log):
         "TZN_TEMP_DIR": str(upload_dir),
         "TZN_MAX_UPLOAD_MB": "8",
         "TZN_MAX_CONCURRENT": "1",
+        "TZN_MAX_QUEUE": "1",
+        "TZN_QUEUE_TIMEOUT_S": "120",
         "TZN_DEVICE": "cpu",
     }
     with running_server(env, server_log, ready_timeout_s=300) as url:
@@ -74,11 +76,15 @@ def test_oversize_upload_is_refused_with_413(server, tmp_path, upload_dir):
     assert list(upload_dir.iterdir()) == []
 
 
-def test_requests_beyond_the_concurrency_limit_get_503_with_retry_after(server, camera_footage, upload_dir):
+def test_requests_beyond_the_slots_and_the_queue_get_503_with_retry_after(server, camera_footage, upload_dir):
+    # one compute slot and one place in the queue: of three at once, one computes, one waits, one is refused
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         responses = list(pool.map(lambda _: post(server, camera_footage), range(3)))
     statuses = sorted(r.status_code for r in responses)
-    assert statuses[0] == 200 and statuses[-1] == 503, statuses
+    assert statuses == [200, 200, 503], statuses
+    waited = max(r.json()["timing_ms"]["queue"] for r in responses if r.status_code == 200)
+    served_alone = min(r.json()["timing_ms"]["features"] for r in responses if r.status_code == 200)
+    assert waited > served_alone / 2  # the queued one waited for the other's work
     rejected = [r for r in responses if r.status_code == 503]
     assert all(r.headers["retry-after"].isdigit() and r.json()["error"]["code"] == "overloaded" for r in rejected)
     assert httpx.get(f"{server}/health/ready").status_code == 200

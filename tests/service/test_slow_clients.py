@@ -16,7 +16,7 @@ import urllib.request
 import httpx
 import pytest
 
-from service.launch import running_server
+from tools.launch import running_server
 
 BOUNDARY = "tzn-test-boundary"
 
@@ -195,3 +195,25 @@ def test_draining_is_bounded_and_then_closes(small_checkpoint, tmp_path):
             time.sleep(0.1)
         assert closed and time.monotonic() - started < 10  # the server stopped reading and closed
         assert httpx.get(f"{url}/health/ready").status_code == 200
+
+
+def jobs_request_head(url: str, length: int) -> bytes:
+    return request_head(url, length).replace(b"POST /localize", b"POST /jobs")
+
+
+def metric(url: str, sample: str) -> float:
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{sample} not in /metrics")
+
+
+def test_jobs_drain_an_unread_body_before_answering_and_count_their_requests(server):
+    counted = 'tzn_requests_total{route="submit_job",status="400"}'
+    before = metric(server, counted)
+    body = multipart(b"\x00" * (1900 * 1024), field="file")  # refused at the field's header, 1.9 MB unread
+    with connect(server) as sock:
+        sock.sendall(jobs_request_head(server, len(body)) + body)
+        status, answer = read_response(sock)
+    assert status == 400 and "'file'" in answer["error"]["message"]
+    assert metric(server, counted) == before + 1

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from engine.localizer import Localizer
+from engine.trace import downsample
 from service.app import create_app
 from service.errors import IncludeError
-from service.pipeline import Localizer
 from service.settings import Settings
-from service.trace import downsample, parse_include
+from service.trace import parse_include
 
 
 def downsample_by_loop(values: np.ndarray, max_points: int) -> np.ndarray:
@@ -49,7 +50,7 @@ def test_include_parses_comma_separated_names_and_refuses_others():
 @pytest.fixture(scope="module")
 def client(small_checkpoint, tmp_path_factory):
     settings = Settings(checkpoint=small_checkpoint, temp_dir=tmp_path_factory.mktemp("uploads"), device="cpu")
-    with TestClient(create_app(settings, Localizer(settings))) as client:
+    with TestClient(create_app(settings, Localizer(settings.engine_settings()))) as client:
         yield client
 
 
@@ -83,7 +84,7 @@ def unsnapped_client(small_checkpoint, tmp_path_factory):
     config["postprocess"] = {**config.get("postprocess", {}), "snap": False}
     (directory / "config.json").write_text(json.dumps(config))
     settings = Settings(checkpoint=directory, temp_dir=tmp_path_factory.mktemp("uploads"), device="cpu")
-    with TestClient(create_app(settings, Localizer(settings))) as client:
+    with TestClient(create_app(settings, Localizer(settings.engine_settings()))) as client:
         yield client
 
 

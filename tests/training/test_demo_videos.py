@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from service.decode import decode_frames
+from engine.video.decode import DecodeRequest, decode_frames
 from training.demo_videos import ANNOTATIONS_FILE, CLASS_COLOURS, CLASSES, Scene, generate, plan_video
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg binary (apt install ffmpeg)")
@@ -49,7 +49,7 @@ def test_annotations_are_actionformer_format(demo):
 def test_video_decodes_with_annotated_duration_and_size(demo):
     output, annotations = demo
     for video_id, entry in annotations["database"].items():
-        _, _, info = decode_frames(output / f"{video_id}.mp4", frame_step=1000)
+        _, _, info = decode_frames(output / f"{video_id}.mp4", DecodeRequest(fps=0.01))
         assert (info.width, info.height, info.fps) == (192, 144, 30.0)
         assert info.duration_s == pytest.approx(entry["duration"], abs=1 / 30)
 
@@ -57,7 +57,7 @@ def test_video_decodes_with_annotated_duration_and_size(demo):
 def test_action_colour_is_visible_exactly_inside_annotated_intervals(demo):
     output, annotations = demo
     for video_id, entry in annotations["database"].items():
-        frames, timestamps, _ = decode_frames(output / f"{video_id}.mp4", sample_fps=5)
+        frames, timestamps, _ = decode_frames(output / f"{video_id}.mp4", DecodeRequest(fps=5))
         fractions = class_pixel_fractions(frames)
         frame_numbers = np.round(timestamps * entry["fps"])  # decord's timestamps are float32
         expected = np.full(len(frames), -1)

@@ -1,0 +1,289 @@
+"""One video in, actions out: decode -> backbone features -> TZN head -> segments, with what each stage cost.
+
+    localizer = Localizer(EngineSettings(checkpoint="runs/demo"))
+    found = localizer.localize(VideoSource.from_path("clip.mp4"), WorkLimits(max_duration_s=600, timeout_s=300))
+    found.segments, found.timing_ms, found.flops, found.decoder
+
+The one path `POST /localize`, `POST /jobs`, `tzn localize`, `tzn extract-features` and `tzn batch` run:
+- frames: engine/video (the container precheck and the stream's info in an isolated child, then decord or
+  torchcodec in that child, or NVDEC in this process on a GPU host; engine/video/choice.py picks);
+- features: engine/features (one clip windower; the backbone on the CPU or the GPU);
+- head: a `model.head.Head` (torch, CUDA graphs, onnxruntime, TensorRT: engine/heads.py), one at a time;
+- segments: `model.postprocess.video_segments`, the step `tzn predict` shares.
+Features stay on the device into the head; postprocessing crosses to the host once; the per-position traces
+(ATR depth, BDR fields) are copied only when a caller asks for them (`Localization.positions`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.errors import JobCancelledError
+from engine.features.extractor import ExtractedFeatures, FeatureExtractor
+from engine.heads import load_head
+from engine.preflight import backbone_for, resolve_device
+from engine.settings import EngineSettings, WorkLimits
+from engine.trace import PositionTrace
+from engine.video.child import warm_up_children
+from engine.video.choice import cpu_decoder
+from engine.video.decode import DecodeRequest, Decoding, FrameChunk
+from engine.video.info import VideoInfo
+from engine.video.nvdec import NvdecFallbackError, NvdecPool
+from engine.video.source import VideoSource
+from model.checkpoint import CheckpointConfig, label_id
+from model.flops import output_flops, uniform_head_flops
+from model.postprocess import video_segments
+from model.tzn import TZNOutput
+
+log = logging.getLogger("tzn.engine")
+
+STAGES = ("upload", "queue", "decode", "features", "head", "postprocess")  # of timing_ms, in request order
+FEATURES_SHARE = 0.95  # share of a job's progress taken by decoding + features (the head is fast)
+
+Progress = Callable[[str, float], None]  # (stage, fraction of the whole request)
+
+
+@dataclass
+class Localization:
+    """One video's answer: what was found (segments best first, as dicts of the /localize answer), which
+    decoder ran, the time per stage (ms; `STAGES` add up to `total`), the FLOPs, the ATR mean depth."""
+
+    info: VideoInfo
+    decoder: str
+    segments: list[dict]
+    timing_ms: dict[str, float]
+    flops: dict[str, float]
+    mean_depth: float | None
+    realtime_factor: float
+    trace: Callable[[], PositionTrace] = field(repr=False, default=lambda: None)
+
+    def positions(self) -> PositionTrace:
+        """ATR depth and BDR fields per feature position, copied from the device now."""
+        return self.trace()
+
+
+class Localizer:
+    """Everything needed to answer a request, loaded once: decoders, backbone, TZN head, labels."""
+
+    def __init__(self, settings: EngineSettings, warm_up_video: str | Path | None = None):
+        self.settings = settings
+        self.device = resolve_device(settings.device)
+        self.head = load_head(
+            settings.runtime, checkpoint=settings.checkpoint if settings.runtime == "torch" else None,
+            onnx=settings.onnx, engine=settings.engine, device=self.device, cuda_graphs=settings.cuda_graphs,
+        )  # fmt: skip
+        self.config: CheckpointConfig = self.head.checkpoint
+        self.checkpoint_sha256 = self.head.checkpoint_sha256
+        self.spec = backbone_for(self.config, settings)
+        self.extractor = FeatureExtractor(
+            self.spec, settings.backbone_weights, self.device, settings.backbone_batch, settings.backbone_batch_wait_ms
+        )
+        on_gpu = self.device.type == "cuda"
+        self.nvdec = NvdecPool(self.device, settings.nvdec_engines, settings.nvdec_part_s, settings.nvdec_parts_ahead) \
+            if on_gpu and settings.gpu_decode and settings.decoder != "decord" else None  # fmt: skip
+        self.cpu_decoder = cpu_decoder(settings.decoder, on_gpu)
+        self.head_lock = threading.Lock()  # one head at a time (the backbone batches across requests)
+        self.warm_up(warm_up_video)
+
+    @property
+    def model_name(self) -> str:
+        """The checkpoint's own name (metadata "name"), else the name of the file or directory served."""
+        settings = self.settings
+        source = {
+            "torch": settings.checkpoint,
+            "onnxruntime": settings.onnx,
+            "tensorrt": settings.engine or settings.onnx,
+        }
+        return str(self.config.metadata.get("name") or Path(source[settings.runtime]).stem)
+
+    @property
+    def default_decoder(self) -> str:
+        """The decoder a typical (8-bit 4:2:0 H.264) video gets."""
+        return "torchcodec-nvdec" if self.nvdec is not None else self.cpu_decoder
+
+    def model_info(self, decoder: str | None = None) -> dict[str, str]:
+        """The `model` object of every answer; `decoder`: the one that ran (default: `default_decoder`)."""
+        return {
+            "name": self.model_name, "checkpoint_sha256": self.checkpoint_sha256, "backbone": self.spec.name,
+            "backbone_weights": self.extractor.weights, "runtime": self.settings.runtime,
+            "device": str(self.device), "decoder": decoder or self.default_decoder,
+        }  # fmt: skip
+
+    @torch.inference_mode()
+    def warm_up(self, video: str | Path | None = None) -> None:
+        """Runs every stage once (decoder children, NVDEC on `video`, backbone, head, postprocessing), so that the
+        first request is not slower than the others and a setting that breaks a stage fails here."""
+        warm_up_children()
+        if self.nvdec is not None and video is not None:
+            source = VideoSource.from_path(video)
+            request = DecodeRequest(fps=self.spec.sample_fps, size=(self.spec.size,) * 2, timeout_s=60)
+            with Decoding(source, request, None) as decoding:
+                for _ in self.nvdec.decode(source, decoding.info, request):
+                    pass
+        self.extractor.warm_up()
+        length = 64  # the head as a default request runs it: without boundary fields (CUDA graphs: that graph)
+        features = torch.zeros(1, self.config.model.input_dim, length, device=self.device)
+        output = self.head(features, torch.ones(1, length, dtype=torch.bool, device=self.device), fields=False)
+        spec = self.spec
+        video_segments(
+            output, self.config.model.boundary_head, self.head.postprocess, spec.sample_fps, spec.clip_stride,
+            spec.frames_per_clip, duration=length * spec.clip_stride / spec.sample_fps,
+        )  # fmt: skip
+
+    @contextmanager
+    def frames(
+        self, source: VideoSource, limits: WorkLimits, cancelled: Callable[[], bool] = lambda: False,
+        use_nvdec: bool = True,
+    ) -> Iterator[tuple[VideoInfo, str, Iterator[FrameChunk]]]:  # fmt: skip
+        """(the source's info, the decoder that decodes it, its sampled frames fitted to the backbone's size):
+        the container precheck and the stream's info in the isolated child, then NVDEC or a CPU decoder."""
+        started = time.monotonic()
+        request = DecodeRequest(
+            fps=self.spec.sample_fps, size=(self.spec.size,) * 2, chunk_frames=self.settings.chunk_frames,
+            max_duration_s=limits.max_duration_s, timeout_s=limits.timeout_s,
+        )  # fmt: skip
+        nvdec = self.nvdec if use_nvdec else None
+        with Decoding(source, request, self.cpu_decoder, nvdec=nvdec is not None, tmp_dir=self.settings.temp_dir,
+                      cancelled=cancelled) as decoding:  # fmt: skip
+            if decoding.decoder is not None:
+                yield decoding.info, decoding.decoder, decoding.chunks()
+                return
+            left = DecodeRequest(**{**request.__dict__, "timeout_s": limits.timeout_s - (time.monotonic() - started)})
+            yield decoding.info, "torchcodec-nvdec", nvdec.decode(source, decoding.info, left, cancelled)
+
+    def extract(
+        self, source: VideoSource, limits: WorkLimits, progress: Progress = lambda stage, share: None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> tuple[VideoInfo, str, ExtractedFeatures]:  # fmt: skip
+        """Clip features of `source` (on the extractor's device), with its info and the decoder that ran. A stream
+        that NVDEC should decode but torchcodec decodes on the CPU all the same is decoded again by the CPU
+        decoder, which the answer then names: frames from a silent fallback are never served."""
+
+        def report(share: float) -> None:
+            progress("features", FEATURES_SHARE * share)
+
+        progress("decoding", 0.0)
+        try:
+            with self.frames(source, limits, cancelled) as (info, decoder, chunks):
+                return info, decoder, self.extractor.features(chunks, report)
+        except NvdecFallbackError as error:
+            log.warning("%s; decoding it with %s instead", error, self.cpu_decoder)
+        with self.frames(source, limits, cancelled, use_nvdec=False) as (info, decoder, chunks):
+            return info, decoder, self.extractor.features(chunks, report)
+
+    @torch.inference_mode()
+    def localize(
+        self,
+        source: VideoSource,
+        limits: WorkLimits,
+        *,
+        min_score: float = 0.0,
+        top_k: int = 100,
+        fields: bool = False,
+        upload_ms: float = 0.0,
+        received_at: float | None = None,
+        progress: Progress = lambda stage, share: None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> Localization:
+        """The actions in `source`, best first: at most `top_k`, scored at least `min_score`. `fields`: the caller
+        wants the boundary fields (include=boundary, a plot); otherwise the boundary head runs only when the
+        decoding uses it (postprocess.snap). `upload_ms`: how long receiving the video took; `received_at`:
+        `time.perf_counter()` when it was received (default: now). `progress(stage, fraction)` follows decoding,
+        features and head; `cancelled()` is polled throughout (JobCancelledError)."""
+        started = time.perf_counter()
+        info, decoder, extracted = self.extract(source, limits, progress, cancelled)
+        _stop_if(cancelled, source)
+        progress("head", FEATURES_SHARE)
+        output, head_ms = self._run_head(extracted.features, fields)
+        _stop_if(cancelled, source)
+        head_done = time.perf_counter()
+        segments = self._segments(output, extracted, info, min_score, top_k)
+        finished = time.perf_counter()
+        timing = stage_times(upload_ms, started if received_at is None else received_at, finished, {
+            "decode": extracted.decode_ms, "features": extracted.features_ms, "head": head_ms,
+            "postprocess": (finished - head_done) * 1000,
+        })  # fmt: skip
+        flops, mean_depth = self._flops(output, extracted)
+        return Localization(
+            info=info, decoder=decoder, segments=segments, timing_ms=timing, flops=flops, mean_depth=mean_depth,
+            realtime_factor=info.duration_s / max(timing["total"] / 1000, 1e-9),
+            trace=lambda: self._positions(output, extracted),
+        )  # fmt: skip
+
+    def _run_head(self, features: torch.Tensor, fields: bool) -> tuple[TZNOutput, float]:
+        mask = torch.ones(1, features.shape[-1], dtype=torch.bool, device=features.device)
+        with self.head_lock:
+            started = time.perf_counter()
+            output = self.head(features[None], mask, fields=fields)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            return output, (time.perf_counter() - started) * 1000
+
+    def _flops(self, output: TZNOutput, extracted: ExtractedFeatures) -> tuple[dict[str, float], float | None]:
+        """The answer's `flops` and the ATR mean depth (None for a uniform model)."""
+        model = self.config.model
+        head = output_flops(model, output, batch=1).total
+        # the uniform model that computes the same outputs: with the boundary head only if this run had it
+        head_uniform = uniform_head_flops(model, 1, output.padded_length, bool(output.boundary)).total
+        valid = extracted.features.shape[-1]
+        mean_depth = float(output.layer_masks[0, :valid].sum(-1).mean()) if output.tau is not None else None
+        flops = {
+            "backbone": float(extracted.backbone_flops), "head": float(head), "head_uniform": float(head_uniform),
+            "total": float(extracted.backbone_flops + head), "head_saved_ratio": 1.0 - head / head_uniform,
+            "mean_depth": mean_depth if mean_depth is not None else float(model.stem_layers),
+        }  # fmt: skip
+        return flops, mean_depth
+
+    def _positions(self, output: TZNOutput, extracted: ExtractedFeatures) -> PositionTrace:
+        valid = extracted.features.shape[-1]
+        bdr = self.config.model.boundary_head == "bdr" and output.boundary
+        return PositionTrace(
+            times_s=np.asarray(extracted.clip_times[:valid], dtype=np.float64),
+            depth=output.layer_masks[0, :valid].float().sum(-1).cpu().numpy().astype(np.float64),
+            max_depth=self.config.model.stem_layers,
+            boundary=output.boundary[0][0, :valid].float().cpu().numpy().astype(np.float64) if bdr else None,
+        )
+
+    def _segments(
+        self, output: TZNOutput, extracted: ExtractedFeatures, info: VideoInfo, min_score: float, top_k: int
+    ) -> list[dict]:
+        spec = self.spec
+        first_frame_s = float(extracted.clip_times[0] - (spec.frames_per_clip / 2) / spec.sample_fps)
+        seconds = video_segments(
+            output, self.config.model.boundary_head, self.head.postprocess, spec.sample_fps, spec.clip_stride,
+            spec.frames_per_clip, duration=info.duration_s, start_s=first_frame_s,
+        )  # fmt: skip
+        found = []
+        for (start, end), score, label in zip(
+            seconds.segments.tolist(), seconds.scores.tolist(), seconds.labels.tolist(), strict=True
+        ):
+            if score < min_score or len(found) >= top_k:
+                continue
+            found.append({
+                "label": self.config.labels[label], "label_id": label_id(self.config, label), "score": float(score),
+                "start_s": start, "end_s": end, "start_frame": info.frame_at(start), "end_frame": info.frame_at(end),
+            })  # fmt: skip
+        return found
+
+
+def stage_times(upload_ms: float, received_at: float, finished: float, stages: dict[str, float]) -> dict[str, float]:
+    """The answer's `timing_ms`: `stages` plus upload, and queue = everything that was not a stage (waiting for a
+    worker, a compute slot, the backbone's batches, the head); total = upload + wall time since `received_at`."""
+    timing = {"upload": upload_ms, "queue": 0.0, **stages}
+    timing["total"] = upload_ms + (finished - received_at) * 1000
+    timing["queue"] = max(timing["total"] - sum(timing[k] for k in STAGES if k != "queue"), 0.0)
+    return {key: timing[key] for key in (*STAGES, "total")}
+
+
+def _stop_if(cancelled: Callable[[], bool], source: VideoSource) -> None:
+    if cancelled():
+        raise JobCancelledError(f"work on '{source.name}' was cancelled")

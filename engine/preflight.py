@@ -1,0 +1,74 @@
+"""What can be checked before any weights load, so that bad settings stop start-up with one line instead of a
+background load that fails and a service stuck at 503: the checkpoint (or ONNX file, or TensorRT engine) and its
+config, the runtime's files, the device, the backbone and its weights file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from engine.errors import ConfigurationError
+from engine.settings import EngineSettings
+from model.backbones import SPECS, BackboneSpec
+from model.checkpoint import CheckpointConfig, read_checkpoint_config
+
+
+def resolve_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ConfigurationError("TZN_DEVICE=cuda but no CUDA device is available; use auto or cpu")
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def served_config(settings: EngineSettings) -> CheckpointConfig:
+    """The checkpoint config of what the settings serve, read without loading weights or a runtime."""
+    from model.exported import metadata_from_props, read_metadata, read_sidecar
+
+    if settings.runtime == "torch":
+        if settings.checkpoint is None:
+            raise ConfigurationError("runtime torch needs a checkpoint directory (TZN_CHECKPOINT)")
+        return read_checkpoint_config(settings.checkpoint)
+    if settings.runtime == "onnxruntime":
+        if settings.onnx is None:
+            raise ConfigurationError("TZN_RUNTIME=onnxruntime needs TZN_ONNX=FILE (from `tzn export onnx`)")
+        return read_metadata(settings.onnx).checkpoint
+    if settings.engine is not None:
+        if not Path(settings.engine).is_file():
+            raise ConfigurationError(f"TZN_ENGINE={settings.engine}: no such file; build it with `tzn export tensorrt`")
+        return metadata_from_props(read_sidecar(settings.engine)["onnx_metadata"], str(settings.engine)).checkpoint
+    if settings.onnx is not None:
+        return read_metadata(settings.onnx).checkpoint
+    raise ConfigurationError("TZN_RUNTIME=tensorrt needs TZN_ENGINE=FILE (from `tzn export tensorrt`) or TZN_ONNX")
+
+
+def backbone_for(config: CheckpointConfig, settings: EngineSettings) -> BackboneSpec:
+    """The backbone that computes this checkpoint's features: TZN_BACKBONE or the one the checkpoint names."""
+    name = settings.backbone or config.features.backbone
+    if name is None:
+        raise ConfigurationError(
+            "the checkpoint does not name the backbone its features came from; set TZN_BACKBONE to it"
+        )
+    if config.features.backbone and name != config.features.backbone:
+        raise ConfigurationError(f"the checkpoint was trained on {config.features.backbone!r} features, not {name!r}")
+    if name not in SPECS:
+        raise ConfigurationError(f"unknown backbone {name!r}; choose one of {', '.join(sorted(SPECS))}")
+    spec = SPECS[name]
+    if config.model.input_dim != spec.feature_dim:
+        raise ConfigurationError(
+            f"checkpoint expects {config.model.input_dim}-d features, {name} gives {spec.feature_dim}"
+        )
+    return spec
+
+
+def check(settings: EngineSettings) -> None:
+    """Raises (ConfigurationError, CheckpointError, HeadError) with a one-line reason when the settings cannot
+    serve; loads no weights."""
+    resolve_device(settings.device)
+    config = served_config(settings)
+    backbone_for(config, settings)
+    if settings.backbone_weights is not None and not Path(settings.backbone_weights).is_file():
+        raise ConfigurationError(f"TZN_BACKBONE_WEIGHTS={settings.backbone_weights}: no such file")
+    if settings.temp_dir is not None and not Path(settings.temp_dir).is_dir():
+        raise ConfigurationError(f"TZN_TEMP_DIR={settings.temp_dir}: no such directory")

@@ -1,0 +1,39 @@
+"""Which decoder decodes a stream: decord or torchcodec on the CPU (in the isolated child), or NVDEC.
+
+NVDEC decodes into GPU memory and torchcodec converts there; it is used only for what it decodes itself:
+8-bit 4:2:0 H.264, HEVC, AV1, VP9 and VP8. Anything else (4:4:4 and 4:2:2, 10-bit, MPEG-4 Part 2, ...) would
+make torchcodec fall back to the CPU on its own, silently and for 4:4:4 with broken colours, so it goes to a
+CPU decoder instead, chosen here, before decoding; and a decoder that falls back anyway is refused
+(engine/video/nvdec.py). The answer names the decoder that ran (`model.decoder`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from engine.video.info import StreamFormat
+
+DecoderSetting = Literal["auto", "decord", "torchcodec"]
+DECODER_NAMES = ("decord", "torchcodec", "torchcodec-nvdec")  # what `model.decoder` can say
+NVDEC_CODECS = frozenset({"h264", "hevc", "av1", "vp9", "vp8"})
+
+
+def nvdec_decodes(stream: StreamFormat) -> bool:
+    """True for the streams NVDEC decodes itself (see the module's docstring)."""
+    return stream.codec in NVDEC_CODECS and stream.chroma == "4:2:0" and stream.bit_depth == 8
+
+
+def cpu_decoder(setting: DecoderSetting, on_gpu_host: bool) -> str:
+    """The CPU decoder of a setting: decord by default on a CPU host, torchcodec on a GPU host (so that every
+    frame a GPU host serves comes from one library)."""
+    if setting == "auto":
+        return "torchcodec" if on_gpu_host else "decord"
+    return setting
+
+
+def decoder_for(setting: DecoderSetting, stream: StreamFormat, nvdec_available: bool) -> str:
+    """The decoder that decodes `stream`: "torchcodec-nvdec" where NVDEC is available, the setting allows it
+    (auto or torchcodec) and the stream is one NVDEC decodes; else the CPU decoder."""
+    if nvdec_available and setting != "decord" and nvdec_decodes(stream):
+        return "torchcodec-nvdec"
+    return cpu_decoder(setting, nvdec_available)

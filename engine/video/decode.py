@@ -1,0 +1,188 @@
+"""Decoding an upload on the CPU, isolated: its info, then its sampled frames, a chunk at a time.
+
+    with Decoding(source, request, decoder="decord") as decoding:     # the cheap checks, then the child
+        decoding.info                                                  # VideoInfo (duration, frames, format)
+        for chunk in decoding.chunks():                                # FrameChunk: frames fitted to the
+            ...                                                        #   backbone's size, their times
+
+The child (engine/video/child.py) reads the stream's info and format first, refuses a video longer than the
+limit, then decodes `chunk_frames` sampled frames at a time, fits them to `size` (engine/video/frames.py) and
+sends each chunk through the pipe. The pipe is the back-pressure: the child blocks on `send` until the parent
+has taken the previous chunk, so memory is bounded by the chunk size whatever the video's length.
+
+On a GPU host the child stops after the info when NVDEC decodes the stream (`nvdec=True`): the frames are
+then decoded in this process, into GPU memory (engine/video/nvdec.py).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from engine.errors import VideoTooLongError
+from engine.video.child import DecoderChild, DecoderRefusal, enter_workdir, report_failure
+from engine.video.choice import nvdec_decodes
+from engine.video.container import precheck
+from engine.video.frames import fit_frames
+from engine.video.info import VideoInfo
+from engine.video.readers import read_frames, sampled_count, stream_info
+from engine.video.source import VideoSource, child_path
+
+DEFAULT_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class DecodeRequest:
+    """What to decode: the frames on screen at `fps` ticks (every frame when None), fitted to `size` (H, W)
+    (the source's size when None), `chunk_frames` at a time; refused beyond `max_duration_s`, stopped after
+    `timeout_s` (the whole decode, start included)."""
+
+    fps: float | None = None
+    size: tuple[int, int] | None = None
+    chunk_frames: int = 256
+    max_duration_s: float | None = None
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
+    def __post_init__(self):
+        if self.fps is not None and not self.fps > 0:
+            raise ValueError(f"fps must be > 0, got {self.fps}")
+        if self.size is not None and (len(self.size) != 2 or min(self.size) < 1):
+            raise ValueError(f"size must be (height, width) >= 1, got {self.size}")
+        if self.chunk_frames < 1:
+            raise ValueError(f"chunk_frames must be >= 1, got {self.chunk_frames}")
+
+
+@dataclass(frozen=True)
+class FrameChunk:
+    """Sampled frames (n, H, W, 3) uint8 RGB (on the CPU, or on the GPU from NVDEC) and their presentation times
+    (n,) s; `first` is the index of the chunk's first frame among all sampled frames, `total` their number."""
+
+    frames: Tensor
+    times: np.ndarray
+    first: int
+    total: int
+
+
+class Decoding:
+    """One video decoded by `decoder` ("decord" or "torchcodec") in an isolated child; see the module's
+    docstring. `decoder=None` reads the info only. With `nvdec=True` the child stops after the info when NVDEC
+    decodes the stream (`self.decoder` is then None). `cancelled()` is polled while waiting for the child
+    (JobCancelledError). Always close it (a `with` block does)."""
+
+    def __init__(
+        self,
+        source: VideoSource,
+        request: DecodeRequest,
+        decoder: str | None,
+        *,
+        nvdec: bool = False,
+        tmp_dir: str | os.PathLike | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ):
+        precheck(source)
+        self.request = request
+        payload = {"source": source.for_child(), "name": source.name, "decoder": decoder, "nvdec": nvdec,
+                   **request.__dict__}  # fmt: skip
+        self.child = DecoderChild(
+            decode_child, (payload,), timeout_s=request.timeout_s, filename=source.name, tmp_dir=tmp_dir,
+            cancelled=cancelled,
+        )  # fmt: skip
+        try:
+            self.child.started()
+            status, info = self.child.next_message()
+            if status != "info":
+                raise RuntimeError(f"decoding '{source.name}': expected the video's info, got {status!r}")
+        except BaseException:
+            self.child.close()
+            raise
+        self.info = VideoInfo(**info)
+        self.decoder = None if decoder is None or (nvdec and nvdec_decodes(self.info.stream)) else decoder
+
+    def chunks(self) -> Iterator[FrameChunk]:
+        while True:
+            status, payload = self.child.next_message()
+            if status == "done":
+                return
+            if status != "chunk":
+                raise RuntimeError(f"decoding '{self.child.filename}': unexpected message {status!r}")
+            frames, times, first, total = payload
+            yield FrameChunk(torch.from_numpy(frames), times, first, total)
+
+    def close(self) -> None:
+        self.child.close()
+
+    def __enter__(self) -> Decoding:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def decode_child(conn, fatal, workdir: str, request: dict[str, Any]) -> None:
+    """The child's side of `Decoding`."""
+    conn.send(("started", None))
+    enter_workdir(workdir, fatal)
+    try:
+        path, name = child_path(request["source"]), request["name"]
+        info, starts, end_s = stream_info(path, name)
+        limit = request["max_duration_s"]
+        if limit is not None and info["duration_s"] > limit:
+            raise VideoTooLongError(info["duration_s"], limit, name)
+        conn.send(("info", info))
+        decoder = request["decoder"]
+        if decoder is not None and not (request["nvdec"] and nvdec_decodes(info["stream"])):
+            _send_chunks(conn, decoder, path, name, starts, end_s, request)
+        conn.send(("done", None))
+    except BrokenPipeError:  # the parent stopped listening (cancelled, or gone)
+        pass
+    except BaseException as error:
+        report_failure(conn, error)
+    finally:
+        conn.close()
+
+
+def _send_chunks(conn, decoder: str, path: str, name: str, starts: np.ndarray, end_s: float, request: dict) -> None:
+    total, first = sampled_count(starts, end_s, request["fps"]), 0
+    frames_iter = read_frames(decoder, path, name, starts, end_s, request["fps"], request["chunk_frames"])
+    while True:
+        try:
+            frames, times = next(frames_iter)
+        except StopIteration:
+            return
+        except RuntimeError as error:  # torchcodec's failure on a corrupt packet in the middle of the stream
+            raise DecoderRefusal(str(error)) from error
+        if request["size"] is not None:
+            frames = fit_frames(frames, tuple(request["size"]))
+        conn.send(("chunk", (frames.numpy(), times, first, total)))
+        first += len(times)
+
+
+def decode_frames(
+    source: VideoSource | str | os.PathLike,
+    request: DecodeRequest = DecodeRequest(),
+    decoder: str = "decord",
+    tmp_dir: str | os.PathLike | None = None,
+) -> tuple[np.ndarray, np.ndarray, VideoInfo]:
+    """Every sampled frame at once, as the reference the chunked paths are checked against: frames
+    (N, H, W, 3) uint8, their presentation times (N,) s, the source's VideoInfo. Memory grows with the video."""
+    if not isinstance(source, VideoSource):
+        source = VideoSource.from_path(source)
+    with Decoding(source, request, decoder, tmp_dir=tmp_dir) as decoding:
+        chunks = list(decoding.chunks())
+        info = decoding.info
+    frames = torch.cat([chunk.frames for chunk in chunks]).numpy()
+    return frames, np.concatenate([chunk.times for chunk in chunks]), info
+
+
+def probe_video(source: VideoSource | str | os.PathLike, timeout_s: float = 30.0) -> VideoInfo:
+    """The source's VideoInfo (duration, frames, size, stream format), read in the isolated child."""
+    if not isinstance(source, VideoSource):
+        source = VideoSource.from_path(source)
+    with Decoding(source, DecodeRequest(timeout_s=timeout_s), None) as decoding:
+        return decoding.info

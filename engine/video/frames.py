@@ -1,0 +1,41 @@
+"""The one resize rule: how decoded frames become the backbone's input, on whichever device they are.
+
+Every decoder hands over frames at the source's own resolution, in RGB, converted from YUV with the colour
+matrix and range the stream is tagged with (an untagged stream is BT.601 limited range, as FFmpeg reads it):
+FFmpeg's swscale does that for decord and for torchcodec on the CPU (the two give identical pixels), and
+torchcodec's CUDA kernel does it for NVDEC. `fit_frames` then brings them to the backbone's size in RGB with
+an antialiased bicubic filter, rounding to the nearest level. On the CPU it runs torch's uint8 kernel (fixed
+point, fast); on a GPU the same filter in float32, then rounds: the two differ by a level on some pixels
+(0.1-0.2 levels on average, without bias; tests/engine/test_frames.py).
+
+torchcodec's CUDA kernel truncates its float result to uint8 instead of rounding, which darkens every
+channel by half a level on average; `truncated=True` adds that half level back before the filter averages
+the pixels, so that NVDEC frames are not biased against the CPU's.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+TRUNCATION_BIAS = 0.5  # mean of x - floor(x) over pixel values that are not integers
+
+
+def fit_frames(frames: Tensor, size: tuple[int, int], truncated: bool = False) -> Tensor:
+    """(N, H, W, 3) uint8 RGB -> (N, size[0], size[1], 3) uint8 RGB on the same device: antialiased bicubic
+    resize in RGB, rounded. `truncated`: the frames come from a converter that truncates (see above)."""
+    if frames.dim() != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
+        raise ValueError(f"expected (N, H, W, 3) uint8 frames, got {tuple(frames.shape)} {frames.dtype}")
+    if tuple(frames.shape[1:3]) == tuple(size) and not truncated:
+        return frames.contiguous()
+    planar = frames.permute(0, 3, 1, 2)
+    if frames.device.type == "cpu" and not truncated:
+        resized = F.interpolate(planar.contiguous(memory_format=torch.channels_last), size=size, mode="bicubic",
+                                antialias=True, align_corners=False)  # fmt: skip
+        return resized.permute(0, 2, 3, 1).contiguous()
+    values = planar.float()
+    if truncated:
+        values += TRUNCATION_BIAS
+    resized = F.interpolate(values, size=size, mode="bicubic", antialias=True, align_corners=False)
+    return resized.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()

@@ -1,0 +1,178 @@
+"""NVDEC decoding in the server process: frames decoded into GPU memory, fitted to the backbone's size there,
+never copied to the host.
+
+One `NvdecPool` per GPU serves every request: `engines` worker threads (as many as the GPU has NVDEC engines,
+`engines_of`, or the TZN_NVDEC_ENGINES setting), each decoding one part of one video at a time. A video is
+cut into parts of about `part_s` seconds of its sampling ticks; each part is decoded by its own torchcodec
+decoder, which starts at the keyframe before its first tick, so a long video spreads over free engines and
+the parts together give exactly the frames one decoder would. A request keeps at most `parts_ahead` parts in
+flight, so its frames waiting on the GPU stay bounded whatever the video's length; decoders' hardware
+sessions are reused across parts and requests through torchcodec's NVDEC cache.
+
+Only streams NVDEC decodes itself come here (engine/video/choice.py). A torchcodec decoder that falls back
+to the CPU all the same is refused (NvdecFallbackError): its frames are never served, and the caller decodes
+the video on the CPU instead, naming that decoder.
+
+The frames are those on screen at the ticks (engine/video/sampling.py), fitted by the one resize rule
+(engine/video/frames.py); torchcodec's CUDA colour conversion truncates, which the rule compensates.
+
+Decoding here is not isolated in a child process: the container precheck and the stream's info were read in
+the isolated child before (engine/video/decode.py), the time limit and cancellation are checked between
+chunks, but a hardware decoder that hangs inside one call cannot be interrupted.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from engine.errors import JobCancelledError, VideoTimeoutError
+from engine.video.decode import DecodeRequest, FrameChunk
+from engine.video.frames import fit_frames
+from engine.video.info import VideoInfo
+from engine.video.readers import open_torchcodec
+from engine.video.sampling import sample_ticks
+from engine.video.source import VideoSource
+
+# NVDEC engines per GPU (NVIDIA's video codec support matrix); NVML does not report the count.
+NVDEC_ENGINES = {"H200": 7, "H100": 7, "GH200": 7, "A100": 5, "A30": 4, "L40": 3, "L4": 4, "A10": 2, "T4": 2}
+DEFAULT_ENGINES = 2
+_POLL_S = 0.2
+
+
+class NvdecFallbackError(RuntimeError):
+    """torchcodec decoded on the CPU although NVDEC was asked for."""
+
+
+def engines_of(device: torch.device) -> int:
+    """NVDEC engines of the GPU at `device`, by its name; DEFAULT_ENGINES for a GPU not in the table."""
+    name = torch.cuda.get_device_name(device).upper()
+    for model, engines in sorted(NVDEC_ENGINES.items(), key=lambda item: -len(item[0])):
+        if model in name.replace("NVIDIA ", "").split() or f" {model}" in f" {name}":
+            return engines
+    return DEFAULT_ENGINES
+
+
+def split_ticks(ticks: np.ndarray, fps: float, part_s: float) -> list[np.ndarray]:
+    """Consecutive parts of `ticks`, about `part_s` seconds each (the last may be shorter; at least one)."""
+    per_part = max(1, int(round(part_s * fps)))
+    return [ticks[first : first + per_part] for first in range(0, len(ticks), per_part)] or [ticks]
+
+
+class NvdecPool:
+    """See the module's docstring. `decode` is safe to call from many threads."""
+
+    def __init__(self, device: torch.device, engines: int = 0, part_s: float = 5.0, parts_ahead: int = 6):
+        from torchcodec.decoders import set_nvdec_cache_capacity
+
+        self.device = torch.device("cuda", device.index if device.index is not None else torch.cuda.current_device())
+        self.engines = engines or engines_of(self.device)
+        self.part_s, self.parts_ahead = part_s, parts_ahead
+        set_nvdec_cache_capacity(max(2 * self.engines, 8))
+        self.executor = ThreadPoolExecutor(
+            self.engines, thread_name_prefix="nvdec", initializer=torch.cuda.set_device, initargs=(self.device,)
+        )
+
+    def decode(
+        self,
+        source: VideoSource,
+        info: VideoInfo,
+        request: DecodeRequest,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> Iterator[FrameChunk]:
+        """The sampled frames of `source` (whose info the isolated child read), fitted to `request.size`, in
+        chunks of at most `request.chunk_frames`, in time order. Raises VideoTimeoutError past
+        `request.timeout_s`, JobCancelledError when `cancelled()`, NvdecFallbackError (see above)."""
+        deadline = time.monotonic() + request.timeout_s
+        begin_s = info.frame_times[0] if info.frame_times else 0.0
+        ticks = sample_ticks(begin_s, info.duration_s, request.fps)
+        parts = split_ticks(ticks, request.fps, self.part_s)
+        stop = threading.Event()
+        outputs: list[queue.Queue] = []
+        first = 0
+        try:
+            for index in range(len(parts)):
+                while len(outputs) < min(len(parts), index + self.parts_ahead):
+                    outputs.append(self._submit(source, parts[len(outputs)], request, stop))
+                for frames, times in _drain(outputs[index], deadline, cancelled, request, source.name):
+                    yield FrameChunk(frames, times, first, len(ticks))
+                    first += len(times)
+        finally:
+            stop.set()
+
+    def _submit(self, source: VideoSource, ticks: np.ndarray, request: DecodeRequest, stop: threading.Event):
+        output: queue.Queue = queue.Queue()  # unbounded: a part is at most part_s of frames at the backbone's size
+        self.executor.submit(_decode_part, source.local_path, source.name, ticks, request, self.device, output, stop)
+        return output
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _decode_part(path, name, ticks, request: DecodeRequest, device, output: queue.Queue, stop: threading.Event):
+    """One part of one video on this worker's engine: (frames, times) items, then None; an exception is put
+    in the queue for the consumer to raise."""
+    try:
+        if stop.is_set():
+            return
+        decoder = open_torchcodec(path, name, device=str(device))
+        for first in range(0, len(ticks), request.chunk_frames):
+            if stop.is_set():
+                return
+            batch = decoder.get_frames_played_at(ticks[first : first + request.chunk_frames].tolist())
+            if decoder.cpu_fallback:
+                raise NvdecFallbackError(f"torchcodec decoded '{name}' on the CPU: {decoder.cpu_fallback}")
+            frames = batch.data if request.size is None else fit_frames(batch.data, request.size, truncated=True)
+            output.put((frames, batch.pts_seconds.cpu().numpy().astype(np.float64)))
+        output.put(None)
+    except BaseException as error:  # handed to the consumer, raised there
+        output.put(error)
+
+
+def _drain(output: queue.Queue, deadline: float, cancelled, request: DecodeRequest, name: str) -> Iterator:
+    while True:
+        if cancelled():
+            raise JobCancelledError(f"decoding '{name}' was cancelled")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise VideoTimeoutError(
+                f"decoding '{name}' took longer than {request.timeout_s:g} s and was stopped: "
+                "try again later or send a shorter or lower-resolution video"
+            )
+        try:
+            item = output.get(timeout=min(_POLL_S, remaining))
+        except queue.Empty:
+            continue
+        if item is None:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def decode_every_frame(path: str, device: torch.device, threads: int) -> float:
+    """NVDEC's limit on one file: frames/s decoding every frame (no resize) in `threads` concurrent decoders,
+    each over the whole file (bench/http_load.py names it next to the served figures)."""
+    torch.cuda.set_device(device)
+    counts = [0] * threads
+
+    def run(index: int) -> None:
+        torch.cuda.set_device(device)
+        decoder = open_torchcodec(path, path, device=str(device))
+        for start in range(0, len(decoder), 64):
+            counts[index] += len(decoder.get_frames_in_range(start, min(start + 64, len(decoder))).pts_seconds)
+        torch.cuda.synchronize(device)
+
+    started = time.perf_counter()
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return sum(counts) / (time.perf_counter() - started)

@@ -1,0 +1,38 @@
+"""The one sampling rule of every decoder: sample by time, not by frame index.
+
+A video sampled at `fps` gives the frame on screen at each tick t0 + k / fps before the end of its last frame,
+t0 being the first frame's presentation time: the last frame whose start is at or before the tick. So 25,
+29.97, 30 fps and variable-frame-rate sources all give the same temporal spacing, and every decoder (decord,
+torchcodec on the CPU, NVDEC) picks the same frames: decord through `frames_on_screen` over the frames' start
+times, torchcodec through `get_frames_played_at(ticks)`, which answers the same question.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# A frame stamped 0.09999999 s belongs to the tick at 0.1 s: containers round timestamps to their time base.
+TICK_TOLERANCE_S = 1e-6
+
+
+def sample_ticks(begin_s: float, end_s: float, fps: float) -> np.ndarray:
+    """(N,) seconds: the ticks begin_s + k / fps before end_s (at least one), moved by the tolerance and kept
+    inside [begin_s, end_s), so that the frame on screen at each tick is defined."""
+    if not fps > 0:
+        raise ValueError(f"sampling needs fps > 0, got {fps}")
+    count = int(np.ceil((end_s - begin_s) * fps - 1e-6))
+    ticks = begin_s + np.arange(max(count, 1)) / fps + TICK_TOLERANCE_S
+    return np.minimum(ticks, np.nextafter(end_s, begin_s))
+
+
+def frames_on_screen(starts: np.ndarray, ticks: np.ndarray) -> np.ndarray:
+    """Index of the frame on screen at each tick: `starts` (F,) frame start times, non-decreasing."""
+    return np.clip(np.searchsorted(starts, ticks, side="right") - 1, 0, len(starts) - 1)
+
+
+def sample_indices(starts: np.ndarray, end_s: float, fps: float | None = None) -> np.ndarray:
+    """Frame indices to decode from frames starting at `starts` (F,) s, the last ending at `end_s`: those on
+    screen at the ticks of `fps`, or every frame when fps is None."""
+    if fps is None:
+        return np.arange(len(starts))
+    return frames_on_screen(starts, sample_ticks(float(starts[0]), end_s, fps))

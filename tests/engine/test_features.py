@@ -1,0 +1,111 @@
+"""Clip features from decoded frames: the same on the CPU and the GPU, whatever the chunking, equal to a
+brute-force computation over the whole video; progress as it goes; cancellation that ends the decoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine.errors import JobCancelledError
+from engine.features.extractor import FeatureExtractor
+from engine.video.decode import DecodeRequest, Decoding, FrameChunk, decode_frames
+from engine.video.nvdec import split_ticks
+from engine.video.source import VideoSource
+from model.backbones import SPECS, build_backbone
+from tests.conftest import ffmpeg
+from tests.service.processes import decoder_children
+
+SPEC = SPECS["resnet18-2d"]
+REQUEST = DecodeRequest(fps=SPEC.sample_fps, size=(SPEC.size, SPEC.size))
+
+
+@pytest.fixture(scope="module")
+def extractor() -> FeatureExtractor:
+    torch.set_num_threads(1)
+    return FeatureExtractor(SPEC, None, torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def walk(camera_footage, tmp_path_factory):
+    """12 s of real camera footage: 96 sampled frames, 47 clips."""
+    path = tmp_path_factory.mktemp("walk") / "walk.mp4"
+    ffmpeg("-i", str(camera_footage), "-t", "12", "-c:v", "libx264", "-preset", "ultrafast", str(path))
+    return path
+
+
+def brute_force_features(frames: np.ndarray) -> torch.Tensor:
+    """(C, K): the backbone on every frame, then clip k = the mean of frames [k * stride, k * stride + F)."""
+    backbone, _ = build_backbone(SPEC.name)
+    with torch.inference_mode():
+        per_frame = backbone.frame_features(torch.from_numpy(frames))
+    count = max(1, (len(frames) - SPEC.frames_per_clip) // SPEC.clip_stride + 1)
+    clips = [per_frame[k * SPEC.clip_stride : k * SPEC.clip_stride + SPEC.frames_per_clip] for k in range(count)]
+    if len(frames) < SPEC.frames_per_clip:  # one clip, its last frame repeated
+        clips = [torch.cat([per_frame, per_frame[-1:].expand(SPEC.frames_per_clip - len(frames), -1)])]
+    return torch.stack([clip.mean(0) for clip in clips]).T
+
+
+def as_chunks(frames: np.ndarray, times: np.ndarray, cuts: list[int]) -> list[FrameChunk]:
+    tensor = torch.from_numpy(frames)
+    starts = [0, *cuts]
+    return [
+        FrameChunk(part, times[start : start + len(part)], start, len(frames))
+        for start, part in zip(starts, torch.tensor_split(tensor, cuts), strict=True)
+    ]
+
+
+@pytest.mark.parametrize("chunk_frames", [7, 64, 10_000])
+def test_features_of_decoded_chunks_equal_the_brute_force_over_the_whole_video(extractor, walk, chunk_frames):
+    request = DecodeRequest(**{**REQUEST.__dict__, "chunk_frames": chunk_frames})
+    with Decoding(VideoSource.from_path(walk), request, "decord") as decoding:
+        extracted = extractor.features(decoding.chunks())
+    frames, times, _ = decode_frames(walk, REQUEST)
+    expected = brute_force_features(frames)
+    assert extracted.features.shape == expected.shape == (512, 47)
+    torch.testing.assert_close(extracted.features, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(extracted.clip_times, SPEC.clip_times(47, start_s=times[0]))
+    assert extracted.backbone_flops == len(frames) * extractor.flops_per_unit
+
+
+def test_the_cpu_and_the_gpu_chunking_give_the_same_clips_times_and_padding(walk, tmp_path):
+    """The CPU decoder's chunks and NVDEC's parts (engine/video/nvdec.py) through the one extractor, built as
+    on a GPU host (its batch sizes) but on the CPU: the same features, clip times and padding."""
+    frames, times, _ = decode_frames(walk, REQUEST)
+    cpu = FeatureExtractor(SPEC, None, torch.device("cpu"))
+    gpu_shaped = FeatureExtractor(SPEC, None, torch.device("cpu"), batch=512, batch_wait_ms=4.0)
+    cpu_cuts = list(range(256, len(frames), 256))
+    parts = split_ticks(times, SPEC.sample_fps, part_s=1.3)
+    gpu_cuts = np.cumsum([len(part) for part in parts])[:-1].tolist()
+    for length in (len(frames), 3):  # the whole video, and one shorter than a clip (padded)
+        ours = cpu.features(as_chunks(frames[:length], times[:length], [c for c in cpu_cuts if c < length]))
+        theirs = gpu_shaped.features(as_chunks(frames[:length], times[:length], [c for c in gpu_cuts if c < length]))
+        torch.testing.assert_close(ours.features, theirs.features, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(ours.clip_times, theirs.clip_times)
+        torch.testing.assert_close(ours.features, brute_force_features(frames[:length]), rtol=1e-4, atol=1e-4)
+
+
+def test_progress_moves_to_the_end(extractor, media):
+    seen = []
+    request = DecodeRequest(**{**REQUEST.__dict__, "chunk_frames": 5})
+    with Decoding(VideoSource.from_path(media / "clip.mp4"), request, "decord") as decoding:
+        extractor.features(decoding.chunks(), progress=seen.append)
+    assert seen == sorted(seen) and seen[-1] == pytest.approx(1.0) and len(seen) >= 4
+
+
+def test_cancelling_ends_the_decoder_child_and_removes_its_files(camera_footage, tmp_path):
+    stop = False
+    request = DecodeRequest(fps=8, size=(112, 112), chunk_frames=4, timeout_s=60)
+    decoding = Decoding(VideoSource.from_path(camera_footage), request, "decord", tmp_dir=tmp_path,
+                        cancelled=lambda: stop)  # fmt: skip
+    chunks = decoding.chunks()
+    try:
+        next(chunks)
+        assert len(decoder_children()) == 1
+        stop = True
+        with pytest.raises(JobCancelledError):
+            next(chunks)
+    finally:
+        decoding.close()
+    assert decoder_children() == []
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,98 @@
+"""NVDEC on a CUDA host, held to the CPU decoders on real footage in every format: the same frames, the same
+pixels within tolerance on the backbone's input, features within 1%, the same actions. Formats NVDEC does not
+decode go to a CPU decoder, which the answer names. Skipped without a GPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine.errors import JobCancelledError
+from engine.localizer import Localizer
+from engine.settings import EngineSettings, WorkLimits
+from engine.video.choice import nvdec_decodes
+from engine.video.decode import DecodeRequest, Decoding, decode_frames
+from engine.video.source import VideoSource
+from service.settings import DEMO_CHECKPOINT, DEMO_VIDEO
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+
+LIMITS = WorkLimits(max_duration_s=3600, timeout_s=300)
+INPUT = DecodeRequest(fps=8.0, size=(112, 112), chunk_frames=64, timeout_s=300)
+
+
+@pytest.fixture(scope="module")
+def gpu() -> Localizer:
+    return Localizer(EngineSettings(checkpoint=DEMO_CHECKPOINT, device="cuda"), warm_up_video=DEMO_VIDEO)
+
+
+@pytest.fixture(scope="module")
+def cpu() -> Localizer:
+    return Localizer(EngineSettings(checkpoint=DEMO_CHECKPOINT, device="cpu", decoder="decord"))
+
+
+def nvdec_frames(localizer: Localizer, path) -> tuple[np.ndarray, np.ndarray, str]:
+    source = VideoSource.from_path(path)
+    with localizer.frames(source, LIMITS) as (info, decoder, chunks):
+        pieces = list(chunks)
+    frames = torch.cat([chunk.frames.cpu() for chunk in pieces]).numpy()
+    return frames, np.concatenate([chunk.times for chunk in pieces]), decoder
+
+
+def test_nvdec_decodes_what_it_can_and_the_cpu_the_rest_named_in_the_answer(gpu, parity_media):
+    for name, path in parity_media.items():
+        with Decoding(VideoSource.from_path(path), INPUT, None) as decoding:
+            expected = "torchcodec-nvdec" if nvdec_decodes(decoding.info.stream) else "torchcodec"
+        assert gpu.localize(VideoSource.from_path(path), LIMITS).decoder == expected, name
+
+
+def test_nvdec_gives_the_backbone_the_frames_and_pixels_of_both_cpu_decoders(gpu, parity_media):
+    for name, path in parity_media.items():
+        ours, our_times, decoder = nvdec_frames(gpu, path)
+        for cpu_decoder in ("decord", "torchcodec"):
+            theirs, their_times, _ = decode_frames(path, INPUT, cpu_decoder)
+            np.testing.assert_allclose(our_times, their_times, atol=1e-5, err_msg=f"{name} {cpu_decoder}")
+            difference = ours.astype(np.float64) - theirs
+            bias = np.abs(difference.mean(axis=(0, 1, 2))).max()
+            assert bias <= 1.0 and np.abs(difference).mean() <= 2.0, (name, decoder, cpu_decoder, bias)
+
+
+def test_gpu_features_and_answers_match_the_cpu_path(gpu, cpu, parity_media):
+    step_s = cpu.spec.clip_stride / cpu.spec.sample_fps
+    for name, path in parity_media.items():
+        _, _, ours = gpu.extract(VideoSource.from_path(path), LIMITS)
+        _, _, theirs = cpu.extract(VideoSource.from_path(path), LIMITS)
+        relative = (ours.features.float().cpu() - theirs.features).norm() / theirs.features.norm()
+        assert relative <= 0.01, (name, float(relative))
+        found = gpu.localize(VideoSource.from_path(path), LIMITS, min_score=0.2).segments
+        expected = cpu.localize(VideoSource.from_path(path), LIMITS, min_score=0.2).segments
+        assert [s["label"] for s in found] == [s["label"] for s in expected], name
+        for a, b in zip(found, expected, strict=True):
+            assert abs(a["start_s"] - b["start_s"]) <= step_s and abs(a["end_s"] - b["end_s"]) <= step_s, name
+            assert a["score"] == pytest.approx(b["score"], abs=0.02), name
+
+
+def test_a_cancelled_nvdec_request_stops_and_ends_cancelled(gpu, parity_media):
+    path = parity_media["untagged_25fps.mp4"]
+    seen = []  # cancelled once the first frames went through the backbone: mid-run, on NVDEC's frames
+
+    with pytest.raises(JobCancelledError):
+        gpu.localize(
+            VideoSource.from_path(path), LIMITS, progress=lambda stage, share: seen.append(stage),
+            cancelled=lambda: "features" in seen,
+        )  # fmt: skip
+    assert "head" not in seen
+
+
+def test_cuda_graph_head_and_eager_head_give_the_same_segments(gpu, parity_media):
+    eager = Localizer(EngineSettings(checkpoint=DEMO_CHECKPOINT, device="cuda", cuda_graphs=False))
+    path = parity_media["untagged_25fps.mp4"]
+    graphed = gpu.localize(VideoSource.from_path(path), LIMITS).segments
+    plain = eager.localize(VideoSource.from_path(path), LIMITS).segments
+    assert [s["label"] for s in graphed] == [s["label"] for s in plain]
+    for ours, theirs in zip(graphed, plain, strict=True):
+        assert ours["score"] == pytest.approx(theirs["score"], abs=1e-3)

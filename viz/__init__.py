@@ -1,0 +1,1 @@
+"""Pictures of answers: the timeline of one video (viz/timeline.py)."""
