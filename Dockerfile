@@ -22,7 +22,10 @@ COPY pyproject.toml README.md ./
 COPY model/ model/
 COPY training/ training/
 COPY export/ export/
+COPY engine/ engine/
 COPY service/ service/
+COPY viz/ viz/
+COPY raybatch/ raybatch/
 COPY tzn.py ./
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 

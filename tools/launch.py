@@ -1,4 +1,4 @@
-"""Runs `tzn serve` as a real uvicorn process on 127.0.0.1, for integration tests and bench/service.py."""
+"""Runs `tzn serve` as a real uvicorn process on 127.0.0.1, for integration tests and the benchmarks."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ def server_process(env: dict[str, str], log_path: Path, ready_timeout_s: float =
     """`running_server` that also yields the server's `subprocess.Popen`: (url, process)."""
     port = free_port()
     repo = Path(__file__).resolve().parents[1]
-    full_env = {**os.environ, **env, "PYTHONPATH": str(repo)}
+    inherited = os.environ.get("PYTHONPATH")  # e.g. carried wheels on a GPU host: kept, after the repository
+    full_env = {**os.environ, **env, "PYTHONPATH": str(repo) + (f":{inherited}" if inherited else "")}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "tzn", "serve", "--host", "127.0.0.1", "--port", str(port)],

@@ -43,6 +43,8 @@ from engine.video.source import VideoSource
 # NVDEC engines per GPU (NVIDIA's video codec support matrix); NVML does not report the count.
 NVDEC_ENGINES = {"H200": 7, "H100": 7, "GH200": 7, "A100": 5, "A30": 4, "L40": 3, "L4": 4, "A10": 2, "T4": 2}
 DEFAULT_ENGINES = 2
+# Frames asked of torchcodec at a time: at 720p, 32 frames are 88 MB of uint8 and 354 MB as the resize's floats.
+DECODE_BATCH = 32
 _POLL_S = 0.2
 
 
@@ -66,17 +68,20 @@ def split_ticks(ticks: np.ndarray, fps: float, part_s: float) -> list[np.ndarray
 
 
 class NvdecPool:
-    """See the module's docstring. `decode` is safe to call from many threads."""
+    """See the module's docstring. `decode` is safe to call from many threads. On a CPU device (tests of the
+    pool's logic where no GPU is present) the same parts run through torchcodec on the CPU."""
 
     def __init__(self, device: torch.device, engines: int = 0, part_s: float = 5.0, parts_ahead: int = 6):
         from torchcodec.decoders import set_nvdec_cache_capacity
 
-        self.device = torch.device("cuda", device.index if device.index is not None else torch.cuda.current_device())
-        self.engines = engines or engines_of(self.device)
+        on_gpu = device.type == "cuda"
+        self.device = torch.device("cuda", device.index if device.index is not None else torch.cuda.current_device()) \
+            if on_gpu else device  # fmt: skip
+        self.engines = engines or (engines_of(self.device) if on_gpu else DEFAULT_ENGINES)
         self.part_s, self.parts_ahead = part_s, parts_ahead
         set_nvdec_cache_capacity(max(2 * self.engines, 8))
         self.executor = ThreadPoolExecutor(
-            self.engines, thread_name_prefix="nvdec", initializer=torch.cuda.set_device, initargs=(self.device,)
+            self.engines, thread_name_prefix="nvdec", initializer=_use_device, initargs=(self.device,)
         )
 
     def decode(
@@ -87,8 +92,9 @@ class NvdecPool:
         cancelled: Callable[[], bool] = lambda: False,
     ) -> Iterator[FrameChunk]:
         """The sampled frames of `source` (whose info the isolated child read), fitted to `request.size`, in
-        chunks of at most `request.chunk_frames`, in time order. Raises VideoTimeoutError past
-        `request.timeout_s`, JobCancelledError when `cancelled()`, NvdecFallbackError (see above)."""
+        time order. Raises VideoTimeoutError past
+        `request.timeout_s`, JobCancelledError when `cancelled()`, NvdecFallbackError (see above). Chunks hold at
+        most DECODE_BATCH frames."""
         deadline = time.monotonic() + request.timeout_s
         begin_s = info.frame_times[0] if info.frame_times else 0.0
         ticks = sample_ticks(begin_s, info.duration_s, request.fps)
@@ -115,6 +121,12 @@ class NvdecPool:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
+def _use_device(device: torch.device) -> None:
+    """A worker's first step: NVDEC needs a current CUDA context in its thread (else "failed to create decoder")."""
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+
+
 def _decode_part(path, name, ticks, request: DecodeRequest, device, output: queue.Queue, stop: threading.Event):
     """One part of one video on this worker's engine: (frames, times) items, then None; an exception is put
     in the queue for the consumer to raise."""
@@ -122,13 +134,15 @@ def _decode_part(path, name, ticks, request: DecodeRequest, device, output: queu
         if stop.is_set():
             return
         decoder = open_torchcodec(path, name, device=str(device))
-        for first in range(0, len(ticks), request.chunk_frames):
+        step = min(request.chunk_frames, DECODE_BATCH)
+        for first in range(0, len(ticks), step):
             if stop.is_set():
                 return
-            batch = decoder.get_frames_played_at(ticks[first : first + request.chunk_frames].tolist())
-            if decoder.cpu_fallback:
+            batch = decoder.get_frames_played_at(ticks[first : first + step].tolist())
+            on_gpu = device.type == "cuda"
+            if on_gpu and decoder.cpu_fallback:
                 raise NvdecFallbackError(f"torchcodec decoded '{name}' on the CPU: {decoder.cpu_fallback}")
-            frames = batch.data if request.size is None else fit_frames(batch.data, request.size, truncated=True)
+            frames = batch.data if request.size is None else fit_frames(batch.data, request.size, truncated=on_gpu)
             output.put((frames, batch.pts_seconds.cpu().numpy().astype(np.float64)))
         output.put(None)
     except BaseException as error:  # handed to the consumer, raised there

@@ -109,3 +109,24 @@ def test_cancelling_ends_the_decoder_child_and_removes_its_files(camera_footage,
         decoding.close()
     assert decoder_children() == []
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_nvdec_pool_gives_the_frames_of_one_decoder_in_time_order(media, walk):
+    """The pool's parts, queues and ordering, run through torchcodec on the CPU where no GPU is present: the
+    frames and times the isolated child's torchcodec gives, whatever the part length and how many run ahead."""
+    from engine.video.decode import probe_video
+    from engine.video.nvdec import NvdecPool
+
+    for path in (media / "vfr.mp4", walk):
+        expected, expected_times, _ = decode_frames(path, REQUEST, "torchcodec")
+        info = probe_video(path)
+        for part_s, ahead in ((1.3, 2), (100.0, 1), (0.5, 6)):
+            pool = NvdecPool(torch.device("cpu"), engines=3, part_s=part_s, parts_ahead=ahead)
+            request = DecodeRequest(**{**REQUEST.__dict__, "chunk_frames": 5})
+            chunks = list(pool.decode(VideoSource.from_path(path), info, request))
+            pool.close()
+            np.testing.assert_array_equal(torch.cat([c.frames for c in chunks]).numpy(), expected)
+            np.testing.assert_allclose(np.concatenate([c.times for c in chunks]), expected_times, atol=1e-6)
+            assert [c.first for c in chunks] == list(np.cumsum([0] + [len(c.times) for c in chunks[:-1]]))
+            assert max(len(c.times) for c in chunks) <= 5
+            assert {c.total for c in chunks} == {len(expected)}
