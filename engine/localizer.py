@@ -173,12 +173,19 @@ class Localizer:
 
         progress("decoding", 0.0)
         try:
-            with self.frames(source, limits, cancelled) as (info, decoder, chunks):
-                return info, decoder, self.extractor.features(chunks, report)
+            return self._extract(source, limits, cancelled, report, use_nvdec=True)
         except NvdecFallbackError as error:
             log.warning("%s; decoding it with %s instead", error, self.cpu_decoder)
-        with self.frames(source, limits, cancelled, use_nvdec=False) as (info, decoder, chunks):
-            return info, decoder, self.extractor.features(chunks, report)
+        return self._extract(source, limits, cancelled, report, use_nvdec=False)
+
+    def _extract(self, source, limits, cancelled, report, use_nvdec: bool) -> tuple[VideoInfo, str, ExtractedFeatures]:
+        """One attempt of `extract`; its decode stage includes the precheck and the child's start and probe."""
+        opened = time.perf_counter()
+        with self.frames(source, limits, cancelled, use_nvdec) as (info, decoder, chunks):
+            setup_ms = (time.perf_counter() - opened) * 1000
+            extracted = self.extractor.features(chunks, report)
+        extracted.decode_ms += setup_ms
+        return info, decoder, extracted
 
     @torch.inference_mode()
     def localize(

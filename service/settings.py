@@ -145,6 +145,7 @@ OTHER_TOOLS_VARIABLES = {
     "TZN_MODELS_DIR": "docker-compose.yml",
     "TZN_WHEELS": "bench/device/gpu_check.sh",
     "TZN_THUMOS_ANNOTATIONS": "experiments/",
+    "TZN_PARITY_MEDIA": "tests/conftest.py, bench/device/",
 }
 
 

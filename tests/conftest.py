@@ -129,7 +129,7 @@ PARITY_FORMATS = {
 
 
 @pytest.fixture(scope="session")
-def parity_media(tmp_path_factory, camera_footage) -> dict[str, Path]:
+def parity_media(tmp_path_factory, request) -> dict[str, Path]:
     """Real footage in every format of PARITY_FORMATS, plus opencv-doc's vtest.avi (MPEG-4 Part 2) and tree.avi
     (Cinepak, RGB). TZN_PARITY_MEDIA names a folder of these files made elsewhere (a GPU host without ffmpeg)."""
     given = os.environ.get("TZN_PARITY_MEDIA")
@@ -137,6 +137,7 @@ def parity_media(tmp_path_factory, camera_footage) -> dict[str, Path]:
         return {path.name: path for path in sorted(Path(given).iterdir())}
     if shutil.which("ffmpeg") is None:
         pytest.skip("needs the ffmpeg binary (apt install ffmpeg) or TZN_PARITY_MEDIA")
+    camera_footage = request.getfixturevalue("camera_footage")
     root = tmp_path_factory.mktemp("parity")
     for name, options in PARITY_FORMATS.items():
         scale = [] if "-vf" in options else ["-vf", "scale=640:360"]

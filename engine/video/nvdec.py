@@ -14,7 +14,7 @@ to the CPU all the same is refused (NvdecFallbackError): its frames are never se
 the video on the CPU instead, naming that decoder.
 
 The frames are those on screen at the ticks (engine/video/sampling.py), fitted by the one resize rule
-(engine/video/frames.py); torchcodec's CUDA colour conversion truncates, which the rule compensates.
+(engine/video/frames.py, which also says why torchcodec's truncating colour conversion is used as it is).
 
 Decoding here is not isolated in a child process: the container precheck and the stream's info were read in
 the isolated child before (engine/video/decode.py), the time limit and cancellation are checked between
@@ -79,7 +79,7 @@ class NvdecPool:
             if on_gpu else device  # fmt: skip
         self.engines = engines or (engines_of(self.device) if on_gpu else DEFAULT_ENGINES)
         self.part_s, self.parts_ahead = part_s, parts_ahead
-        set_nvdec_cache_capacity(max(2 * self.engines, 8))
+        set_nvdec_cache_capacity(max(20, 3 * self.engines))  # 20: torchcodec's default
         self.executor = ThreadPoolExecutor(
             self.engines, thread_name_prefix="nvdec", initializer=_use_device, initargs=(self.device,)
         )
@@ -139,10 +139,9 @@ def _decode_part(path, name, ticks, request: DecodeRequest, device, output: queu
             if stop.is_set():
                 return
             batch = decoder.get_frames_played_at(ticks[first : first + step].tolist())
-            on_gpu = device.type == "cuda"
-            if on_gpu and decoder.cpu_fallback:
+            if device.type == "cuda" and decoder.cpu_fallback:
                 raise NvdecFallbackError(f"torchcodec decoded '{name}' on the CPU: {decoder.cpu_fallback}")
-            frames = batch.data if request.size is None else fit_frames(batch.data, request.size, truncated=on_gpu)
+            frames = batch.data if request.size is None else fit_frames(batch.data, request.size)
             output.put((frames, batch.pts_seconds.cpu().numpy().astype(np.float64)))
         output.put(None)
     except BaseException as error:  # handed to the consumer, raised there

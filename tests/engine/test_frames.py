@@ -39,16 +39,6 @@ def test_the_cpu_kernel_matches_the_float_filter_the_gpu_runs():
     assert difference.abs().max() <= 8  # fixed-point rounding at the filter's overshoots
 
 
-def test_truncated_frames_lose_their_half_level_bias():
-    truth = smooth_frames(3)
-    reference = fit_frames(truth.round().to(torch.uint8), (56, 80)).float()
-    truncated = truth.floor().to(torch.uint8)  # what a converter that truncates hands over
-    plain = fit_frames(truncated, (56, 80)).float() - reference
-    compensated = fit_frames(truncated, (56, 80), truncated=True).float() - reference
-    assert plain.mean() == pytest.approx(-0.5, abs=0.1)
-    assert abs(compensated.mean()) < 0.05
-
-
 def test_anything_but_uint8_rgb_frames_is_refused():
     with pytest.raises(ValueError, match=r"\(N, H, W, 3\) uint8"):
         fit_frames(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), (4, 4))
