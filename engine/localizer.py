@@ -88,7 +88,7 @@ class Localizer:
             self.spec, settings.backbone_weights, self.device, settings.backbone_batch, settings.backbone_batch_wait_ms
         )
         on_gpu = self.device.type == "cuda"
-        self.nvdec = NvdecPool(self.device, settings.nvdec_engines, settings.nvdec_part_s, settings.nvdec_parts_ahead) \
+        self.nvdec = NvdecPool(self.device, settings.nvdec_engines, settings.nvdec_longest_part_s, settings.nvdec_parts_ahead) \
             if on_gpu and settings.gpu_decode and settings.decoder != "decord" else None  # fmt: skip
         self.cpu_decoder = cpu_decoder(settings.decoder, on_gpu)
         self.head_lock = threading.Lock()  # one head at a time (the backbone batches across requests)

@@ -45,10 +45,12 @@ class DeviceSettings(BaseModel):
         0, ge=0, description="frames (2D backbones) or clips (3D) per backbone batch; 0: 64/8 on CPU, 512/64 on CUDA"
     )
     backbone_batch_wait_ms: float = Field(
-        4.0, ge=0, description="on CUDA: how long a backbone batch waits to be filled by concurrent requests"
+        1.0, ge=0, description="on CUDA: how long a backbone batch waits to be filled by concurrent requests"
     )
     nvdec_engines: int = Field(0, ge=0, description="NVDEC decoders run at once; 0: the GPU's engine count")
-    nvdec_part_s: float = Field(5.0, gt=0, description="seconds of video per NVDEC decoding part")
+    nvdec_longest_part_s: float = Field(
+        60.0, gt=0, description="longest part of a video one NVDEC engine decodes (a video alone gets every engine)"
+    )
     nvdec_parts_ahead: int = Field(6, ge=1, description="NVDEC parts of one video decoded ahead of its backbone")
     temp_dir: Path | None = Field(
         None, description="decoders' scratch folders and spooled uploads; default: the system's"

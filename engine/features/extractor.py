@@ -53,7 +53,7 @@ class FeatureExtractor:
         weights: str | Path | None,
         device: torch.device,
         batch: int = 0,
-        batch_wait_ms: float = 4.0,
+        batch_wait_ms: float = 1.0,
     ):
         self.spec, self.device = spec, device
         backbone, self.weights = build_backbone(spec.name, weights)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+
 def fit_frames(frames: Tensor, size: tuple[int, int]) -> Tensor:
     """(N, H, W, 3) uint8 RGB -> (N, size[0], size[1], 3) uint8 RGB on the same device: antialiased bicubic
     resize in RGB, rounded."""

@@ -3,9 +3,11 @@ never copied to the host.
 
 One `NvdecPool` per GPU serves every request: `engines` worker threads (as many as the GPU has NVDEC engines,
 `engines_of`, or the TZN_NVDEC_ENGINES setting), each decoding one part of one video at a time. A video is
-cut into parts of about `part_s` seconds of its sampling ticks; each part is decoded by its own torchcodec
-decoder, which starts at the keyframe before its first tick, so a long video spreads over free engines and
-the parts together give exactly the frames one decoder would. A request keeps at most `parts_ahead` parts in
+cut into parts of its sampling ticks; each part is decoded by its own torchcodec decoder, which starts at the
+keyframe before its first tick, so the parts together give exactly the frames one decoder would. A part costs
+CPU besides the GPU (its decoder scans the file's packets when it opens), so a video gets as many parts as
+it can have engines: all of them when it is alone, one when the engines are shared by as many videos
+(`part_length_s`). Parts are at most `longest_part_s` long and a request keeps at most `parts_ahead` in
 flight, so its frames waiting on the GPU stay bounded whatever the video's length; decoders' hardware
 sessions are reused across parts and requests through torchcodec's NVDEC cache.
 
@@ -61,6 +63,12 @@ def engines_of(device: torch.device) -> int:
     return DEFAULT_ENGINES
 
 
+def part_length_s(duration_s: float, engines_free: float, shortest_s: float = 2.0, longest_s: float = 60.0) -> float:
+    """Seconds of video per part: the video spread over the engines it can have, no part shorter than
+    `shortest_s` (below which opening a decoder costs more than it saves) nor longer than `longest_s`."""
+    return min(max(duration_s / max(engines_free, 1.0), shortest_s), longest_s)
+
+
 def split_ticks(ticks: np.ndarray, fps: float, part_s: float) -> list[np.ndarray]:
     """Consecutive parts of `ticks`, about `part_s` seconds each (the last may be shorter; at least one)."""
     per_part = max(1, int(round(part_s * fps)))
@@ -71,14 +79,16 @@ class NvdecPool:
     """See the module's docstring. `decode` is safe to call from many threads. On a CPU device (tests of the
     pool's logic where no GPU is present) the same parts run through torchcodec on the CPU."""
 
-    def __init__(self, device: torch.device, engines: int = 0, part_s: float = 5.0, parts_ahead: int = 6):
+    def __init__(self, device: torch.device, engines: int = 0, longest_part_s: float = 60.0, parts_ahead: int = 6):
         from torchcodec.decoders import set_nvdec_cache_capacity
 
         on_gpu = device.type == "cuda"
         self.device = torch.device("cuda", device.index if device.index is not None else torch.cuda.current_device()) \
             if on_gpu else device  # fmt: skip
         self.engines = engines or (engines_of(self.device) if on_gpu else DEFAULT_ENGINES)
-        self.part_s, self.parts_ahead = part_s, parts_ahead
+        self.longest_part_s, self.parts_ahead = longest_part_s, parts_ahead
+        self.videos = 0  # videos being decoded now
+        self.videos_lock = threading.Lock()
         set_nvdec_cache_capacity(max(20, 3 * self.engines))  # 20: torchcodec's default
         self.executor = ThreadPoolExecutor(
             self.engines, thread_name_prefix="nvdec", initializer=_use_device, initargs=(self.device,)
@@ -98,7 +108,11 @@ class NvdecPool:
         deadline = time.monotonic() + request.timeout_s
         begin_s = info.frame_times[0] if info.frame_times else 0.0
         ticks = sample_ticks(begin_s, info.duration_s, request.fps)
-        parts = split_ticks(ticks, request.fps, self.part_s)
+        with self.videos_lock:
+            self.videos += 1
+            engines_free = self.engines / self.videos
+        part_s = part_length_s(info.duration_s - begin_s, engines_free, longest_s=self.longest_part_s)
+        parts = split_ticks(ticks, request.fps, part_s)
         stop = threading.Event()
         outputs: list[queue.Queue] = []
         first = 0
@@ -111,9 +125,11 @@ class NvdecPool:
                     first += len(times)
         finally:
             stop.set()
+            with self.videos_lock:
+                self.videos -= 1
 
     def _submit(self, source: VideoSource, ticks: np.ndarray, request: DecodeRequest, stop: threading.Event):
-        output: queue.Queue = queue.Queue()  # unbounded: a part is at most part_s of frames at the backbone's size
+        output: queue.Queue = queue.Queue()  # unbounded: a part is at most longest_part_s at the backbone's size
         self.executor.submit(_decode_part, source.local_path, source.name, ticks, request, self.device, output, stop)
         return output
 

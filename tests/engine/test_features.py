@@ -73,7 +73,7 @@ def test_the_cpu_and_the_gpu_chunking_give_the_same_clips_times_and_padding(walk
     on a GPU host (its batch sizes) but on the CPU: the same features, clip times and padding."""
     frames, times, _ = decode_frames(walk, REQUEST)
     cpu = FeatureExtractor(SPEC, None, torch.device("cpu"))
-    gpu_shaped = FeatureExtractor(SPEC, None, torch.device("cpu"), batch=512, batch_wait_ms=4.0)
+    gpu_shaped = FeatureExtractor(SPEC, None, torch.device("cpu"), batch=512, batch_wait_ms=1.0)
     cpu_cuts = list(range(256, len(frames), 256))
     parts = split_ticks(times, SPEC.sample_fps, part_s=1.3)
     gpu_cuts = np.cumsum([len(part) for part in parts])[:-1].tolist()
@@ -120,8 +120,8 @@ def test_the_nvdec_pool_gives_the_frames_of_one_decoder_in_time_order(media, wal
     for path in (media / "vfr.mp4", walk):
         expected, expected_times, _ = decode_frames(path, REQUEST, "torchcodec")
         info = probe_video(path)
-        for part_s, ahead in ((1.3, 2), (100.0, 1), (0.5, 6)):
-            pool = NvdecPool(torch.device("cpu"), engines=3, part_s=part_s, parts_ahead=ahead)
+        for longest_s, ahead in ((2.0, 2), (100.0, 1), (2.0, 6)):
+            pool = NvdecPool(torch.device("cpu"), engines=3, longest_part_s=longest_s, parts_ahead=ahead)
             request = DecodeRequest(**{**REQUEST.__dict__, "chunk_frames": 5})
             chunks = list(pool.decode(VideoSource.from_path(path), info, request))
             pool.close()
