@@ -56,7 +56,7 @@ fi
 
 if wants tests; then
     echo "== CUDA-marked tests: NVDEC against the CPU decoders, the CUDA-graph head"
-    timeout 240 "$PYTHON" -m pytest -q -rs -x -m cuda -p no:cacheprovider tests/engine/test_nvdec.py \
+    timeout 240 "$PYTHON" -m pytest -q -rs -m cuda -p no:cacheprovider tests/engine/test_nvdec.py \
         tests/model/test_graphs.py tests/model/test_postprocess.py 2>&1 | tee "$OUT_DIR/cuda_tests.log" | tail -30
 fi
 
@@ -67,7 +67,7 @@ fi
 
 if wants http; then
     echo "== the served path through HTTP: tzn serve (default settings), client processes, the NVDEC limit"
-    timeout 330 "$PYTHON" bench/http_load.py --seconds 60 --clients "${TZN_LOAD_CLIENTS:-1,2,4,8,16}" --requests 2 --out "$OUT_DIR/http" \
+    timeout 330 "$PYTHON" bench/http_load.py --seconds 60 --clients 1,2,4,8,16 --requests 2 --out "$OUT_DIR/http" \
         2>&1 | tee "$OUT_DIR/http_load.log" | grep -v "^WARNING"
     tail -40 "$OUT_DIR/http/server.log" > "$OUT_DIR/server_tail.log" 2>/dev/null || true
 fi

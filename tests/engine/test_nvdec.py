@@ -68,16 +68,22 @@ def test_gpu_features_and_answers_match_the_cpu_path(gpu, cpu, parity_media):
         _, _, theirs = cpu.extract(VideoSource.from_path(path), LIMITS)
         relative = (ours.features.float().cpu() - theirs.features).norm() / theirs.features.norm()
         assert relative <= 0.01, (name, float(relative))
-        # the same actions: those scored clearly above the threshold on either side (a segment scored 0.201 on
-        # one and 0.199 on the other is the threshold's doing), each within a feature step and 0.02 in score
+        # the same actions: every action one side scores clearly above the threshold (0.22) has its twin on the
+        # other side among those above 0.18, so that a segment scored 0.201 on one side and 0.199 on the other,
+        # the threshold's doing, does not count as a different answer
         found = gpu.localize(VideoSource.from_path(path), LIMITS, min_score=0.18).segments
         expected = cpu.localize(VideoSource.from_path(path), LIMITS, min_score=0.18).segments
-        clear = [s for s in found if s["score"] >= 0.22], [s for s in expected if s["score"] >= 0.22]
-        assert len(clear[0]) == len(clear[1]), name
-        for a, b in zip(*(sorted(side, key=lambda s: (s["label"], s["start_s"])) for side in clear), strict=True):
-            assert a["label"] == b["label"], name
-            assert abs(a["start_s"] - b["start_s"]) <= step_s and abs(a["end_s"] - b["end_s"]) <= step_s, name
-            assert a["score"] == pytest.approx(b["score"], abs=0.02), name
+        for ours, theirs in ((found, expected), (expected, found)):
+            for action in (s for s in ours if s["score"] >= 0.22):
+                assert any(same_action(action, other, step_s) for other in theirs), (name, action)
+
+
+def same_action(a: dict, b: dict, step_s: float) -> bool:
+    """Same label, boundaries within one feature step, score within 0.02."""
+    return (
+        a["label"] == b["label"] and abs(a["start_s"] - b["start_s"]) <= step_s
+        and abs(a["end_s"] - b["end_s"]) <= step_s and abs(a["score"] - b["score"]) <= 0.02
+    )  # fmt: skip
 
 
 def test_a_cancelled_nvdec_request_stops_and_ends_cancelled(gpu, parity_media):
