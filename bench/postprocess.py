@@ -36,7 +36,7 @@ def tensor_loop_soft_nms(segments, scores, labels, settings: PostprocessConfig =
     segments, scores = segments.float(), scores.float()
     count = scores.numel()
     candidate_ids = torch.arange(count, device=scores.device)
-    remaining = torch.where(scores >= settings.min_score, scores, float("-inf"))
+    remaining = torch.where(scores >= settings.score_floor, scores, float("-inf"))
     picks = min(settings.max_segments, count)
     picked_ids = torch.zeros(picks, dtype=torch.long, device=scores.device)
     picked_scores = torch.zeros(picks, device=scores.device)
@@ -54,7 +54,7 @@ def tensor_loop_soft_nms(segments, scores, labels, settings: PostprocessConfig =
         if settings.multiclass:
             weight = torch.where(labels == labels[best], weight, torch.ones_like(weight))
         remaining = remaining * weight
-        remaining = torch.where((remaining >= settings.min_score) & (candidate_ids != best), remaining, float("-inf"))
+        remaining = torch.where((remaining >= settings.score_floor) & (candidate_ids != best), remaining, float("-inf"))
     found = torch.isfinite(picked_scores)
     picked_ids, picked_scores = picked_ids[found], picked_scores[found]
     return Detections(segments[picked_ids], picked_scores, labels[picked_ids])

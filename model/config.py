@@ -85,10 +85,12 @@ class PostprocessConfig(BaseModel):
     """Decoding, boundary snapping and Soft-NMS settings (`model.postprocess`); ActionFormer's THUMOS14 defaults.
 
     The one place these names and defaults are written: training saves them with the checkpoint, and every
-    runtime (`tzn predict`, the service) decodes with them.
+    runtime (`tzn predict`, the service) decodes with them. `score_floor` is written `min_score` in configs and
+    checkpoints, ActionFormer's key; in code it has its own name, so that it is not taken for the answers'
+    `min_score` filter.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
 
     snap: bool = Field(True, description="snap boundaries with the boundary head (BDR or classification)")
     bdr_decode: Literal["votes", "crossings"] = Field(
@@ -111,7 +113,9 @@ class PostprocessConfig(BaseModel):
     duration_thresh: float = Field(0.05, ge=0, description="shortest segment, level-0 steps")
     iou_threshold: float = Field(0.1, ge=0, le=1, description="linear/hard Soft-NMS: decay where tIoU >= this")
     sigma: float = Field(0.5, ge=1e-6, description="gaussian Soft-NMS: decay exp(-iou^2 / sigma)")
-    min_score: float = Field(0.001, ge=0, description="segments whose decayed score falls below this are dropped")
+    score_floor: float = Field(
+        0.001, ge=0, alias="min_score", description="Soft-NMS drops segments whose decayed score falls below this"
+    )
     max_segments: int = Field(200, ge=0, description="segments kept per video")
     method: Literal["gaussian", "linear", "hard"] = "gaussian"
     multiclass: bool = Field(True, description="decay only candidates of the picked segment's label")

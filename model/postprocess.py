@@ -121,12 +121,12 @@ def pairwise_tiou(segments: Tensor, others: Tensor) -> Tensor:
 def soft_nms(segments: Tensor, scores: Tensor, labels: Tensor, settings: PostprocessConfig = DEFAULTS) -> Detections:
     """Soft-NMS over (N, 2) segments, (N,) scores, (N,) labels -> at most `max_segments`, best first, on the CPU.
 
-    Settings used (`model.config.PostprocessConfig`): iou_threshold, sigma, min_score, max_segments, method,
+    Settings used (`model.config.PostprocessConfig`): iou_threshold, sigma, score_floor, max_segments, method,
     multiclass, voting_thresh.
     Repeatedly picks the best remaining candidate (its current, decayed score is reported; ties go to the
     earlier candidate) and decays the others by their tIoU with it: gaussian `exp(-iou^2 / sigma)` for every
     candidate (ActionFormer ignores `iou_threshold` here), linear `1 - iou` and hard `0` only where
-    `iou >= iou_threshold`. Candidates whose score falls below `min_score` are dropped, and so are those below
+    `iou >= iou_threshold`. Candidates whose score falls below `score_floor` are dropped, and so are those below
     it from the start, and so are candidates whose score or segment is not finite (nor do they vote).
     `multiclass`: only candidates with the picked label are decayed, the same result as ActionFormer's
     per-class Soft-NMS followed by a global top-`max_segments`.
@@ -177,7 +177,7 @@ def _soft_nms_picks(
     best remaining score is highest (the earlier candidate on a tie), records that candidate and decays its
     group only (`_Group.decay`).
     """
-    alive = np.flatnonzero((scores >= np.float32(settings.min_score)) & finite)  # the others can never be picked
+    alive = np.flatnonzero((scores >= np.float32(settings.score_floor)) & finite)  # the others can never be picked
     if len(alive) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     keys = labels[alive] if settings.multiclass else np.zeros(len(alive), dtype=np.int64)
@@ -245,9 +245,9 @@ class _Group:
         else:
             weight = (iou < settings.iou_threshold).astype(np.float32)
         remaining = self.remaining[near]  # a view: the updates below land in self.remaining
-        with np.errstate(invalid="ignore"):  # -inf * 0 is NaN, and NaN >= min_score is False: still dropped
+        with np.errstate(invalid="ignore"):  # -inf * 0 is NaN, and NaN >= score_floor is False: still dropped
             remaining *= weight
-        remaining[~(remaining >= np.float32(settings.min_score))] = -np.inf
+        remaining[~(remaining >= np.float32(settings.score_floor))] = -np.inf
         self.remaining[pick] = -np.inf
         return self.best()
 

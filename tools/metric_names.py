@@ -4,7 +4,7 @@ A dashboard query on a misspelled or removed metric returns no data rather than 
 unnoticed; this check catches it, against the exposition text of a freshly built `ServiceMetrics` in the
 tests, or against a live service:
 
-    python -m service.metric_names --metrics http://localhost:8000/metrics \
+    python -m tools.metric_names --metrics http://localhost:8000/metrics \
         deploy/grafana/dashboards/tzn.json deploy/prometheus/alerts.yml
 """
 

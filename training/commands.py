@@ -33,8 +33,8 @@ def register(
     """Adds this package's subcommands; each sets `handler` to a function(args) -> exit code.
 
     `load_head` loads exported heads for `tzn predict --runtime onnxruntime|tensorrt` and `write_timelines`
-    draws `tzn predict --plot` (the dispatcher passes `service.runners.load_head` and
-    `service.timeline.write_prediction_timelines`, so that training does not import the service)."""
+    draws `tzn predict --plot` (the dispatcher passes `engine.heads.load_head` and
+    `viz.timeline.write_prediction_timelines`, so that training imports neither)."""
     train = subcommands.add_parser("train", help="train a TZN on pre-extracted features (resumes a run directory)")
     train.add_argument("--config", required=True, type=Path, help="training config (YAML)")
     train.add_argument("--annotations", type=Path, help="annotation JSON (overrides data.annotations)")

@@ -2,8 +2,8 @@
 
 Each picture shows a video's predictions (one row per label, opacity = score) over its annotated ground
 truth, the ATR depth per feature position and, for BDR models, the boundary fields. Feature runs have no
-frames, so there is no thumbnail strip. The drawing is `service.timeline.write_prediction_timelines`, the
-same as `tzn localize --plot`; the `tzn` dispatcher passes it in, so that training does not import the service.
+frames, so there is no thumbnail strip. The drawing is `viz.timeline.write_prediction_timelines`, the
+same as `tzn localize --plot`; the `tzn` dispatcher passes it in, so that training does not import viz/.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Run a checkpoint over a split: ActivityNet results JSON and what the run cost (`tzn predict`).
 
 The head is a `model.head.Head`: the loaded TZN (`TorchHead`, soft or hard ATR execution) or an exported
-model (onnxruntime, TensorRT) from the loader the `tzn` dispatcher passes in (`service.runners.load_head`;
+model (onnxruntime, TensorRT) from the loader the `tzn` dispatcher passes in (`engine.heads.load_head`;
 training does not import the service). Features to segments is `model.postprocess.video_segments`, with the
 settings the training run saved in the checkpoint (`head.postprocess`), the same call the service makes.
 """
@@ -114,7 +114,7 @@ def predict(
         if runtime == "tensorrt" and engine is None:
             raise PredictError("--runtime tensorrt needs --engine FILE")
         if load_head is None:
-            raise PredictError(f"runtime {runtime!r} needs a head loader (service.runners.load_head)")
+            raise PredictError(f"runtime {runtime!r} needs a head loader (engine.heads.load_head)")
         head = load_head(runtime, onnx=onnx, engine=engine)
     spec = config.features
     dataset = FeatureDataset(

@@ -1,4 +1,4 @@
-"""service.runners: the onnxruntime head (TensorRT: tests/export/test_tensorrt.py) against the torch head."""
+"""engine/heads.py: the onnxruntime head (TensorRT: tests/export/test_tensorrt.py) against the torch head."""
 
 import shutil
 
