@@ -24,20 +24,25 @@ DEMO_VIDEO = DEMO_CHECKPOINT.parent / "sample.mp4"
 
 
 class LocalizeSettings(BaseModel):
-    """POST /localize: what one request may be, and how many are worked on at once."""
+    """POST /localize: what one request may be, and what it gets by default."""
 
     max_upload_mb: float = Field(512.0, gt=0, description="largest upload")
     max_duration_s: float = Field(600.0, gt=0, description="longest video")
     request_timeout_s: float = Field(300.0, gt=0, description="longest processing of one request (504 beyond)")
+    min_score: float = Field(0.2, ge=0, le=1, description="default score threshold of returned segments")
+    top_k: int = Field(100, ge=1, description="default maximum number of returned segments")
+
+
+class AdmissionSettings(BaseModel):
+    """How many /localize requests are received and worked on at once, and how many may wait."""
+
+    max_concurrent_uploads: int = Field(16, ge=1, description="uploads received at once; more get 503")
     max_concurrent: int = Field(
         0, ge=0, description="requests processed at once, counted once their upload is in; 0: 2 on a CPU host, "
         "twice the NVDEC engines on a GPU host"
     )  # fmt: skip
     max_queue: int = Field(32, ge=0, description="requests waiting for a compute slot; more get 503")
     queue_timeout_s: float = Field(30.0, gt=0, description="a request that waited this long for a slot gets 503")
-    max_concurrent_uploads: int = Field(16, ge=1, description="uploads received at once; more get 503")
-    min_score: float = Field(0.2, ge=0, le=1, description="default score threshold of returned segments")
-    top_k: int = Field(100, ge=1, description="default maximum number of returned segments")
 
 
 class UploadSettings(BaseModel):
@@ -86,7 +91,7 @@ class ServerSettings(BaseModel):
 
 
 GROUPS: tuple[type[BaseModel], ...] = (
-    ModelSettings, DeviceSettings, LocalizeSettings, UploadSettings, JobSettings, ServerSettings,
+    ModelSettings, DeviceSettings, LocalizeSettings, AdmissionSettings, UploadSettings, JobSettings, ServerSettings,
 )  # fmt: skip
 
 
@@ -99,7 +104,9 @@ class RouteLimits(BaseModel):
     work: WorkLimits
 
 
-class Settings(BaseSettings, ServerSettings, JobSettings, UploadSettings, LocalizeSettings, EngineSettings):
+class Settings(
+    BaseSettings, ServerSettings, JobSettings, UploadSettings, AdmissionSettings, LocalizeSettings, EngineSettings
+):
     # An empty variable means "unset" (docker-compose passes `${TZN_X:-}` through as "").
     model_config = SettingsConfigDict(env_prefix="TZN_", extra="forbid", env_ignore_empty=True, frozen=True)
 
