@@ -44,20 +44,5 @@ class VideoTooLongError(VideoError):
         return type(self), (self.duration_s, self.limit_s, self.filename)
 
 
-class VideoTooLargeError(VideoTooLongError):
-    """The decoded frames would exceed the memory limit (a video too long for this sampling rate and size)."""
-
-    def __init__(self, frames: int, frame_bytes: int, limit_bytes: int, filename: str = "video"):
-        self.frames, self.frame_bytes, self.limit_bytes, self.filename = frames, frame_bytes, limit_bytes, filename
-        VideoError.__init__(
-            self,
-            f"'{filename}' would decode to {frames} frames ({frames * frame_bytes / 2**20:.0f} MiB); the limit is "
-            f"{limit_bytes / 2**20:.0f} MiB: send a shorter video or sample fewer frames per second",
-        )
-
-    def __reduce__(self):
-        return type(self), (self.frames, self.frame_bytes, self.limit_bytes, self.filename)
-
-
 class JobCancelledError(Exception):
     """The work was cancelled by its owner (DELETE /jobs/{id}) or the server is stopping; the decoder was ended."""

@@ -5,8 +5,8 @@
     found.segments, found.timing_ms, found.flops, found.decoder
 
 The one path `POST /localize`, `POST /jobs`, `tzn localize`, `tzn extract-features` and `tzn batch` run:
-- frames: engine/video (the container precheck and the stream's info in an isolated child, then decord or
-  torchcodec in that child, or NVDEC in this process on a GPU host; engine/video/choice.py picks);
+- frames: engine/video (the container precheck here and the stream's info in an isolated child, then decord
+  or torchcodec in that child, or NVDEC in this process on a GPU host; engine/video/choice.py picks);
 - features: engine/features (one clip windower; the backbone on the CPU or the GPU);
 - head: a `model.head.Head` (torch, CUDA graphs, onnxruntime, TensorRT: engine/heads.py), one at a time;
 - segments: `model.postprocess.video_segments`, the step `tzn predict` shares.
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.errors import JobCancelledError
+from engine.errors import JobCancelledError, VideoTimeoutError
 from engine.features.extractor import ExtractedFeatures, FeatureExtractor
 from engine.heads import load_head
 from engine.preflight import backbone_for, resolve_device
@@ -145,7 +145,7 @@ class Localizer:
         use_nvdec: bool = True,
     ) -> Iterator[tuple[VideoInfo, str, Iterator[FrameChunk]]]:  # fmt: skip
         """(the source's info, the decoder that decodes it, its sampled frames fitted to the backbone's size):
-        the container precheck and the stream's info in the isolated child, then NVDEC or a CPU decoder."""
+        the container precheck, the stream's info from the isolated child, then NVDEC or a CPU decoder."""
         started = time.monotonic()
         request = DecodeRequest(
             fps=self.spec.sample_fps, size=(self.spec.size,) * 2, chunk_frames=self.settings.chunk_frames,
@@ -158,7 +158,11 @@ class Localizer:
                 yield decoding.info, decoding.decoder, decoding.chunks()
                 return
             left = DecodeRequest(**{**request.__dict__, "timeout_s": limits.timeout_s - (time.monotonic() - started)})
-            yield decoding.info, "torchcodec-nvdec", nvdec.decode(source, decoding.info, left, cancelled)
+            chunks = nvdec.decode(source, decoding.info, left, cancelled)
+            try:
+                yield decoding.info, "torchcodec-nvdec", chunks
+            finally:  # the parts stop decoding now, not when the generator is collected
+                chunks.close()
 
     def extract(
         self, source: VideoSource, limits: WorkLimits, progress: Progress = lambda stage, share: None,
@@ -172,11 +176,16 @@ class Localizer:
             progress("features", FEATURES_SHARE * share)
 
         progress("decoding", 0.0)
+        started = time.monotonic()
         try:
             return self._extract(source, limits, cancelled, report, use_nvdec=True)
         except NvdecFallbackError as error:
             log.warning("%s; decoding it with %s instead", error, self.cpu_decoder)
-        return self._extract(source, limits, cancelled, report, use_nvdec=False)
+        left = limits.timeout_s - (time.monotonic() - started)  # one time limit for both attempts
+        if left <= 0:
+            raise VideoTimeoutError(f"decoding '{source.name}' took longer than {limits.timeout_s:g} s and was stopped")
+        retry = WorkLimits(max_duration_s=limits.max_duration_s, timeout_s=left)
+        return self._extract(source, retry, cancelled, report, use_nvdec=False)
 
     def _extract(self, source, limits, cancelled, report, use_nvdec: bool) -> tuple[VideoInfo, str, ExtractedFeatures]:
         """One attempt of `extract`; its decode stage includes the precheck and the child's start and probe."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from fastapi import Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 
 from engine.errors import VideoError
 from engine.video.container import precheck
@@ -53,7 +54,7 @@ def failure_response(request_id: str, error: BaseException, settings) -> Respons
     if not isinstance(error, RequestError | VideoError):
         return internal_error(request_id, error)
     status, code = error_status(error)
-    return error_response(status, code, str(error), retry_after(settings) if status == 503 else None)
+    return error_response(status, code, str(error), retry_after(settings) if status in (503, 507) else None)
 
 
 class IntakeRoute(APIRoute):
@@ -157,7 +158,7 @@ async def receive_upload(
         if upload.size == 0:
             raise EmptyUpload("empty_video", f"'{upload.source.name}' is empty (0 bytes)")
         if prechecked:
-            precheck(upload.source)  # refuse what is plainly no video now
+            await run_in_threadpool(precheck, upload.source)  # refuse what is plainly no video now
     except BaseException:
         upload.remove()
         raise

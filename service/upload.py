@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from engine.video.source import VideoSource
@@ -236,12 +237,12 @@ async def _receive_form(boundary: bytes, stream, limit: int, in_memory: bool, di
             raise BadRequest("bad_form", "the multipart body is empty or malformed")
         if state.video is None:
             raise BadRequest("bad_form", "no 'video' field: send the file as -F video=@FILE")
-    except RequestError:
-        state.discard()
-        raise
-    except Exception as error:  # python-multipart raises its own parse errors
+    except FormParserError as error:  # python-multipart's own parse errors
         state.discard()
         raise BadRequest("bad_form", f"malformed multipart body: {error}") from None
+    except BaseException:  # ours (RequestError), a disk or memory error, a cancelled request: nothing is left
+        state.discard()
+        raise
     return Upload(state.video, state.video_size, state.fields)
 
 

@@ -259,10 +259,14 @@ def preload_modules() -> list[str]:
     """What the fork server imports once, so that children start with it loaded.
 
     The decoders (decord's and torchcodec's FFmpeg take 0.2-0.5 s to import; neither starts threads at import,
-    so forking after them is safe) and torch (the child fits frames to the backbone's size). Every child also
-    re-imports the parent's __main__ (multiprocessing's `prepare`), so that module is named too.
+    so forking after them is safe), torch (the child fits frames to the backbone's size), and the modules of the
+    children's own functions: a child that imports anything after the fork was seen to wait ~0.2 s on an import
+    lock in `tzn serve`. Every child also re-imports the parent's __main__ (multiprocessing's `prepare`), so
+    that module is named too.
     """
-    modules = ["engine.video.readers", "decord", "torch", "torchcodec.decoders"]
+    modules = ["multiprocessing.popen_forkserver", "engine.video.child", "engine.video.decode", "engine.video.readers",
+               "decord", "torch",
+               "torchcodec.decoders"]  # fmt: skip
     modules += [name for name in ("torchvision", "onnxruntime") if name in sys.modules]
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     if spec is not None and spec.name and not spec.name.endswith("__main__"):

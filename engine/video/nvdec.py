@@ -12,15 +12,17 @@ flight, so its frames waiting on the GPU stay bounded whatever the video's lengt
 sessions are reused across parts and requests through torchcodec's NVDEC cache.
 
 Only streams NVDEC decodes itself come here (engine/video/choice.py). A torchcodec decoder that falls back
-to the CPU all the same is refused (NvdecFallbackError): its frames are never served, and the caller decodes
-the video on the CPU instead, naming that decoder.
+to the CPU all the same, or fails on the GPU, is refused (NvdecFallbackError): its frames are never served,
+and the caller decodes the video on the CPU instead, naming that decoder (a corrupt file then fails there, in
+the isolated child, with the error the CPU path gives it).
 
 The frames are those on screen at the ticks (engine/video/sampling.py), fitted by the one resize rule
 (engine/video/frames.py, which also says why torchcodec's truncating colour conversion is used as it is).
 
-Decoding here is not isolated in a child process: the container precheck and the stream's info were read in
-the isolated child before (engine/video/decode.py), the time limit and cancellation are checked between
-chunks, but a hardware decoder that hangs inside one call cannot be interrupted.
+Decoding here is not isolated in a child process: the container precheck ran in this process and the
+stream's info was read in the isolated child before (engine/video/decode.py); the time limit and
+cancellation are checked between chunks, but a hardware decoder that hangs inside one call cannot be
+interrupted.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ _POLL_S = 0.2
 
 
 class NvdecFallbackError(RuntimeError):
-    """torchcodec decoded on the CPU although NVDEC was asked for."""
+    """NVDEC did not decode the video: torchcodec fell back to the CPU, or failed on the GPU."""
 
 
 def engines_of(device: torch.device) -> int:
@@ -160,6 +162,11 @@ def _decode_part(path, name, ticks, request: DecodeRequest, device, output: queu
             frames = batch.data if request.size is None else fit_frames(batch.data, request.size)
             output.put((frames, batch.pts_seconds.cpu().numpy().astype(np.float64)))
         output.put(None)
+    except NvdecFallbackError as error:
+        output.put(error)
+    except Exception as error:  # the CPU decoder, isolated, decides what the file is: the caller decodes it there
+        detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        output.put(NvdecFallbackError(f"NVDEC could not decode '{name}' ({type(error).__name__}: {detail})"))
     except BaseException as error:  # handed to the consumer, raised there
         output.put(error)
 

@@ -9,6 +9,7 @@ torchcodec: the same frames.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +23,18 @@ from engine.video.info import StreamFormat, describe_pixel_format
 from engine.video.sampling import sample_indices, sample_ticks
 
 CPU_DECODERS = ("decord", "torchcodec")
+
+
+def _prime_abc_caches() -> None:
+    """decord converts every argument with isinstance checks against numbers.Integral and numbers.Number. The
+    first check of a type walks every class registered under those ABCs: with torch's modules loaded, about
+    0.15 s, which every decoder child paid again (the cache lives in the process). Made once here, in the fork
+    server that preloads this module (engine/video/child.py), the children inherit the answers."""
+    for value in ("", 0, 0.0, True, b"", bytearray(), None, ()):
+        isinstance(value, numbers.Integral), isinstance(value, numbers.Number)
+
+
+_prime_abc_caches()
 
 
 def open_decord(path: str, name: str):

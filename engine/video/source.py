@@ -29,7 +29,7 @@ class VideoSource:
     @classmethod
     def in_memory(cls, name: str) -> VideoSource:
         """An empty memory file to write the upload into (`write`)."""
-        return cls(name, fd=os.memfd_create(f"tzn-{name}"[:200], os.MFD_CLOEXEC))
+        return cls(name, fd=os.memfd_create("tzn-upload", os.MFD_CLOEXEC))  # the name is only for /proc listings
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str) -> VideoSource:
@@ -58,10 +58,11 @@ class VideoSource:
             return file.read(length)
 
     def for_child(self) -> tuple[str, object]:
-        """What the decoder child receives (pickled when it starts): the path, or a duplicate descriptor."""
+        """What the decoder child receives (pickled when it starts): the path, or the memory file's descriptor,
+        duplicated into the child as it is launched."""
         if self.path is not None:
             return "path", str(self.path)
-        return "fd", reduction.DupFd(self.fd)
+        return "fd", _LaunchDescriptor(self.fd)
 
     def close(self) -> None:
         """Frees a memory file (a path's file belongs to whoever made it)."""
@@ -70,9 +71,23 @@ class VideoSource:
             self.fd = -1
 
 
+class _LaunchDescriptor:
+    """A descriptor that travels with the child's launch: pickled while multiprocessing starts the child, it
+    joins the descriptors the fork server hands over, so nothing is kept for a child that never starts (the
+    resource sharer, multiprocessing's other way, holds a duplicate until the child asks for it)."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def __reduce__(self):
+        return _inherited, (reduction.DupFd(self.fd),)
+
+
+def _inherited(duplicate) -> int:
+    return duplicate.detach()
+
+
 def child_path(handle: tuple[str, object]) -> str:
     """In the decoder child: a path to the video `for_child` described."""
     kind, value = handle
-    if kind == "path":
-        return value
-    return f"/proc/self/fd/{value.detach()}"
+    return value if kind == "path" else f"/proc/self/fd/{value}"

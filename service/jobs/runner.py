@@ -114,6 +114,8 @@ class JobRunner:
         cancelled = threading.Event()
         with self.guard:
             self.cancel_events[job.id] = cancelled
+        if self.store.get(job.id).cancel_requested:  # a DELETE that came between the claim and the line above
+            cancelled.set()
         started = time.monotonic()
         status = JobStatus.failed
         include = parse_include(job.include_traces)

@@ -9,6 +9,7 @@ TZN_MAX_CONCURRENT at once, TZN_MAX_QUEUE more waiting at most TZN_QUEUE_TIMEOUT
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -55,30 +56,35 @@ async def localize(request: Request, video: Annotated[ReceivedVideo, Depends(loc
 
 
 async def _compute(state, video: ReceivedVideo, request_id: str) -> Response:
-    """The engine in a worker thread, holding a compute slot and the upload (freed here, or when an abandoned
-    worker ends)."""
+    """The engine in a worker thread, holding a compute slot and the upload. Both are freed when the thread ends:
+    here, or later when the request is answered 504 or cancelled first, and the thread told to stop."""
     settings = state.settings
-    work = asyncio.ensure_future(
-        run_in_threadpool(
-            state.localizer.localize, video.upload.source, settings.localize_limits.work, min_score=video.min_score,
-            top_k=video.top_k, fields="boundary" in video.include, upload_ms=video.upload_ms,
-            received_at=video.received_at,
-        )
-    )  # fmt: skip
+    stop = threading.Event()
+    work = asyncio.ensure_future(run_in_threadpool(_localize, state, video, request_id, stop.is_set))
 
     def cleanup(_: Any = None) -> None:
         video.upload.remove()
         state.compute.release()
 
     try:
-        result: Localization = await asyncio.wait_for(asyncio.shield(work), settings.request_timeout_s)
-    except TimeoutError:
-        # The worker thread cannot be interrupted: its slot and its upload are freed when it ends.
-        work.add_done_callback(cleanup)
-        raise ProcessingTimeout(f"processing took longer than {settings.request_timeout_s:.0f} s") from None
-    except BaseException:
-        cleanup()
+        answer = await asyncio.wait_for(asyncio.shield(work), settings.request_timeout_s)
+    except BaseException as error:
+        stop.set()
+        work.add_done_callback(cleanup)  # runs at once if the thread is done, else when it ends
+        if isinstance(error, TimeoutError):
+            raise ProcessingTimeout(f"processing took longer than {settings.request_timeout_s:.0f} s") from None
         raise
     cleanup()
+    return JSONResponse(answer)
+
+
+def _localize(state, video: ReceivedVideo, request_id: str, cancelled) -> dict:
+    """In the worker thread: the engine's work and the answer (its traces are copied from the GPU here, not in
+    the event loop)."""
+    result: Localization = state.localizer.localize(
+        video.upload.source, state.settings.localize_limits.work, min_score=video.min_score, top_k=video.top_k,
+        fields="boundary" in video.include, upload_ms=video.upload_ms, received_at=video.received_at,
+        cancelled=cancelled,
+    )  # fmt: skip
     state.metrics.observe_localization(result)
-    return JSONResponse(answer_json(result, state.localizer, request_id, video.include))
+    return answer_json(result, state.localizer, request_id, video.include)
