@@ -31,7 +31,7 @@ from engine.video.choice import nvdec_decodes
 from engine.video.container import precheck
 from engine.video.frames import fit_frames
 from engine.video.info import VideoInfo
-from engine.video.readers import read_frames, sampled_count, stream_info
+from engine.video.readers import open_decord, read_frames, sampled_count, stream_info
 from engine.video.source import VideoSource, child_path
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -130,14 +130,15 @@ def decode_child(conn, fatal, workdir: str, request: dict[str, Any]) -> None:
     enter_workdir(workdir, fatal)
     try:
         path, name = child_path(request["source"]), request["name"]
-        info, starts, end_s = stream_info(path, name)
+        reader = open_decord(path, name)  # its index gives every path the frame times, and decord its frames
+        info, starts, end_s = stream_info(path, name, reader)
         limit = request["max_duration_s"]
         if limit is not None and info["duration_s"] > limit:
             raise VideoTooLongError(info["duration_s"], limit, name)
         conn.send(("info", info))
         decoder = request["decoder"]
         if decoder is not None and not (request["nvdec"] and nvdec_decodes(info["stream"])):
-            _send_chunks(conn, decoder, path, name, starts, end_s, request)
+            _send_chunks(conn, decoder, path, name, starts, end_s, request, reader if decoder == "decord" else None)
         conn.send(("done", None))
     except BrokenPipeError:  # the parent stopped listening (cancelled, or gone)
         pass
@@ -147,9 +148,11 @@ def decode_child(conn, fatal, workdir: str, request: dict[str, Any]) -> None:
         conn.close()
 
 
-def _send_chunks(conn, decoder: str, path: str, name: str, starts: np.ndarray, end_s: float, request: dict) -> None:
+def _send_chunks(
+    conn, decoder: str, path: str, name: str, starts: np.ndarray, end_s: float, request: dict, reader=None
+) -> None:  # fmt: skip
     total, first = sampled_count(starts, end_s, request["fps"]), 0
-    frames_iter = read_frames(decoder, path, name, starts, end_s, request["fps"], request["chunk_frames"])
+    frames_iter = read_frames(decoder, path, name, starts, end_s, request["fps"], request["chunk_frames"], reader)
     while True:
         try:
             frames, times = next(frames_iter)

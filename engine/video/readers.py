@@ -104,11 +104,11 @@ def stream_format(path: str) -> StreamFormat:
     )  # fmt: skip
 
 
-def stream_info(path: str, name: str) -> tuple[dict[str, Any], np.ndarray, float]:
+def stream_info(path: str, name: str, reader=None) -> tuple[dict[str, Any], np.ndarray, float]:
     """The source's VideoInfo fields (frame times and stream format included), its frame start times (F,) s
     and the end of its last frame, s. Frame times come from decord's index on every path, so that every decoder
-    answers with the same frame numbers."""
-    reader = open_decord(path, name)
+    answers with the same frame numbers. `reader`: a decord reader of `path` already open."""
+    reader = reader or open_decord(path, name)
     frames = len(reader)
     pts = reader.get_frame_timestamp(np.arange(frames))
     starts = pts[:, 0].astype(np.float64)
@@ -125,12 +125,14 @@ def stream_info(path: str, name: str) -> tuple[dict[str, Any], np.ndarray, float
 
 
 def read_frames(
-    decoder: str, path: str, name: str, starts: np.ndarray, end_s: float, fps: float | None, chunk: int
-) -> Iterator[tuple[Tensor, np.ndarray]]:
+    decoder: str, path: str, name: str, starts: np.ndarray, end_s: float, fps: float | None, chunk: int,
+    reader=None,
+) -> Iterator[tuple[Tensor, np.ndarray]]:  # fmt: skip
     """The frames on screen at the ticks of `fps` (every frame when None), `chunk` at a time:
-    ((n, H, W, 3) uint8 RGB at the source's size, (n,) presentation times s)."""
+    ((n, H, W, 3) uint8 RGB at the source's size, (n,) presentation times s). `reader`: a decord reader of
+    `path` already open (its index is not built twice)."""
     if decoder == "decord":
-        reader = open_decord(path, name)
+        reader = reader or open_decord(path, name)
         indices = sample_indices(starts, end_s, fps)
         for first in range(0, len(indices), chunk):
             batch = indices[first : first + chunk]
