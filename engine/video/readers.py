@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from engine.errors import EmptyVideoError, NotAVideoError, VideoDecodeError
@@ -154,7 +153,3 @@ def read_frames(
 
 def sampled_count(starts: np.ndarray, end_s: float, fps: float | None) -> int:
     return len(starts) if fps is None else len(sample_ticks(float(starts[0]), end_s, fps))
-
-
-def as_tensor(frames: Any) -> Tensor:
-    return frames if isinstance(frames, Tensor) else torch.as_tensor(np.asarray(frames))
