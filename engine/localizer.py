@@ -34,7 +34,7 @@ from engine.preflight import backbone_for, resolve_device
 from engine.settings import EngineSettings, WorkLimits
 from engine.trace import PositionTrace
 from engine.video.child import warm_up_children
-from engine.video.choice import cpu_decoder
+from engine.video.choice import NVDEC, cpu_decoder
 from engine.video.decode import DecodeRequest, Decoding, FrameChunk
 from engine.video.info import VideoInfo
 from engine.video.nvdec import NvdecFallbackError, NvdecPool
@@ -108,7 +108,7 @@ class Localizer:
     @property
     def default_decoder(self) -> str:
         """The decoder a typical (8-bit 4:2:0 H.264) video gets."""
-        return "torchcodec-nvdec" if self.nvdec is not None else self.cpu_decoder
+        return NVDEC if self.nvdec is not None else self.cpu_decoder
 
     def model_info(self, decoder: str | None = None) -> dict[str, str]:
         """The `model` object of every answer; `decoder`: the one that ran (default: `default_decoder`)."""
@@ -160,7 +160,7 @@ class Localizer:
             left = DecodeRequest(**{**request.__dict__, "timeout_s": limits.timeout_s - (time.monotonic() - started)})
             chunks = nvdec.decode(source, decoding.info, left, cancelled)
             try:
-                yield decoding.info, "torchcodec-nvdec", chunks
+                yield decoding.info, NVDEC, chunks
             finally:  # the parts stop decoding now, not when the generator is collected
                 chunks.close()
 

@@ -9,9 +9,9 @@ lingering close, as nginx does) instead of a connection reset.
 - `multipart/form-data` with the file in the field `video` and the options as fields (curl -F video=@FILE);
 - the video itself (`Content-Type: video/*` or `application/octet-stream`; curl --data-binary @FILE), its
   options in the query (`?min_score=0.3&include=depth&filename=clip.mp4`).
-The video's bytes are written as they arrive, without copies in Python: into memory (a memfd, engine/video/
-source.py) when the body's declared size is at most `memory_bytes`, else into a file spooled to `directory`
-in writes of at least a MiB. Nothing is buffered whole, so a huge upload costs at most the limit before it
+The video's bytes are written as they arrive: straight into memory (a memfd, engine/video/source.py, no copy
+in Python) when the body's declared size is at most `memory_bytes`, else into a file spooled to `directory`
+in writes of SPOOL_WRITE_BYTES (4 MiB). Nothing is buffered whole, so a huge upload costs at most the limit before it
 is refused. On any failure whatever was written is removed.
 """
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from model.backbones import SPECS
 from model.checkpoint import CheckpointConfig, FeatureSpec, save_checkpoint
 from model.config import ModelConfig
 from model.tzn import TZN
@@ -66,26 +67,28 @@ def camera_footage(tmp_path_factory) -> Path:
     pytest.skip("vtest.avi not found: apt install opencv-doc")
 
 
+def random_checkpoint(tmp_path_factory, name: str, seed: int, backbone: str, fps: float, labels: list[str]) -> Path:
+    """A CPU-size TZN with random weights (seeded) over `backbone`'s features, saved as a checkpoint."""
+    torch.manual_seed(seed)
+    input_dim = SPECS[backbone].feature_dim
+    config = ModelConfig(input_dim=input_dim, num_classes=len(labels), embed_dim=32, n_head=4, attn_block_size=16,
+                         tau_hidden=8)  # fmt: skip
+    spec = FeatureSpec(feat_stride=2, num_frames=4, default_fps=fps, backbone=backbone)
+    directory = tmp_path_factory.mktemp("checkpoint") / name
+    return save_checkpoint(TZN(config), directory, CheckpointConfig(model=config, labels=labels, features=spec))
+
+
 @pytest.fixture(scope="session")
 def small_checkpoint(tmp_path_factory) -> Path:
-    """A CPU-size TZN with random weights over resnet18-2d features: exercises the whole pipeline fast."""
-    torch.manual_seed(0)
-    config = ModelConfig(input_dim=512, num_classes=4, embed_dim=32, n_head=4, attn_block_size=16, tau_hidden=8)
-    spec = FeatureSpec(feat_stride=2, num_frames=4, default_fps=8.0, backbone="resnet18-2d")
-    directory = tmp_path_factory.mktemp("checkpoint") / "small"
+    """Over resnet18-2d features: exercises the whole pipeline fast."""
     labels = ["red_ball_swing", "green_square_rise", "blue_ring_pulse", "yellow_bar_sweep"]
-    return save_checkpoint(TZN(config), directory, CheckpointConfig(model=config, labels=labels, features=spec))
+    return random_checkpoint(tmp_path_factory, "small", 0, "resnet18-2d", 8.0, labels)
 
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A CPU-size TZN with random weights over the tiny-2d backbone: hour-long videos in seconds."""
-    torch.manual_seed(1)
-    config = ModelConfig(input_dim=64, num_classes=2, embed_dim=32, n_head=4, attn_block_size=16, tau_hidden=8)
-    spec = FeatureSpec(feat_stride=2, num_frames=4, default_fps=4.0, backbone="tiny-2d")
-    directory = tmp_path_factory.mktemp("checkpoint") / "tiny"
-    labels = ["walk", "run"]
-    return save_checkpoint(TZN(config), directory, CheckpointConfig(model=config, labels=labels, features=spec))
+    """Over the tiny-2d backbone: hour-long videos in seconds."""
+    return random_checkpoint(tmp_path_factory, "tiny", 1, "tiny-2d", 4.0, ["walk", "run"])
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,8 @@ from typing import Literal
 from engine.video.info import StreamFormat
 
 DecoderSetting = Literal["auto", "decord", "torchcodec"]
-DECODER_NAMES = ("decord", "torchcodec", "torchcodec-nvdec")  # what `model.decoder` can say
+NVDEC = "torchcodec-nvdec"
+DECODER_NAMES = ("decord", "torchcodec", NVDEC)  # what `model.decoder` can say
 NVDEC_CODECS = frozenset({"h264", "hevc", "av1", "vp9", "vp8"})
 
 
@@ -32,8 +33,9 @@ def cpu_decoder(setting: DecoderSetting, on_gpu_host: bool) -> str:
 
 
 def decoder_for(setting: DecoderSetting, stream: StreamFormat, nvdec_available: bool) -> str:
-    """The decoder that decodes `stream`: "torchcodec-nvdec" where NVDEC is available, the setting allows it
-    (auto or torchcodec) and the stream is one NVDEC decodes; else the CPU decoder."""
+    """The decoder that decodes `stream`: NVDEC where it is available, the setting allows it (auto or
+    torchcodec) and the stream is one NVDEC decodes; else the CPU decoder. The isolated child and its parent
+    both decide with it (engine/video/decode.py)."""
     if nvdec_available and setting != "decord" and nvdec_decodes(stream):
-        return "torchcodec-nvdec"
+        return NVDEC
     return cpu_decoder(setting, nvdec_available)

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from engine.errors import VideoTooLongError
 from engine.video.child import DecoderChild, DecoderRefusal, enter_workdir, report_failure
-from engine.video.choice import nvdec_decodes
+from engine.video.choice import NVDEC, decoder_for
 from engine.video.container import precheck
 from engine.video.frames import fit_frames
 from engine.video.info import VideoInfo
@@ -102,7 +102,7 @@ class Decoding:
             self.child.close()
             raise
         self.info = VideoInfo(**info)
-        self.decoder = None if decoder is None or (nvdec and nvdec_decodes(self.info.stream)) else decoder
+        self.decoder = None if decoder is None or decoder_for(decoder, self.info.stream, nvdec) == NVDEC else decoder
 
     def chunks(self) -> Iterator[FrameChunk]:
         while True:
@@ -137,7 +137,7 @@ def decode_child(conn, fatal, workdir: str, request: dict[str, Any]) -> None:
             raise VideoTooLongError(info["duration_s"], limit, name)
         conn.send(("info", info))
         decoder = request["decoder"]
-        if decoder is not None and not (request["nvdec"] and nvdec_decodes(info["stream"])):
+        if decoder is not None and decoder_for(decoder, info["stream"], request["nvdec"]) != NVDEC:
             _send_chunks(conn, decoder, path, name, starts, end_s, request, reader if decoder == "decord" else None)
         conn.send(("done", None))
     except BrokenPipeError:  # the parent stopped listening (cancelled, or gone)
