@@ -21,14 +21,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from engine.errors import JobCancelledError, VideoTimeoutError
-from engine.features.extractor import ExtractedFeatures, FeatureExtractor
+from engine.errors import ConfigurationError, JobCancelledError, VideoTimeoutError
+from engine.features.extractor import ExtractedFeatures, FeatureExtractor, FrameFeatures
 from engine.heads import load_head
 from engine.preflight import backbone_for, resolve_device
 from engine.settings import EngineSettings, WorkLimits
@@ -38,7 +38,9 @@ from engine.video.choice import NVDEC, cpu_decoder
 from engine.video.decode import DecodeRequest, Decoding, FrameChunk
 from engine.video.info import VideoInfo
 from engine.video.nvdec import NvdecFallbackError, NvdecPool
+from engine.video.sampling import Spans, sample_ticks
 from engine.video.source import VideoSource
+from engine.zoom import ZoomedPass, run_zoom, zoom_summary
 from model.checkpoint import CheckpointConfig, label_id
 from model.flops import output_flops, uniform_head_flops
 from model.postprocess import video_segments
@@ -65,6 +67,7 @@ class Localization:
     mean_depth: float | None
     realtime_factor: float
     trace: Callable[[], PositionTrace] = field(repr=False, default=lambda: None)
+    zoom: dict | None = None  # a zoom checkpoint's passes: rates, windows, frames and ms (engine/zoom.py)
 
     def positions(self) -> PositionTrace:
         """ATR depth and BDR fields per feature position, copied from the device now."""
@@ -92,6 +95,11 @@ class Localizer:
             if on_gpu and settings.gpu_decode and settings.decoder != "decord" else None  # fmt: skip
         self.cpu_decoder = cpu_decoder(settings.decoder, on_gpu)
         self.head_lock = threading.Lock()  # one head at a time (the backbone batches across requests)
+        self.zoom = ZoomedPass.load(settings.checkpoint if settings.runtime == "torch" else None, self.device)
+        if self.zoom is not None and not self.spec.per_frame:
+            raise ConfigurationError(f"the temporal zoom needs a per-frame backbone; {self.spec.name} computes clips")
+        # the coarse pass samples at the rate its detector was trained at
+        self.coarse = replace(self.spec, sample_fps=self.config.features.default_fps or self.spec.sample_fps)
         self.warm_up(warm_up_video)
 
     @property
@@ -142,14 +150,15 @@ class Localizer:
     @contextmanager
     def frames(
         self, source: VideoSource, limits: WorkLimits, cancelled: Callable[[], bool] = lambda: False,
-        use_nvdec: bool = True,
+        use_nvdec: bool = True, fps: float | None = None, spans: Spans | None = None,
     ) -> Iterator[tuple[VideoInfo, str, Iterator[FrameChunk]]]:  # fmt: skip
         """(the source's info, the decoder that decodes it, its sampled frames fitted to the backbone's size):
-        the container precheck, the stream's info from the isolated child, then NVDEC or a CPU decoder."""
+        the container precheck, the stream's info from the isolated child, then NVDEC or a CPU decoder. `fps`:
+        the sampling rate (default: the backbone's); `spans`: only the frames inside them (the zoom's windows)."""
         started = time.monotonic()
         request = DecodeRequest(
-            fps=self.spec.sample_fps, size=(self.spec.size,) * 2, chunk_frames=self.settings.chunk_frames,
-            max_duration_s=limits.max_duration_s, timeout_s=limits.timeout_s,
+            fps=fps or self.spec.sample_fps, size=(self.spec.size,) * 2, chunk_frames=self.settings.chunk_frames,
+            max_duration_s=limits.max_duration_s, timeout_s=limits.timeout_s, spans=spans,
         )  # fmt: skip
         nvdec = self.nvdec if use_nvdec else None
         with Decoding(source, request, self.cpu_decoder, nvdec=nvdec is not None, tmp_dir=self.settings.temp_dir,
@@ -176,25 +185,32 @@ class Localizer:
             progress("features", FEATURES_SHARE * share)
 
         progress("decoding", 0.0)
+        return self._decoded(source, limits, cancelled, lambda chunks: self.extractor.features(chunks, report))
+
+    def _decoded(self, source, limits, cancelled, consume, fps=None, spans=None) -> tuple[VideoInfo, str, object]:
+        """`consume(chunks)` of the source's frames, NVDEC first where it decodes the stream, then the CPU decoder
+        if NVDEC fell back (within one time limit for both attempts). The result's `decode_ms` includes the
+        precheck and the child's start and probe."""
         started = time.monotonic()
         try:
-            return self._extract(source, limits, cancelled, report, use_nvdec=True)
+            return self._attempt(source, limits, cancelled, consume, True, fps, spans)
         except NvdecFallbackError as error:
             log.warning("%s; decoding it with %s instead", error, self.cpu_decoder)
-        left = limits.timeout_s - (time.monotonic() - started)  # one time limit for both attempts
+        left = limits.timeout_s - (time.monotonic() - started)
         if left <= 0:
             raise VideoTimeoutError(f"decoding '{source.name}' took longer than {limits.timeout_s:g} s and was stopped")
         retry = WorkLimits(max_duration_s=limits.max_duration_s, timeout_s=left)
-        return self._extract(source, retry, cancelled, report, use_nvdec=False)
+        return self._attempt(source, retry, cancelled, consume, False, fps, spans)
 
-    def _extract(self, source, limits, cancelled, report, use_nvdec: bool) -> tuple[VideoInfo, str, ExtractedFeatures]:
-        """One attempt of `extract`; its decode stage includes the precheck and the child's start and probe."""
+    def _attempt(
+        self, source, limits, cancelled, consume, use_nvdec: bool, fps, spans
+    ) -> tuple[VideoInfo, str, object]:
         opened = time.perf_counter()
-        with self.frames(source, limits, cancelled, use_nvdec) as (info, decoder, chunks):
+        with self.frames(source, limits, cancelled, use_nvdec, fps, spans) as (info, decoder, chunks):
             setup_ms = (time.perf_counter() - opened) * 1000
-            extracted = self.extractor.features(chunks, report)
-        extracted.decode_ms += setup_ms
-        return info, decoder, extracted
+            result = consume(chunks)
+        result.decode_ms += setup_ms
+        return info, decoder, result
 
     @torch.inference_mode()
     def localize(
@@ -214,17 +230,22 @@ class Localizer:
         wants the boundary fields (include=boundary, a plot); otherwise the boundary head runs only when the
         decoding uses it (postprocess.snap). `upload_ms`: how long receiving the video took; `received_at`:
         `time.perf_counter()` when it was received (default: now). `progress(stage, fraction)` follows decoding,
-        features and head; `cancelled()` is polled throughout (JobCancelledError)."""
-        started = time.perf_counter()
+        features and head; `cancelled()` is polled throughout (JobCancelledError). A zoom checkpoint runs the
+        zoom's two passes instead (engine/zoom.py; `fields` is then not available)."""
+        started = time.perf_counter() if received_at is None else received_at
+        if self.zoom is not None:
+            return self._localize_zoomed(source, limits, min_score, top_k, upload_ms, started, progress, cancelled)
         info, decoder, extracted = self.extract(source, limits, progress, cancelled)
         _stop_if(cancelled, source)
         progress("head", FEATURES_SHARE)
         output, head_ms = self._run_head(extracted.features, fields)
         _stop_if(cancelled, source)
         head_done = time.perf_counter()
-        segments = self._segments(output, extracted, info, min_score, top_k)
+        first_frame_s = float(extracted.clip_times[0] - (self.spec.frames_per_clip / 2) / self.spec.sample_fps)
+        found = self._seconds(output, first_frame_s, info.duration_s, self.spec.sample_fps)
+        segments = self._answer_segments(found.segments, found.scores, found.labels, info, min_score, top_k)
         finished = time.perf_counter()
-        timing = stage_times(upload_ms, started if received_at is None else received_at, finished, {
+        timing = stage_times(upload_ms, started, finished, {
             "decode": extracted.decode_ms, "features": extracted.features_ms, "head": head_ms,
             "postprocess": (finished - head_done) * 1000,
         })  # fmt: skip
@@ -233,6 +254,51 @@ class Localizer:
             info=info, decoder=decoder, segments=segments, timing_ms=timing, flops=flops, mean_depth=mean_depth,
             realtime_factor=info.duration_s / max(timing["total"] / 1000, 1e-9),
             trace=lambda: self._positions(output, extracted),
+        )  # fmt: skip
+
+    def _localize_zoomed(
+        self, source, limits, min_score, top_k, upload_ms, started, progress, cancelled
+    ) -> Localization:
+        """`localize` with a zoom checkpoint: the coarse pass, the windows, the zoom pass, the refinement."""
+        deadline, seen = time.monotonic() + limits.timeout_s, {}
+
+        def frames(fps: float, spans: Spans | None) -> FrameFeatures:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise VideoTimeoutError(f"'{source.name}' took longer than {limits.timeout_s:g} s and was stopped")
+            progress("decoding" if spans is None else "features", FEATURES_SHARE * (0.0 if spans is None else 0.5))
+            rest = WorkLimits(max_duration_s=limits.max_duration_s, timeout_s=left)
+            seen["info"], seen["decoder"], found = self._decoded(
+                source, rest, cancelled, self.extractor.frame_features, fps, spans
+            )  # fmt: skip
+            return found
+
+        def detect(features: torch.Tensor, first_s: float, fps: float):
+            _stop_if(cancelled, source)
+            seen["coarse"] = ExtractedFeatures(features, self.coarse.clip_times(features.shape[-1], first_s), 0, 0, 0)
+            seen["output"], found, head_ms = self.detect(features, first_s, seen["info"].duration_s, fps)
+            return found.segments.cpu().numpy(), found.scores.cpu().numpy(), found.labels.cpu().numpy(), head_ms
+
+        clip = (self.spec.frames_per_clip, self.spec.clip_stride)
+        run = run_zoom(self.zoom, self.coarse.sample_fps, frames, detect, clip, lambda: seen["info"].duration_s)
+        info, output, coarse = seen["info"], seen["output"], seen["coarse"]
+        refined = time.perf_counter()
+        segments = self._answer_segments(run.segments, run.scores, run.labels, info, min_score, top_k)
+        finished = time.perf_counter()
+        passes = (run.coarse, run.zoomed)
+        timing = stage_times(upload_ms, started, finished, {
+            "decode": sum(p.decode_ms for p in passes), "features": sum(p.features_ms for p in passes),
+            "head": run.head_ms + run.refine_ms, "postprocess": (finished - refined) * 1000,
+        })  # fmt: skip
+        coarse.backbone_flops = run.coarse.backbone_flops + run.zoomed.backbone_flops
+        flops, mean_depth = self._flops(output, coarse)
+        dense = len(sample_ticks(float(run.coarse.times[0]), info.duration_s, self.spec.sample_fps))
+        flops["backbone_dense"] = float(dense * self.extractor.flops_per_unit)
+        flops["backbone_saved_ratio"] = 1.0 - flops["backbone"] / max(flops["backbone_dense"], 1.0)
+        return Localization(
+            info=info, decoder=seen["decoder"], segments=segments, timing_ms=timing, flops=flops,
+            mean_depth=mean_depth, realtime_factor=info.duration_s / max(timing["total"] / 1000, 1e-9),
+            trace=lambda: self._positions(output, coarse), zoom=zoom_summary(self.zoom, run, self.coarse.sample_fps),
         )  # fmt: skip
 
     def _run_head(self, features: torch.Tensor, fields: bool) -> tuple[TZNOutput, float]:
@@ -269,18 +335,24 @@ class Localizer:
             boundary=output.boundary[0][0, :valid].float().cpu().numpy().astype(np.float64) if bdr else None,
         )
 
-    def _segments(
-        self, output: TZNOutput, extracted: ExtractedFeatures, info: VideoInfo, min_score: float, top_k: int
-    ) -> list[dict]:
+    def detect(self, features: torch.Tensor, first_frame_s: float, duration_s: float, fps: float):
+        """(head output, its detections in seconds best first, head ms) of clip features (C, K) sampled at `fps`
+        from `first_frame_s`: the step every request runs after its features (the zoom benchmark runs it too)."""
+        output, head_ms = self._run_head(features, fields=False)
+        return output, self._seconds(output, first_frame_s, duration_s, fps), head_ms
+
+    def _seconds(self, output: TZNOutput, first_frame_s: float, duration_s: float, fps: float):
+        """The head's detections in seconds (best first), features sampled at `fps` from `first_frame_s`."""
         spec = self.spec
-        first_frame_s = float(extracted.clip_times[0] - (spec.frames_per_clip / 2) / spec.sample_fps)
-        seconds = video_segments(
-            output, self.config.model.boundary_head, self.head.postprocess, spec.sample_fps, spec.clip_stride,
-            spec.frames_per_clip, duration=info.duration_s, start_s=first_frame_s,
+        return video_segments(
+            output, self.config.model.boundary_head, self.head.postprocess, fps, spec.clip_stride,
+            spec.frames_per_clip, duration=duration_s, start_s=first_frame_s,
         )  # fmt: skip
+
+    def _answer_segments(self, segments, scores, labels, info: VideoInfo, min_score: float, top_k: int) -> list[dict]:
         found = []
         for (start, end), score, label in zip(
-            seconds.segments.tolist(), seconds.scores.tolist(), seconds.labels.tolist(), strict=True
+            np.asarray(segments).tolist(), np.asarray(scores).tolist(), np.asarray(labels).tolist(), strict=True
         ):
             if score < min_score or len(found) >= top_k:
                 continue

@@ -24,6 +24,7 @@ def localize_answer(
         realtime_factor=result.realtime_factor,
         depth=depth_trace(positions) if "depth" in include else None,
         boundary=boundary_trace(positions) if "boundary" in include else None,
+        zoom=result.zoom,
     )
 
 

@@ -68,6 +68,30 @@ class Flops(BaseModel):
     total: float
     head_saved_ratio: float
     mean_depth: float
+    backbone_dense: float | None = Field(
+        None, description="zoom checkpoints: what the backbone would have cost at the backbone's dense rate"
+    )
+    backbone_saved_ratio: float | None = Field(None, description="zoom checkpoints: 1 - backbone / backbone_dense")
+
+
+class ZoomTiming(BaseModel):
+    coarse_decode: float
+    coarse_features: float
+    zoom_decode: float
+    zoom_features: float
+    refine: float
+
+
+class ZoomInfo(BaseModel):
+    """Where a zoom checkpoint looked closely (docs/design.md, "Temporal zoom")."""
+
+    coarse_fps: float = Field(description="the coarse pass's sampling rate over the whole video")
+    zoom_fps: float = Field(description="the sampling rate inside the windows")
+    refiner: str = Field(description="how boundaries were refined in the windows: bdr, regression or none")
+    windows: list[list[float]] = Field(description="[begin, end) s of the spans the zoom pass decoded")
+    candidates: int = Field(description="coarse detections whose boundaries got windows")
+    frames: dict[str, int] = Field(description="frames through the backbone per pass: coarse, zoom")
+    timing_ms: ZoomTiming
 
 
 INCLUDE_CHOICES = ("depth", "boundary")
@@ -98,6 +122,7 @@ class LocalizeResponse(BaseModel):
     boundary: BoundaryTrace | None = Field(
         None, description="only with include=boundary, for BDR models: the boundary distance fields"
     )
+    zoom: ZoomInfo | None = Field(None, description="zoom checkpoints only: the coarse and zoom passes")
 
 
 class Limits(BaseModel):

@@ -24,12 +24,16 @@ import numpy as np
 
 CLASSES = ("red_ball_swing", "green_square_rise", "blue_ring_pulse", "yellow_bar_sweep")
 CLASS_COLOURS = np.array([(225, 35, 35), (35, 205, 60), (45, 85, 235), (240, 215, 30)], dtype=np.uint8)
+# a distractor: the class's shape and motion, its colour halfway to grey (it resembles the action, it is not one)
+DISTRACTOR_COLOURS = ((CLASS_COLOURS.astype(np.int32) + 128) // 2).astype(np.uint8)
 ANNOTATIONS_FILE = "annotations.json"
 
 
 @dataclass(frozen=True)
 class Action:
-    """One drawn action instance: class, frame-aligned interval (s), and where it happens (fractions of W, H)."""
+    """One drawn action instance: class, frame-aligned interval (s), and where it happens (fractions of W, H).
+    `ramp_in_s` / `ramp_out_s`: a fade of that length centred on the start / end (0 = a sharp cut): the shape's
+    opacity rises linearly from 0 to 1 across it, so the annotated boundary is where it is half visible."""
 
     label_id: int
     start_s: float
@@ -37,6 +41,14 @@ class Action:
     x: float
     y: float
     scale: float
+    ramp_in_s: float = 0.0
+    ramp_out_s: float = 0.0
+
+    def opacity(self, t: float) -> float:
+        """How visible the shape is at time `t` s (1 inside a sharp action; the frame rule is Scene's)."""
+        rising = 1.0 if self.ramp_in_s <= 0 else (t - self.start_s) / self.ramp_in_s + 0.5
+        falling = 1.0 if self.ramp_out_s <= 0 else (self.end_s - t) / self.ramp_out_s + 0.5
+        return float(np.clip(min(rising, falling), 0.0, 1.0))
 
     @property
     def label(self) -> str:
@@ -54,6 +66,7 @@ class DemoVideo:
     actions: tuple[Action, ...]
     seed: int
     index: int
+    distractors: tuple[Action, ...] = ()  # drawn like actions in washed-out colours, never annotated
 
     @property
     def duration_s(self) -> float:
@@ -117,9 +130,28 @@ class Scene:
             cy = _bounce(y * h + (vy - 0.5) * 80 * t, h)
             _disc(frame, cx, cy, h * 0.06, (40 + 200 * grey,) * 3)
         for action in v.actions:
-            if round(action.start_s * v.fps) <= index < round(action.end_s * v.fps):  # 62 / 30 * 30 > 62
+            if action.ramp_in_s or action.ramp_out_s:
+                _draw_faded(frame, action, t, CLASS_COLOURS[action.label_id])
+            elif round(action.start_s * v.fps) <= index < round(action.end_s * v.fps):  # 62 / 30 * 30 > 62
                 _draw_action(frame, action, t - action.start_s, action.end_s - action.start_s)
+        for distractor in v.distractors:
+            _draw_faded(frame, distractor, t, DISTRACTOR_COLOURS[distractor.label_id])
         return frame
+
+
+def _draw_faded(frame: np.ndarray, action: Action, t: float, colour) -> None:
+    """`action` blended in at its opacity at time `t` (its motion runs over the visible span)."""
+    alpha = action.opacity(t)
+    if alpha <= 0:
+        return
+    visible_from = action.start_s - action.ramp_in_s / 2
+    length = action.end_s + action.ramp_out_s / 2 - visible_from
+    drawn = frame.copy()
+    _draw_action(drawn, action, t - visible_from, length, colour)
+    if alpha >= 1:
+        frame[:] = drawn
+    else:
+        frame[:] = np.round((1 - alpha) * frame + alpha * drawn.astype(np.float64)).astype(np.uint8)
 
 
 def _bounce(position: float, extent: int) -> float:
@@ -128,10 +160,11 @@ def _bounce(position: float, extent: int) -> float:
     return position if position < extent else period - position
 
 
-def _draw_action(frame: np.ndarray, action: Action, elapsed: float, length: float) -> None:
-    """The class's shape and motion; `elapsed` seconds into an action of `length` seconds."""
+def _draw_action(frame: np.ndarray, action: Action, elapsed: float, length: float, colour=None) -> None:
+    """The class's shape and motion (in the class's colour unless `colour`); `elapsed` seconds into an action
+    of `length` seconds."""
     h, w = frame.shape[:2]
-    colour = CLASS_COLOURS[action.label_id]
+    colour = CLASS_COLOURS[action.label_id] if colour is None else colour
     size = min(h, w) * 0.12 * action.scale
     progress = elapsed / length
     cx, cy = action.x * w, action.y * h

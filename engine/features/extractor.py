@@ -43,6 +43,18 @@ class ExtractedFeatures:
     backbone_flops: int
 
 
+@dataclass
+class FrameFeatures:
+    """Per-frame backbone features: rows (N, C) on the extractor's device, the frames' times (N,) s, and what
+    they cost (decode wait and backbone ms, FLOPs)."""
+
+    rows: Tensor
+    times: np.ndarray
+    decode_ms: float
+    features_ms: float
+    backbone_flops: int
+
+
 class FeatureExtractor:
     """A backbone on `device` and its shared batches. `batch`: frames (2D) or clips (3D) per batch, 0 for the
     device's default; `batch_wait_ms`: how long a batch waits for other requests' frames (CUDA)."""
@@ -112,6 +124,29 @@ class FeatureExtractor:
             features_ms=compute_ms,
             backbone_flops=units * self.flops_per_unit,
         )
+
+    @torch.inference_mode()
+    def frame_features(self, chunks: Iterable[FrameChunk]) -> FrameFeatures:
+        """One feature per sampled frame (a 2D backbone only): what the temporal zoom (engine/zoom.py) pools
+        into clips at any rate, and refines boundaries on."""
+        if not self.spec.per_frame:
+            raise ValueError(f"per-frame features need a 2D backbone; {self.spec.name} computes whole clips")
+        rows, times, decode_s, compute_ms = [], [], 0.0, 0.0
+        waiting = time.perf_counter()
+        for chunk in chunks:
+            decode_s += time.perf_counter() - waiting
+            piece, ms = self.run(chunk.frames)
+            rows.append(piece)
+            times.append(chunk.times)
+            compute_ms += ms
+            waiting = time.perf_counter()
+        decode_s += time.perf_counter() - waiting
+        count = sum(len(piece) for piece in rows)
+        return FrameFeatures(
+            rows=torch.cat(rows) if rows else torch.empty(0, self.spec.feature_dim, device=self.device),
+            times=np.concatenate(times) if times else np.empty(0), decode_ms=decode_s * 1000,
+            features_ms=compute_ms, backbone_flops=count * self.flops_per_unit,
+        )  # fmt: skip
 
     def _chunk_features(self, frames: Tensor, windower: ClipWindower) -> tuple[Tensor, int, float]:
         """Features (K, C) of the clips a chunk completes, the backbone units it ran, their ms."""

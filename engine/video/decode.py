@@ -32,6 +32,7 @@ from engine.video.container import precheck
 from engine.video.frames import fit_frames
 from engine.video.info import VideoInfo
 from engine.video.readers import open_decord, read_frames, sampled_count, stream_info
+from engine.video.sampling import Spans
 from engine.video.source import VideoSource, child_path
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -39,15 +40,17 @@ DEFAULT_TIMEOUT_S = 120.0
 
 @dataclass(frozen=True)
 class DecodeRequest:
-    """What to decode: the frames on screen at `fps` ticks (every frame when None), fitted to `size` (H, W)
-    (the source's size when None), `chunk_frames` at a time; refused beyond `max_duration_s`, stopped after
-    `timeout_s` (the whole decode, start included)."""
+    """What to decode: the frames on screen at `fps` ticks (every frame when None), only those inside `spans`
+    ([begin, end) s of presentation time; the whole video when None), fitted to `size` (H, W) (the source's size
+    when None), `chunk_frames` at a time; refused beyond `max_duration_s`, stopped after `timeout_s` (the whole
+    decode, start included)."""
 
     fps: float | None = None
     size: tuple[int, int] | None = None
     chunk_frames: int = 256
     max_duration_s: float | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
+    spans: Spans | None = None
 
     def __post_init__(self):
         if self.fps is not None and not self.fps > 0:
@@ -56,6 +59,8 @@ class DecodeRequest:
             raise ValueError(f"size must be (height, width) >= 1, got {self.size}")
         if self.chunk_frames < 1:
             raise ValueError(f"chunk_frames must be >= 1, got {self.chunk_frames}")
+        if self.spans is not None and self.fps is None:
+            raise ValueError("spans need a sampling rate (fps)")
 
 
 @dataclass(frozen=True)
@@ -151,8 +156,11 @@ def decode_child(conn, fatal, workdir: str, request: dict[str, Any]) -> None:
 def _send_chunks(
     conn, decoder: str, path: str, name: str, starts: np.ndarray, end_s: float, request: dict, reader=None
 ) -> None:  # fmt: skip
-    total, first = sampled_count(starts, end_s, request["fps"]), 0
-    frames_iter = read_frames(decoder, path, name, starts, end_s, request["fps"], request["chunk_frames"], reader)
+    spans = request["spans"]
+    total, first = sampled_count(starts, end_s, request["fps"], spans), 0
+    frames_iter = read_frames(
+        decoder, path, name, starts, end_s, request["fps"], request["chunk_frames"], reader, spans
+    )
     while True:
         try:
             frames, times = next(frames_iter)

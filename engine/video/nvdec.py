@@ -109,7 +109,9 @@ class NvdecPool:
         most DECODE_BATCH frames."""
         deadline = time.monotonic() + request.timeout_s
         begin_s = info.frame_times[0] if info.frame_times else 0.0
-        ticks = sample_ticks(begin_s, info.duration_s, request.fps)
+        ticks = sample_ticks(begin_s, info.duration_s, request.fps, request.spans)
+        if len(ticks) == 0:  # spans that hold no tick
+            return
         with self.videos_lock:
             self.videos += 1
             engines_free = self.engines / self.videos

@@ -19,7 +19,7 @@ from torch import Tensor
 from engine.errors import EmptyVideoError, NotAVideoError, VideoDecodeError
 from engine.video.container import SUPPORTED, sniff_container
 from engine.video.info import StreamFormat, describe_pixel_format
-from engine.video.sampling import sample_indices, sample_ticks
+from engine.video.sampling import Spans, sample_indices, sample_ticks
 
 CPU_DECODERS = ("decord", "torchcodec")
 
@@ -125,14 +125,14 @@ def stream_info(path: str, name: str, reader=None) -> tuple[dict[str, Any], np.n
 
 def read_frames(
     decoder: str, path: str, name: str, starts: np.ndarray, end_s: float, fps: float | None, chunk: int,
-    reader=None,
+    reader=None, spans: Spans | None = None,
 ) -> Iterator[tuple[Tensor, np.ndarray]]:  # fmt: skip
-    """The frames on screen at the ticks of `fps` (every frame when None), `chunk` at a time:
-    ((n, H, W, 3) uint8 RGB at the source's size, (n,) presentation times s). `reader`: a decord reader of
+    """The frames on screen at the ticks of `fps` (every frame when None; inside `spans` when given), `chunk` at a
+    time: ((n, H, W, 3) uint8 RGB at the source's size, (n,) presentation times s). `reader`: a decord reader of
     `path` already open (its index is not built twice)."""
     if decoder == "decord":
         reader = reader or open_decord(path, name)
-        indices = sample_indices(starts, end_s, fps)
+        indices = sample_indices(starts, end_s, fps, spans)
         for first in range(0, len(indices), chunk):
             batch = indices[first : first + chunk]
             yield reader.get_batch(batch.tolist()), starts[batch]
@@ -143,7 +143,7 @@ def read_frames(
                 batch = reader.get_frames_at(list(range(first, min(first + chunk, len(starts)))))
                 yield batch.data, batch.pts_seconds.numpy().astype(np.float64)
             return
-        ticks = sample_ticks(float(starts[0]), end_s, fps)
+        ticks = sample_ticks(float(starts[0]), end_s, fps, spans)
         for first in range(0, len(ticks), chunk):
             batch = reader.get_frames_played_at(ticks[first : first + chunk].tolist())
             yield batch.data, batch.pts_seconds.numpy().astype(np.float64)
@@ -151,5 +151,5 @@ def read_frames(
         raise ValueError(f"unknown CPU decoder {decoder!r}: choose one of {', '.join(CPU_DECODERS)}")
 
 
-def sampled_count(starts: np.ndarray, end_s: float, fps: float | None) -> int:
-    return len(starts) if fps is None else len(sample_ticks(float(starts[0]), end_s, fps))
+def sampled_count(starts: np.ndarray, end_s: float, fps: float | None, spans: Spans | None = None) -> int:
+    return len(starts) if fps is None else len(sample_ticks(float(starts[0]), end_s, fps, spans))

@@ -15,14 +15,24 @@ import numpy as np
 TICK_TOLERANCE_S = 1e-6
 
 
-def sample_ticks(begin_s: float, end_s: float, fps: float) -> np.ndarray:
+Spans = tuple[tuple[float, float], ...]  # [begin, end) s intervals of presentation time
+
+
+def sample_ticks(begin_s: float, end_s: float, fps: float, spans: Spans | None = None) -> np.ndarray:
     """(N,) seconds: the ticks begin_s + k / fps before end_s (at least one), moved by the tolerance and kept
-    inside [begin_s, end_s), so that the frame on screen at each tick is defined."""
+    inside [begin_s, end_s), so that the frame on screen at each tick is defined. With `spans`, only the ticks
+    inside one of them (possibly none): a window decodes the frames the whole video's sampling would give there."""
     if not fps > 0:
         raise ValueError(f"sampling needs fps > 0, got {fps}")
     count = int(np.ceil((end_s - begin_s) * fps - 1e-6))
     ticks = begin_s + np.arange(max(count, 1)) / fps + TICK_TOLERANCE_S
-    return np.minimum(ticks, np.nextafter(end_s, begin_s))
+    ticks = np.minimum(ticks, np.nextafter(end_s, begin_s))
+    if spans is None:
+        return ticks
+    inside = np.zeros(len(ticks), dtype=bool)
+    for low, high in spans:
+        inside |= (ticks >= low) & (ticks < high)
+    return ticks[inside]
 
 
 def frames_on_screen(starts: np.ndarray, ticks: np.ndarray) -> np.ndarray:
@@ -30,9 +40,13 @@ def frames_on_screen(starts: np.ndarray, ticks: np.ndarray) -> np.ndarray:
     return np.clip(np.searchsorted(starts, ticks, side="right") - 1, 0, len(starts) - 1)
 
 
-def sample_indices(starts: np.ndarray, end_s: float, fps: float | None = None) -> np.ndarray:
+def sample_indices(
+    starts: np.ndarray, end_s: float, fps: float | None = None, spans: Spans | None = None
+) -> np.ndarray:
     """Frame indices to decode from frames starting at `starts` (F,) s, the last ending at `end_s`: those on
-    screen at the ticks of `fps`, or every frame when fps is None."""
+    screen at the ticks of `fps` (inside `spans` when given), or every frame when fps is None."""
     if fps is None:
+        if spans is not None:
+            raise ValueError("spans need a sampling rate (fps)")
         return np.arange(len(starts))
-    return frames_on_screen(starts, sample_ticks(float(starts[0]), end_s, fps))
+    return frames_on_screen(starts, sample_ticks(float(starts[0]), end_s, fps, spans))

@@ -1,0 +1,244 @@
+"""Temporal zoom: look at the whole video coarsely, and closely only where actions begin and end
+(docs/design.md, "Temporal zoom").
+
+A zoom checkpoint is a checkpoint directory whose detector was trained on features at a low rate (its
+`features.default_fps`, e.g. 2 fps), with `zoom.json` (ZoomSettings, the refiner's config) and
+`refiner.safetensors` beside it (tools/train_zoom.py writes them). A request then runs:
+
+1. coarse pass: one backbone feature per frame at the coarse rate, pooled into clips as every request pools them
+   (engine/features/windows.py), through the head: candidate actions;
+2. windows: around the start and the end of each candidate scoring at least `min_score` (the best
+   `max_candidates`), `2 * window_s` seconds of the zoom rate's tick grid, the ticks a whole-video decode at
+   `zoom_fps` would use, so the window's frames are those that decode would give;
+3. zoom pass: only the frames at those ticks (DecodeRequest.spans), through the backbone;
+4. refine: each boundary from its window's per-frame features (model/refiner.py): "bdr" reads the fields' zero
+   crossing, "regression" the pooled offset, "none" keeps the coarse boundary.
+
+`ZoomedPass` holds the steps that need no decoder; the Localizer feeds it frames, the benchmark
+(experiments/zoom.py) feeds it the same frames from a cache, so both run the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch import Tensor
+
+from engine.errors import ConfigurationError
+from engine.features.extractor import FrameFeatures
+from engine.features.windows import ClipWindower
+from engine.video.sampling import Spans, sample_ticks
+from model.refiner import BoundaryRefiner, RefinerConfig, field_boundary
+
+ZOOM_FILE = "zoom.json"
+REFINER_FILE = "refiner.safetensors"
+REFINERS = ("bdr", "regression", "none")
+
+FrameSource = Callable[[float, Spans | None], FrameFeatures]  # (fps, spans) -> one feature per sampled frame
+
+
+@dataclass(frozen=True)
+class ZoomSettings:
+    zoom_fps: float = 16.0
+    window_s: float = 1.0  # half the window: a window spans [boundary - window_s, boundary + window_s)
+    min_score: float = 0.05
+    max_candidates: int = 16
+    refiner: str = "bdr"
+
+    def __post_init__(self):
+        if self.refiner not in REFINERS:
+            raise ValueError(f"zoom refiner must be one of {REFINERS}, got {self.refiner!r}")
+        if not (self.zoom_fps > 0 and self.window_s > 0 and self.max_candidates >= 0):
+            raise ValueError(f"zoom needs zoom_fps > 0, window_s > 0, max_candidates >= 0; got {self}")
+
+    @property
+    def window_frames(self) -> int:
+        return max(2, round(2 * self.window_s * self.zoom_fps))
+
+
+@dataclass
+class ZoomPlan:
+    """Where the zoom pass looks: one window per candidate boundary."""
+
+    centres_s: np.ndarray  # (M,) the coarse boundaries
+    kinds: np.ndarray  # (M,) 0 = start, 1 = end
+    owners: np.ndarray  # (M,) the candidate (row of the coarse segments) each boundary belongs to
+    ticks: np.ndarray  # (M, W) tick numbers k on the zoom grid (first frame + k / zoom_fps), clamped to the video
+    window_centres_s: np.ndarray  # (M,) the middle of each window before clamping (the regression's origin)
+    spans: Spans  # the union of the windows, for DecodeRequest.spans
+
+    @property
+    def needed(self) -> np.ndarray:
+        """The tick numbers the zoom pass decodes, in time order."""
+        return np.unique(self.ticks)
+
+
+def pool_clips(rows: Tensor, frames_per_clip: int, clip_stride: int) -> Tensor:
+    """(N, C) per-frame features -> (C, K) clip features, as FeatureExtractor pools a request's frames."""
+    windower = ClipWindower(frames_per_clip, clip_stride)
+    pieces = [windower.push(rows).mean(1)]
+    if (rest := windower.finish()) is not None:
+        pieces.append(rest.mean(1))
+    return torch.cat(pieces).T.contiguous()
+
+
+class ZoomedPass:
+    """Plans the windows and refines the boundaries of one zoom checkpoint (see the module docstring)."""
+
+    def __init__(self, settings: ZoomSettings, refiner: BoundaryRefiner | None):
+        if settings.refiner != "none" and refiner is None:
+            raise ValueError(f"the {settings.refiner!r} refiner needs its weights")
+        self.settings, self.refiner = settings, refiner
+
+    @classmethod
+    def load(cls, checkpoint: str | Path | None, device: torch.device, refiner: str | None = None) -> ZoomedPass | None:
+        """The zoom of a checkpoint directory, None when it has no zoom.json. `refiner` overrides the file's."""
+        if checkpoint is None or not (Path(checkpoint) / ZOOM_FILE).is_file():
+            return None
+        directory = Path(checkpoint)
+        try:
+            document = json.loads((directory / ZOOM_FILE).read_text())
+            settings = ZoomSettings(**{**document["settings"], **({"refiner": refiner} if refiner else {})})
+            config = RefinerConfig.from_dict(document["refiner"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ConfigurationError(f"{directory / ZOOM_FILE}: not a zoom description ({error})") from error
+        network = None
+        if settings.refiner != "none":
+            if config.mode != settings.refiner:
+                raise ConfigurationError(
+                    f"{directory / REFINER_FILE} holds a {config.mode!r} refiner, not {settings.refiner!r}"
+                )
+            network = BoundaryRefiner(config)
+            network.load_state_dict(load_file(directory / REFINER_FILE))
+            network.to(device).eval()
+        return cls(settings, network)
+
+    def plan(self, segments: np.ndarray, scores: np.ndarray, first_s: float, end_s: float) -> ZoomPlan:
+        """Windows around the boundaries of the coarse `segments` (S, 2) s whose `scores` (S,) make the cut."""
+        settings = self.settings
+        chosen = np.flatnonzero(scores >= settings.min_score)
+        chosen = chosen[np.argsort(-scores[chosen], kind="stable")][: settings.max_candidates]
+        owners = np.repeat(chosen, 2)
+        kinds = np.tile([0, 1], len(chosen))
+        centres = segments[owners, kinds] if len(chosen) else np.empty(0)
+        fps, width = settings.zoom_fps, settings.window_frames
+        last = len(sample_ticks(first_s, end_s, fps)) - 1
+        low = np.round((centres - first_s) * fps - width / 2).astype(np.int64)
+        unclamped = low[:, None] + np.arange(width)[None, :]
+        ticks = np.clip(unclamped, 0, last)
+        return ZoomPlan(
+            centres_s=centres, kinds=kinds, owners=owners, ticks=ticks,
+            window_centres_s=first_s + (low + (width - 1) / 2) / fps, spans=tick_spans(np.unique(ticks), first_s, fps),
+        )  # fmt: skip
+
+    @torch.inference_mode()
+    def refine(self, plan: ZoomPlan, rows: Tensor, first_s: float) -> np.ndarray:
+        """(M,) s: the refined boundaries, from `rows` (N, C), the features of the frames at `plan.needed`."""
+        settings = self.settings
+        if self.refiner is None or len(plan.centres_s) == 0:
+            return plan.centres_s.copy()
+        needed = plan.needed
+        if len(rows) != len(needed):
+            raise RuntimeError(f"the zoom pass gave {len(rows)} frames for {len(needed)} ticks")
+        where = np.searchsorted(needed, plan.ticks)
+        device = rows.device
+        windows = rows[torch.as_tensor(where, device=device)].transpose(1, 2)  # (M, C, W)
+        fields, offsets = self.refiner(windows.float(), torch.as_tensor(plan.kinds, device=device))
+        times = first_s + plan.ticks / settings.zoom_fps
+        if settings.refiner == "regression":
+            found = plan.window_centres_s + offsets.double().cpu().numpy()
+        else:
+            found = field_boundary(fields.double(), torch.as_tensor(times, device=device)).cpu().numpy()
+        return np.clip(found, times.min(1), times.max(1))  # a window says nothing about what lies outside it
+
+    @staticmethod
+    def apply(segments: np.ndarray, plan: ZoomPlan, refined: np.ndarray) -> np.ndarray:
+        """The coarse `segments` (S, 2) with their refined boundaries; a candidate whose refined end would not
+        come after its refined start keeps its coarse boundaries."""
+        out = segments.copy()
+        out[plan.owners, plan.kinds] = refined
+        broken = out[:, 1] <= out[:, 0]
+        out[broken] = segments[broken]
+        return out
+
+
+def tick_spans(ticks: np.ndarray, first_s: float, fps: float) -> Spans:
+    """Presentation-time spans that hold exactly the ticks numbered `ticks` (sorted, unique): half a step either
+    side of each run of consecutive ticks."""
+    if len(ticks) == 0:
+        return ()
+    breaks = np.flatnonzero(np.diff(ticks) > 1)
+    starts = np.concatenate([[ticks[0]], ticks[breaks + 1]])
+    ends = np.concatenate([ticks[breaks], [ticks[-1]]])
+    return tuple(
+        (first_s + (a - 0.5) / fps, first_s + (b + 0.5) / fps)
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+    )
+
+
+def zoom_document(settings: ZoomSettings, refiner: RefinerConfig) -> dict:
+    """The content of zoom.json."""
+    return {"settings": asdict(settings), "refiner": refiner.to_dict()}
+
+
+Detect = Callable[[Tensor, float, float], tuple[np.ndarray, np.ndarray, np.ndarray, float]]
+# (clip features (C, K) at the coarse rate, first frame's time s, coarse rate) -> segments (S, 2) s, scores (S,),
+# labels (S,), head ms
+
+
+@dataclass
+class ZoomRun:
+    """One zoomed request: the refined actions (best first), where it looked, what each pass decoded and cost."""
+
+    segments: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    coarse_segments: np.ndarray
+    plan: ZoomPlan
+    coarse: FrameFeatures
+    zoomed: FrameFeatures
+    head_ms: float
+    refine_ms: float
+
+
+def run_zoom(
+    zoom: ZoomedPass, coarse_fps: float, frames: FrameSource, detect: Detect, clip: tuple[int, int], end_s: float
+) -> ZoomRun:
+    """The coarse pass at `coarse_fps`, the windows, the zoom pass and the refinement (module docstring).
+    `clip`: (frames per clip, clip stride) of the backbone; `end_s()`: the end of the video's last frame (known
+    once the coarse pass has decoded)."""
+    coarse = frames(coarse_fps, None)
+    first_s = float(coarse.times[0]) if len(coarse.times) else 0.0
+    segments, scores, labels, head_ms = detect(pool_clips(coarse.rows, *clip), first_s, coarse_fps)
+    plan = zoom.plan(segments, scores, first_s, end_s())
+    zoomed = frames(zoom.settings.zoom_fps, plan.spans) if len(plan.spans) else _no_frames(coarse)
+    started = time.perf_counter()
+    refined = zoom.apply(segments, plan, zoom.refine(plan, zoomed.rows, first_s))
+    return ZoomRun(
+        segments=refined, scores=scores, labels=labels, coarse_segments=segments, plan=plan, coarse=coarse,
+        zoomed=zoomed, head_ms=head_ms, refine_ms=(time.perf_counter() - started) * 1000,
+    )  # fmt: skip
+
+
+def _no_frames(like: FrameFeatures) -> FrameFeatures:
+    return FrameFeatures(like.rows[:0], like.times[:0], 0.0, 0.0, 0)
+
+
+def zoom_summary(zoom: ZoomedPass, run: ZoomRun, coarse_fps: float) -> dict:
+    """The answer's `zoom` object: the rates, the refiner, the windows (s), frames and ms per pass."""
+    settings = zoom.settings
+    return {
+        "coarse_fps": coarse_fps, "zoom_fps": settings.zoom_fps, "refiner": settings.refiner, "windows": [list(span) for span in run.plan.spans],
+        "candidates": int(len(run.plan.centres_s) // 2),
+        "frames": {"coarse": len(run.coarse.times), "zoom": len(run.zoomed.times)},
+        "timing_ms": {"coarse_decode": run.coarse.decode_ms, "coarse_features": run.coarse.features_ms,
+                      "zoom_decode": run.zoomed.decode_ms, "zoom_features": run.zoomed.features_ms,
+                      "refine": run.refine_ms},
+    }  # fmt: skip

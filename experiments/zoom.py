@@ -1,0 +1,414 @@
+"""The temporal zoom against uniform sampling, on raw videos (issue 16): results page docs/zoom.md.
+
+    python -m training.zoom_videos --output /tmp/zoom/videos --videos 104 --seed 0
+    python -m tools.zoom_frames --videos /tmp/zoom/videos --output /tmp/zoom/frames
+    python -m experiments.zoom --workdir /tmp/zoom --seeds 0 1 2 3 4 [--output docs/zoom.md]
+
+Data: training/zoom_videos.py (30 fps, fades and sharp cuts, short and long actions, distractors; splits
+training / validation / test). Frames: one backbone feature per frame of every video, through the engine's
+decoding and backbone (tools/zoom_frames.py); a rate's features are the rows its ticks pick, exactly what a
+decode at that rate gives (tools/train_zoom.py, `FrameCache`).
+
+Per seed (the data are fixed; the seed is the training's):
+- uniform r fps, r in RATES: a detector trained on r's clip features (configs/zoom.yaml, data.default_fps = r),
+  predicted with `Localizer.detect`, the step every request runs after its features;
+- zoom: the seed's uniform detector at the coarse rate, refiners (bdr, regression) trained per (zoom_fps,
+  window_s), run by `engine.zoom.run_zoom` (what `Localizer.localize` runs for a zoom checkpoint) on cached frames;
+- the zoom points are chosen on the validation split (mean over seeds), never on test: "zoom-lite" the best
+  validation mAP@0.7 at <= 0.4x the 8 fps backbone, "zoom-fine" the best validation mAP@0.9 at <= 1.0x with
+  zoom_fps >= 16; both then also run with each refiner (bdr, regression, none).
+Measured on test: mAP at tIoU 0.3..0.9 and their average; boundary error std (frames at 30 fps) over the ground
+truths matched at tIoU >= 0.5; R on ramped boundaries = Var(errors) / Var(uniform 8 fps errors), same seed, same
+boundaries; backbone GFLOPs and backbone frames per video minute. The CPU wall time per video minute comes from
+`Localizer.localize` on the test videos (real decoding), seed 0, uniform 8 fps against zoom-fine and zoom-lite.
+Resumable: runs live under --workdir/runs and are not retrained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.features.extractor import FrameFeatures
+from engine.localizer import Localizer
+from engine.settings import EngineSettings, WorkLimits
+from engine.video.source import VideoSource
+from engine.zoom import ZoomedPass, ZoomSettings, pool_clips, run_zoom
+from experiments.results import ground_truth_widths, variance_ratio
+from model.backbones import SPECS
+from tools.train_zoom import (
+    FrameCache,
+    detector_config,
+    load_zoom_config,
+    rate_features,
+    train_refiner,
+    write_zoom_checkpoint,
+)  # fmt: skip
+from training.evaluation import boundary_errors, evaluate
+from training.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "zoom.yaml"
+RATES = (1, 2, 4, 8, 16, 30)
+REFERENCE = 8  # the served default's rate
+TIOUS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+SPEC = SPECS["resnet18-2d"]
+CLIP = (SPEC.frames_per_clip, SPEC.clip_stride)
+GRID = {"coarse_fps": (1, 2), "zoom_fps": (8, 16), "window_s": (0.5, 1.0), "min_score": (0.1, 0.3)}
+
+
+class Bench:
+    """The trained runs of one workdir, and the backbone's cost per frame."""
+
+    def __init__(self, workdir: Path, epochs: int | None):
+        self.workdir, self.annotations = workdir, workdir / "videos" / "annotations.json"
+        self.truth = json.loads(self.annotations.read_text())
+        self.cache = FrameCache(workdir / "frames", self.truth)
+        self.base, self.zoom = load_zoom_config(CONFIG)
+        if epochs:
+            self.base = self.base.model_copy(
+                update={"optimizer": self.base.optimizer.model_copy(update={"epochs": epochs})}
+            )
+        self.flops_per_frame = None
+        self._localizers: dict[Path, Localizer] = {}
+
+    def videos(self, split: str) -> list[str]:
+        return [v for v, info in self.truth["database"].items() if info["subset"] == split]
+
+    def detector(self, fps: float, seed: int) -> Localizer:
+        """The seed's uniform detector at `fps`, trained once."""
+        run = self.workdir / "runs" / f"seed{seed}" / f"uniform{fps:g}"
+        if not (run / "model.safetensors").is_file():
+            features = rate_features(self.cache, fps, self.workdir / "features" / f"{fps:g}fps", *CLIP)
+            train(
+                detector_config(self.base, self.annotations, features, fps, seed),
+                run,
+                progress=False,
+                log=lambda _: None,
+            )
+        if run not in self._localizers:
+            self._localizers[run] = Localizer(EngineSettings(checkpoint=run, device="cpu"))
+            self.flops_per_frame = self._localizers[run].extractor.flops_per_unit
+        return self._localizers[run]
+
+    def refiner(self, settings: ZoomSettings, mode: str, seed: int):
+        """The seed's refiner for (zoom_fps, window_s, mode), trained once; None for "none"."""
+        if mode == "none":
+            return None
+        path = (
+            self.workdir / "runs" / f"seed{seed}" / f"refiner-{mode}-{settings.zoom_fps:g}fps-{settings.window_s:g}s.pt"
+        )
+        if path.is_file():
+            return torch.load(path, weights_only=False)
+        recipe = self.zoom.refiner.model_copy(update={"mode": mode})
+        network, _ = train_refiner(self.cache, replace(settings, refiner=mode), recipe, seed, log=lambda _: None)
+        torch.save(network, path)
+        return network
+
+
+def uniform_predictions(bench: Bench, fps: float, seed: int, split: str) -> tuple[dict, int]:
+    """ActivityNet results of the uniform detector at `fps`, and the frames its backbone ran."""
+    localizer, results, frames = bench.detector(fps, seed), {}, 0
+    for video_id in bench.videos(split):
+        rows, times = bench.cache.at(video_id, fps)
+        duration = bench.truth["database"][video_id]["duration"]
+        _, found, _ = localizer.detect(pool_clips(torch.from_numpy(rows), *CLIP), float(times[0]), duration, fps)
+        results[video_id] = as_results(localizer, found.segments.numpy(), found.scores.numpy(), found.labels.numpy())
+        frames += len(times)
+    return results, frames
+
+
+def zoom_predictions(bench: Bench, point: dict, mode: str, seed: int, split: str) -> tuple[dict, int]:
+    """ActivityNet results of the zoom at `point` with refiner `mode`, and the frames its backbone ran."""
+    settings = ZoomSettings(point["zoom_fps"], point["window_s"], point["min_score"], bench.zoom.max_candidates, mode)
+    zoom = ZoomedPass(settings, bench.refiner(settings, mode, seed))
+    localizer, results, frames = bench.detector(point["coarse_fps"], seed), {}, 0
+    for video_id in bench.videos(split):
+        duration, end = bench.truth["database"][video_id]["duration"], bench.cache.end_s(video_id)
+
+        def cached(fps, spans, video_id=video_id):
+            rows, times = bench.cache.at(video_id, fps, spans)
+            return FrameFeatures(torch.from_numpy(rows), times, 0.0, 0.0, len(times))
+
+        def detect(features, first_s, fps, duration=duration):
+            _, found, head_ms = localizer.detect(features, first_s, duration, fps)
+            return found.segments.numpy(), found.scores.numpy(), found.labels.numpy(), head_ms
+
+        run = run_zoom(zoom, point["coarse_fps"], cached, detect, CLIP, lambda end=end: end)
+        results[video_id] = as_results(localizer, run.segments, run.scores, run.labels)
+        frames += len(run.coarse.times) + len(run.zoomed.times)
+    return results, frames
+
+
+def as_results(localizer: Localizer, segments, scores, labels) -> list[dict]:
+    labels_of = localizer.config.labels
+    return [
+        {"segment": [float(s), float(e)], "label": labels_of[int(c)], "score": float(p)}
+        for (s, e), p, c in zip(np.asarray(segments), np.asarray(scores), np.asarray(labels), strict=True)
+    ]
+
+
+def measure(bench: Bench, results: dict, frames: int, split: str) -> dict:
+    """mAP per tIoU and average, boundary errors (frames), backbone GFLOPs and frames per video minute."""
+    predictions = {"results": results}
+    metrics = evaluate(bench.truth, predictions, split, TIOUS)
+    errors = boundary_errors(bench.truth, predictions, split)
+    minutes = sum(bench.truth["database"][v]["duration"] for v in bench.videos(split)) / 60
+    return {
+        **{f"mAP@{t:.1f}": metrics["mAP"][f"{t:.2f}"] for t in TIOUS}, "average": metrics["average"],
+        "error_std_frames": float(np.nanstd(errors) * 30), "errors": errors.tolist(),
+        "gflops_per_min": frames * bench.flops_per_frame / 1e9 / minutes, "frames_per_min": frames / minutes,
+    }  # fmt: skip
+
+
+def summarise(rows: list[dict], keys) -> dict:
+    """mean and std over seeds of each key."""
+    out = {}
+    for key in keys:
+        values = [row[key] for row in rows if row.get(key) is not None and np.isfinite(row[key])]
+        out[key] = (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0) if values else None
+    return out
+
+
+def choose_points(bench: Bench, seeds: list[int], log) -> dict[str, dict]:
+    """The zoom points validation chooses (module docstring), from the bdr refiner's validation runs."""
+    reference = statistics.fmean(
+        measure(bench, *uniform_predictions(bench, REFERENCE, s, "validation"), "validation")["gflops_per_min"]
+        for s in seeds
+    )
+    scored = []
+    for values in itertools.product(*GRID.values()):
+        point = dict(zip(GRID, values, strict=True))
+        rows = [measure(bench, *zoom_predictions(bench, point, "bdr", s, "validation"), "validation") for s in seeds]
+        mean = summarise(rows, ("mAP@0.7", "mAP@0.9", "average", "gflops_per_min"))
+        scored.append((point, {k: v[0] for k, v in mean.items()}))
+        log(f"validation {point}: " + ", ".join(f"{k} {v[0]:.2f}" for k, v in mean.items()))
+    ratio = lambda m: m["gflops_per_min"] / reference  # noqa: E731
+    lite = [s for s in scored if ratio(s[1]) <= 0.4]
+    fine = [s for s in scored if ratio(s[1]) <= 1.0 and s[0]["zoom_fps"] >= 16]
+    chosen = {}
+    if lite:
+        chosen["zoom-lite"] = max(lite, key=lambda s: (s[1]["mAP@0.7"], s[1]["average"]))[0]
+    if fine:
+        chosen["zoom-fine"] = max(fine, key=lambda s: (s[1]["mAP@0.9"], s[1]["average"]))[0]
+    return {"chosen": chosen, "grid": [{"point": p, "validation": m, "backbone_x": ratio(m)} for p, m in scored]}
+
+
+def test_runs(bench: Bench, seeds: list[int], chosen: dict[str, dict], log) -> dict[str, list[dict]]:
+    """Every variant on the test split, per seed, with R on ramped boundaries against uniform 8 fps."""
+    widths = ground_truth_widths(bench.truth, "test")
+    runs: dict[str, list[dict]] = {}
+    for seed in seeds:
+        seed_rows = {
+            f"uniform {r} fps": measure(bench, *uniform_predictions(bench, r, seed, "test"), "test") for r in RATES
+        }
+        for name, point in chosen.items():
+            for mode in ("bdr", "regression", "none"):
+                label = name if mode == "bdr" else f"{name}, refiner {mode}"
+                seed_rows[label] = measure(bench, *zoom_predictions(bench, point, mode, seed, "test"), "test")
+        reference = np.asarray(seed_rows[f"uniform {REFERENCE} fps"]["errors"])
+        for label, row in seed_rows.items():
+            errors = np.asarray(row.pop("errors"))
+            row["R_ramped"] = variance_ratio(np.where(widths > 0, errors, np.nan), reference)[0]
+            runs.setdefault(label, []).append({"seed": seed, **row})
+        log(f"seed {seed}: " + "; ".join(f"{k} {v['mAP@0.7']:.1f}/{v['mAP@0.9']:.1f}" for k, v in seed_rows.items()))
+    return runs
+
+
+def wall_times(bench: Bench, chosen: dict[str, dict], seed: int) -> dict[str, dict]:
+    """CPU wall time per video minute of `Localizer.localize` (real decoding) on the test videos, and how many
+    of its segments differ from the cached-frame path's (same run; they should not)."""
+    out, limits = {}, WorkLimits(max_duration_s=3600, timeout_s=600)
+    checkpoints = {f"uniform {REFERENCE} fps": bench.workdir / "runs" / f"seed{seed}" / f"uniform{REFERENCE}"}
+    for name, point in chosen.items():
+        bench.detector(point["coarse_fps"], seed)
+        settings = ZoomSettings(
+            point["zoom_fps"], point["window_s"], point["min_score"], bench.zoom.max_candidates, "bdr"
+        )
+        refiner = bench.refiner(settings, "bdr", seed)
+        config = replace(refiner.config, mode="bdr")
+        detector = bench.workdir / "runs" / f"seed{seed}" / f"uniform{point['coarse_fps']:g}"
+        checkpoints[name] = write_zoom_checkpoint(
+            detector, bench.workdir / "served" / f"seed{seed}-{name}", settings, refiner, config
+        )
+    videos = bench.videos("test")
+    minutes = sum(bench.truth["database"][v]["duration"] for v in videos) / 60
+    for name, checkpoint in checkpoints.items():
+        cached = uniform_predictions(bench, REFERENCE, seed, "test")[0] if name.startswith("uniform") else \
+            zoom_predictions(bench, chosen[name], "bdr", seed, "test")[0]  # fmt: skip
+        localizer = Localizer(EngineSettings(checkpoint=checkpoint, device="cpu", decoder="decord"))
+        started, served = time.perf_counter(), {}
+        for video_id in videos:
+            found = localizer.localize(VideoSource.from_path(bench.workdir / "videos" / f"{video_id}.mp4"), limits)
+            served[video_id] = found.segments
+        elapsed = time.perf_counter() - started
+        out[name] = {"seconds_per_video_minute": elapsed / minutes, "differing_top5": differing(served, cached)}
+    return out
+
+
+def differing(served: dict[str, list[dict]], cached: dict[str, list[dict]], tolerance_s: float = 0.05) -> int:
+    """Of the five best segments of each video, how many differ (label, or a boundary by > tolerance) between
+    the served path and the cached-frame path."""
+    count = 0
+    for video_id, segments in served.items():
+        for a, b in zip(segments[:5], cached[video_id][:5], strict=False):
+            same = a["label"] == b["label"] and abs(a["start_s"] - b["segment"][0]) <= tolerance_s
+            count += not (same and abs(a["end_s"] - b["segment"][1]) <= tolerance_s)
+    return count
+
+
+COLUMNS = (
+    *(f"mAP@{t:.1f}" for t in TIOUS),
+    "average",
+    "error_std_frames",
+    "R_ramped",
+    "gflops_per_min",
+    "frames_per_min",
+)
+
+
+def page(result: dict) -> str:
+    """docs/zoom.md from the run's JSON."""
+    runs, reference = result["test"], f"uniform {REFERENCE} fps"
+    header = ["variant", *COLUMNS, "backbone x 8 fps"]
+    lines = [
+        "# The temporal zoom against uniform sampling, on raw videos", "",
+        f"Generated by `{result['command']}` ({result['date']}, {result['machine']}). How it works and what is measured:",
+        "experiments/zoom.py. Test split, mean ± std over seeds " + ", ".join(map(str, result["seeds"])) + ".", "",
+        "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+    ]  # fmt: skip
+    base = statistics.fmean(r["gflops_per_min"] for r in runs[reference])
+    for name, rows in runs.items():
+        mean = summarise(rows, COLUMNS)
+        cells = [f"{v[0]:.2f} ± {v[1]:.2f}" if v else "—" for v in mean.values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {mean['gflops_per_min'][0] / base:.3f} |")
+    lines += ["", "## Targets (paired per seed against uniform 8 fps, test split)", ""]
+    lines += targets(result) + ["", "## Chosen on validation", ""]
+    lines += [f"- {name}: {json.dumps(point)}" for name, point in result["choice"]["chosen"].items()]
+    lines += ["", "| coarse fps | zoom fps | window s | min score | val mAP@0.7 | val mAP@0.9 | val avg | backbone x 8 fps |",
+              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for row in result["choice"]["grid"]:
+        p, m = row["point"], row["validation"]
+        lines.append(f"| {p['coarse_fps']} | {p['zoom_fps']} | {p['window_s']} | {p['min_score']} | {m['mAP@0.7']:.2f} | "
+                     f"{m['mAP@0.9']:.2f} | {m['average']:.2f} | {row['backbone_x']:.3f} |")  # fmt: skip
+    lines += [
+        "",
+        "## Served path: CPU wall time per video minute (seed 0, `Localizer.localize`, decord, this machine)",
+        "",
+    ]
+    lines += [
+        "| variant | s per video minute | x uniform 8 fps | top-5 segments differing from the cached-frame path |",
+        "|---|---|---|---|",
+    ]
+    walls = result["wall"]
+    for name, row in walls.items():
+        ratio = row["seconds_per_video_minute"] / walls[reference]["seconds_per_video_minute"]
+        lines.append(f"| {name} | {row['seconds_per_video_minute']:.2f} | {ratio:.3f} | {row['differing_top5']} |")
+    lines += ["", "![mAP against backbone GFLOPs](zoom_curve.png)", ""]
+    return "\n".join(lines) + "\n"
+
+
+def paired(runs: dict, name: str, key: str, reference: str) -> tuple[float, float, list[float]]:
+    """name - reference per seed: mean, std, values."""
+    ref = {r["seed"]: r[key] for r in runs[reference]}
+    values = [r[key] - ref[r["seed"]] for r in runs[name]]
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, values
+
+
+def mean_of(runs: dict, name: str, key: str) -> float:
+    return statistics.fmean(r[key] for r in runs[name])
+
+
+def targets(result: dict) -> list[str]:
+    runs, reference = result["test"], f"uniform {REFERENCE} fps"
+    lines = ["| target | variant | measured | met |", "|---|---|---|---|"]
+
+    def ratio(name: str) -> float:
+        return mean_of(runs, name, "gflops_per_min") / mean_of(runs, reference, "gflops_per_min")
+
+    def fmt(m: tuple) -> str:
+        return f"{m[0]:+.2f} ± {m[1]:.2f} (" + ", ".join(f"{v:+.1f}" for v in m[2]) + ")"
+
+    if "zoom-lite" in runs:
+        d07, davg = paired(runs, "zoom-lite", "mAP@0.7", reference), paired(runs, "zoom-lite", "average", reference)
+        met = ratio("zoom-lite") <= 0.4 and d07[0] >= -0.5 and davg[0] >= -0.5
+        lines.append(
+            f"| 1: <= 0.4x backbone, mAP@0.7 and avg >= -0.5 | zoom-lite | {ratio('zoom-lite'):.3f}x; mAP@0.7 {fmt(d07)}; avg {fmt(davg)} | {'yes' if met else 'no'} |"
+        )
+    if "zoom-fine" in runs:
+        d09 = paired(runs, "zoom-fine", "mAP@0.9", reference)
+        std = statistics.fmean(r["error_std_frames"] for r in runs["zoom-fine"]) / statistics.fmean(
+            r["error_std_frames"] for r in runs[reference]
+        )
+        met = ratio("zoom-fine") <= 1.0 and d09[0] >= 3 and std <= 0.6
+        lines.append(
+            f"| 2: <= 1.0x backbone, mAP@0.9 >= +3, error std <= 0.6x | zoom-fine | {ratio('zoom-fine'):.3f}x; mAP@0.9 {fmt(d09)}; std {std:.3f}x | {'yes' if met else 'no'} |"
+        )
+        regression = "zoom-fine, refiner regression"
+        if regression in runs:
+            bdr_vs = paired(runs, "zoom-fine", "mAP@0.9", regression)
+            r_ramped = summarise(runs["zoom-fine"], ("R_ramped",))["R_ramped"]
+            met = bdr_vs[0] > 0 and r_ramped is not None and r_ramped[0] <= 0.5
+            lines.append(
+                f"| 4: BDR refiner beats regression at mAP@0.9, R ramped <= 0.5 | zoom-fine | mAP@0.9 {fmt(bdr_vs)}; R ramped {r_ramped[0]:.2f} ± {r_ramped[1]:.2f} | {'yes' if met else 'no'} |"
+            )
+    return lines
+
+
+def curve(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = result["test"]
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, key in zip(axes, ("mAP@0.7", "mAP@0.9"), strict=True):
+        uniform = [n for n in runs if n.startswith("uniform")]
+        xs = [statistics.fmean(r["gflops_per_min"] for r in runs[n]) for n in uniform]
+        ys = [statistics.fmean(r[key] for r in runs[n]) for n in uniform]
+        axis.plot(xs, ys, "o-", color="grey", label="uniform 1-30 fps")
+        for name in (n for n in runs if n.startswith("zoom") and "refiner" not in n):
+            x = statistics.fmean(r["gflops_per_min"] for r in runs[name])
+            axis.plot([x], [statistics.fmean(r[key] for r in runs[name])], "*", markersize=12, label=name)
+        axis.set_xscale("log")
+        axis.set(xlabel="backbone GFLOPs per video minute", ylabel=f"test {key}", title=key)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--epochs", type=int, help="detector epochs (default: configs/zoom.yaml's)")
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "zoom.md")
+    parser.add_argument("--no-wall", action="store_true", help="skip the served-path timing")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(torch.get_num_threads())
+    bench, log = Bench(args.workdir, args.epochs), lambda line: print(line, flush=True)
+    choice = choose_points(bench, args.seeds, log)
+    log(f"chosen on validation: {choice['chosen']}")
+    result = {
+        "command": "python -m experiments.zoom " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
+        "date": time.strftime("%Y-%m-%d"), "machine": f"{torch.get_num_threads()} CPU threads", "seeds": args.seeds,
+        "choice": choice, "test": test_runs(bench, args.seeds, choice["chosen"], log),
+        "wall": {} if args.no_wall else wall_times(bench, choice["chosen"], args.seeds[0]),
+    }  # fmt: skip
+    args.output.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    curve(result, args.output.with_name(args.output.stem + "_curve.png"))
+    args.output.write_text(page(result))
+    print(page(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""The zoom's boundary refiner: dense per-frame features of a window around a coarse boundary -> where it is.
+
+A window holds `frames` features sampled at the zoom rate, centred on a boundary the coarse pass found. The
+network is class-agnostic and fully convolutional: a 1x1 projection, dilated residual convolutions, then
+
+- fields (BDR on the dense window): per frame, the signed distance (s) from the true start (channel 0) or end
+  (channel 1) to the frame's time, clipped to +-`clip_s`; the boundary is the field's upward zero crossing,
+  read between frames (`field_boundary`);
+- offset (the regression alone): from the pooled window, the boundary's offset (s) from the window's centre.
+
+`kind` picks the channel: 0 for a start, 1 for an end. Which head a refiner was trained with is its `mode`
+("bdr" or "regression"); engine/zoom.py decodes it, tools/train_zoom.py trains it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+REFINER_MODES = ("bdr", "regression")
+
+
+@dataclass(frozen=True)
+class RefinerConfig:
+    input_dim: int = 512
+    width: int = 64
+    dilations: tuple[int, ...] = (1, 2, 4)
+    kernel: int = 5
+    mode: str = "bdr"
+    clip_s: float = 1.0  # the fields' clip, and the largest offset the window can hold
+
+    def __post_init__(self):
+        if self.mode not in REFINER_MODES:
+            raise ValueError(f"refiner mode must be one of {REFINER_MODES}, got {self.mode!r}")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "dilations": list(self.dilations)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RefinerConfig:
+        return cls(**{**data, "dilations": tuple(data.get("dilations", (1, 2, 4)))})
+
+
+class BoundaryRefiner(nn.Module):
+    def __init__(self, config: RefinerConfig):
+        super().__init__()
+        self.config = config
+        width = config.width
+        self.project = nn.Sequential(nn.Conv1d(config.input_dim, width, 1), nn.GELU())
+        self.blocks = nn.ModuleList(
+            nn.Conv1d(width, width, config.kernel, padding=d * (config.kernel // 2), dilation=d)
+            for d in config.dilations
+        )
+        self.fields = nn.Conv1d(width, 2, 1)
+        self.offset = nn.Linear(2 * width, 2)
+
+    def forward(self, windows: Tensor, kind: Tensor) -> tuple[Tensor, Tensor]:
+        """windows (B, C, W) features, kind (B,) 0/1 -> fields (B, W) s and offsets (B,) s of that kind."""
+        x = self.project(windows)
+        for block in self.blocks:
+            x = x + torch.nn.functional.gelu(block(x))
+        pick = kind.long().view(-1, 1)
+        fields = self.fields(x).gather(1, pick[:, :, None].expand(-1, 1, x.shape[-1]))[:, 0]
+        pooled = torch.cat([x.mean(-1), x.amax(-1)], dim=1)
+        offsets = self.offset(pooled).gather(1, pick)[:, 0]
+        clip = self.config.clip_s
+        return clip * torch.tanh(fields / clip), clip * torch.tanh(offsets / clip)
+
+
+def field_boundary(field: Tensor, times: Tensor) -> Tensor:
+    """(B,) s: the boundary each field (B, W) of signed distances at `times` (B, W) s places. At the upward zero
+    crossing nearest the window's centre, interpolated between the two frames around it; without a crossing,
+    the median of the frames' votes `time - field` (the field is a distance: each frame says where it is)."""
+    below, above = field[:, :-1] <= 0, field[:, 1:] > 0
+    crossing = below & above
+    centre = (field.shape[1] - 1) / 2
+    index = torch.arange(field.shape[1] - 1, device=field.device, dtype=field.dtype)
+    distance = torch.where(crossing, (index + 0.5 - centre).abs(), torch.full_like(index, float("inf")))
+    nearest = distance.argmin(dim=1, keepdim=True)
+    f0, f1 = field.gather(1, nearest)[:, 0], field.gather(1, nearest + 1)[:, 0]
+    t0, t1 = times.gather(1, nearest)[:, 0], times.gather(1, nearest + 1)[:, 0]
+    share = (-f0 / (f1 - f0).clamp_min(1e-6)).clamp(0, 1)
+    crossed = t0 + share * (t1 - t0)
+    votes = (times - field).median(dim=1).values
+    return torch.where(crossing.any(dim=1), crossed, votes)

@@ -1,0 +1,127 @@
+"""The temporal zoom (engine/zoom.py): window decoding, its plan and refiners, and a zoom checkpoint served end to
+end by the Localizer on a real video."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from engine.features.extractor import FeatureExtractor
+from engine.localizer import Localizer
+from engine.settings import EngineSettings, WorkLimits
+from engine.video.decode import DecodeRequest, Decoding, decode_frames
+from engine.video.sampling import sample_ticks
+from engine.video.source import VideoSource
+from engine.zoom import REFINER_FILE, ZOOM_FILE, ZoomedPass, ZoomSettings, pool_clips, tick_spans, zoom_document
+from model.backbones import SPECS
+from model.refiner import BoundaryRefiner, RefinerConfig, field_boundary
+from service.answers import answer_json
+from tests.conftest import random_checkpoint
+
+LIMITS = WorkLimits(max_duration_s=600, timeout_s=120)
+SAMPLE = "service/demo/sample.mp4"
+
+
+def test_spans_keep_exactly_the_whole_videos_ticks_inside_them():
+    whole = sample_ticks(0.0, 10.0, 16.0)
+    spans = ((1.0, 2.5), (7.9, 8.3))
+    inside = sample_ticks(0.0, 10.0, 16.0, spans)
+    expected = whole[((whole >= 1.0) & (whole < 2.5)) | ((whole >= 7.9) & (whole < 8.3))]
+    np.testing.assert_array_equal(inside, expected)
+    assert len(sample_ticks(0.0, 10.0, 16.0, ((20.0, 21.0),))) == 0
+
+
+@pytest.mark.parametrize("decoder", ["decord", "torchcodec"])
+@pytest.mark.parametrize("video", ["clip.mp4", "vfr.mp4"])
+def test_a_window_decode_gives_the_frames_the_whole_decode_gives_there(media, decoder, video):
+    spans = ((0.4, 1.3), (2.2, 2.9))
+    whole, whole_times, info = decode_frames(media / video, DecodeRequest(fps=16, size=(112, 112)), decoder)
+    window, window_times, _ = decode_frames(media / video, DecodeRequest(fps=16, size=(112, 112), spans=spans), decoder)
+    ticks = sample_ticks(info.frame_times[0], info.duration_s, 16)
+    keep = ((ticks >= 0.4) & (ticks < 1.3)) | ((ticks >= 2.2) & (ticks < 2.9))
+    assert 0 < len(window_times) < len(whole_times)
+    np.testing.assert_array_equal(window_times, whole_times[keep])
+    np.testing.assert_array_equal(window, whole[keep])
+
+
+def test_pooled_frame_features_are_the_clip_features_a_request_computes(media):
+    spec = SPECS["resnet18-2d"]
+    extractor = FeatureExtractor(spec, None, torch.device("cpu"))
+    request = DecodeRequest(fps=spec.sample_fps, size=(spec.size, spec.size), chunk_frames=7)
+    with Decoding(VideoSource.from_path(media / "clip.mp4"), request, "decord") as decoding:
+        clips = extractor.features(decoding.chunks())
+    with Decoding(VideoSource.from_path(media / "clip.mp4"), request, "decord") as decoding:
+        frames = extractor.frame_features(decoding.chunks())
+    pooled = pool_clips(frames.rows, spec.frames_per_clip, spec.clip_stride)
+    torch.testing.assert_close(pooled, clips.features, rtol=1e-4, atol=1e-4)
+    assert frames.backbone_flops == clips.backbone_flops == len(frames.times) * extractor.flops_per_unit
+
+
+def test_the_field_boundary_is_the_zero_crossing_read_between_frames():
+    times = torch.arange(32, dtype=torch.float64)[None].repeat(3, 1) / 16
+    truths = torch.tensor([0.93, 1.0, 1.51], dtype=torch.float64)
+    fields = (times - truths[:, None]).clamp(-0.5, 0.5)
+    torch.testing.assert_close(field_boundary(fields, times), truths)
+    no_crossing = torch.full((1, 32), 0.5, dtype=torch.float64)  # every frame: "the boundary is 0.5 s before me"
+    assert field_boundary(no_crossing, times[:1]).item() == pytest.approx(float(times[0].median()) - 0.5)
+
+
+def test_the_plan_puts_a_window_on_the_zoom_grid_around_each_boundary_and_decodes_only_those_ticks():
+    zoom = ZoomedPass(ZoomSettings(zoom_fps=16, window_s=0.5, min_score=0.2, max_candidates=2, refiner="none"), None)
+    segments = np.array([[2.0, 4.0], [9.7, 10.0], [5.0, 6.0], [0.05, 1.0]])
+    scores = np.array([0.9, 0.25, 0.1, 0.3])  # the third is below min_score; max_candidates keeps the best two
+    plan = zoom.plan(segments, scores, first_s=0.0, end_s=10.0)
+    np.testing.assert_array_equal(plan.owners, [0, 0, 3, 3])
+    np.testing.assert_array_equal(plan.kinds, [0, 1, 0, 1])
+    assert plan.ticks.shape == (4, 16)
+    np.testing.assert_allclose(plan.centres_s, [2.0, 4.0, 0.05, 1.0])
+    assert np.abs(plan.window_centres_s - plan.centres_s).max() <= 1 / 32  # the nearest grid placement
+    assert plan.ticks.min() == 0  # the window around 0.05 s is clamped to the first tick
+    decoded = sample_ticks(0.0, 10.0, 16, plan.spans)
+    np.testing.assert_array_equal(np.round(decoded * 16).astype(int), plan.needed)
+    assert tick_spans(np.array([3, 4, 5, 9]), 0.0, 16) == ((2.5 / 16, 5.5 / 16), (8.5 / 16, 9.5 / 16))
+    refined = zoom.apply(segments, plan, np.array([2.1, 1.9, 0.2, 0.9]))  # the first would end before it starts
+    np.testing.assert_array_equal(refined[0], segments[0])
+    np.testing.assert_array_equal(refined[3], [0.2, 0.9])
+
+
+@pytest.fixture(scope="module")
+def zoom_checkpoint(tmp_path_factory):
+    """A 2 fps coarse detector with random weights over resnet18-2d, and a random bdr refiner."""
+    labels = ["red_ball_swing", "green_square_rise", "blue_ring_pulse", "yellow_bar_sweep"]
+    directory = random_checkpoint(tmp_path_factory, "zoom", 3, "resnet18-2d", 2.0, labels)
+    torch.manual_seed(0)
+    config = RefinerConfig(width=16, clip_s=0.5)
+    save_file(BoundaryRefiner(config).state_dict(), directory / REFINER_FILE)
+    settings = ZoomSettings(zoom_fps=16, window_s=0.5, min_score=0.0, max_candidates=3)
+    (directory / ZOOM_FILE).write_text(json.dumps(zoom_document(settings, config)))
+    return directory
+
+
+def test_a_zoom_checkpoint_looks_coarsely_everywhere_and_closely_in_its_windows(zoom_checkpoint):
+    localizer = Localizer(EngineSettings(checkpoint=zoom_checkpoint, device="cpu"))
+    found = localizer.localize(VideoSource.from_path(SAMPLE), LIMITS)
+    zoom, flops, duration = found.zoom, found.flops, found.info.duration_s
+    assert zoom["coarse_fps"] == 2.0 and zoom["candidates"] == 3 and zoom["refiner"] == "bdr"
+    assert zoom["frames"]["coarse"] == len(sample_ticks(0.0, duration, 2.0))
+    windows = tuple(tuple(w) for w in zoom["windows"])
+    assert zoom["frames"]["zoom"] == len(sample_ticks(0.0, duration, 16.0, windows)) <= 6 * 16
+    frames = zoom["frames"]["coarse"] + zoom["frames"]["zoom"]
+    assert flops["backbone"] == frames * localizer.extractor.flops_per_unit
+    assert flops["backbone_dense"] == len(sample_ticks(0.0, duration, 8.0)) * localizer.extractor.flops_per_unit
+    assert flops["backbone_saved_ratio"] == pytest.approx(1 - frames / len(sample_ticks(0.0, duration, 8.0)))
+    assert all(0 <= s["start_s"] < s["end_s"] <= duration for s in found.segments)
+    answer = answer_json(found, localizer, "r1")
+    assert answer["zoom"]["frames"] == zoom["frames"] and answer["flops"]["backbone_saved_ratio"] > 0.3
+
+
+def test_a_zoom_checkpoint_whose_refiner_is_none_keeps_the_coarse_boundaries(zoom_checkpoint):
+    coarse = ZoomedPass.load(zoom_checkpoint, torch.device("cpu"), refiner="none")
+    assert coarse.refiner is None
+    segments, scores = np.array([[1.0, 3.0]]), np.array([0.5])
+    plan = coarse.plan(segments, scores, 0.0, 10.0)
+    np.testing.assert_array_equal(coarse.apply(segments, plan, coarse.refine(plan, torch.zeros(0, 512), 0.0)), segments)

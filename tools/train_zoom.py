@@ -1,0 +1,223 @@
+"""Training the temporal zoom from videos: a coarse detector at a low frame rate and a boundary refiner at a high
+one, with one command and one config (configs/zoom.yaml: the detector's sections as `tzn train` reads them, plus a
+`zoom` section).
+
+    python -m tools.zoom_frames --videos VIDEOS --output FRAMES          # per-frame features, once
+    python -m tools.train_zoom --config configs/zoom.yaml --videos VIDEOS --frames FRAMES --output RUN
+
+Features come from per-frame backbone features of every frame (FRAMES, written through the engine's decoding and
+backbone): features at any rate r are the rows the sampling rule picks at r's ticks (engine/video/sampling.py),
+pooled into clips as the engine pools them, so training sees what a request at that rate computes.
+
+1. `rate_features`: ActionFormer-format clip features at the coarse rate (<id>.npy, (T, C));
+2. the coarse detector: `training.train.train` on them (data.default_fps = the coarse rate);
+3. the refiner (model/refiner.py): windows of `2 * window_s` at the zoom rate around the training videos' true
+   boundaries, moved by a random offset of up to `jitter * window_s` (the coarse pass's error, as seen by the
+   refiner); trained on the fields (mode "bdr") or on the offset alone ("regression");
+4. RUN is a zoom checkpoint: the detector's config.json and weights, zoom.json, refiner.safetensors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+from safetensors.torch import save_file
+
+from engine.video.sampling import frames_on_screen, sample_ticks
+from engine.zoom import REFINER_FILE, ZOOM_FILE, ZoomSettings, pool_clips, zoom_document
+from model.refiner import BoundaryRefiner, RefinerConfig
+from training.config import TrainConfig
+from training.train import train
+
+
+class RefinerTraining(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: str = "bdr"
+    width: int = 64
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 2e-3
+    jitter: float = Field(0.8, gt=0, le=1, description="largest offset of a window from its boundary, x window_s")
+
+
+class ZoomSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    coarse_fps: float = Field(2.0, gt=0)
+    zoom_fps: float = Field(16.0, gt=0)
+    window_s: float = Field(1.0, gt=0)
+    min_score: float = Field(0.05, ge=0)
+    max_candidates: int = Field(16, ge=0)
+    refiner: RefinerTraining = RefinerTraining()
+
+    def settings(self, refiner: str | None = None) -> ZoomSettings:
+        return ZoomSettings(
+            self.zoom_fps, self.window_s, self.min_score, self.max_candidates, refiner or self.refiner.mode
+        )
+
+
+def load_zoom_config(path: Path) -> tuple[TrainConfig, ZoomSection]:
+    """configs/zoom.yaml -> (the detector's TrainConfig, the zoom section)."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    zoom = ZoomSection.model_validate(raw.pop("zoom", {}))
+    return TrainConfig.model_validate(raw), zoom
+
+
+class FrameCache:
+    """Per-frame features of every frame of the benchmark's videos (tools/zoom_frames.py), read once."""
+
+    def __init__(self, frames: Path, annotations: dict):
+        self.frames, self.database = Path(frames), annotations["database"]
+        self._rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def rows(self, video_id: str) -> tuple[np.ndarray, np.ndarray]:
+        if video_id not in self._rows:
+            self._rows[video_id] = (
+                np.load(self.frames / f"{video_id}.npy"),
+                np.load(self.frames / f"{video_id}.times.npy"),
+            )
+        return self._rows[video_id]
+
+    def end_s(self, video_id: str) -> float:
+        times = self.rows(video_id)[1]
+        return float(times[0] + self.database[video_id]["duration"])
+
+    def at(self, video_id: str, fps: float, spans=None) -> tuple[np.ndarray, np.ndarray]:
+        """(rows (N, C), times (N,)): the frames a decode at `fps` (inside `spans`) gives."""
+        rows, times = self.rows(video_id)
+        picked = frames_on_screen(times, sample_ticks(float(times[0]), self.end_s(video_id), fps, spans))
+        return rows[picked], times[picked]
+
+
+def rate_features(cache: FrameCache, fps: float, output: Path, frames_per_clip: int = 4, clip_stride: int = 2) -> Path:
+    """ActionFormer-format clip features of every video at `fps`, in `output` (kept when already complete)."""
+    output.mkdir(parents=True, exist_ok=True)
+    for video_id in cache.database:
+        target = output / f"{video_id}.npy"
+        if not target.is_file():
+            rows, _ = cache.at(video_id, fps)
+            clips = pool_clips(torch.from_numpy(rows), frames_per_clip, clip_stride)
+            np.save(target, clips.T.numpy().astype(np.float32))
+    return output
+
+
+def detector_config(base: TrainConfig, annotations: Path, features: Path, fps: float, seed: int) -> TrainConfig:
+    """The detector's config at rate `fps`: training crops hold at most `max_seq_len` clips at any rate."""
+    data = base.data.model_copy(update={"annotations": annotations, "features_dir": features, "default_fps": fps})
+    return base.model_copy(update={"data": data, "seed": seed})
+
+
+def boundary_windows(cache: FrameCache, split: str, settings: ZoomSettings) -> list[tuple[str, float, int]]:
+    """(video, true boundary s, kind) of every ground-truth start (0) and end (1) in `split`."""
+    found = []
+    for video_id, info in cache.database.items():
+        if info["subset"].lower() == split:
+            for annotation in info["annotations"]:
+                found += [
+                    (video_id, float(annotation["segment"][0]), 0),
+                    (video_id, float(annotation["segment"][1]), 1),
+                ]
+    return found
+
+
+def sample_batch(
+    cache: FrameCache, boundaries, settings: ZoomSettings, jitter: float, rng: np.random.Generator, batch: int = 64
+):
+    """A batch of refiner windows: (windows (B, C, W), kinds (B,), tick times (B, W), true boundaries (B,),
+    window centres (B,)), laid out on the zoom grid as engine/zoom.py lays them at inference."""
+    fps, width = settings.zoom_fps, settings.window_frames
+    windows, kinds, times, truths, centres = [], [], [], [], []
+    for index in rng.integers(len(boundaries), size=batch):
+        video_id, truth, kind = boundaries[index]
+        rows, frame_times = cache.rows(video_id)
+        first, end = float(frame_times[0]), cache.end_s(video_id)
+        grid = sample_ticks(first, end, fps)
+        centre = truth + rng.uniform(-jitter, jitter) * settings.window_s
+        low = int(round((centre - first) * fps - width / 2))
+        ticks = np.clip(low + np.arange(width), 0, len(grid) - 1)
+        windows.append(rows[frames_on_screen(frame_times, grid[ticks])].T)
+        kinds.append(kind)
+        times.append(first + ticks / fps)
+        truths.append(truth)
+        centres.append(first + (low + (width - 1) / 2) / fps)
+    as_tensor = lambda values, dtype: torch.as_tensor(np.asarray(values), dtype=dtype)  # noqa: E731
+    return (as_tensor(windows, torch.float32), as_tensor(kinds, torch.long), as_tensor(times, torch.float64),
+            as_tensor(truths, torch.float64), as_tensor(centres, torch.float64))  # fmt: skip
+
+
+def train_refiner(
+    cache: FrameCache, settings: ZoomSettings, recipe: RefinerTraining, seed: int, log=print
+) -> tuple[BoundaryRefiner, RefinerConfig]:  # fmt: skip
+    """The refiner of `recipe.mode`, trained on the training split's boundaries."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng([seed, 16])
+    config = RefinerConfig(width=recipe.width, mode=recipe.mode, clip_s=settings.window_s)
+    network = BoundaryRefiner(config)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=recipe.lr, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, recipe.lr, total_steps=recipe.steps)
+    boundaries = boundary_windows(cache, "training", settings)
+    for step in range(recipe.steps):
+        windows, kinds, times, truths, centres = sample_batch(
+            cache, boundaries, settings, recipe.jitter, rng, recipe.batch_size
+        )
+        fields, offsets = network(windows, kinds)
+        if recipe.mode == "bdr":
+            target = (times - truths[:, None]).clamp(-config.clip_s, config.clip_s).float()
+            loss = (fields - target).abs().mean()
+        else:
+            loss = (offsets - (truths - centres).float()).abs().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if (step + 1) % 500 == 0:
+            log(f"refiner {recipe.mode} step {step + 1}/{recipe.steps}: L1 {loss.item():.4f} s")
+    return network.eval(), config
+
+
+def write_zoom_checkpoint(detector: Path, output: Path, settings: ZoomSettings, refiner, config: RefinerConfig) -> Path:
+    """A zoom checkpoint in `output`: the detector's files, zoom.json and (unless "none") refiner.safetensors."""
+    output.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "model.safetensors"):
+        shutil.copyfile(detector / name, output / name)
+    if refiner is not None:
+        save_file({k: v.contiguous() for k, v in refiner.state_dict().items()}, output / REFINER_FILE)
+    (output / ZOOM_FILE).write_text(json.dumps(zoom_document(settings, config), indent=1) + "\n")
+    return output
+
+
+def train_zoom(config_path: Path, videos: Path, frames: Path, output: Path, seed: int | None = None, log=print) -> Path:
+    """The whole recipe (module docstring): a zoom checkpoint in `output`."""
+    base, zoom = load_zoom_config(config_path)
+    seed = base.seed if seed is None else seed
+    annotations = videos / "annotations.json"
+    cache = FrameCache(frames, json.loads(annotations.read_text()))
+    features = rate_features(cache, zoom.coarse_fps, output / "features" / f"{zoom.coarse_fps:g}fps")
+    detector = train(detector_config(base, annotations, features, zoom.coarse_fps, seed), output / "detector", log=log)
+    settings = zoom.settings()
+    refiner, refiner_config = train_refiner(cache, settings, zoom.refiner, seed, log)
+    return write_zoom_checkpoint(detector, output, settings, refiner, refiner_config)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--videos", type=Path, required=True, help="the videos' directory with annotations.json")
+    parser.add_argument("--frames", type=Path, required=True, help="per-frame features (tools/zoom_frames.py)")
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--seed", type=int)
+    args = parser.parse_args(argv)
+    run = train_zoom(args.config, args.videos, args.frames, args.output, args.seed)
+    print(f"zoom checkpoint written to {run}")
+
+
+if __name__ == "__main__":
+    main()
