@@ -114,6 +114,20 @@ class Bench:
         return network
 
 
+def train_all(bench: Bench, seeds: list[int], log) -> None:
+    """Every run the evaluation uses: the uniform detectors and both refiners at every (zoom_fps, window_s)."""
+    for seed in seeds:
+        for fps in RATES:
+            started = time.perf_counter()
+            bench.detector(fps, seed)
+            log(f"seed {seed}: uniform {fps} fps trained ({time.perf_counter() - started:.0f} s)")
+        for zoom_fps, window_s in itertools.product(GRID["zoom_fps"], GRID["window_s"]):
+            for mode in ("bdr", "regression"):
+                started = time.perf_counter()
+                bench.refiner(ZoomSettings(zoom_fps, window_s), mode, seed)
+                log(f"seed {seed}: refiner {mode} {zoom_fps} fps {window_s} s ({time.perf_counter() - started:.0f} s)")
+
+
 def uniform_predictions(bench: Bench, fps: float, seed: int, split: str) -> tuple[dict, int]:
     """ActivityNet results of the uniform detector at `fps`, and the frames its backbone ran."""
     localizer, results, frames = bench.detector(fps, seed), {}, 0
@@ -393,9 +407,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, help="detector epochs (default: configs/zoom.yaml's)")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "zoom.md")
     parser.add_argument("--no-wall", action="store_true", help="skip the served-path timing")
+    parser.add_argument(
+        "--train-only",
+        action="store_true",
+        help="train the seeds' runs, evaluate nothing (to train seeds in parallel processes)",
+    )
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(torch.get_num_threads())
+    if args.threads:
+        torch.set_num_threads(args.threads)
     bench, log = Bench(args.workdir, args.epochs), lambda line: print(line, flush=True)
+    if args.train_only:
+        return train_all(bench, args.seeds, log)
     choice = choose_points(bench, args.seeds, log)
     log(f"chosen on validation: {choice['chosen']}")
     result = {

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -105,7 +106,9 @@ def rate_features(cache: FrameCache, fps: float, output: Path, frames_per_clip: 
         if not target.is_file():
             rows, _ = cache.at(video_id, fps)
             clips = pool_clips(torch.from_numpy(rows), frames_per_clip, clip_stride)
-            np.save(target, clips.T.numpy().astype(np.float32))
+            partial = output / f"{video_id}.{os.getpid()}.partial.npy"  # several trainers may share `output`
+            np.save(partial, clips.T.numpy().astype(np.float32))
+            os.replace(partial, target)
     return output
 
 

@@ -45,9 +45,17 @@ class Action:
     ramp_out_s: float = 0.0
 
     def opacity(self, t: float) -> float:
-        """How visible the shape is at time `t` s (1 inside a sharp action; the frame rule is Scene's)."""
-        rising = 1.0 if self.ramp_in_s <= 0 else (t - self.start_s) / self.ramp_in_s + 0.5
-        falling = 1.0 if self.ramp_out_s <= 0 else (self.end_s - t) / self.ramp_out_s + 0.5
+        """How visible the shape is at time `t` s: a sharp side cuts at its boundary (start_s <= t < end_s, on
+        the frame grid), a faded side ramps linearly across it."""
+        tolerance = 1e-9  # frame times and boundaries are both multiples of 1 / fps
+        if self.ramp_in_s > 0:
+            rising = (t - self.start_s) / self.ramp_in_s + 0.5
+        else:
+            rising = float(t >= self.start_s - tolerance)
+        if self.ramp_out_s > 0:
+            falling = (self.end_s - t) / self.ramp_out_s + 0.5
+        else:
+            falling = float(t < self.end_s - tolerance)
         return float(np.clip(min(rising, falling), 0.0, 1.0))
 
     @property
