@@ -128,14 +128,11 @@ class ZoomedPass:
         owners = np.repeat(chosen, 2)
         kinds = np.tile([0, 1], len(chosen))
         centres = segments[owners, kinds] if len(chosen) else np.empty(0)
-        fps, width = settings.zoom_fps, settings.window_frames
-        last = len(sample_ticks(first_s, end_s, fps)) - 1
-        low = np.round((centres - first_s) * fps - width / 2).astype(np.int64)
-        unclamped = low[:, None] + np.arange(width)[None, :]
-        ticks = np.clip(unclamped, 0, last)
+        last = len(sample_ticks(first_s, end_s, settings.zoom_fps)) - 1
+        ticks, window_centres = window_ticks(centres, first_s, settings.zoom_fps, settings.window_frames, last)
         return ZoomPlan(
-            centres_s=centres, kinds=kinds, owners=owners, ticks=ticks,
-            window_centres_s=first_s + (low + (width - 1) / 2) / fps, spans=tick_spans(np.unique(ticks), first_s, fps),
+            centres_s=centres, kinds=kinds, owners=owners, ticks=ticks, window_centres_s=window_centres,
+            spans=tick_spans(np.unique(ticks), first_s, settings.zoom_fps),
         )  # fmt: skip
 
     @torch.inference_mode()
@@ -167,6 +164,16 @@ class ZoomedPass:
         broken = out[:, 1] <= out[:, 0]
         out[broken] = segments[broken]
         return out
+
+
+def window_ticks(
+    centres_s: np.ndarray, first_s: float, fps: float, width: int, last: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(M, width) tick numbers of the windows centred nearest to `centres_s` (M,) on the grid first_s + k / fps,
+    clamped to [0, last], and each window's centre (s) before clamping: within half a step of its centre_s."""
+    low = np.round((np.asarray(centres_s) - first_s) * fps - (width - 1) / 2).astype(np.int64)
+    ticks = np.clip(low[:, None] + np.arange(width)[None, :], 0, last)
+    return ticks, first_s + (low + (width - 1) / 2) / fps
 
 
 def tick_spans(ticks: np.ndarray, first_s: float, fps: float) -> Spans:

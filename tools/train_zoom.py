@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import save_file
 
 from engine.video.sampling import frames_on_screen, sample_ticks
-from engine.zoom import REFINER_FILE, ZOOM_FILE, ZoomSettings, pool_clips, zoom_document
+from engine.zoom import REFINER_FILE, ZOOM_FILE, ZoomSettings, pool_clips, window_ticks, zoom_document
 from model.refiner import BoundaryRefiner, RefinerConfig
 from training.config import TrainConfig
 from training.train import train
@@ -144,13 +144,12 @@ def sample_batch(
         first, end = float(frame_times[0]), cache.end_s(video_id)
         grid = sample_ticks(first, end, fps)
         centre = truth + rng.uniform(-jitter, jitter) * settings.window_s
-        low = int(round((centre - first) * fps - width / 2))
-        ticks = np.clip(low + np.arange(width), 0, len(grid) - 1)
-        windows.append(rows[frames_on_screen(frame_times, grid[ticks])].T)
+        ticks, window_centre = window_ticks(np.array([centre]), first, fps, width, len(grid) - 1)
+        windows.append(rows[frames_on_screen(frame_times, grid[ticks[0]])].T)
         kinds.append(kind)
-        times.append(first + ticks / fps)
+        times.append(first + ticks[0] / fps)
         truths.append(truth)
-        centres.append(first + (low + (width - 1) / 2) / fps)
+        centres.append(window_centre[0])
     as_tensor = lambda values, dtype: torch.as_tensor(np.asarray(values), dtype=dtype)  # noqa: E731
     return (as_tensor(windows, torch.float32), as_tensor(kinds, torch.long), as_tensor(times, torch.float64),
             as_tensor(truths, torch.float64), as_tensor(centres, torch.float64))  # fmt: skip
@@ -162,11 +161,12 @@ def train_refiner(
     """The refiner of `recipe.mode`, trained on the training split's boundaries."""
     torch.manual_seed(seed)
     rng = np.random.default_rng([seed, 16])
-    config = RefinerConfig(width=recipe.width, mode=recipe.mode, clip_s=settings.window_s)
+    boundaries = boundary_windows(cache, "training", settings)
+    input_dim = cache.rows(boundaries[0][0])[0].shape[1]
+    config = RefinerConfig(input_dim=input_dim, width=recipe.width, mode=recipe.mode, clip_s=settings.window_s)
     network = BoundaryRefiner(config)
     optimizer = torch.optim.AdamW(network.parameters(), lr=recipe.lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, recipe.lr, total_steps=recipe.steps)
-    boundaries = boundary_windows(cache, "training", settings)
     for step in range(recipe.steps):
         windows, kinds, times, truths, centres = sample_batch(
             cache, boundaries, settings, recipe.jitter, rng, recipe.batch_size
