@@ -115,15 +115,16 @@ class Bench:
         return network
 
 
-def train_all(bench: Bench, seeds: list[int], log) -> None:
-    """Every run the evaluation uses: the uniform detectors and both refiners at every (zoom_fps, window_s)."""
+def train_all(bench: Bench, seeds: list[int], log, rates=RATES, modes=("bdr", "regression")) -> None:
+    """Every run the evaluation uses (or those of `rates` and refiner `modes`, to share the training between
+    processes): the uniform detectors and the refiners at every (zoom_fps, window_s)."""
     for seed in seeds:
-        for fps in RATES:
+        for fps in rates:
             started = time.perf_counter()
             bench.detector(fps, seed)
             log(f"seed {seed}: uniform {fps} fps trained ({time.perf_counter() - started:.0f} s)")
         for zoom_fps, window_s in itertools.product(GRID["zoom_fps"], GRID["window_s"]):
-            for mode in ("bdr", "regression"):
+            for mode in modes:
                 started = time.perf_counter()
                 bench.refiner(ZoomSettings(zoom_fps, window_s), mode, seed)
                 log(f"seed {seed}: refiner {mode} {zoom_fps} fps {window_s} s ({time.perf_counter() - started:.0f} s)")
@@ -432,12 +433,16 @@ def main(argv: list[str] | None = None) -> None:
         help="train the seeds' runs, evaluate nothing (to train seeds in parallel processes)",
     )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    parser.add_argument(
+        "--rates", type=float, nargs="+", default=RATES, help="with --train-only: these rates' detectors"
+    )
+    parser.add_argument("--modes", nargs="*", default=["bdr", "regression"], help="with --train-only: these refiners")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     bench, log = Bench(args.workdir, args.epochs), lambda line: print(line, flush=True)
     if args.train_only:
-        return train_all(bench, args.seeds, log)
+        return train_all(bench, args.seeds, log, [int(r) if r == int(r) else r for r in args.rates], args.modes)
     choice = choose_points(bench, args.seeds, log)
     log(f"chosen on validation: {choice['chosen']}")
     result = {
