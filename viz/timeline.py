@@ -54,6 +54,8 @@ class Timeline:
     boundary: tuple[Curve, Curve] | None = None  # d_start, d_end in level-0 steps
     thumbnails: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (time_s, (H, W, 3) uint8)
     note: str = ""
+    zoom_windows: list[tuple[float, float]] = field(default_factory=list)  # where a zoom checkpoint looked closely
+    zoom_fps: float | None = None
 
     @classmethod
     def from_answer(
@@ -87,6 +89,8 @@ class Timeline:
                 else None
             ),
             note=note,
+            zoom_windows=[tuple(w) for w in answer["zoom"]["windows"]] if answer.get("zoom") else [],
+            zoom_fps=answer["zoom"]["zoom_fps"] if answer.get("zoom") else None,
         )
 
 
@@ -228,8 +232,12 @@ def _draw_segments(axis, timeline: Timeline, colors: dict) -> None:
     axis.set_yticks([r + 0.5 for r in range(rows)], list(reversed(timeline.labels)), fontsize=8)
     for r in range(1, rows):
         axis.axhline(r, color="0.85", linewidth=0.6)
+    for begin, end in timeline.zoom_windows:
+        axis.axvspan(begin, end, color="tab:orange", alpha=0.18, linewidth=0)
     legend = "detections (opacity = score)" + ("; ground truth: dark hatched bar under each row"
                                                if timeline.ground_truth is not None else "")  # fmt: skip
+    if timeline.zoom_windows:
+        legend += f"; orange: zoom windows ({timeline.zoom_fps:g} fps)"
     axis.set_title(legend, fontsize=8, loc="left", color="0.3")
     axis.grid(axis="x", color="0.9")
     axis.set_axisbelow(True)

@@ -92,3 +92,20 @@ def test_localize_plot_writes_the_timeline_of_the_answer(small_checkpoint, media
     assert "depth" not in answer  # stdout stays the default answer
     assert "clip.mp4" in svg and "ATR depth" in svg and "BDR fields" in svg and "ground truth" in svg
     assert all(label in svg for label in ("red_ball_swing", "yellow_bar_sweep", "unseen_action"))
+
+
+def test_a_zoomed_answer_shades_where_it_looked_closely(tmp_path):
+    answer = {
+        "video": {"filename": "a.mp4", "duration_s": 10.0}, "model": {"name": "zoom"},
+        "segments": [{"label": "run", "score": 0.8, "start_s": 2.0, "end_s": 6.0}],
+        "flops": {"mean_depth": 6.0, "head_saved_ratio": 0.0}, "timing_ms": {"total": 900.0}, "realtime_factor": 11.0,
+        "zoom": {"zoom_fps": 16.0, "windows": [[1.5, 2.5], [5.5, 6.5]]},
+    }  # fmt: skip
+    timeline = Timeline.from_answer(answer)
+    assert timeline.zoom_windows == [(1.5, 2.5), (5.5, 6.5)]
+    zoomed = render(timeline, tmp_path / "zoomed.svg").read_text()
+    plain = render(
+        Timeline.from_answer({k: v for k, v in answer.items() if k != "zoom"}), tmp_path / "p.svg"
+    ).read_text()
+    assert "zoom windows (16 fps)" in zoomed and "zoom windows" not in plain
+    assert zoomed.count("<path") >= plain.count("<path") + 2  # one shaded span per window
