@@ -4,6 +4,7 @@ small TZN checkpoints (random weights) for the resnet18-2d and tiny-2d backbones
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 import subprocess
@@ -89,6 +90,25 @@ def small_checkpoint(tmp_path_factory) -> Path:
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """Over the tiny-2d backbone: hour-long videos in seconds."""
     return random_checkpoint(tmp_path_factory, "tiny", 1, "tiny-2d", 4.0, ["walk", "run"])
+
+
+@pytest.fixture(scope="session")
+def zoom_checkpoint(tmp_path_factory) -> Path:
+    """A zoom checkpoint (engine/zoom.py) with random weights: a 2 fps coarse detector over resnet18-2d and a bdr
+    refiner; every candidate gets windows (min_score 0), at most three."""
+    from safetensors.torch import save_file
+
+    from engine.zoom import REFINER_FILE, ZOOM_FILE, ZoomSettings, zoom_document
+    from model.refiner import BoundaryRefiner, RefinerConfig
+
+    labels = ["red_ball_swing", "green_square_rise", "blue_ring_pulse", "yellow_bar_sweep"]
+    directory = random_checkpoint(tmp_path_factory, "zoom", 3, "resnet18-2d", 2.0, labels)
+    torch.manual_seed(0)
+    config = RefinerConfig(width=16, clip_s=0.5)
+    save_file(BoundaryRefiner(config).state_dict(), directory / REFINER_FILE)
+    settings = ZoomSettings(zoom_fps=16, window_s=0.5, min_score=0.0, max_candidates=3)
+    (directory / ZOOM_FILE).write_text(json.dumps(zoom_document(settings, config)))
+    return directory
 
 
 @pytest.fixture(scope="session")

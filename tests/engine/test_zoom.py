@@ -3,12 +3,9 @@ end by the Localizer on a real video."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from engine.features.extractor import FeatureExtractor
 from engine.localizer import Localizer
@@ -16,11 +13,10 @@ from engine.settings import EngineSettings, WorkLimits
 from engine.video.decode import DecodeRequest, Decoding, decode_frames
 from engine.video.sampling import sample_ticks
 from engine.video.source import VideoSource
-from engine.zoom import REFINER_FILE, ZOOM_FILE, ZoomedPass, ZoomSettings, pool_clips, tick_spans, zoom_document
+from engine.zoom import ZoomedPass, ZoomSettings, pool_clips, tick_spans
 from model.backbones import SPECS
-from model.refiner import BoundaryRefiner, RefinerConfig, field_boundary
+from model.refiner import field_boundary
 from service.answers import answer_json
-from tests.conftest import random_checkpoint
 
 LIMITS = WorkLimits(max_duration_s=600, timeout_s=120)
 SAMPLE = "service/demo/sample.mp4"
@@ -87,19 +83,6 @@ def test_the_plan_puts_a_window_on_the_zoom_grid_around_each_boundary_and_decode
     refined = zoom.apply(segments, plan, np.array([2.1, 1.9, 0.2, 0.9]))  # the first would end before it starts
     np.testing.assert_array_equal(refined[0], segments[0])
     np.testing.assert_array_equal(refined[3], [0.2, 0.9])
-
-
-@pytest.fixture(scope="module")
-def zoom_checkpoint(tmp_path_factory):
-    """A 2 fps coarse detector with random weights over resnet18-2d, and a random bdr refiner."""
-    labels = ["red_ball_swing", "green_square_rise", "blue_ring_pulse", "yellow_bar_sweep"]
-    directory = random_checkpoint(tmp_path_factory, "zoom", 3, "resnet18-2d", 2.0, labels)
-    torch.manual_seed(0)
-    config = RefinerConfig(width=16, clip_s=0.5)
-    save_file(BoundaryRefiner(config).state_dict(), directory / REFINER_FILE)
-    settings = ZoomSettings(zoom_fps=16, window_s=0.5, min_score=0.0, max_candidates=3)
-    (directory / ZOOM_FILE).write_text(json.dumps(zoom_document(settings, config)))
-    return directory
 
 
 def test_a_zoom_checkpoint_looks_coarsely_everywhere_and_closely_in_its_windows(zoom_checkpoint):

@@ -47,6 +47,13 @@ def short_limit_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def zoom_server(tmp_path_factory, zoom_checkpoint):
+    env = server_env(tmp_path_factory, TZN_CHECKPOINT=str(zoom_checkpoint))
+    with running_server(env, tmp_path_factory.mktemp("logs") / "server.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -203,3 +210,16 @@ def test_video_localize_refuses_as_too_long_goes_to_a_job_that_can_be_cancelled(
     assert "cancelled" in browser.find_element(By.ID, "status").text
     job = httpx.get(f"{short_limit_server}/jobs/{shown['job_id']}", timeout=10).json()
     assert job["status"] == "cancelled"
+
+
+def test_a_zoom_checkpoints_windows_and_savings_are_shown(zoom_server, browser):
+    from selenium.webdriver.common.by import By
+
+    state, answer = choose_video(browser, zoom_server, SAMPLE)
+    assert state == "done", answer
+    zoom = answer["zoom"]
+    windows = browser.find_elements(By.CSS_SELECTOR, "#timeline rect.zoom-window")
+    assert len(windows) == len(zoom["windows"]) > 0
+    compute = browser.find_element(By.ID, "flops").text
+    assert "backbone at the dense rate" in compute
+    assert f"{zoom['frames']['coarse']} + {zoom['frames']['zoom']} frames" in compute
