@@ -10,6 +10,7 @@ import torch
 
 from engine.errors import ConfigurationError
 from engine.settings import EngineSettings
+from engine.zoom import read_zoom
 from model.backbones import SPECS, BackboneSpec
 from model.checkpoint import CheckpointConfig, read_checkpoint_config
 
@@ -67,7 +68,9 @@ def check(settings: EngineSettings) -> None:
     serve; loads no weights."""
     resolve_device(settings.device)
     config = served_config(settings)
-    backbone_for(config, settings)
+    spec = backbone_for(config, settings)
+    if settings.runtime == "torch" and read_zoom(settings.checkpoint) is not None and not spec.per_frame:
+        raise ConfigurationError(f"the temporal zoom needs a per-frame backbone; {spec.name} computes clips")
     if settings.backbone_weights is not None and not Path(settings.backbone_weights).is_file():
         raise ConfigurationError(f"TZN_BACKBONE_WEIGHTS={settings.backbone_weights}: no such file")
     if settings.temp_dir is not None and not Path(settings.temp_dir).is_dir():

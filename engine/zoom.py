@@ -80,6 +80,28 @@ class ZoomPlan:
         return np.unique(self.ticks)
 
 
+def read_zoom(checkpoint: str | Path | None, refiner: str | None = None) -> tuple[ZoomSettings, RefinerConfig] | None:
+    """A checkpoint directory's zoom.json, checked without loading weights (a refiner it names must have its
+    weights file, of its mode); None when there is no zoom.json. ConfigurationError says what is wrong."""
+    if checkpoint is None or not (Path(checkpoint) / ZOOM_FILE).is_file():
+        return None
+    path = Path(checkpoint) / ZOOM_FILE
+    try:
+        document = json.loads(path.read_text())
+        settings = ZoomSettings(**{**document["settings"], **({"refiner": refiner} if refiner else {})})
+        config = RefinerConfig.from_dict(document["refiner"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ConfigurationError(f"{path}: not a zoom description ({error})") from error
+    if settings.refiner != "none":
+        if config.mode != settings.refiner:
+            raise ConfigurationError(
+                f"{path}: the refiner in {REFINER_FILE} is {config.mode!r}, not {settings.refiner!r}"
+            )
+        if not (Path(checkpoint) / REFINER_FILE).is_file():
+            raise ConfigurationError(f"{path} names a {settings.refiner!r} refiner but {REFINER_FILE} is missing")
+    return settings, config
+
+
 def pool_clips(rows: Tensor, frames_per_clip: int, clip_stride: int) -> Tensor:
     """(N, C) per-frame features -> (C, K) clip features, as FeatureExtractor pools a request's frames."""
     windower = ClipWindower(frames_per_clip, clip_stride)
@@ -100,23 +122,14 @@ class ZoomedPass:
     @classmethod
     def load(cls, checkpoint: str | Path | None, device: torch.device, refiner: str | None = None) -> ZoomedPass | None:
         """The zoom of a checkpoint directory, None when it has no zoom.json. `refiner` overrides the file's."""
-        if checkpoint is None or not (Path(checkpoint) / ZOOM_FILE).is_file():
+        found = read_zoom(checkpoint, refiner)
+        if found is None:
             return None
-        directory = Path(checkpoint)
-        try:
-            document = json.loads((directory / ZOOM_FILE).read_text())
-            settings = ZoomSettings(**{**document["settings"], **({"refiner": refiner} if refiner else {})})
-            config = RefinerConfig.from_dict(document["refiner"])
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise ConfigurationError(f"{directory / ZOOM_FILE}: not a zoom description ({error})") from error
+        settings, config = found
         network = None
         if settings.refiner != "none":
-            if config.mode != settings.refiner:
-                raise ConfigurationError(
-                    f"{directory / REFINER_FILE} holds a {config.mode!r} refiner, not {settings.refiner!r}"
-                )
             network = BoundaryRefiner(config)
-            network.load_state_dict(load_file(directory / REFINER_FILE))
+            network.load_state_dict(load_file(Path(checkpoint) / REFINER_FILE))
             network.to(device).eval()
         return cls(settings, network)
 

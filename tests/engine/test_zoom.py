@@ -108,3 +108,31 @@ def test_a_zoom_checkpoint_whose_refiner_is_none_keeps_the_coarse_boundaries(zoo
     segments, scores = np.array([[1.0, 3.0]]), np.array([0.5])
     plan = coarse.plan(segments, scores, 0.0, 10.0)
     np.testing.assert_array_equal(coarse.apply(segments, plan, coarse.refine(plan, torch.zeros(0, 512), 0.0)), segments)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (
+            lambda d: (d / "zoom.json").write_text('{"settings": {"zoom_fps": 16, "windw_s": 1}, "refiner": {}}'),
+            "windw_s",
+        ),
+        (lambda d: (d / "refiner.safetensors").unlink(), "refiner.safetensors is missing"),
+        (
+            lambda d: (d / "zoom.json").write_text(
+                (d / "zoom.json").read_text().replace('"mode": "bdr"', '"mode": "regression"')
+            ),
+            "is 'regression', not 'bdr'",
+        ),
+    ],
+)
+def test_a_broken_zoom_checkpoint_stops_start_up_with_one_line(zoom_checkpoint, tmp_path, damage, message):
+    import shutil
+
+    from engine.errors import ConfigurationError
+    from engine.preflight import check
+
+    broken = shutil.copytree(zoom_checkpoint, tmp_path / "zoom")
+    damage(broken)
+    with pytest.raises(ConfigurationError, match=message):
+        check(EngineSettings(checkpoint=broken, device="cpu"))
