@@ -5,7 +5,7 @@
 For every .mp4 in --videos: the frames on screen at `--fps` ticks (engine/video/sampling.py; 30 = every frame of
 the benchmark's 30 fps videos), fitted by the one resize rule, through the served backbone (resnet18-2d,
 random-init), one feature per frame: <id>.npy (N, 512) float32 and <id>.times.npy (N,) s. Features at any lower
-rate are the rows the sampling rule picks at that rate's ticks (experiments/zoom.py), exactly what decoding at
+rate are the rows the sampling rule picks at that rate's ticks (tools/train_zoom.py, FrameCache), exactly what decoding at
 that rate gives. A video already done is kept.
 """
 
