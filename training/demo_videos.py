@@ -47,20 +47,22 @@ class Action:
     def opacity(self, t: float) -> float:
         """How visible the shape is at time `t` s: a sharp side cuts at its boundary (start_s <= t < end_s, on
         the frame grid), a faded side ramps linearly across it."""
-        tolerance = 1e-9  # frame times and boundaries are both multiples of 1 / fps
-        if self.ramp_in_s > 0:
-            rising = (t - self.start_s) / self.ramp_in_s + 0.5
-        else:
-            rising = float(t >= self.start_s - tolerance)
-        if self.ramp_out_s > 0:
-            falling = (self.end_s - t) / self.ramp_out_s + 0.5
-        else:
-            falling = float(t < self.end_s - tolerance)
+        rising = _side(t - self.start_s, self.ramp_in_s)
+        falling = _side(self.end_s - t, self.ramp_out_s, inside_at_zero=False)
         return float(np.clip(min(rising, falling), 0.0, 1.0))
 
     @property
     def label(self) -> str:
         return CLASSES[self.label_id]
+
+
+def _side(inside_s: float, ramp_s: float, inside_at_zero: bool = True) -> float:
+    """One side of an action's opacity, `inside_s` seconds inside its boundary: a linear ramp centred on it, or a
+    cut (the start's frame is drawn, the end's is not; frame times and boundaries are multiples of 1 / fps)."""
+    if ramp_s > 0:
+        return inside_s / ramp_s + 0.5
+    tolerance = 1e-9
+    return float(inside_s >= -tolerance if inside_at_zero else inside_s > tolerance)
 
 
 @dataclass(frozen=True)
