@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.errors import ConfigurationError, JobCancelledError, VideoTimeoutError
+from engine.errors import JobCancelledError, VideoTimeoutError
 from engine.features.extractor import ExtractedFeatures, FeatureExtractor, FrameFeatures
 from engine.heads import load_head
 from engine.preflight import backbone_for, resolve_device
@@ -95,9 +95,8 @@ class Localizer:
             if on_gpu and settings.gpu_decode and settings.decoder != "decord" else None  # fmt: skip
         self.cpu_decoder = cpu_decoder(settings.decoder, on_gpu)
         self.head_lock = threading.Lock()  # one head at a time (the backbone batches across requests)
-        self.zoom = ZoomedPass.load(settings.checkpoint if settings.runtime == "torch" else None, self.device)
-        if self.zoom is not None and not self.spec.per_frame:
-            raise ConfigurationError(f"the temporal zoom needs a per-frame backbone; {self.spec.name} computes clips")
+        zoomed = settings.checkpoint if settings.runtime == "torch" else None
+        self.zoom = ZoomedPass.load(zoomed, self.spec, self.device)
         # the coarse pass samples at the rate its detector was trained at
         self.coarse = replace(self.spec, sample_fps=self.config.features.default_fps or self.spec.sample_fps)
         self.warm_up(warm_up_video)
@@ -266,10 +265,15 @@ class Localizer:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise VideoTimeoutError(f"'{source.name}' took longer than {limits.timeout_s:g} s and was stopped")
-            progress("decoding" if spans is None else "features", FEATURES_SHARE * (0.0 if spans is None else 0.5))
+            offset = 0.0 if spans is None else 0.5  # the coarse pass takes the first half of the progress bar
+
+            def report(share: float) -> None:
+                progress("features", FEATURES_SHARE * (offset + share / 2))
+
+            progress("decoding", FEATURES_SHARE * offset)
             rest = WorkLimits(max_duration_s=limits.max_duration_s, timeout_s=left)
             seen["info"], seen["decoder"], found = self._decoded(
-                source, rest, cancelled, self.extractor.frame_features, fps, spans
+                source, rest, cancelled, lambda chunks: self.extractor.frame_features(chunks, report), fps, spans
             )  # fmt: skip
             return found
 

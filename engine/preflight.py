@@ -69,8 +69,8 @@ def check(settings: EngineSettings) -> None:
     resolve_device(settings.device)
     config = served_config(settings)
     spec = backbone_for(config, settings)
-    if settings.runtime == "torch" and read_zoom(settings.checkpoint) is not None and not spec.per_frame:
-        raise ConfigurationError(f"the temporal zoom needs a per-frame backbone; {spec.name} computes clips")
+    if settings.runtime == "torch":
+        read_zoom(settings.checkpoint, spec)
     if settings.backbone_weights is not None and not Path(settings.backbone_weights).is_file():
         raise ConfigurationError(f"TZN_BACKBONE_WEIGHTS={settings.backbone_weights}: no such file")
     if settings.temp_dir is not None and not Path(settings.temp_dir).is_dir():

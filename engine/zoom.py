@@ -35,6 +35,7 @@ from engine.errors import ConfigurationError
 from engine.features.extractor import FrameFeatures
 from engine.features.windows import ClipWindower
 from engine.video.sampling import Spans, sample_ticks
+from model.backbones import BackboneSpec
 from model.refiner import BoundaryRefiner, RefinerConfig, field_boundary
 
 ZOOM_FILE = "zoom.json"
@@ -80,12 +81,17 @@ class ZoomPlan:
         return np.unique(self.ticks)
 
 
-def read_zoom(checkpoint: str | Path | None, refiner: str | None = None) -> tuple[ZoomSettings, RefinerConfig] | None:
-    """A checkpoint directory's zoom.json, checked without loading weights (a refiner it names must have its
-    weights file, of its mode); None when there is no zoom.json. ConfigurationError says what is wrong."""
+def read_zoom(
+    checkpoint: str | Path | None, spec: BackboneSpec, refiner: str | None = None
+) -> tuple[ZoomSettings, RefinerConfig] | None:
+    """A checkpoint directory's zoom.json, checked without loading weights (the backbone `spec` must run per
+    frame; a refiner it names must have its weights file, of its mode); None when there is no zoom.json.
+    ConfigurationError says what is wrong."""
     if checkpoint is None or not (Path(checkpoint) / ZOOM_FILE).is_file():
         return None
     path = Path(checkpoint) / ZOOM_FILE
+    if not spec.per_frame:
+        raise ConfigurationError(f"{path}: the temporal zoom needs a per-frame backbone; {spec.name} computes clips")
     try:
         document = json.loads(path.read_text())
         settings = ZoomSettings(**{**document["settings"], **({"refiner": refiner} if refiner else {})})
@@ -120,9 +126,11 @@ class ZoomedPass:
         self.settings, self.refiner = settings, refiner
 
     @classmethod
-    def load(cls, checkpoint: str | Path | None, device: torch.device, refiner: str | None = None) -> ZoomedPass | None:
+    def load(
+        cls, checkpoint: str | Path | None, spec: BackboneSpec, device: torch.device, refiner: str | None = None
+    ) -> ZoomedPass | None:
         """The zoom of a checkpoint directory, None when it has no zoom.json. `refiner` overrides the file's."""
-        found = read_zoom(checkpoint, refiner)
+        found = read_zoom(checkpoint, spec, refiner)
         if found is None:
             return None
         settings, config = found

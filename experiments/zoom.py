@@ -33,20 +33,23 @@ import itertools
 import json
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from engine.features.extractor import FrameFeatures
 from engine.localizer import Localizer
 from engine.settings import EngineSettings, WorkLimits
 from engine.video.source import VideoSource
-from engine.zoom import ZoomedPass, ZoomSettings, pool_clips, run_zoom
+from engine.zoom import REFINER_FILE, ZoomedPass, ZoomSettings, pool_clips, run_zoom
 from experiments.results import ground_truth_widths, variance_ratio
 from model.backbones import SPECS
+from model.refiner import BoundaryRefiner, RefinerConfig
 from tools.train_zoom import (
     FrameCache,
     detector_config,
@@ -111,14 +114,16 @@ class Bench:
         """The seed's refiner for (zoom_fps, window_s, mode), trained once; None for "none"."""
         if mode == "none":
             return None
-        path = (
-            self.workdir / "runs" / f"seed{seed}" / f"refiner-{mode}-{settings.zoom_fps:g}fps-{settings.window_s:g}s.pt"
-        )
-        if path.is_file():
-            return torch.load(path, weights_only=False)
+        path = self.workdir / "runs" / f"seed{seed}" / f"refiner-{mode}-{settings.zoom_fps:g}fps-{settings.window_s:g}s"
+        if (path / REFINER_FILE).is_file():  # weights and config as a zoom checkpoint keeps them, never a pickle
+            network = BoundaryRefiner(RefinerConfig.from_dict(json.loads((path / "refiner.json").read_text())))
+            network.load_state_dict(load_file(path / REFINER_FILE))
+            return network.eval()
         recipe = self.zoom.refiner.model_copy(update={"mode": mode})
-        network, _ = train_refiner(self.cache, replace(settings, refiner=mode), recipe, seed, log=lambda _: None)
-        torch.save(network, path)
+        network, config = train_refiner(self.cache, replace(settings, refiner=mode), recipe, seed, log=lambda _: None)
+        path.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in network.state_dict().items()}, path / REFINER_FILE)
+        (path / "refiner.json").write_text(json.dumps(config.to_dict()))
         return network
 
 
@@ -341,7 +346,10 @@ def page(result: dict) -> str:
                      f"{m['mAP@0.7']:.2f} | {m['mAP@0.9']:.2f} | {m['average']:.2f} | {row['backbone_x']:.3f} |")  # fmt: skip
     lines += [
         "",
-        "## Served path: CPU wall time per video minute (seed 0, `Localizer.localize`, decord, this machine)",
+        "## Engine path in this process: CPU wall time per video minute (seed 0, `Localizer.localize`, decord)",
+        "",
+        "Not through HTTP: `python bench/zoom_request.py --zoom CHECKPOINT` times one request through `tzn serve` "
+        "from a client process, against the dense default and ffmpeg's full decode, in one run.",
         "",
     ]
     lines += wall_lines(result["wall"], reference)
@@ -481,7 +489,7 @@ def main(argv: list[str] | None = None) -> None:
     choice = choose_points(bench, args.seeds, log)
     log(f"chosen on validation: {choice['chosen']}")
     result = {
-        "command": "python -m experiments.zoom " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
+        "command": "python -m experiments.zoom " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"), "machine": f"{torch.get_num_threads()} CPU threads", "seeds": args.seeds,
         "choice": choice, "test": test_runs(bench, args.seeds, choice["chosen"], log),
         "wall": {} if args.no_wall else wall_times(bench, choice["chosen"], args.seeds[0]),

@@ -78,6 +78,7 @@ class FrameCache:
     def __init__(self, frames: Path, annotations: dict):
         self.frames, self.database = Path(frames), annotations["database"]
         self._rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._grids: dict[tuple[str, float], tuple[np.ndarray, np.ndarray]] = {}
 
     def rows(self, video_id: str) -> tuple[np.ndarray, np.ndarray]:
         if video_id not in self._rows:
@@ -91,10 +92,21 @@ class FrameCache:
         times = self.rows(video_id)[1]
         return float(times[0] + self.database[video_id]["duration"])
 
+    def grid(self, video_id: str, fps: float) -> tuple[np.ndarray, np.ndarray]:
+        """(ticks (K,) s, the row on screen at each (K,)) of the whole video at `fps`, computed once."""
+        if (video_id, fps) not in self._grids:
+            times = self.rows(video_id)[1]
+            ticks = sample_ticks(float(times[0]), self.end_s(video_id), fps)
+            self._grids[video_id, fps] = ticks, frames_on_screen(times, ticks)
+        return self._grids[video_id, fps]
+
     def at(self, video_id: str, fps: float, spans=None) -> tuple[np.ndarray, np.ndarray]:
         """(rows (N, C), times (N,)): the frames a decode at `fps` (inside `spans`) gives."""
         rows, times = self.rows(video_id)
-        picked = frames_on_screen(times, sample_ticks(float(times[0]), self.end_s(video_id), fps, spans))
+        if spans is None:
+            picked = self.grid(video_id, fps)[1]
+        else:
+            picked = frames_on_screen(times, sample_ticks(float(times[0]), self.end_s(video_id), fps, spans))
         return rows[picked], times[picked]
 
 
@@ -141,11 +153,10 @@ def sample_batch(
     for index in rng.integers(len(boundaries), size=batch):
         video_id, truth, kind = boundaries[index]
         rows, frame_times = cache.rows(video_id)
-        first, end = float(frame_times[0]), cache.end_s(video_id)
-        grid = sample_ticks(first, end, fps)
+        first, (grid, on_screen) = float(frame_times[0]), cache.grid(video_id, fps)
         centre = truth + rng.uniform(-jitter, jitter) * settings.window_s
         ticks, window_centre = window_ticks(np.array([centre]), first, fps, width, len(grid) - 1)
-        windows.append(rows[frames_on_screen(frame_times, grid[ticks[0]])].T)
+        windows.append(rows[on_screen[ticks[0]]].T)
         kinds.append(kind)
         times.append(first + ticks[0] / fps)
         truths.append(truth)

@@ -55,6 +55,21 @@ class FrameFeatures:
     backbone_flops: int
 
 
+class WaitedChunks:
+    """Iterates `chunks`, adding up in `seconds` the time spent waiting for them: a request's decode stage."""
+
+    def __init__(self, chunks: Iterable[FrameChunk]):
+        self.chunks, self.seconds = chunks, 0.0
+
+    def __iter__(self):
+        waiting = time.perf_counter()
+        for chunk in self.chunks:
+            self.seconds += time.perf_counter() - waiting
+            yield chunk
+            waiting = time.perf_counter()
+        self.seconds += time.perf_counter() - waiting
+
+
 class FeatureExtractor:
     """A backbone on `device` and its shared batches. `batch`: frames (2D) or clips (3D) per batch, 0 for the
     device's default; `batch_wait_ms`: how long a batch waits for other requests' frames (CUDA)."""
@@ -98,19 +113,15 @@ class FeatureExtractor:
         Memory does not grow with the video's length beyond its clip features."""
         spec = self.spec
         windower = ClipWindower(spec.frames_per_clip, spec.clip_stride)
-        pieces, units, first_time = [], 0, first_time_s
-        decode_s = compute_ms = 0.0
-        waiting = time.perf_counter()
-        for chunk in chunks:
-            decode_s += time.perf_counter() - waiting
+        pieces, units, first_time, compute_ms = [], 0, first_time_s, 0.0
+        waited = WaitedChunks(chunks)
+        for chunk in waited:
             first_time = float(chunk.times[0]) if first_time is None else first_time
             piece, chunk_units, chunk_ms = self._chunk_features(chunk.frames, windower)
             pieces.append(piece)
             units += chunk_units
             compute_ms += chunk_ms
             progress((chunk.first + len(chunk.times)) / chunk.total)
-            waiting = time.perf_counter()
-        decode_s += time.perf_counter() - waiting
         if (rest := windower.finish()) is not None:  # a video shorter than one clip: one padded clip
             piece, chunk_units, chunk_ms = self._padded_clip(rest)
             pieces.append(piece)
@@ -120,31 +131,29 @@ class FeatureExtractor:
         return ExtractedFeatures(
             features=features.T.contiguous(),
             clip_times=spec.clip_times(features.shape[0], start_s=first_time or 0.0),
-            decode_ms=decode_s * 1000,
+            decode_ms=waited.seconds * 1000,
             features_ms=compute_ms,
             backbone_flops=units * self.flops_per_unit,
         )
 
     @torch.inference_mode()
-    def frame_features(self, chunks: Iterable[FrameChunk]) -> FrameFeatures:
+    def frame_features(self, chunks: Iterable[FrameChunk], progress: Progress = lambda share: None) -> FrameFeatures:
         """One feature per sampled frame (a 2D backbone only): what the temporal zoom (engine/zoom.py) pools
         into clips at any rate, and refines boundaries on."""
         if not self.spec.per_frame:
             raise ValueError(f"per-frame features need a 2D backbone; {self.spec.name} computes whole clips")
-        rows, times, decode_s, compute_ms = [], [], 0.0, 0.0
-        waiting = time.perf_counter()
-        for chunk in chunks:
-            decode_s += time.perf_counter() - waiting
+        rows, times, compute_ms = [], [], 0.0
+        waited = WaitedChunks(chunks)
+        for chunk in waited:
             piece, ms = self.run(chunk.frames)
             rows.append(piece)
             times.append(chunk.times)
             compute_ms += ms
-            waiting = time.perf_counter()
-        decode_s += time.perf_counter() - waiting
+            progress((chunk.first + len(chunk.times)) / chunk.total)
         count = sum(len(piece) for piece in rows)
         return FrameFeatures(
             rows=torch.cat(rows) if rows else torch.empty(0, self.spec.feature_dim, device=self.device),
-            times=np.concatenate(times) if times else np.empty(0), decode_ms=decode_s * 1000,
+            times=np.concatenate(times) if times else np.empty(0), decode_ms=waited.seconds * 1000,
             features_ms=compute_ms, backbone_flops=count * self.flops_per_unit,
         )  # fmt: skip
 

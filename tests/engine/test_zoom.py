@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine.features.extractor import FeatureExtractor
-from engine.localizer import Localizer
+from engine.localizer import FEATURES_SHARE, Localizer
 from engine.settings import EngineSettings, WorkLimits
 from engine.video.decode import DecodeRequest, Decoding, decode_frames
 from engine.video.sampling import sample_ticks
@@ -87,7 +87,11 @@ def test_the_plan_puts_a_window_on_the_zoom_grid_around_each_boundary_and_decode
 
 def test_a_zoom_checkpoint_looks_coarsely_everywhere_and_closely_in_its_windows(zoom_checkpoint):
     localizer = Localizer(EngineSettings(checkpoint=zoom_checkpoint, device="cpu"))
-    found = localizer.localize(VideoSource.from_path(SAMPLE), LIMITS)
+    reported = []
+    found = localizer.localize(VideoSource.from_path(SAMPLE), LIMITS, progress=lambda *step: reported.append(step))
+    shares = [share for _, share in reported]
+    assert shares == sorted(shares) and shares[-1] == pytest.approx(FEATURES_SHARE)  # both passes, in order
+    assert ("decoding", FEATURES_SHARE / 2) in reported  # the zoom pass starts halfway
     zoom, flops, duration = found.zoom, found.flops, found.info.duration_s
     assert zoom["coarse_fps"] == 2.0 and zoom["candidates"] == 3 and zoom["refiner"] == "bdr"
     assert zoom["frames"]["coarse"] == len(sample_ticks(0.0, duration, 2.0))
@@ -103,7 +107,7 @@ def test_a_zoom_checkpoint_looks_coarsely_everywhere_and_closely_in_its_windows(
 
 
 def test_a_zoom_checkpoint_whose_refiner_is_none_keeps_the_coarse_boundaries(zoom_checkpoint):
-    coarse = ZoomedPass.load(zoom_checkpoint, torch.device("cpu"), refiner="none")
+    coarse = ZoomedPass.load(zoom_checkpoint, SPECS["resnet18-2d"], torch.device("cpu"), refiner="none")
     assert coarse.refiner is None
     segments, scores = np.array([[1.0, 3.0]]), np.array([0.5])
     plan = coarse.plan(segments, scores, 0.0, 10.0)
@@ -123,6 +127,12 @@ def test_a_zoom_checkpoint_whose_refiner_is_none_keeps_the_coarse_boundaries(zoo
                 (d / "zoom.json").read_text().replace('"mode": "bdr"', '"mode": "regression"')
             ),
             "is 'regression', not 'bdr'",
+        ),
+        (  # features from a clip backbone: there are no per-frame features to pool at another rate
+            lambda d: (d / "config.json").write_text(
+                (d / "config.json").read_text().replace('"resnet18-2d"', '"r2plus1d_18"')
+            ),
+            "needs a per-frame backbone; r2plus1d_18 computes clips",
         ),
     ],
 )
