@@ -40,7 +40,7 @@ from engine.video.info import VideoInfo
 from engine.video.nvdec import NvdecFallbackError, NvdecPool
 from engine.video.sampling import Spans, sample_ticks
 from engine.video.source import VideoSource
-from engine.zoom import ZoomedPass, run_zoom, zoom_summary
+from engine.zoom import FrameSpool, ZoomedPass, run_zoom, spool_every, spooled_ticks, zoom_summary
 from model.checkpoint import CheckpointConfig, label_id
 from model.flops import output_flops, uniform_head_flops
 from model.postprocess import video_segments
@@ -258,8 +258,12 @@ class Localizer:
     def _localize_zoomed(
         self, source, limits, min_score, top_k, upload_ms, started, progress, cancelled
     ) -> Localization:
-        """`localize` with a zoom checkpoint: the coarse pass, the windows, the zoom pass, the refinement."""
+        """`localize` with a zoom checkpoint: the coarse pass, the windows, the zoom pass, the refinement. Where the
+        zoom rate is a multiple of the coarse rate, one decode at the zoom rate serves both passes (FrameSpool)."""
         deadline, seen = time.monotonic() + limits.timeout_s, {}
+        settings = self.zoom.settings
+        every = spool_every(self.coarse.sample_fps, settings.zoom_fps)
+        spool = FrameSpool(every, int(self.settings.zoom_spool_mb * 2**20), self.settings.temp_dir) if every else None
 
         def frames(fps: float, spans: Spans | None) -> FrameFeatures:
             left = deadline - time.monotonic()
@@ -270,10 +274,15 @@ class Localizer:
             def report(share: float) -> None:
                 progress("features", FEATURES_SHARE * (offset + share / 2))
 
+            if spans is not None and spool is not None and spool.kept:
+                return self._spooled(spool, spans, seen["info"].duration_s, report)
             progress("decoding", FEATURES_SHARE * offset)
             rest = WorkLimits(max_duration_s=limits.max_duration_s, timeout_s=left)
+            one_decode = spans is None and spool is not None  # the coarse pass decodes at the zoom rate
+            thin = spool.thin if one_decode else lambda chunks: chunks
             seen["info"], seen["decoder"], found = self._decoded(
-                source, rest, cancelled, lambda chunks: self.extractor.frame_features(chunks, report), fps, spans
+                source, rest, cancelled, lambda chunks: self.extractor.frame_features(thin(chunks), report),
+                settings.zoom_fps if one_decode else fps, spans,
             )  # fmt: skip
             return found
 
@@ -284,7 +293,11 @@ class Localizer:
             return found.segments.cpu().numpy(), found.scores.cpu().numpy(), found.labels.cpu().numpy(), head_ms
 
         clip = (self.spec.frames_per_clip, self.spec.clip_stride)
-        run = run_zoom(self.zoom, self.coarse.sample_fps, frames, detect, clip, lambda: seen["info"].duration_s)
+        try:
+            run = run_zoom(self.zoom, self.coarse.sample_fps, frames, detect, clip, lambda: seen["info"].duration_s)
+        finally:
+            if spool is not None:
+                spool.close()
         info, output, coarse = seen["info"], seen["output"], seen["coarse"]
         refined = time.perf_counter()
         segments = self._answer_segments(run.segments, run.scores, run.labels, info, min_score, top_k)
@@ -299,11 +312,23 @@ class Localizer:
         dense = len(sample_ticks(float(run.coarse.times[0]), info.duration_s, self.spec.sample_fps))
         flops["backbone_dense"] = float(dense * self.extractor.flops_per_unit)
         flops["backbone_saved_ratio"] = 1.0 - flops["backbone"] / max(flops["backbone_dense"], 1.0)
+        summary = zoom_summary(self.zoom, run, self.coarse.sample_fps, one_pass=spool is not None and spool.kept)
         return Localization(
             info=info, decoder=seen["decoder"], segments=segments, timing_ms=timing, flops=flops,
             mean_depth=mean_depth, realtime_factor=info.duration_s / max(timing["total"] / 1000, 1e-9),
-            trace=lambda: self._positions(output, coarse), zoom=zoom_summary(self.zoom, run, self.coarse.sample_fps),
+            trace=lambda: self._positions(output, coarse), zoom=summary,
         )  # fmt: skip
+
+    def _spooled(self, spool: FrameSpool, spans: Spans, end_s: float, report) -> FrameFeatures:
+        """The zoom pass from the frames the coarse pass's decode kept: read back, not decoded again. Its
+        decode_ms is the read."""
+        started = time.perf_counter()
+        first_s = float(spool.times[0][0])
+        frames, times = spool.read(spooled_ticks(first_s, end_s, self.zoom.settings.zoom_fps, spans))
+        read_ms = (time.perf_counter() - started) * 1000
+        found = self.extractor.frame_features([FrameChunk(frames, times, 0, len(times))], report)
+        found.decode_ms += read_ms
+        return found
 
     def _run_head(self, features: torch.Tensor, fields: bool) -> tuple[TZNOutput, float]:
         mask = torch.ones(1, features.shape[-1], dtype=torch.bool, device=features.device)

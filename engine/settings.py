@@ -52,6 +52,12 @@ class DeviceSettings(BaseModel):
         60.0, gt=0, description="longest part of a video one NVDEC engine decodes (a video alone gets every engine)"
     )
     nvdec_parts_ahead: int = Field(6, ge=1, description="NVDEC parts of one video decoded ahead of its backbone")
+    zoom_spool_mb: float = Field(
+        1024.0,
+        ge=0,
+        description="a zoom checkpoint decodes once at its zoom rate and keeps the frames on disk for "
+        "its windows when they fit in this (16 fps: 36 MB per video minute); beyond it the windows are decoded again",
+    )
     temp_dir: Path | None = Field(
         None, description="decoders' scratch folders and spooled uploads; default: the system's"
     )

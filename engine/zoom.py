@@ -10,7 +10,14 @@ A zoom checkpoint is a checkpoint directory whose detector was trained on featur
 2. windows: around the start and the end of each candidate scoring at least `min_score` (the best
    `max_candidates`), `2 * window_s` seconds of the zoom rate's tick grid, the ticks a whole-video decode at
    `zoom_fps` would use, so the window's frames are those that decode would give;
-3. zoom pass: only the frames at those ticks (DecodeRequest.spans), through the backbone;
+3. zoom pass: only the frames at those ticks, through the backbone. Where the zoom rate is a whole multiple of the
+   coarse rate, the request decodes once, at the zoom rate: the coarse pass takes every n-th frame (the frames a
+   decode at the coarse rate gives) and a FrameSpool keeps all of them on disk, so the windows are read back, not
+   decoded again. H.264 and HEVC streams as cameras and encoders write them are chains of reference frames (the
+   zoom benchmark's 720p file: 3 keyframes and 177 B-frames among 900, keyframes 8 s apart; `ffmpeg -skip_frame
+   noref` decodes it no faster), so a coarse pass cannot skip frames, and a window decoded on its own starts
+   from the keyframe before it. Otherwise (another ratio, or more frames than TZN_ZOOM_SPOOL_MB) the windows are
+   decoded again (DecodeRequest.spans): `decode` in the answer says which ("one pass" or "two passes");
 4. refine: each boundary from its window's per-frame features (model/refiner.py): "bdr" reads the fields' zero
    crossing, "regression" the pooled offset, "none" keeps the coarse boundary.
 
@@ -21,8 +28,9 @@ A zoom checkpoint is a checkpoint directory whose detector was trained on featur
 from __future__ import annotations
 
 import json
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,7 +42,8 @@ from torch import Tensor
 from engine.errors import ConfigurationError
 from engine.features.extractor import FrameFeatures
 from engine.features.windows import ClipWindower
-from engine.video.sampling import Spans, sample_ticks
+from engine.video.decode import FrameChunk
+from engine.video.sampling import Spans, inside_spans, sample_ticks
 from model.backbones import BackboneSpec
 from model.refiner import BoundaryRefiner, RefinerConfig, field_boundary
 
@@ -211,6 +220,67 @@ def tick_spans(ticks: np.ndarray, first_s: float, fps: float) -> Spans:
     )
 
 
+def spool_every(coarse_fps: float, zoom_fps: float) -> int | None:
+    """n when the zoom rate is n times the coarse rate (the coarse ticks are every n-th zoom tick), else None."""
+    ratio = zoom_fps / coarse_fps
+    return round(ratio) if ratio >= 1 and abs(ratio - round(ratio)) < 1e-9 else None
+
+
+class FrameSpool:
+    """The zoom-rate frames of one request, kept in a file for its zoom pass, so that one decode at the zoom rate
+    serves both passes (module docstring, step 3). `thin(chunks)` passes every `every`-th frame on to the coarse
+    pass and writes every frame to the file, if they all fit in `budget_bytes` (decided on the first chunk,
+    which knows their number; `kept` says whether they did). `read(ticks)` gives the frames at zoom ticks
+    `ticks` back, on the CPU. Memory holds one chunk, and the frames' times."""
+
+    def __init__(self, every: int, budget_bytes: int, directory: str | Path | None = None):
+        self.every, self.budget, self.directory = every, budget_bytes, directory
+        self.file, self.shape, self.count, self.kept = None, None, 0, False
+        self.times: list[np.ndarray] = []
+
+    def thin(self, chunks: Iterable[FrameChunk]) -> Iterator[FrameChunk]:
+        every = self.every
+        self.close()  # a second attempt (the CPU decoder after NVDEC fell back) starts again
+        self.shape, self.count, self.kept, self.times = None, 0, False, []
+        for chunk in chunks:
+            if self.count == 0:
+                self.shape = tuple(chunk.frames.shape[1:])
+                self.kept = chunk.total * int(np.prod(self.shape)) <= self.budget
+                if self.kept:
+                    # closed by close(), which the request calls when its zoom pass is done
+                    self.file = tempfile.TemporaryFile(prefix="tzn-zoom-", dir=self.directory)  # noqa: SIM115
+            if self.kept:
+                self.file.write(memoryview(chunk.frames.cpu().numpy()).cast("B"))
+                self.times.append(chunk.times)
+            index = chunk.first + np.arange(len(chunk.times))
+            picked = np.flatnonzero(index % every == 0)
+            self.count += len(chunk.times)
+            if len(picked):
+                rows = torch.as_tensor(picked, device=chunk.frames.device)
+                yield FrameChunk(chunk.frames[rows], chunk.times[picked], -(-chunk.first // every),
+                                 -(-chunk.total // every))  # fmt: skip
+
+    def read(self, ticks: np.ndarray) -> tuple[Tensor, np.ndarray]:
+        """(n, H, W, 3) uint8 frames and their times (n,) s at zoom ticks `ticks` (sorted)."""
+        if not self.kept:
+            raise RuntimeError("the zoom-rate frames were not kept (more than the spool's budget)")
+        if len(ticks) and ticks[-1] >= self.count:
+            raise RuntimeError(f"the zoom pass wants tick {ticks[-1]}; the decode gave {self.count} frames")
+        self.file.flush()
+        frames = np.memmap(self.file, dtype=np.uint8, mode="r", shape=(self.count, *self.shape))
+        return torch.from_numpy(np.ascontiguousarray(frames[ticks])), np.concatenate(self.times)[ticks]
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def spooled_ticks(first_s: float, end_s: float, fps: float, spans: Spans) -> np.ndarray:
+    """The numbers of the ticks inside `spans` on the grid a whole-video decode at `fps` uses."""
+    return np.flatnonzero(inside_spans(sample_ticks(first_s, end_s, fps), spans))
+
+
 def zoom_document(settings: ZoomSettings, refiner: RefinerConfig) -> dict:
     """The content of zoom.json."""
     return {"settings": asdict(settings), "refiner": refiner.to_dict()}
@@ -259,11 +329,13 @@ def _no_frames(like: FrameFeatures) -> FrameFeatures:
     return FrameFeatures(like.rows[:0], like.times[:0], 0.0, 0.0, 0)
 
 
-def zoom_summary(zoom: ZoomedPass, run: ZoomRun, coarse_fps: float) -> dict:
-    """The answer's `zoom` object: the rates, the refiner, the windows (s), frames and ms per pass."""
+def zoom_summary(zoom: ZoomedPass, run: ZoomRun, coarse_fps: float, one_pass: bool) -> dict:
+    """The answer's `zoom` object: the rates, the refiner, the windows (s), how the video was decoded, frames and
+    ms per pass."""
     settings = zoom.settings
     return {
-        "coarse_fps": coarse_fps, "zoom_fps": settings.zoom_fps, "refiner": settings.refiner, "windows": [list(span) for span in run.plan.spans],
+        "coarse_fps": coarse_fps, "zoom_fps": settings.zoom_fps, "refiner": settings.refiner,
+        "windows": [list(span) for span in run.plan.spans], "decode": "one pass" if one_pass else "two passes",
         "candidates": int(len(run.plan.centres_s) // 2),
         "frames": {"coarse": len(run.coarse.times), "zoom": len(run.zoomed.times)},
         "timing_ms": {"coarse_decode": run.coarse.decode_ms, "coarse_features": run.coarse.features_ms,

@@ -89,6 +89,10 @@ class ZoomInfo(BaseModel):
     zoom_fps: float = Field(description="the sampling rate inside the windows")
     refiner: str = Field(description="how boundaries were refined in the windows: bdr, regression or none")
     windows: list[list[float]] = Field(description="[begin, end) s of the spans the zoom pass decoded")
+    decode: str = Field(
+        description="one pass: one decode at the zoom rate served both passes (the windows' frames were kept); "
+        "two passes: the windows were decoded again"
+    )
     candidates: int = Field(description="coarse detections whose boundaries got windows")
     frames: dict[str, int] = Field(description="frames through the backbone per pass: coarse, zoom")
     timing_ms: ZoomTiming

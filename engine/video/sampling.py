@@ -27,12 +27,15 @@ def sample_ticks(begin_s: float, end_s: float, fps: float, spans: Spans | None =
     count = int(np.ceil((end_s - begin_s) * fps - 1e-6))
     ticks = begin_s + np.arange(max(count, 1)) / fps + TICK_TOLERANCE_S
     ticks = np.minimum(ticks, np.nextafter(end_s, begin_s))
-    if spans is None:
-        return ticks
+    return ticks if spans is None else ticks[inside_spans(ticks, spans)]
+
+
+def inside_spans(ticks: np.ndarray, spans: Spans) -> np.ndarray:
+    """(N,) bool: which `ticks` fall inside one of the [begin, end) `spans`."""
     inside = np.zeros(len(ticks), dtype=bool)
     for low, high in spans:
         inside |= (ticks >= low) & (ticks < high)
-    return ticks[inside]
+    return inside
 
 
 def frames_on_screen(starts: np.ndarray, ticks: np.ndarray) -> np.ndarray:

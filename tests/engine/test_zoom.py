@@ -13,7 +13,7 @@ from engine.settings import EngineSettings, WorkLimits
 from engine.video.decode import DecodeRequest, Decoding, decode_frames
 from engine.video.sampling import sample_ticks
 from engine.video.source import VideoSource
-from engine.zoom import ZoomedPass, ZoomSettings, pool_clips, tick_spans
+from engine.zoom import FrameSpool, ZoomedPass, ZoomSettings, pool_clips, spool_every, spooled_ticks, tick_spans
 from model.backbones import SPECS
 from model.refiner import field_boundary
 from service.answers import answer_json
@@ -42,6 +42,50 @@ def test_a_window_decode_gives_the_frames_the_whole_decode_gives_there(media, de
     assert 0 < len(window_times) < len(whole_times)
     np.testing.assert_array_equal(window_times, whole_times[keep])
     np.testing.assert_array_equal(window, whole[keep])
+
+
+def _spooled_decode(path, spool: FrameSpool, fps: float, chunk_frames: int = 7):
+    request = DecodeRequest(fps=fps, size=(112, 112), chunk_frames=chunk_frames)
+    with Decoding(VideoSource.from_path(path), request, "decord") as decoding:
+        chunks = list(spool.thin(decoding.chunks()))
+        info = decoding.info
+    return torch.cat([c.frames for c in chunks]).numpy(), np.concatenate([c.times for c in chunks]), info
+
+
+@pytest.mark.parametrize("video", ["clip.mp4", "vfr.mp4", "camera"])
+def test_one_decode_at_the_zoom_rate_gives_both_passes_the_frames_of_their_own_decodes(media, camera_footage, video):
+    """The coarse pass's frames thinned from a 16 fps decode are those a 4 fps decode gives, and the windows read
+    back from the spool are those a window decode gives: byte for byte, on generated and on camera footage."""
+    path = camera_footage if video == "camera" else media / video
+    spool = FrameSpool(spool_every(4.0, 16.0), budget_bytes=2**30)
+    coarse, coarse_times, info = _spooled_decode(path, spool, 16.0)
+    assert spool.kept and spool.count == len(sample_ticks(info.frame_times[0], info.duration_s, 16.0))
+    alone, alone_times, _ = decode_frames(path, DecodeRequest(fps=4.0, size=(112, 112)), "decord")
+    np.testing.assert_array_equal(coarse_times, alone_times)
+    np.testing.assert_array_equal(coarse, alone)
+    spans = ((0.4, 1.3), (2.2, 2.9))
+    window, window_times, _ = decode_frames(path, DecodeRequest(fps=16.0, size=(112, 112), spans=spans), "decord")
+    frames, times = spool.read(spooled_ticks(info.frame_times[0], info.duration_s, 16.0, spans))
+    assert len(times) > 0
+    np.testing.assert_array_equal(times, window_times)
+    np.testing.assert_array_equal(frames.numpy(), window)
+    spool.close()
+
+
+def test_a_spool_over_its_budget_keeps_nothing_and_a_second_decode_starts_it_again(media):
+    small = FrameSpool(4, budget_bytes=112 * 112 * 3 * 10)  # 10 frames; the clip has 48 at 16 fps
+    coarse, _, _ = _spooled_decode(media / "clip.mp4", small, 16.0)
+    assert not small.kept and len(coarse) == 12 and small.file is None
+    with pytest.raises(RuntimeError, match="not kept"):
+        small.read(np.arange(3))
+    spool = FrameSpool(4, budget_bytes=2**30)
+    _spooled_decode(media / "clip.mp4", spool, 16.0)
+    _spooled_decode(media / "clip.mp4", spool, 16.0)  # as after an NVDEC fallback: the CPU decoder's attempt
+    assert spool.count == 48 and len(np.concatenate(spool.times)) == 48
+    with pytest.raises(RuntimeError, match="tick 48"):
+        spool.read(np.array([47, 48]))
+    spool.close()
+    assert spool_every(4.0, 16.0) == 4 and spool_every(2.0, 8.0) == 4 and spool_every(3.0, 8.0) is None
 
 
 def test_pooled_frame_features_are_the_clip_features_a_request_computes(media):
@@ -91,9 +135,10 @@ def test_a_zoom_checkpoint_looks_coarsely_everywhere_and_closely_in_its_windows(
     found = localizer.localize(VideoSource.from_path(SAMPLE), LIMITS, progress=lambda *step: reported.append(step))
     shares = [share for _, share in reported]
     assert shares == sorted(shares) and shares[-1] == pytest.approx(FEATURES_SHARE)  # both passes, in order
-    assert ("decoding", FEATURES_SHARE / 2) in reported  # the zoom pass starts halfway
+    assert ("features", FEATURES_SHARE / 2) in reported  # the coarse pass ends halfway; the windows are read back
     zoom, flops, duration = found.zoom, found.flops, found.info.duration_s
     assert zoom["coarse_fps"] == 2.0 and zoom["candidates"] == 3 and zoom["refiner"] == "bdr"
+    assert zoom["decode"] == "one pass"
     assert zoom["frames"]["coarse"] == len(sample_ticks(0.0, duration, 2.0))
     windows = tuple(tuple(w) for w in zoom["windows"])
     assert zoom["frames"]["zoom"] == len(sample_ticks(0.0, duration, 16.0, windows)) <= 6 * 16
@@ -104,6 +149,25 @@ def test_a_zoom_checkpoint_looks_coarsely_everywhere_and_closely_in_its_windows(
     assert all(0 <= s["start_s"] < s["end_s"] <= duration for s in found.segments)
     answer = answer_json(found, localizer, "r1")
     assert answer["zoom"]["frames"] == zoom["frames"] and answer["flops"]["backbone_saved_ratio"] > 0.3
+
+
+def test_one_decode_and_two_decodes_give_the_same_answer(zoom_checkpoint, camera_footage):
+    """TZN_ZOOM_SPOOL_MB=0 decodes the windows again; the default keeps them from the one decode. Both see the
+    same frames (the test above), so both find the same actions, on camera footage."""
+    answers = {}
+    for spool_mb in (1024.0, 0.0):
+        localizer = Localizer(EngineSettings(checkpoint=zoom_checkpoint, device="cpu", zoom_spool_mb=spool_mb))
+        answers[spool_mb] = localizer.localize(VideoSource.from_path(camera_footage), LIMITS)
+    one, two = answers[1024.0], answers[0.0]
+    assert (one.zoom["decode"], two.zoom["decode"]) == ("one pass", "two passes")
+    assert one.zoom["frames"] == two.zoom["frames"] and one.zoom["windows"] == two.zoom["windows"]
+    assert one.flops["backbone"] == two.flops["backbone"]
+    assert [s["label"] for s in one.segments] == [s["label"] for s in two.segments] and one.segments
+    for a, b in zip(one.segments, two.segments, strict=True):
+        assert a["start_s"] == pytest.approx(b["start_s"], abs=1e-3) and a["end_s"] == pytest.approx(
+            b["end_s"], abs=1e-3
+        )
+        assert a["score"] == pytest.approx(b["score"], abs=1e-4)
 
 
 def test_a_zoom_checkpoint_whose_refiner_is_none_keeps_the_coarse_boundaries(zoom_checkpoint):
