@@ -40,7 +40,7 @@ from engine.video.info import VideoInfo
 from engine.video.nvdec import NvdecFallbackError, NvdecPool
 from engine.video.sampling import Spans, sample_ticks
 from engine.video.source import VideoSource
-from engine.zoom import FrameSpool, ZoomedPass, run_zoom, spool_every, spooled_ticks, zoom_summary
+from engine.zoom import FrameSource, FrameSpool, ZoomedPass, run_zoom, spool_every, spooled_ticks, zoom_summary
 from model.checkpoint import CheckpointConfig, label_id
 from model.flops import output_flops, uniform_head_flops
 from model.postprocess import video_segments
@@ -149,14 +149,16 @@ class Localizer:
     @contextmanager
     def frames(
         self, source: VideoSource, limits: WorkLimits, cancelled: Callable[[], bool] = lambda: False,
-        use_nvdec: bool = True, fps: float | None = None, spans: Spans | None = None,
+        use_nvdec: bool = True, fps: float | None = None, spans: Spans | None = None, chunk_frames: int | None = None,
     ) -> Iterator[tuple[VideoInfo, str, Iterator[FrameChunk]]]:  # fmt: skip
         """(the source's info, the decoder that decodes it, its sampled frames fitted to the backbone's size):
         the container precheck, the stream's info from the isolated child, then NVDEC or a CPU decoder. `fps`:
-        the sampling rate (default: the backbone's); `spans`: only the frames inside them (the zoom's windows)."""
+        the sampling rate (default: the backbone's); `spans`: only the frames inside them (the zoom's windows);
+        `chunk_frames`: frames per chunk (default: the setting's)."""
         started = time.monotonic()
         request = DecodeRequest(
-            fps=fps or self.spec.sample_fps, size=(self.spec.size,) * 2, chunk_frames=self.settings.chunk_frames,
+            fps=fps or self.spec.sample_fps, size=(self.spec.size,) * 2,
+            chunk_frames=chunk_frames or self.settings.chunk_frames,
             max_duration_s=limits.max_duration_s, timeout_s=limits.timeout_s, spans=spans,
         )  # fmt: skip
         nvdec = self.nvdec if use_nvdec else None
@@ -186,26 +188,26 @@ class Localizer:
         progress("decoding", 0.0)
         return self._decoded(source, limits, cancelled, lambda chunks: self.extractor.features(chunks, report))
 
-    def _decoded(self, source, limits, cancelled, consume, fps=None, spans=None) -> tuple[VideoInfo, str, object]:
-        """`consume(chunks)` of the source's frames, NVDEC first where it decodes the stream, then the CPU decoder
+    def _decoded(self, source, limits, cancelled, consume, **sampling) -> tuple[VideoInfo, str, object]:
+        """`consume(chunks)` of the source's frames (`sampling`: `frames`'s fps, spans, chunk_frames), NVDEC first where it decodes the stream, then the CPU decoder
         if NVDEC fell back (within one time limit for both attempts). The result's `decode_ms` includes the
         precheck and the child's start and probe."""
         started = time.monotonic()
         try:
-            return self._attempt(source, limits, cancelled, consume, True, fps, spans)
+            return self._attempt(source, limits, cancelled, consume, True, sampling)
         except NvdecFallbackError as error:
             log.warning("%s; decoding it with %s instead", error, self.cpu_decoder)
         left = limits.timeout_s - (time.monotonic() - started)
         if left <= 0:
             raise VideoTimeoutError(f"decoding '{source.name}' took longer than {limits.timeout_s:g} s and was stopped")
         retry = WorkLimits(max_duration_s=limits.max_duration_s, timeout_s=left)
-        return self._attempt(source, retry, cancelled, consume, False, fps, spans)
+        return self._attempt(source, retry, cancelled, consume, False, sampling)
 
     def _attempt(
-        self, source, limits, cancelled, consume, use_nvdec: bool, fps, spans
+        self, source, limits, cancelled, consume, use_nvdec: bool, sampling: dict
     ) -> tuple[VideoInfo, str, object]:
         opened = time.perf_counter()
-        with self.frames(source, limits, cancelled, use_nvdec, fps, spans) as (info, decoder, chunks):
+        with self.frames(source, limits, cancelled, use_nvdec, **sampling) as (info, decoder, chunks):
             setup_ms = (time.perf_counter() - opened) * 1000
             result = consume(chunks)
         result.decode_ms += setup_ms
@@ -260,31 +262,11 @@ class Localizer:
     ) -> Localization:
         """`localize` with a zoom checkpoint: the coarse pass, the windows, the zoom pass, the refinement. Where the
         zoom rate is a multiple of the coarse rate, one decode at the zoom rate serves both passes (FrameSpool)."""
-        deadline, seen = time.monotonic() + limits.timeout_s, {}
-        settings = self.zoom.settings
-        every = spool_every(self.coarse.sample_fps, settings.zoom_fps)
+        seen = {}
+        every = spool_every(self.coarse.sample_fps, self.zoom.settings.zoom_fps)
         spool = FrameSpool(every, int(self.settings.zoom_spool_mb * 2**20), self.settings.temp_dir) if every else None
 
-        def frames(fps: float, spans: Spans | None) -> FrameFeatures:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise VideoTimeoutError(f"'{source.name}' took longer than {limits.timeout_s:g} s and was stopped")
-            offset = 0.0 if spans is None else 0.5  # the coarse pass takes the first half of the progress bar
-
-            def report(share: float) -> None:
-                progress("features", FEATURES_SHARE * (offset + share / 2))
-
-            if spans is not None and spool is not None and spool.kept:
-                return self._spooled(spool, spans, seen["info"].duration_s, report)
-            progress("decoding", FEATURES_SHARE * offset)
-            rest = WorkLimits(max_duration_s=limits.max_duration_s, timeout_s=left)
-            one_decode = spans is None and spool is not None  # the coarse pass decodes at the zoom rate
-            thin = spool.thin if one_decode else lambda chunks: chunks
-            seen["info"], seen["decoder"], found = self._decoded(
-                source, rest, cancelled, lambda chunks: self.extractor.frame_features(thin(chunks), report),
-                settings.zoom_fps if one_decode else fps, spans,
-            )  # fmt: skip
-            return found
+        frames = self._zoom_frames(source, limits, spool, seen, progress, cancelled)
 
         def detect(features: torch.Tensor, first_s: float, fps: float):
             _stop_if(cancelled, source)
@@ -318,6 +300,42 @@ class Localizer:
             mean_depth=mean_depth, realtime_factor=info.duration_s / max(timing["total"] / 1000, 1e-9),
             trace=lambda: self._positions(output, coarse), zoom=summary,
         )  # fmt: skip
+
+    def _zoom_frames(self, source, limits, spool, seen, progress, cancelled) -> FrameSource:
+        """The zoom's FrameSource for one request: (fps, spans) -> per-frame features, decoded within the request's
+        one time limit; `seen` gets the video's info and the decoder that ran."""
+        deadline = time.monotonic() + limits.timeout_s
+
+        def frames(fps: float, spans: Spans | None) -> FrameFeatures:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise VideoTimeoutError(f"'{source.name}' took longer than {limits.timeout_s:g} s and was stopped")
+            offset = 0.0 if spans is None else 0.5  # the coarse pass takes the first half of the progress bar
+
+            def report(share: float) -> None:
+                progress("features", FEATURES_SHARE * (offset + share / 2))
+
+            if spans is not None and spool is not None and spool.kept:
+                return self._spooled(spool, spans, seen["info"].duration_s, report)
+            progress("decoding", FEATURES_SHARE * offset)
+            rest = WorkLimits(max_duration_s=limits.max_duration_s, timeout_s=left)
+            # One decode: the coarse pass decodes at the zoom rate, in chunks of as many frames as it keeps from a
+            # full chunk, so that its backbone runs while the rest decodes (30 s of 720p with zoom-lite: 2.55 s with
+            # 256-frame chunks, 2.36 s with 64).
+            one_decode = spans is None and spool is not None
+            thin = spool.thin if one_decode else iter
+            sampling = {"fps": fps, "spans": spans}
+            if one_decode:
+                sampling = {
+                    "fps": self.zoom.settings.zoom_fps,
+                    "chunk_frames": max(1, self.settings.chunk_frames // spool.every),
+                }
+            seen["info"], seen["decoder"], found = self._decoded(
+                source, rest, cancelled, lambda chunks: self.extractor.frame_features(thin(chunks), report), **sampling
+            )  # fmt: skip
+            return found
+
+        return frames
 
     def _spooled(self, spool: FrameSpool, spans: Spans, end_s: float, report) -> FrameFeatures:
         """The zoom pass from the frames the coarse pass's decode kept: read back, not decoded again. Its

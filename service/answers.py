@@ -22,7 +22,7 @@ def localize_answer(
         timing_ms=Timing(**result.timing_ms),
         flops=Flops(**result.flops),
         realtime_factor=result.realtime_factor,
-        depth=depth_trace(positions) if "depth" in include else None,
+        depth=depth_trace(positions, result.zoom) if "depth" in include else None,
         boundary=boundary_trace(positions) if "boundary" in include else None,
         zoom=result.zoom,
     )

@@ -106,6 +106,11 @@ class DepthTrace(BaseModel):
     max_depth: int = Field(description="L_max: stem layers of the full-depth model")
     times_s: list[float] = Field(description="time of each point (mean over the positions it covers), seconds")
     mean_depth: list[float] = Field(description="stem layers run, mean over the positions each point covers")
+    sample_fps: list[float] | None = Field(
+        None,
+        description="a zoom checkpoint's answer: the frames per second the backbone saw around each point (the "
+        "coarse rate, up to the zoom rate inside its windows); absent otherwise",
+    )
 
 
 class BoundaryTrace(BaseModel):

@@ -19,8 +19,10 @@ def parse_include(text: str | None) -> frozenset[str]:
     return frozenset(names)
 
 
-def depth_trace(positions: PositionTrace) -> DepthTrace:
-    return DepthTrace(**positions.depth_points())
+def depth_trace(positions: PositionTrace, zoom: dict | None = None) -> DepthTrace:
+    """The ATR depth per point; with a zoom answer's `zoom`, also the frame rate the backbone saw there."""
+    rates = None if zoom is None else positions.zoom_points(zoom)
+    return DepthTrace(**positions.depth_points(), sample_fps=rates)
 
 
 def boundary_trace(positions: PositionTrace) -> BoundaryTrace | None:

@@ -10,6 +10,7 @@ import torch
 from engine.features.extractor import FeatureExtractor
 from engine.localizer import FEATURES_SHARE, Localizer
 from engine.settings import EngineSettings, WorkLimits
+from engine.trace import window_cover
 from engine.video.decode import DecodeRequest, Decoding, decode_frames
 from engine.video.sampling import sample_ticks
 from engine.video.source import VideoSource
@@ -149,6 +150,18 @@ def test_a_zoom_checkpoint_looks_coarsely_everywhere_and_closely_in_its_windows(
     assert all(0 <= s["start_s"] < s["end_s"] <= duration for s in found.segments)
     answer = answer_json(found, localizer, "r1")
     assert answer["zoom"]["frames"] == zoom["frames"] and answer["flops"]["backbone_saved_ratio"] > 0.3
+    depth = answer_json(found, localizer, "r1", include=frozenset({"depth"}))["depth"]  # include=depth marks them
+    rates = np.array(depth["sample_fps"])
+    assert len(rates) == len(depth["times_s"]) and rates.min() == 2.0 and 2.0 < rates.max() <= 16.0
+    times = np.array(depth["times_s"])
+    for low, high in windows:  # every window raises the rate of the points whose span it meets, and only those
+        assert rates[np.abs(times - (low + high) / 2) < 0.5].max() > 2.0
+
+
+def test_window_cover_is_the_share_of_each_positions_span_inside_the_windows():
+    times = np.array([0.5, 1.5, 2.5, 3.5])  # spans [0, 1), [1, 2), [2, 3), [3, 4)
+    np.testing.assert_allclose(window_cover(times, [[0.25, 0.75], [1.0, 2.5]]), [0.5, 1.0, 0.5, 0.0])
+    assert window_cover(times, []).tolist() == [0.0] * 4
 
 
 def test_one_decode_and_two_decodes_give_the_same_answer(zoom_checkpoint, camera_footage):
