@@ -106,3 +106,37 @@ def test_cuda_graph_head_and_eager_head_give_the_same_segments(gpu, parity_media
     assert [s["label"] for s in graphed] == [s["label"] for s in plain]
     for ours, theirs in zip(graphed, plain, strict=True):
         assert ours["score"] == pytest.approx(theirs["score"], abs=1e-3)
+
+
+def test_nvdec_windows_are_the_cpu_decoders_windows(gpu, parity_media):
+    """DecodeRequest.spans on NVDEC (the zoom's second decode): the frames a CPU window decode gives."""
+    spans = ((0.4, 1.3), (2.2, 2.9))
+    path = parity_media["untagged_25fps.mp4"]
+    with gpu.frames(VideoSource.from_path(path), LIMITS, fps=16.0, spans=spans) as (_, decoder, chunks):
+        pieces = list(chunks)
+    assert decoder == "torchcodec-nvdec"
+    ours = torch.cat([chunk.frames.cpu() for chunk in pieces]).numpy()
+    request = DecodeRequest(fps=16.0, size=(112, 112), spans=spans, timeout_s=300)
+    theirs, their_times, _ = decode_frames(path, request, "decord")
+    np.testing.assert_allclose(np.concatenate([chunk.times for chunk in pieces]), their_times, atol=1e-5)
+    difference = ours.astype(np.float64) - theirs
+    assert np.abs(difference.mean(axis=(0, 1, 2))).max() <= 1.0 and np.abs(difference).mean() <= 2.0
+
+
+@pytest.mark.parametrize("spool_mb", [1024.0, 0.0])
+def test_a_zoom_checkpoint_on_nvdec_finds_what_the_cpu_finds(zoom_checkpoint, parity_media, spool_mb):
+    """The zoom on a GPU host, one decode (NVDEC frames spooled from GPU memory) and two, against the CPU: the
+    same coarse frames, and where the (random-weight) coarse detectors put the same windows, the same frames in
+    them. The windows' pixels are held to the CPU's by the test above."""
+    path = parity_media["untagged_25fps.mp4"]
+    answers = {}
+    for device, decoder in (("cuda", "auto"), ("cpu", "decord")):
+        settings = EngineSettings(checkpoint=zoom_checkpoint, device=device, decoder=decoder, zoom_spool_mb=spool_mb)
+        answers[device] = Localizer(settings).localize(VideoSource.from_path(path), LIMITS)
+    gpu_answer, cpu_answer = answers["cuda"], answers["cpu"]
+    assert gpu_answer.decoder == "torchcodec-nvdec"
+    assert gpu_answer.zoom["decode"] == cpu_answer.zoom["decode"] == ("one pass" if spool_mb else "two passes")
+    assert gpu_answer.zoom["frames"]["coarse"] == cpu_answer.zoom["frames"]["coarse"]
+    if gpu_answer.zoom["windows"] == cpu_answer.zoom["windows"]:
+        assert gpu_answer.zoom["frames"] == cpu_answer.zoom["frames"]
+    assert gpu_answer.segments and all(0 <= s["start_s"] < s["end_s"] for s in gpu_answer.segments)
