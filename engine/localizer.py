@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +72,16 @@ class Localization:
     def positions(self) -> PositionTrace:
         """ATR depth and BDR fields per feature position, copied from the device now."""
         return self.trace()
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Which frames a decode gives (`Localizer.frames`): those at `fps` ticks (None: the backbone's rate), inside
+    `spans` (None: everywhere), `chunk_frames` at a time (None: the setting's)."""
+
+    fps: float | None = None
+    spans: Spans | None = None
+    chunk_frames: int | None = None
 
 
 class Localizer:
@@ -188,10 +198,12 @@ class Localizer:
         progress("decoding", 0.0)
         return self._decoded(source, limits, cancelled, lambda chunks: self.extractor.features(chunks, report))
 
-    def _decoded(self, source, limits, cancelled, consume, **sampling) -> tuple[VideoInfo, str, object]:
-        """`consume(chunks)` of the source's frames (`sampling`: `frames`'s fps, spans, chunk_frames), NVDEC first where it decodes the stream, then the CPU decoder
-        if NVDEC fell back (within one time limit for both attempts). The result's `decode_ms` includes the
-        precheck and the child's start and probe."""
+    def _decoded(
+        self, source, limits, cancelled, consume, sampling: Sampling = Sampling()
+    ) -> tuple[VideoInfo, str, object]:
+        """`consume(chunks)` of the source's frames as `sampling` picks them, NVDEC first where it decodes the
+        stream, then the CPU decoder if NVDEC fell back (within one time limit for both attempts). The result's
+        `decode_ms` includes the precheck and the child's start and probe."""
         started = time.monotonic()
         try:
             return self._attempt(source, limits, cancelled, consume, True, sampling)
@@ -204,10 +216,10 @@ class Localizer:
         return self._attempt(source, retry, cancelled, consume, False, sampling)
 
     def _attempt(
-        self, source, limits, cancelled, consume, use_nvdec: bool, sampling: dict
+        self, source, limits, cancelled, consume, use_nvdec: bool, sampling: Sampling
     ) -> tuple[VideoInfo, str, object]:
         opened = time.perf_counter()
-        with self.frames(source, limits, cancelled, use_nvdec, **sampling) as (info, decoder, chunks):
+        with self.frames(source, limits, cancelled, use_nvdec, **asdict(sampling)) as (info, decoder, chunks):
             setup_ms = (time.perf_counter() - opened) * 1000
             result = consume(chunks)
         result.decode_ms += setup_ms
@@ -294,7 +306,7 @@ class Localizer:
         dense = len(sample_ticks(float(run.coarse.times[0]), info.duration_s, self.spec.sample_fps))
         flops["backbone_dense"] = float(dense * self.extractor.flops_per_unit)
         flops["backbone_saved_ratio"] = 1.0 - flops["backbone"] / max(flops["backbone_dense"], 1.0)
-        summary = zoom_summary(self.zoom, run, self.coarse.sample_fps, one_pass=spool is not None and spool.kept)
+        summary = zoom_summary(self.zoom, run, self.coarse.sample_fps, decodes=seen["decodes"])
         return Localization(
             info=info, decoder=seen["decoder"], segments=segments, timing_ms=timing, flops=flops,
             mean_depth=mean_depth, realtime_factor=info.duration_s / max(timing["total"] / 1000, 1e-9),
@@ -303,8 +315,9 @@ class Localizer:
 
     def _zoom_frames(self, source, limits, spool, seen, progress, cancelled) -> FrameSource:
         """The zoom's FrameSource for one request: (fps, spans) -> per-frame features, decoded within the request's
-        one time limit; `seen` gets the video's info and the decoder that ran."""
+        one time limit; `seen` gets the video's info, the decoder that ran and how many decodes ran."""
         deadline = time.monotonic() + limits.timeout_s
+        seen["decodes"] = 0
 
         def frames(fps: float, spans: Spans | None) -> FrameFeatures:
             left = deadline - time.monotonic()
@@ -316,35 +329,47 @@ class Localizer:
                 progress("features", FEATURES_SHARE * (offset + share / 2))
 
             if spans is not None and spool is not None and spool.kept:
-                return self._spooled(spool, spans, seen["info"].duration_s, report)
+                return self._spooled(spool, spans, seen["info"].duration_s, report, lambda: _stop_if(cancelled, source))
             progress("decoding", FEATURES_SHARE * offset)
             rest = WorkLimits(max_duration_s=limits.max_duration_s, timeout_s=left)
-            # One decode: the coarse pass decodes at the zoom rate, in chunks of as many frames as it keeps from a
-            # full chunk, so that its backbone runs while the rest decodes (30 s of 720p with zoom-lite: 2.55 s with
-            # 256-frame chunks, 2.36 s with 64).
             one_decode = spans is None and spool is not None
             thin = spool.thin if one_decode else iter
-            sampling = {"fps": fps, "spans": spans}
+            sampling = Sampling(fps, spans)
             if one_decode:
-                sampling = {
-                    "fps": self.zoom.settings.zoom_fps,
-                    "chunk_frames": max(1, self.settings.chunk_frames // spool.every),
-                }
+                # One decode: the coarse pass decodes at the zoom rate, in chunks of as many frames as it keeps from
+                # a full chunk, so that its backbone runs while the rest decodes (CPU, 30 s of 720p with zoom-lite:
+                # 2.55 s with 256-frame chunks, 2.36 s with 64; NVDEC's one decode has not run on a GPU).
+                sampling = Sampling(
+                    self.zoom.settings.zoom_fps, None, max(1, self.settings.chunk_frames // spool.every)
+                )
             seen["info"], seen["decoder"], found = self._decoded(
-                source, rest, cancelled, lambda chunks: self.extractor.frame_features(thin(chunks), report), **sampling
+                source, rest, cancelled, lambda chunks: self.extractor.frame_features(thin(chunks), report), sampling
             )  # fmt: skip
+            seen["decodes"] += 1
+            if one_decode and len(found.times):
+                # every n-th zoom tick is a coarse tick, but the zoom grid may hold one more n-th tick at the very
+                # end (a video's length within 1e-6 s above a whole number of coarse steps): the coarse grid rules
+                coarse = len(sample_ticks(float(found.times[0]), seen["info"].duration_s, fps))
+                found = replace(found, rows=found.rows[:coarse], times=found.times[:coarse])
             return found
 
         return frames
 
-    def _spooled(self, spool: FrameSpool, spans: Spans, end_s: float, report) -> FrameFeatures:
-        """The zoom pass from the frames the coarse pass's decode kept: read back, not decoded again. Its
-        decode_ms is the read."""
+    def _spooled(self, spool: FrameSpool, spans: Spans, end_s: float, report, stop_if_cancelled) -> FrameFeatures:
+        """The zoom pass from the frames the coarse pass's decode kept: read back, not decoded again, and through the
+        backbone a chunk at a time (progress, cancellation). Its decode_ms is the read."""
+        stop_if_cancelled()
         started = time.perf_counter()
-        first_s = float(spool.times[0][0])
-        frames, times = spool.read(spooled_ticks(first_s, end_s, self.zoom.settings.zoom_fps, spans))
+        frames, times = spool.read(spooled_ticks(float(spool.times[0][0]), end_s, self.zoom.settings.zoom_fps, spans))
         read_ms = (time.perf_counter() - started) * 1000
-        found = self.extractor.frame_features([FrameChunk(frames, times, 0, len(times))], report)
+        size = self.settings.chunk_frames
+
+        def chunks() -> Iterator[FrameChunk]:
+            for first in range(0, len(times), size):
+                stop_if_cancelled()
+                yield FrameChunk(frames[first : first + size], times[first : first + size], first, len(times))
+
+        found = self.extractor.frame_features(chunks(), report)
         found.decode_ms += read_ms
         return found
 

@@ -13,10 +13,10 @@ A zoom checkpoint is a checkpoint directory whose detector was trained on featur
 3. zoom pass: only the frames at those ticks, through the backbone. Where the zoom rate is a whole multiple of the
    coarse rate, the request decodes once, at the zoom rate: the coarse pass takes every n-th frame (the frames a
    decode at the coarse rate gives) and a FrameSpool keeps all of them on disk, so the windows are read back, not
-   decoded again. H.264 and HEVC streams as cameras and encoders write them are chains of reference frames (the
-   zoom benchmark's 720p file: 3 keyframes and 177 B-frames among 900, keyframes 8 s apart; `ffmpeg -skip_frame
-   noref` decodes it no faster), so a coarse pass cannot skip frames, and a window decoded on its own starts
-   from the keyframe before it. Otherwise (another ratio, or more frames than TZN_ZOOM_SPOOL_MB) the windows are
+   decoded again. H.264 streams as encoders write them are chains of reference frames (the
+   zoom benchmark's 720p file: 4 keyframes, 719 P-frames and 177 B-frames in 900, keyframes up to 8 s apart;
+   `ffmpeg -skip_frame noref` decodes it no faster), so a coarse pass cannot skip frames, and a window decoded
+   on its own starts from the keyframe before it. Otherwise (another ratio, or more frames than TZN_ZOOM_SPOOL_MB) the windows are
    decoded again (DecodeRequest.spans): `decode` in the answer says which ("one pass" or "two passes");
 4. refine: each boundary from its window's per-frame features (model/refiner.py): "bdr" reads the fields' zero
    crossing, "regression" the pooled offset, "none" keeps the coarse boundary.
@@ -28,6 +28,7 @@ A zoom checkpoint is a checkpoint directory whose detector was trained on featur
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -46,6 +47,8 @@ from engine.video.decode import FrameChunk
 from engine.video.sampling import Spans, inside_spans, sample_ticks
 from model.backbones import BackboneSpec
 from model.refiner import BoundaryRefiner, RefinerConfig, field_boundary
+
+log = logging.getLogger("tzn.zoom")
 
 ZOOM_FILE = "zoom.json"
 REFINER_FILE = "refiner.safetensors"
@@ -243,15 +246,11 @@ class FrameSpool:
         self.close()  # a second attempt (the CPU decoder after NVDEC fell back) starts again
         self.shape, self.count, self.kept, self.times = None, 0, False, []
         for chunk in chunks:
-            if self.count == 0:
+            if self.shape is None:
                 self.shape = tuple(chunk.frames.shape[1:])
                 self.kept = chunk.total * int(np.prod(self.shape)) <= self.budget
-                if self.kept:
-                    # closed by close(), which the request calls when its zoom pass is done
-                    self.file = tempfile.TemporaryFile(prefix="tzn-zoom-", dir=self.directory)  # noqa: SIM115
             if self.kept:
-                self.file.write(memoryview(chunk.frames.cpu().numpy()).cast("B"))
-                self.times.append(chunk.times)
+                self._keep(chunk)
             index = chunk.first + np.arange(len(chunk.times))
             picked = np.flatnonzero(index % every == 0)
             self.count += len(chunk.times)
@@ -259,6 +258,21 @@ class FrameSpool:
                 rows = torch.as_tensor(picked, device=chunk.frames.device)
                 yield FrameChunk(chunk.frames[rows], chunk.times[picked], -(-chunk.first // every),
                                  -(-chunk.total // every))  # fmt: skip
+
+    def _keep(self, chunk: FrameChunk) -> None:
+        """Appends the chunk's frames to the file. A disk that refuses them (full, unwritable) ends the keeping,
+        said in the log; the windows are then decoded again, and the answer says "two passes"."""
+        try:
+            if self.file is None:
+                # closed by close(), which the request calls when its zoom pass is done
+                self.file = tempfile.TemporaryFile(prefix="tzn-zoom-", dir=self.directory)  # noqa: SIM115
+            self.file.write(memoryview(chunk.frames.cpu().numpy()).cast("B"))
+        except OSError as error:
+            log.warning("the zoom's frames could not be kept on disk (%s); its windows will be decoded again", error)
+            self.close()
+            self.kept = False
+            return
+        self.times.append(chunk.times)
 
     def read(self, ticks: np.ndarray) -> tuple[Tensor, np.ndarray]:
         """(n, H, W, 3) uint8 frames and their times (n,) s at zoom ticks `ticks` (sorted)."""
@@ -329,13 +343,13 @@ def _no_frames(like: FrameFeatures) -> FrameFeatures:
     return FrameFeatures(like.rows[:0], like.times[:0], 0.0, 0.0, 0)
 
 
-def zoom_summary(zoom: ZoomedPass, run: ZoomRun, coarse_fps: float, one_pass: bool) -> dict:
-    """The answer's `zoom` object: the rates, the refiner, the windows (s), how the video was decoded, frames and
-    ms per pass."""
+def zoom_summary(zoom: ZoomedPass, run: ZoomRun, coarse_fps: float, decodes: int) -> dict:
+    """The answer's `zoom` object: the rates, the refiner, the windows (s), how many times the video was decoded
+    (`decodes`: 1 or 2), frames and ms per pass."""
     settings = zoom.settings
     return {
         "coarse_fps": coarse_fps, "zoom_fps": settings.zoom_fps, "refiner": settings.refiner,
-        "windows": [list(span) for span in run.plan.spans], "decode": "one pass" if one_pass else "two passes",
+        "windows": [list(span) for span in run.plan.spans], "decode": "one pass" if decodes == 1 else "two passes",
         "candidates": int(len(run.plan.centres_s) // 2),
         "frames": {"coarse": len(run.coarse.times), "zoom": len(run.zoomed.times)},
         "timing_ms": {"coarse_decode": run.coarse.decode_ms, "coarse_features": run.coarse.features_ms,

@@ -359,7 +359,7 @@ def page(result: dict) -> str:
 
 def wall_lines(walls: dict, reference: str) -> list[str]:
     lines = [
-        "| variant | s per video minute | x uniform 8 fps | decode s per video minute | top-5 segments differing from the cached-frame path |",
+        "| variant | s per video minute | x uniform 8 fps | decode stage s per video minute (waiting for frames; the backbone overlaps it) | top-5 segments differing from the cached-frame path |",
         "|---|---|---|---|---|",
     ]
     for name, row in walls.items():

@@ -3,6 +3,8 @@ end by the Localizer on a real video."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -18,6 +20,7 @@ from engine.zoom import FrameSpool, ZoomedPass, ZoomSettings, pool_clips, spool_
 from model.backbones import SPECS
 from model.refiner import field_boundary
 from service.answers import answer_json
+from tests.conftest import ffmpeg
 
 LIMITS = WorkLimits(max_duration_s=600, timeout_s=120)
 SAMPLE = "service/demo/sample.mp4"
@@ -50,35 +53,65 @@ def _spooled_decode(path, spool: FrameSpool, fps: float, chunk_frames: int = 7):
     with Decoding(VideoSource.from_path(path), request, "decord") as decoding:
         chunks = list(spool.thin(decoding.chunks()))
         info = decoding.info
-    return torch.cat([c.frames for c in chunks]).numpy(), np.concatenate([c.times for c in chunks]), info
+    return chunks, info
 
 
-@pytest.mark.parametrize("video", ["clip.mp4", "vfr.mp4", "camera"])
-def test_one_decode_at_the_zoom_rate_gives_both_passes_the_frames_of_their_own_decodes(media, camera_footage, video):
+@pytest.fixture(scope="module")
+def late_start(tmp_path_factory) -> Path:
+    """H.264 whose first frame is presented at 1.3 s, as streams cut from a broadcast are (decord's index, which
+    gives every path its frame times, counts from the first frame: both passes must agree on that)."""
+    path = tmp_path_factory.mktemp("late") / "late.mp4"
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "3", "-c:v", "libx264", "-preset", "ultrafast",
+        "-pix_fmt", "yuv420p", "-output_ts_offset", "1.3", str(path),
+    )  # fmt: skip
+    return path
+
+
+@pytest.mark.parametrize("video", ["clip.mp4", "vfr.mp4", "camera", "late"])
+def test_one_decode_at_the_zoom_rate_gives_both_passes_the_frames_of_their_own_decodes(
+    media, camera_footage, late_start, video
+):
     """The coarse pass's frames thinned from a 16 fps decode are those a 4 fps decode gives, and the windows read
-    back from the spool are those a window decode gives: byte for byte, on generated and on camera footage."""
-    path = camera_footage if video == "camera" else media / video
+    back from the spool are those a window decode gives: byte for byte, on generated and on camera footage, and
+    on a video that starts late."""
+    path = {"camera": camera_footage, "late": late_start}.get(video, media / video)
     spool = FrameSpool(spool_every(4.0, 16.0), budget_bytes=2**30)
-    coarse, coarse_times, info = _spooled_decode(path, spool, 16.0)
-    assert spool.kept and spool.count == len(sample_ticks(info.frame_times[0], info.duration_s, 16.0))
+    chunks, info = _spooled_decode(path, spool, 16.0)
+    first_s = info.frame_times[0]
+    assert spool.kept and spool.count == len(sample_ticks(first_s, info.duration_s, 16.0))
     alone, alone_times, _ = decode_frames(path, DecodeRequest(fps=4.0, size=(112, 112)), "decord")
-    np.testing.assert_array_equal(coarse_times, alone_times)
-    np.testing.assert_array_equal(coarse, alone)
-    spans = ((0.4, 1.3), (2.2, 2.9))
+    np.testing.assert_array_equal(np.concatenate([c.times for c in chunks]), alone_times)
+    np.testing.assert_array_equal(torch.cat([c.frames for c in chunks]).numpy(), alone)
+    # the chunks count the coarse pass's frames, as a decode at 4 fps numbers them (progress)
+    assert [c.first for c in chunks] == np.cumsum([0] + [len(c.times) for c in chunks[:-1]]).tolist()
+    assert {c.total for c in chunks} == {len(alone_times)}
+    begin = first_s + 0.4
+    spans = ((begin, begin + 0.9), (begin + 1.8, begin + 2.5))
     window, window_times, _ = decode_frames(path, DecodeRequest(fps=16.0, size=(112, 112), spans=spans), "decord")
-    frames, times = spool.read(spooled_ticks(info.frame_times[0], info.duration_s, 16.0, spans))
-    assert len(times) > 0
+    frames, times = spool.read(spooled_ticks(first_s, info.duration_s, 16.0, spans))
+    assert len(times) > 20
     np.testing.assert_array_equal(times, window_times)
     np.testing.assert_array_equal(frames.numpy(), window)
     spool.close()
 
 
-def test_a_spool_over_its_budget_keeps_nothing_and_a_second_decode_starts_it_again(media):
+def test_a_spool_over_its_budget_keeps_nothing(media):
     small = FrameSpool(4, budget_bytes=112 * 112 * 3 * 10)  # 10 frames; the clip has 48 at 16 fps
-    coarse, _, _ = _spooled_decode(media / "clip.mp4", small, 16.0)
-    assert not small.kept and len(coarse) == 12 and small.file is None
+    chunks, _ = _spooled_decode(media / "clip.mp4", small, 16.0)
+    assert not small.kept and sum(len(c.times) for c in chunks) == 12 and small.file is None
     with pytest.raises(RuntimeError, match="not kept"):
         small.read(np.arange(3))
+
+
+def test_a_spool_that_the_disk_refuses_keeps_nothing_and_says_so(media, tmp_path, caplog):
+    refused = FrameSpool(4, budget_bytes=2**30, directory=tmp_path / "missing")
+    chunks, _ = _spooled_decode(media / "clip.mp4", refused, 16.0)
+    assert not refused.kept and sum(len(c.times) for c in chunks) == 12  # the coarse pass goes on
+    assert "could not be kept on disk" in caplog.text
+
+
+def test_a_second_decode_starts_the_spool_again(media):
     spool = FrameSpool(4, budget_bytes=2**30)
     _spooled_decode(media / "clip.mp4", spool, 16.0)
     _spooled_decode(media / "clip.mp4", spool, 16.0)  # as after an NVDEC fallback: the CPU decoder's attempt
@@ -86,7 +119,11 @@ def test_a_spool_over_its_budget_keeps_nothing_and_a_second_decode_starts_it_aga
     with pytest.raises(RuntimeError, match="tick 48"):
         spool.read(np.array([47, 48]))
     spool.close()
-    assert spool_every(4.0, 16.0) == 4 and spool_every(2.0, 8.0) == 4 and spool_every(3.0, 8.0) is None
+
+
+def test_the_spool_serves_zoom_rates_that_are_whole_multiples_of_the_coarse_rate():
+    assert spool_every(4.0, 16.0) == 4 and spool_every(2.0, 8.0) == 4 and spool_every(4.0, 4.0) == 1
+    assert spool_every(3.0, 8.0) is None and spool_every(8.0, 4.0) is None
 
 
 def test_pooled_frame_features_are_the_clip_features_a_request_computes(media):
@@ -154,7 +191,7 @@ def test_a_zoom_checkpoint_looks_coarsely_everywhere_and_closely_in_its_windows(
     rates = np.array(depth["sample_fps"])
     assert len(rates) == len(depth["times_s"]) and rates.min() == 2.0 and 2.0 < rates.max() <= 16.0
     times = np.array(depth["times_s"])
-    for low, high in windows:  # every window raises the rate of the points whose span it meets, and only those
+    for low, high in windows:  # every window raises the rate of the points whose span it meets
         assert rates[np.abs(times - (low + high) / 2) < 0.5].max() > 2.0
 
 
@@ -164,13 +201,16 @@ def test_window_cover_is_the_share_of_each_positions_span_inside_the_windows():
     assert window_cover(times, []).tolist() == [0.0] * 4
 
 
-def test_one_decode_and_two_decodes_give_the_same_answer(zoom_checkpoint, camera_footage):
+@pytest.mark.parametrize("video", ["camera", "late"])
+def test_one_decode_and_two_decodes_give_the_same_answer(zoom_checkpoint, camera_footage, late_start, video):
     """TZN_ZOOM_SPOOL_MB=0 decodes the windows again; the default keeps them from the one decode. Both see the
-    same frames (the test above), so both find the same actions, on camera footage."""
+    same frames (the test above), so both find the same actions, on camera footage and on a video that starts
+    late."""
+    path = {"camera": camera_footage, "late": late_start}[video]
     answers = {}
     for spool_mb in (1024.0, 0.0):
         localizer = Localizer(EngineSettings(checkpoint=zoom_checkpoint, device="cpu", zoom_spool_mb=spool_mb))
-        answers[spool_mb] = localizer.localize(VideoSource.from_path(camera_footage), LIMITS)
+        answers[spool_mb] = localizer.localize(VideoSource.from_path(path), LIMITS)
     one, two = answers[1024.0], answers[0.0]
     assert (one.zoom["decode"], two.zoom["decode"]) == ("one pass", "two passes")
     assert one.zoom["frames"] == two.zoom["frames"] and one.zoom["windows"] == two.zoom["windows"]
@@ -181,6 +221,20 @@ def test_one_decode_and_two_decodes_give_the_same_answer(zoom_checkpoint, camera
             b["end_s"], abs=1e-3
         )
         assert a["score"] == pytest.approx(b["score"], abs=1e-4)
+
+
+def test_a_zoom_rate_that_is_not_a_multiple_of_the_coarse_rate_decodes_the_windows_again(zoom_checkpoint, tmp_path):
+    import json
+    import shutil
+
+    other = shutil.copytree(zoom_checkpoint, tmp_path / "zoom-5fps")
+    document = json.loads((other / "zoom.json").read_text())
+    document["settings"]["zoom_fps"] = 5.0  # 2.5 times the coarse 2 fps
+    (other / "zoom.json").write_text(json.dumps(document))
+    found = Localizer(EngineSettings(checkpoint=other, device="cpu")).localize(VideoSource.from_path(SAMPLE), LIMITS)
+    windows = tuple(tuple(w) for w in found.zoom["windows"])
+    assert found.zoom["decode"] == "two passes" and windows
+    assert found.zoom["frames"]["zoom"] == len(sample_ticks(0.0, found.info.duration_s, 5.0, windows))
 
 
 def test_a_zoom_checkpoint_whose_refiner_is_none_keeps_the_coarse_boundaries(zoom_checkpoint):
