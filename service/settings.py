@@ -20,6 +20,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from engine.settings import DeviceSettings, EngineSettings, ModelSettings, WorkLimits
 
 DEMO_CHECKPOINT = Path(__file__).resolve().parent / "demo" / "checkpoint"
+DEMO_ZOOM = (
+    DEMO_CHECKPOINT.parent / "zoom"
+)  # a zoom checkpoint (engine/zoom.py), zoom-fine as configs/zoom.yaml trains it
 DEMO_VIDEO = DEMO_CHECKPOINT.parent / "sample.mp4"
 
 
