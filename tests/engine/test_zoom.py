@@ -3,12 +3,14 @@ end by the Localizer on a real video."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from engine.errors import JobCancelledError
 from engine.features.extractor import FeatureExtractor
 from engine.localizer import FEATURES_SHARE, Localizer
 from engine.settings import EngineSettings, WorkLimits
@@ -221,6 +223,23 @@ def test_one_decode_and_two_decodes_give_the_same_answer(zoom_checkpoint, camera
             b["end_s"], abs=1e-3
         )
         assert a["score"] == pytest.approx(b["score"], abs=1e-4)
+
+
+def test_a_zoom_request_cancelled_after_its_coarse_pass_stops_and_lets_its_spool_go(zoom_checkpoint, tmp_path):
+    settings = EngineSettings(checkpoint=zoom_checkpoint, device="cpu", temp_dir=tmp_path)
+    localizer, stages = Localizer(settings), []
+
+    def cancelled() -> bool:  # once the coarse pass is through the backbone, before the windows
+        return ("features", FEATURES_SHARE / 2) in stages
+
+    with pytest.raises(JobCancelledError) as stopped:  # its traceback, kept, holds the request's frames alive
+        localizer.localize(
+            VideoSource.from_path(SAMPLE), LIMITS, progress=lambda *s: stages.append(s), cancelled=cancelled
+        )
+    assert stages[-1] == ("features", FEATURES_SHARE / 2)  # the windows never went through the backbone
+    fds = Path("/proc/self/fd")
+    held = [os.readlink(fd) for fd in fds.iterdir() if os.path.islink(fd) and str(tmp_path) in os.readlink(fd)]
+    assert held == [] and stopped.value  # the spool's file (unlinked at birth) is closed, not left to the GC
 
 
 def test_a_zoom_rate_that_is_not_a_multiple_of_the_coarse_rate_decodes_the_windows_again(zoom_checkpoint, tmp_path):
