@@ -1,7 +1,10 @@
 """The zoom's boundary refiner: dense per-frame features of a window around a coarse boundary -> where it is.
 
 A window holds `frames` features sampled at the zoom rate, centred on a boundary the coarse pass found. The
-network is class-agnostic and fully convolutional: a 1x1 projection, dilated residual convolutions, then
+network is class-agnostic and fully convolutional. Its input is the window's features, standardized by the training
+frames' per-channel mean and std (`standardize`, kept in the weights), with each frame's difference from the frame
+before it beside them (`differences`: a boundary is where the picture changes); then a 1x1 projection, dilated
+residual convolutions, and
 
 - fields (BDR on the dense window): per frame, the signed distance (s) from the true start (channel 0) or end
   (channel 1) to the frame's time, clipped to +-`clip_s`; the boundary is the field's upward zero crossing,
@@ -30,6 +33,8 @@ class RefinerConfig:
     kernel: int = 5
     mode: str = "bdr"
     clip_s: float = 1.0  # the fields' clip, and the largest offset the window can hold
+    standardize: bool = False  # refiners written before these two options had neither
+    differences: bool = False
 
     def __post_init__(self):
         if self.mode not in REFINER_MODES:
@@ -48,7 +53,11 @@ class BoundaryRefiner(nn.Module):
         super().__init__()
         self.config = config
         width = config.width
-        self.project = nn.Sequential(nn.Conv1d(config.input_dim, width, 1), nn.GELU())
+        if config.standardize:
+            self.register_buffer("input_mean", torch.zeros(config.input_dim))
+            self.register_buffer("input_std", torch.ones(config.input_dim))
+        inputs = config.input_dim * (2 if config.differences else 1)
+        self.project = nn.Sequential(nn.Conv1d(inputs, width, 1), nn.GELU())
         self.blocks = nn.ModuleList(
             nn.Conv1d(width, width, config.kernel, padding=d * (config.kernel // 2), dilation=d)
             for d in config.dilations
@@ -56,9 +65,25 @@ class BoundaryRefiner(nn.Module):
         self.fields = nn.Conv1d(width, 2, 1)
         self.offset = nn.Linear(2 * width, 2)
 
+    @torch.no_grad()
+    def set_input_statistics(self, mean: Tensor, std: Tensor) -> None:
+        """Per-channel mean/std (C,) of the training frames' features, for `standardize`."""
+        if not self.config.standardize:
+            raise ValueError("this refiner does not standardize its input")
+        self.input_mean.copy_(mean)
+        self.input_std.copy_(std.clamp(min=1e-3))
+
+    def inputs(self, windows: Tensor) -> Tensor:
+        """(B, C, W) features -> (B, C or 2C, W), what the projection sees (the module docstring)."""
+        if self.config.standardize:
+            windows = (windows - self.input_mean[:, None]) / self.input_std[:, None]
+        if self.config.differences:
+            windows = torch.cat([windows, torch.diff(windows, dim=-1, prepend=windows[..., :1])], dim=1)
+        return windows
+
     def forward(self, windows: Tensor, kind: Tensor) -> tuple[Tensor, Tensor]:
         """windows (B, C, W) features, kind (B,) 0/1 -> fields (B, W) s and offsets (B,) s of that kind."""
-        x = self.project(windows)
+        x = self.project(self.inputs(windows))
         for block in self.blocks:
             x = x + torch.nn.functional.gelu(block(x))
         pick = kind.long().view(-1, 1)

@@ -13,7 +13,8 @@ pooled into clips as the engine pools them, so training sees what a request at t
 2. the coarse detector: `training.train.train` on them (data.default_fps = the coarse rate);
 3. the refiner (model/refiner.py): windows of `2 * window_s` at the zoom rate around the training videos' true
    boundaries, moved by a random offset of up to `jitter * window_s` (the coarse pass's error, as seen by the
-   refiner); trained on the fields (mode "bdr") or on the offset alone ("regression");
+   refiner); trained on the fields (mode "bdr") or on the offset alone ("regression"); its input standardized by
+   the training frames' channel statistics, with frame differences beside it (model/refiner.py);
 4. RUN is a zoom checkpoint: the detector's config.json and weights, zoom.json, refiner.safetensors.
 """
 
@@ -47,6 +48,8 @@ class RefinerTraining(BaseModel):
     batch_size: int = 64
     lr: float = 2e-3
     jitter: float = Field(0.8, gt=0, le=1, description="largest offset of a window from its boundary, x window_s")
+    standardize: bool = Field(True, description="standardize the input by the training frames' channel statistics")
+    differences: bool = Field(True, description="each frame's difference from the one before it beside its features")
 
 
 class ZoomSection(BaseModel):
@@ -87,6 +90,12 @@ class FrameCache:
                 np.load(self.frames / f"{video_id}.times.npy"),
             )
         return self._rows[video_id]
+
+    def statistics(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and std (C,) over every frame of the videos of `split`."""
+        rows = [self.rows(video_id)[0] for video_id, info in self.database.items() if info["subset"].lower() == split]
+        stacked = torch.from_numpy(np.concatenate(rows)).double()
+        return stacked.mean(0).float(), stacked.std(0).float()
 
     def end_s(self, video_id: str) -> float:
         times = self.rows(video_id)[1]
@@ -174,8 +183,11 @@ def train_refiner(
     rng = np.random.default_rng([seed, 16])
     boundaries = boundary_windows(cache, "training", settings)
     input_dim = cache.rows(boundaries[0][0])[0].shape[1]
-    config = RefinerConfig(input_dim=input_dim, width=recipe.width, mode=recipe.mode, clip_s=settings.window_s)
+    config = RefinerConfig(input_dim=input_dim, width=recipe.width, mode=recipe.mode, clip_s=settings.window_s,
+                           standardize=recipe.standardize, differences=recipe.differences)  # fmt: skip
     network = BoundaryRefiner(config)
+    if recipe.standardize:
+        network.set_input_statistics(*cache.statistics("training"))
     optimizer = torch.optim.AdamW(network.parameters(), lr=recipe.lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, recipe.lr, total_steps=recipe.steps)
     for step in range(recipe.steps):

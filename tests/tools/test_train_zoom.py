@@ -10,8 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from engine.zoom import ZoomedPass, ZoomSettings
-from tools.train_zoom import FrameCache, RefinerTraining, boundary_windows, sample_batch, train_refiner
+from engine.zoom import ZOOM_FILE, ZoomedPass, ZoomSettings
+from model.backbones import SPECS
+from model.refiner import BoundaryRefiner, RefinerConfig
+from tools.train_zoom import (
+    FrameCache,
+    RefinerTraining,
+    boundary_windows,
+    sample_batch,
+    train_refiner,
+    write_zoom_checkpoint,
+)  # fmt: skip
 
 FPS, DIM = 30, 16
 
@@ -45,10 +54,14 @@ def cache(tmp_path_factory) -> FrameCache:
     return FrameCache(root, {"database": database})
 
 
+@pytest.mark.parametrize("inputs", ["raw", "standardized, with differences"])
 @pytest.mark.parametrize("mode", ["bdr", "regression"])
-def test_a_trained_refiner_finds_boundaries_well_inside_its_window(cache, mode):
+def test_a_trained_refiner_finds_boundaries_well_inside_its_window(cache, mode, inputs):
     settings = ZoomSettings(zoom_fps=16, window_s=1.0, refiner=mode)
-    recipe = RefinerTraining(mode=mode, width=32, steps=400, batch_size=32, lr=3e-3)
+    options = inputs != "raw"
+    recipe = RefinerTraining(
+        mode=mode, width=32, steps=400, batch_size=32, lr=3e-3, standardize=options, differences=options
+    )
     network, config = train_refiner(cache, settings, recipe, seed=0, log=lambda _: None)
     zoom = ZoomedPass(settings, network)
     errors = []
@@ -67,3 +80,41 @@ def test_training_windows_lie_on_the_zoom_grid_the_plan_uses(cache):
     assert windows.shape == (8, DIM, 16) and kinds.shape == (8,)
     np.testing.assert_allclose((times.numpy() * 16) % 1, 0, atol=1e-9)  # ticks of the whole video's 16 fps grid
     assert (np.abs(centres.numpy() - truths.numpy()) <= 1 / 32 + 1e-9).all()  # no jitter: centred on the truth
+
+
+def test_a_standardizing_refiner_keeps_the_training_frames_statistics_and_its_checkpoint_refines_the_same(
+    cache, zoom_checkpoint, tmp_path
+):
+    settings = ZoomSettings(zoom_fps=16, window_s=1.0, refiner="bdr")
+    recipe = RefinerTraining(mode="bdr", width=16, steps=20, batch_size=8)
+    network, config = train_refiner(cache, settings, recipe, seed=0, log=lambda _: None)
+    assert config.standardize and config.differences  # the recipe's defaults
+    training = np.concatenate([cache.rows(f"v{index}")[0] for index in range(9)])
+    np.testing.assert_allclose(network.input_mean.numpy(), training.mean(0), atol=1e-5)
+    np.testing.assert_allclose(network.input_std.numpy(), training.std(0, ddof=1), rtol=1e-4)
+    windows = torch.from_numpy(training[:48].T.copy())[None]
+    seen = network.inputs(windows)[0]
+    standardized = (windows[0] - network.input_mean[:, None]) / network.input_std[:, None]
+    torch.testing.assert_close(seen[:DIM], standardized)
+    torch.testing.assert_close(seen[DIM:, 1:], standardized[:, 1:] - standardized[:, :-1])
+    assert (seen[DIM:, 0] == 0).all()  # the window's first frame has nothing before it inside the window
+
+    written = write_zoom_checkpoint(zoom_checkpoint, tmp_path / "zoom", settings, network, config)
+    loaded = ZoomedPass.load(written, SPECS["resnet18-2d"], torch.device("cpu"))
+    assert json.loads((written / ZOOM_FILE).read_text())["refiner"]["differences"] is True
+    video_id, truth, kind = boundary_windows(cache, "test", settings)[0]
+    plan = loaded.plan(np.array([[truth - 0.4, truth + 3.0]]), np.array([1.0]), 0.0, cache.end_s(video_id))
+    rows = torch.from_numpy(cache.at(video_id, settings.zoom_fps, plan.spans)[0])
+    np.testing.assert_array_equal(loaded.refine(plan, rows, 0.0), ZoomedPass(settings, network).refine(plan, rows, 0.0))
+
+
+def test_a_refiner_written_before_the_input_options_loads_as_it_was_trained():
+    old = {"input_dim": DIM, "width": 8, "dilations": [1, 2, 4], "kernel": 5, "mode": "bdr", "clip_s": 0.5}
+    config = RefinerConfig.from_dict(old)
+    assert not config.standardize and not config.differences
+    torch.manual_seed(0)
+    weights = BoundaryRefiner(config).state_dict()
+    network = BoundaryRefiner(config)
+    network.load_state_dict(weights)  # strict: no statistics buffers expected, none missing
+    windows = torch.randn(2, DIM, 10)
+    torch.testing.assert_close(network.inputs(windows), windows)
