@@ -13,6 +13,10 @@ import numpy as np
 
 # A frame stamped 0.09999999 s belongs to the tick at 0.1 s: containers round timestamps to their time base.
 TICK_TOLERANCE_S = 1e-6
+# decord gives frame times as float32 seconds, rounded by up to half a float32 step: 1.9 us at 32 s, 0.12 ms at
+# 1 h. So a tick also reaches one float32 step past itself: a 30 fps frame that starts at 964 / 30 s and is stamped
+# 32.13333511 belongs to the tick at 32.1333333, as torchcodec's float64 times say (the step stays far below any
+# frame interval).
 
 
 Spans = tuple[tuple[float, float], ...]  # [begin, end) s intervals of presentation time
@@ -25,7 +29,8 @@ def sample_ticks(begin_s: float, end_s: float, fps: float, spans: Spans | None =
     if not fps > 0:
         raise ValueError(f"sampling needs fps > 0, got {fps}")
     count = int(np.ceil((end_s - begin_s) * fps - 1e-6))
-    ticks = begin_s + np.arange(max(count, 1)) / fps + TICK_TOLERANCE_S
+    exact = begin_s + np.arange(max(count, 1)) / fps
+    ticks = exact + TICK_TOLERANCE_S + np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
     ticks = np.minimum(ticks, np.nextafter(end_s, begin_s))
     return ticks if spans is None else ticks[inside_spans(ticks, spans)]
 

@@ -329,3 +329,35 @@ def test_sample_indices_match_a_brute_force_search():
         expected = max(i for i in range(len(starts)) if starts[i] <= tick + 1e-6)
         assert index == expected
     assert len(indices) == int(np.ceil(end_s * 7))
+
+
+def test_float32_frame_times_late_in_a_video_still_give_every_frame_at_the_source_rate():
+    """decord stamps frames in float32 seconds: frame 964 of a 30 fps video is stamped 32.13333511 s, 1.8 us after
+    the tick at 964 / 30 s. Sampling at the source rate must still give each frame once, for an hour."""
+    exact = np.arange(30 * 3600) / 30
+    stamped = exact.astype(np.float32).astype(np.float64)
+    assert (stamped > exact + 1e-6).any()  # the rounding the tolerance has to cover
+    np.testing.assert_array_equal(sample_indices(stamped, exact[-1] + 1 / 30, fps=30), np.arange(len(exact)))
+    eight = sample_indices(stamped, exact[-1] + 1 / 30, fps=8)  # every 4th tick falls on a frame's start
+    np.testing.assert_array_equal(eight, np.floor(np.arange(len(eight)) * 30 / 8 + 1e-9).astype(int))
+
+
+def test_decord_and_torchcodec_pick_the_same_frames_late_in_a_long_video(tmp_path):
+    """40 s at 30 fps: past 16 s decord's float32 frame times round up by more than a microsecond; torchcodec's
+    are float64. Both must sample the same frames at the source rate and at the served 8 fps."""
+    path = tmp_path / "forty_seconds.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=30", "-t", "40",
+         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)],
+        check=True,
+    )  # fmt: skip
+    every, every_times, info = decode_frames(path, DecodeRequest(fps=None, size=(48, 64)))
+    for fps in (30, 8):
+        request = DecodeRequest(fps=fps, size=(48, 64))
+        frames, times, _ = decode_frames(path, request, "decord")
+        other, other_times, _ = decode_frames(path, request, "torchcodec")
+        np.testing.assert_allclose(times, other_times, atol=1e-4)
+        np.testing.assert_array_equal(frames, other)
+        if fps == 30:
+            assert len(times) == info.frames and (np.diff(times) > 0).all()
+            np.testing.assert_array_equal(frames, every)
