@@ -28,7 +28,8 @@ def sample_ticks(begin_s: float, end_s: float, fps: float, spans: Spans | None =
     inside one of them (possibly none): a window decodes the frames the whole video's sampling would give there."""
     if not fps > 0:
         raise ValueError(f"sampling needs fps > 0, got {fps}")
-    count = int(np.ceil((end_s - begin_s) * fps - 1e-6))
+    end_margin = TICK_TOLERANCE_S + float(np.spacing(np.float32(abs(end_s))))  # a float32 end, as the frames
+    count = int(np.ceil((end_s - end_margin - begin_s) * fps))
     exact = begin_s + np.arange(max(count, 1)) / fps
     ticks = exact + TICK_TOLERANCE_S + np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
     ticks = np.minimum(ticks, np.nextafter(end_s, begin_s))

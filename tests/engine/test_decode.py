@@ -340,6 +340,10 @@ def test_float32_frame_times_late_in_a_video_still_give_every_frame_at_the_sourc
     np.testing.assert_array_equal(sample_indices(stamped, exact[-1] + 1 / 30, fps=30), np.arange(len(exact)))
     eight = sample_indices(stamped, exact[-1] + 1 / 30, fps=8)  # every 4th tick falls on a frame's start
     np.testing.assert_array_equal(eight, np.floor(np.arange(len(eight)) * 30 / 8 + 1e-9).astype(int))
+    # the end too: a 33.2 s video's last frame ends at float32(33.2) = 33.20000076 s, which makes no 997th tick
+    end = float(np.float32(33.2))
+    assert end * 30 > 996 + 1e-5
+    np.testing.assert_array_equal(sample_indices(stamped[:996], end, fps=30), np.arange(996))
 
 
 def test_decord_and_torchcodec_pick_the_same_frames_late_in_a_long_video(tmp_path):
