@@ -62,7 +62,7 @@ def test_the_bundled_zoom_checkpoint_finds_the_sample_videos_actions_with_less_b
     answer = Localizer(settings.engine_settings()).localize(
         VideoSource.from_path(SAMPLE), settings.localize_limits.work, min_score=0.2
     )
-    assert answer.zoom["decode"] == "one pass" and answer.zoom["refiner"] == "regression"
+    assert answer.zoom["decode"] == "one pass" and answer.zoom["refiner"] == "bdr"
     assert answer.flops["backbone_saved_ratio"] > 0.1
     found, total = found_actions(answer.segments)
     assert found == total, answer.segments[:10]
