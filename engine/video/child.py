@@ -275,8 +275,11 @@ def preload_modules() -> list[str]:
 
 
 def _ready_child(conn, fatal, workdir: str) -> None:
-    conn.send(("started", None))
-    conn.send(("done", None))
+    try:
+        conn.send(("started", None))
+        conn.send(("done", None))
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server stopped while it warmed up (SIGTERM during start-up): nobody waits for the answer
 
 
 def warm_up_children() -> None:

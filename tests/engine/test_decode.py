@@ -21,7 +21,7 @@ from engine.errors import (
     VideoTimeoutError,
     VideoTooLongError,
 )
-from engine.video.child import DecoderChild, enter_workdir, preload_modules
+from engine.video.child import DecoderChild, _ready_child, enter_workdir, preload_modules
 from engine.video.decode import DecodeRequest, Decoding, decode_frames, probe_video
 from engine.video.sampling import sample_indices
 from engine.video.source import VideoSource
@@ -296,6 +296,17 @@ def test_segfault_is_reported_at_once_where_a_crash_handler_turns_it_into_a_slow
     assert list(scratch.iterdir()) == []  # the handler's backtrace file went with the decoder's workdir
     assert list(cwd.iterdir()) == []
     assert process_gone(int(pid_file.read_text()))
+
+
+def test_the_warm_up_child_of_a_server_stopped_during_start_up_ends_without_a_traceback():
+    """SIGTERM while `tzn serve` warms up closes the server's end of the warm-up child's pipe before the child
+    reports; it used to die with BrokenPipeError's traceback in the server's log."""
+    import multiprocessing
+
+    server_end, child_end = multiprocessing.Pipe()
+    server_end.close()
+    _ready_child(child_end, None, "")  # returns quietly
+    child_end.close()
 
 
 def test_failure_unrelated_to_the_file_is_a_server_error_not_a_video_error(tmp_path):
