@@ -348,7 +348,8 @@ class Localizer:
             seen["decodes"] += 1
             if one_decode and len(found.times):
                 # every n-th zoom tick is a coarse tick, but the zoom grid may hold one more n-th tick at the very
-                # end (a video's length within 1e-6 s above a whole number of coarse steps): the coarse grid rules
+                # end (a video's length just above a whole number of coarse steps, within the ticks' end margin):
+                # the coarse grid rules
                 coarse = len(sample_ticks(float(found.times[0]), seen["info"].duration_s, fps))
                 found = replace(found, rows=found.rows[:coarse], times=found.times[:coarse])
             return found

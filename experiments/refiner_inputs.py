@@ -36,9 +36,10 @@ def validation_errors(cache: FrameCache, zoom: ZoomedPass) -> np.ndarray:
         centres = truth + OFFSETS * settings.window_s
         # one candidate per offset, whose other boundary lies far outside the window
         segments = np.stack([centres, centres + 30.0] if kind == 0 else [centres - 30.0, centres], axis=1)
-        plan = zoom.plan(segments, np.ones(len(centres)), float(cache.rows(video_id)[1][0]), cache.end_s(video_id))
+        first_s = float(cache.rows(video_id)[1][0])
+        plan = zoom.plan(segments, np.ones(len(centres)), first_s, cache.end_s(video_id))
         rows, _ = cache.at(video_id, settings.zoom_fps, plan.spans)
-        refined = zoom.refine(plan, torch.from_numpy(rows), float(cache.rows(video_id)[1][0]))
+        refined = zoom.refine(plan, torch.from_numpy(rows), first_s)
         errors.append(refined[plan.kinds == kind] - truth)
     return np.concatenate(errors)
 

@@ -92,10 +92,15 @@ class FrameCache:
         return self._rows[video_id]
 
     def statistics(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-channel mean and std (C,) over every frame of the videos of `split`."""
-        rows = [self.rows(video_id)[0] for video_id, info in self.database.items() if info["subset"].lower() == split]
-        stacked = torch.from_numpy(np.concatenate(rows)).double()
-        return stacked.mean(0).float(), stacked.std(0).float()
+        """Per-channel mean and std (C,) over every frame of the videos of `split`, one video in memory at a time."""
+        count, total, squares = 0, 0.0, 0.0
+        for video_id, info in self.database.items():
+            if info["subset"].lower() == split:
+                rows = self.rows(video_id)[0].astype(np.float64)
+                count, total, squares = count + len(rows), total + rows.sum(0), squares + (rows**2).sum(0)
+        mean = total / count
+        std = np.sqrt(np.maximum(squares - count * mean**2, 0.0) / (count - 1))
+        return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
 
     def end_s(self, video_id: str) -> float:
         times = self.rows(video_id)[1]
