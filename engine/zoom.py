@@ -19,7 +19,12 @@ A zoom checkpoint is a checkpoint directory whose detector was trained on featur
    on its own starts from the keyframe before it. Otherwise (another ratio, or more frames than TZN_ZOOM_SPOOL_MB) the windows are
    decoded again (DecodeRequest.spans): `decode` in the answer says which ("one pass" or "two passes");
 4. refine: each boundary from its window's per-frame features (model/refiner.py): "bdr" reads the fields' zero
-   crossing, "regression" the pooled offset, "none" keeps the coarse boundary.
+   crossing, "regression" the pooled offset, "none" keeps the coarse boundary;
+5. verify (`verify_weight` > 0, with `verifier.safetensors`): a BoundaryVerifier reads the same windows and says
+   how likely each holds a true boundary of its kind; a candidate's score is multiplied by the geometric mean of
+   its two windows' probabilities raised to `verify_weight`, so the coarse pass's false alarms sink below the
+   actions it found. Candidates without windows keep their scores. No frame more is decoded or run through the
+   backbone.
 
 `ZoomedPass` holds the steps that need no decoder; the Localizer feeds it frames, the benchmark
 (experiments/zoom.py) feeds it the same frames from a cache, so both run the same code.
@@ -46,12 +51,13 @@ from engine.features.windows import ClipWindower
 from engine.video.decode import FrameChunk
 from engine.video.sampling import Spans, inside_spans, sample_ticks
 from model.backbones import BackboneSpec
-from model.refiner import BoundaryRefiner, RefinerConfig, field_boundary
+from model.refiner import BoundaryRefiner, BoundaryVerifier, RefinerConfig, field_boundary
 
 log = logging.getLogger("tzn.zoom")
 
 ZOOM_FILE = "zoom.json"
 REFINER_FILE = "refiner.safetensors"
+VERIFIER_FILE = "verifier.safetensors"
 REFINERS = ("bdr", "regression", "none")
 
 FrameSource = Callable[[float, Spans | None], FrameFeatures]  # (fps, spans) -> one feature per sampled frame
@@ -64,12 +70,19 @@ class ZoomSettings:
     min_score: float = 0.05
     max_candidates: int = 16
     refiner: str = "bdr"
+    verify_weight: float = 0.0  # > 0: check the candidates with a BoundaryVerifier (module docstring, step 5)
 
     def __post_init__(self):
         if self.refiner not in REFINERS:
             raise ValueError(f"zoom refiner must be one of {REFINERS}, got {self.refiner!r}")
-        if not (self.zoom_fps > 0 and self.window_s > 0 and self.max_candidates >= 0):
-            raise ValueError(f"zoom needs zoom_fps > 0, window_s > 0, max_candidates >= 0; got {self}")
+        if not (self.zoom_fps > 0 and self.window_s > 0 and self.max_candidates >= 0 and self.verify_weight >= 0):
+            raise ValueError(
+                f"zoom needs zoom_fps > 0, window_s > 0, max_candidates >= 0, verify_weight >= 0; got {self}"
+            )
+
+    @property
+    def verify(self) -> bool:
+        return self.verify_weight > 0
 
     @property
     def window_frames(self) -> int:
@@ -95,9 +108,10 @@ class ZoomPlan:
 
 def read_zoom(
     checkpoint: str | Path | None, spec: BackboneSpec, refiner: str | None = None
-) -> tuple[ZoomSettings, RefinerConfig] | None:
+) -> tuple[ZoomSettings, RefinerConfig, RefinerConfig | None] | None:
     """A checkpoint directory's zoom.json, checked without loading weights (the backbone `spec` must run per
-    frame; a refiner it names must have its weights file, of its mode); None when there is no zoom.json.
+    frame; a refiner it names must have its weights file, of its mode; so must a verifier): its settings, the
+    refiner's config and the verifier's (None without `verify`); None when there is no zoom.json.
     ConfigurationError says what is wrong."""
     if checkpoint is None or not (Path(checkpoint) / ZOOM_FILE).is_file():
         return None
@@ -108,6 +122,7 @@ def read_zoom(
         document = json.loads(path.read_text())
         settings = ZoomSettings(**{**document["settings"], **({"refiner": refiner} if refiner else {})})
         config = RefinerConfig.from_dict(document["refiner"])
+        verifier = RefinerConfig.from_dict(document["verifier"]) if settings.verify else None
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ConfigurationError(f"{path}: not a zoom description ({error})") from error
     if settings.refiner != "none":
@@ -117,7 +132,12 @@ def read_zoom(
             )
         if not (Path(checkpoint) / REFINER_FILE).is_file():
             raise ConfigurationError(f"{path} names a {settings.refiner!r} refiner but {REFINER_FILE} is missing")
-    return settings, config
+    if verifier is not None:
+        if verifier.mode != "presence":
+            raise ConfigurationError(f"{path}: the verifier's mode is {verifier.mode!r}, not 'presence'")
+        if not (Path(checkpoint) / VERIFIER_FILE).is_file():
+            raise ConfigurationError(f"{path} has a verify_weight but {VERIFIER_FILE} is missing")
+    return settings, config, verifier
 
 
 def pool_clips(rows: Tensor, frames_per_clip: int, clip_stride: int) -> Tensor:
@@ -132,10 +152,14 @@ def pool_clips(rows: Tensor, frames_per_clip: int, clip_stride: int) -> Tensor:
 class ZoomedPass:
     """Plans the windows and refines the boundaries of one zoom checkpoint (see the module docstring)."""
 
-    def __init__(self, settings: ZoomSettings, refiner: BoundaryRefiner | None):
+    def __init__(
+        self, settings: ZoomSettings, refiner: BoundaryRefiner | None, verifier: BoundaryVerifier | None = None
+    ):
         if settings.refiner != "none" and refiner is None:
             raise ValueError(f"the {settings.refiner!r} refiner needs its weights")
-        self.settings, self.refiner = settings, refiner
+        if settings.verify != (verifier is not None):
+            raise ValueError("a zoom verifies its candidates exactly when it has a verifier")
+        self.settings, self.refiner, self.verifier = settings, refiner, verifier
 
     @classmethod
     def load(
@@ -145,13 +169,17 @@ class ZoomedPass:
         found = read_zoom(checkpoint, spec, refiner)
         if found is None:
             return None
-        settings, config = found
-        network = None
+        settings, config, verifier_config = found
+        network = verifier = None
         if settings.refiner != "none":
             network = BoundaryRefiner(config)
             network.load_state_dict(load_file(Path(checkpoint) / REFINER_FILE))
             network.to(device).eval()
-        return cls(settings, network)
+        if verifier_config is not None:
+            verifier = BoundaryVerifier(verifier_config)
+            verifier.load_state_dict(load_file(Path(checkpoint) / VERIFIER_FILE))
+            verifier.to(device).eval()
+        return cls(settings, network, verifier)
 
     def plan(self, segments: np.ndarray, scores: np.ndarray, first_s: float, end_s: float) -> ZoomPlan:
         """Windows around the boundaries of the coarse `segments` (S, 2) s whose `scores` (S,) make the cut."""
@@ -187,6 +215,29 @@ class ZoomedPass:
         else:
             found = field_boundary(fields.double(), torch.as_tensor(times, device=device)).cpu().numpy()
         return np.clip(found, times.min(1), times.max(1))  # a window says nothing about what lies outside it
+
+    @torch.inference_mode()
+    def presence(self, plan: ZoomPlan, rows: Tensor) -> np.ndarray | None:
+        """(M,) the verifier's probability that each window holds a true boundary of its kind; None without one."""
+        if self.verifier is None:
+            return None
+        if len(plan.centres_s) == 0:
+            return np.empty(0)
+        where = np.searchsorted(plan.needed, plan.ticks)
+        windows = rows[torch.as_tensor(where, device=rows.device)].transpose(1, 2)
+        logits = self.verifier(windows.float(), torch.as_tensor(plan.kinds, device=rows.device))
+        return torch.sigmoid(logits.double()).cpu().numpy()
+
+    def rescore(self, scores: np.ndarray, plan: ZoomPlan, presence: np.ndarray | None) -> np.ndarray:
+        """The candidates' scores, each multiplied by the geometric mean of its windows' `presence` to the power
+        verify_weight (module docstring, step 5); unchanged without a verifier, and for candidates without windows."""
+        if presence is None:
+            return scores
+        factor = np.ones(len(scores))
+        np.multiply.at(factor, plan.owners, presence)
+        counted = np.bincount(plan.owners, minlength=len(scores))
+        weight = self.settings.verify_weight
+        return np.where(counted > 0, scores * factor ** (weight / np.maximum(counted, 1)), scores)
 
     @staticmethod
     def apply(segments: np.ndarray, plan: ZoomPlan, refined: np.ndarray) -> np.ndarray:
@@ -295,9 +346,10 @@ def spooled_ticks(first_s: float, end_s: float, fps: float, spans: Spans) -> np.
     return np.flatnonzero(inside_spans(sample_ticks(first_s, end_s, fps), spans))
 
 
-def zoom_document(settings: ZoomSettings, refiner: RefinerConfig) -> dict:
+def zoom_document(settings: ZoomSettings, refiner: RefinerConfig, verifier: RefinerConfig | None = None) -> dict:
     """The content of zoom.json."""
-    return {"settings": asdict(settings), "refiner": refiner.to_dict()}
+    document = {"settings": asdict(settings), "refiner": refiner.to_dict()}
+    return document if verifier is None else {**document, "verifier": verifier.to_dict()}
 
 
 Detect = Callable[[Tensor, float, float], tuple[np.ndarray, np.ndarray, np.ndarray, float]]
@@ -333,9 +385,11 @@ def run_zoom(
     zoomed = frames(zoom.settings.zoom_fps, plan.spans) if len(plan.spans) else _no_frames(coarse)
     started = time.perf_counter()
     refined = zoom.apply(segments, plan, zoom.refine(plan, zoomed.rows, first_s))
+    rescored = zoom.rescore(scores, plan, zoom.presence(plan, zoomed.rows))
+    order = np.argsort(-rescored, kind="stable")  # best first, as the coarse pass gave them
     return ZoomRun(
-        segments=refined, scores=scores, labels=labels, coarse_segments=segments, plan=plan, coarse=coarse,
-        zoomed=zoomed, head_ms=head_ms, refine_ms=(time.perf_counter() - started) * 1000,
+        segments=refined[order], scores=rescored[order], labels=labels[order], coarse_segments=segments, plan=plan,
+        coarse=coarse, zoomed=zoomed, head_ms=head_ms, refine_ms=(time.perf_counter() - started) * 1000,
     )  # fmt: skip
 
 
@@ -349,6 +403,7 @@ def zoom_summary(zoom: ZoomedPass, run: ZoomRun, coarse_fps: float, decodes: int
     settings = zoom.settings
     return {
         "coarse_fps": coarse_fps, "zoom_fps": settings.zoom_fps, "refiner": settings.refiner,
+        "verify_weight": settings.verify_weight,
         "windows": [list(span) for span in run.plan.spans], "decode": "one pass" if decodes == 1 else "two passes",
         "candidates": int(len(run.plan.centres_s) // 2),
         "frames": {"coarse": len(run.coarse.times), "zoom": len(run.zoomed.times)},

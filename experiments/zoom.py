@@ -12,12 +12,12 @@ decode at that rate gives (tools/train_zoom.py, `FrameCache`).
 Per seed (the data are fixed; the seed is the training's):
 - uniform r fps, r in RATES: a detector trained on r's clip features (configs/zoom.yaml, data.default_fps = r),
   predicted with `Localizer.detect`, the step every request runs after its features;
-- zoom: the seed's uniform detector at the coarse rate, refiners (bdr, regression) trained per (zoom_fps,
-  window_s), run by `engine.zoom.run_zoom` (what `Localizer.localize` runs for a zoom checkpoint) on cached frames;
-- the zoom points (GRID: coarse rate, zoom rate, window, candidate score, refiner) are chosen on the validation
+- zoom: the seed's uniform detector at the coarse rate, refiners (bdr, regression) and a verifier trained per
+  (zoom_fps, window_s), run by `engine.zoom.run_zoom` (what `Localizer.localize` runs for a zoom checkpoint) on cached frames;
+- the zoom points (GRID: coarse rate, zoom rate, window, candidate score, refiner, verify weight) are chosen on the validation
   split (mean over seeds), never on test: "zoom-lite" the best validation mAP@0.7 at <= 0.4x the 8 fps backbone,
   "zoom-fine" the best validation mAP@0.9 at <= 1.0x with zoom_fps >= 16; both among the points whose validation
-  average mAP is within AVERAGE_SLACK of uniform 8 fps's, if any is. Each then also runs with the other refiners.
+  average mAP is within AVERAGE_SLACK of uniform 8 fps's, if any is. Each then also runs with the other refiners, and with the other verify weight.
 Measured on test: mAP at tIoU 0.3..0.9 and their average; boundary error std (frames at 30 fps) over the ground
 truths matched at tIoU >= 0.5; R on ramped boundaries = Var(errors) / Var(uniform 8 fps errors), same seed, same
 boundaries; backbone GFLOPs and backbone frames per video minute. The CPU wall time per video minute comes from
@@ -46,16 +46,17 @@ from engine.features.extractor import FrameFeatures
 from engine.localizer import Localizer
 from engine.settings import EngineSettings, WorkLimits
 from engine.video.source import VideoSource
-from engine.zoom import REFINER_FILE, ZoomedPass, ZoomSettings, pool_clips, run_zoom
+from engine.zoom import REFINER_FILE, VERIFIER_FILE, ZoomedPass, ZoomSettings, pool_clips, run_zoom
 from experiments.results import ground_truth_widths, variance_ratio
 from model.backbones import SPECS
-from model.refiner import BoundaryRefiner, RefinerConfig
+from model.refiner import BoundaryRefiner, BoundaryVerifier, RefinerConfig
 from tools.train_zoom import (
     FrameCache,
     detector_config,
     load_zoom_config,
     rate_features,
     train_refiner,
+    train_verifier,
     write_zoom_checkpoint,
 )  # fmt: skip
 from training.evaluation import boundary_errors, evaluate
@@ -70,7 +71,7 @@ SPEC = SPECS["resnet18-2d"]
 CLIP = (SPEC.frames_per_clip, SPEC.clip_stride)
 GRID = {
     "coarse_fps": (1, 2, 4), "zoom_fps": (8, 16), "window_s": (0.5, 1.0), "min_score": (0.1, 0.3, 0.5),
-    "refiner": ("bdr", "regression"),
+    "refiner": ("bdr", "regression"), "verify_weight": (0.0, 0.25),
 }  # fmt: skip
 REFINERS = ("bdr", "regression", "none")
 AVERAGE_SLACK = 1.0  # a chosen zoom point keeps the validation average mAP within this of uniform 8 fps's
@@ -126,10 +127,26 @@ class Bench:
         (path / "refiner.json").write_text(json.dumps(config.to_dict()))
         return network
 
+    def verifier(self, settings: ZoomSettings, seed: int) -> BoundaryVerifier | None:
+        """The seed's verifier for (zoom_fps, window_s), trained once; None without a verify_weight."""
+        if not settings.verify:
+            return None
+        path = self.workdir / "runs" / f"seed{seed}" / f"verifier-{settings.zoom_fps:g}fps-{settings.window_s:g}s"
+        if (path / VERIFIER_FILE).is_file():
+            network = BoundaryVerifier(RefinerConfig.from_dict(json.loads((path / "verifier.json").read_text())))
+            network.load_state_dict(load_file(path / VERIFIER_FILE))
+            return network.eval()
+        network, config = train_verifier(self.cache, settings, self.zoom.verifier, seed, log=lambda _: None)
+        path.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in network.state_dict().items()}, path / VERIFIER_FILE)
+        (path / "verifier.json").write_text(json.dumps(config.to_dict()))
+        return network
 
-def train_all(bench: Bench, seeds: list[int], log, rates=RATES, modes=("bdr", "regression")) -> None:
-    """Every run the evaluation uses (or those of `rates` and refiner `modes`, to share the training between
-    processes): the uniform detectors and the refiners at every (zoom_fps, window_s)."""
+
+def train_all(bench: Bench, seeds: list[int], log, rates=RATES, modes=("bdr", "regression", "presence")) -> None:
+    """Every run the evaluation uses (or those of `rates` and of `modes`, refiners and "presence" for the verifier,
+    to share the training between processes): the uniform detectors, the refiners and the verifiers at every
+    (zoom_fps, window_s)."""
     for seed in seeds:
         for fps in rates:
             started = time.perf_counter()
@@ -138,8 +155,11 @@ def train_all(bench: Bench, seeds: list[int], log, rates=RATES, modes=("bdr", "r
         for zoom_fps, window_s in itertools.product(GRID["zoom_fps"], GRID["window_s"]):
             for mode in modes:
                 started = time.perf_counter()
-                bench.refiner(ZoomSettings(zoom_fps, window_s), mode, seed)
-                log(f"seed {seed}: refiner {mode} {zoom_fps} fps {window_s} s ({time.perf_counter() - started:.0f} s)")
+                if mode == "presence":
+                    bench.verifier(ZoomSettings(zoom_fps, window_s, verify_weight=1.0), seed)
+                else:
+                    bench.refiner(ZoomSettings(zoom_fps, window_s), mode, seed)
+                log(f"seed {seed}: {mode} {zoom_fps} fps {window_s} s ({time.perf_counter() - started:.0f} s)")
 
 
 def uniform_predictions(bench: Bench, fps: float, seed: int, split: str) -> tuple[dict, int]:
@@ -154,10 +174,21 @@ def uniform_predictions(bench: Bench, fps: float, seed: int, split: str) -> tupl
     return results, frames
 
 
-def zoom_predictions(bench: Bench, point: dict, mode: str, seed: int, split: str) -> tuple[dict, int]:
-    """ActivityNet results of the zoom at `point` with refiner `mode`, and the frames its backbone ran."""
-    settings = ZoomSettings(point["zoom_fps"], point["window_s"], point["min_score"], bench.zoom.max_candidates, mode)
-    zoom = ZoomedPass(settings, bench.refiner(settings, mode, seed))
+def point_settings(bench: Bench, point: dict, mode: str | None = None, weight: float | None = None) -> ZoomSettings:
+    """The ZoomSettings of zoom point `point`, with another refiner `mode` or verify `weight` if given."""
+    return ZoomSettings(
+        point["zoom_fps"], point["window_s"], point["min_score"], bench.zoom.max_candidates,
+        point["refiner"] if mode is None else mode, point.get("verify_weight", 0.0) if weight is None else weight,
+    )  # fmt: skip
+
+
+def zoom_predictions(
+    bench: Bench, point: dict, mode: str, seed: int, split: str, weight: float | None = None
+) -> tuple[dict, int]:
+    """ActivityNet results of the zoom at `point` with refiner `mode` (and verify `weight` if given), and the
+    frames its backbone ran."""
+    settings = point_settings(bench, point, mode, weight)
+    zoom = ZoomedPass(settings, bench.refiner(settings, mode, seed), bench.verifier(settings, seed))
     localizer, results, frames = bench.detector(point["coarse_fps"], seed), {}, 0
     for video_id in bench.videos(split):
         duration, end = bench.truth["database"][video_id]["duration"], bench.cache.end_s(video_id)
@@ -251,6 +282,10 @@ def test_runs(bench: Bench, seeds: list[int], chosen: dict[str, dict], log) -> d
             for mode in REFINERS:  # the chosen refiner, and the others at the same settings
                 label = name if mode == point["refiner"] else f"{name}, refiner {mode}"
                 seed_rows[label] = measure(bench, *zoom_predictions(bench, point, mode, seed, "test"), "test")
+            other = GRID["verify_weight"][point["verify_weight"] == GRID["verify_weight"][0]]  # the verifier's ablation
+            seed_rows[f"{name}, verify weight {other:g}"] = measure(
+                bench, *zoom_predictions(bench, point, point["refiner"], seed, "test", other), "test"
+            )
         reference = np.asarray(seed_rows[f"uniform {REFERENCE} fps"]["errors"])
         for label, row in seed_rows.items():
             errors = np.asarray(row.pop("errors"))
@@ -267,15 +302,13 @@ def wall_times(bench: Bench, chosen: dict[str, dict], seed: int) -> dict[str, di
     checkpoints = {f"uniform {REFERENCE} fps": bench.workdir / "runs" / f"seed{seed}" / f"uniform{REFERENCE}"}
     for name, point in chosen.items():
         bench.detector(point["coarse_fps"], seed)
-        settings = ZoomSettings(
-            point["zoom_fps"], point["window_s"], point["min_score"], bench.zoom.max_candidates, point["refiner"]
-        )
+        settings = point_settings(bench, point)
         refiner = bench.refiner(settings, point["refiner"], seed)
-        config = refiner.config
         detector = bench.workdir / "runs" / f"seed{seed}" / f"uniform{point['coarse_fps']:g}"
         checkpoints[name] = write_zoom_checkpoint(
-            detector, bench.workdir / "served" / f"seed{seed}-{name}", settings, refiner, config
-        )
+            detector, bench.workdir / "served" / f"seed{seed}-{name}", settings, refiner, refiner.config,
+            bench.verifier(settings, seed),
+        )  # fmt: skip
     videos = bench.videos("test")
     minutes = sum(bench.truth["database"][v]["duration"] for v in videos) / 60
     for name, checkpoint in checkpoints.items():
@@ -338,12 +371,13 @@ def page(result: dict) -> str:
     lines += ["", "## Targets (paired per seed against uniform 8 fps, test split)", ""]
     lines += targets(result) + ["", "## Chosen on validation", ""]
     lines += [f"- {name}: {json.dumps(point)}" for name, point in result["choice"]["chosen"].items()]
-    lines += ["", "| coarse fps | zoom fps | window s | min score | refiner | val mAP@0.7 | val mAP@0.9 | val avg | backbone x 8 fps |",
-              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += ["", "| coarse fps | zoom fps | window s | min score | refiner | verify weight | val mAP@0.7 | val mAP@0.9 | val avg | backbone x 8 fps |",
+              "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for row in result["choice"]["grid"]:
         p, m = row["point"], row["validation"]
         lines.append(f"| {p['coarse_fps']} | {p['zoom_fps']} | {p['window_s']} | {p['min_score']} | {p['refiner']} | "
-                     f"{m['mAP@0.7']:.2f} | {m['mAP@0.9']:.2f} | {m['average']:.2f} | {row['backbone_x']:.3f} |")  # fmt: skip
+                     f"{p['verify_weight']:g} | {m['mAP@0.7']:.2f} | {m['mAP@0.9']:.2f} | {m['average']:.2f} | "
+                     f"{row['backbone_x']:.3f} |")  # fmt: skip
     lines += [
         "",
         "## Engine path in this process: CPU wall time per video minute (seed 0, `Localizer.localize`, decord)",
@@ -453,7 +487,7 @@ def curve(result: dict, path: Path) -> None:
         xs = [statistics.fmean(r["gflops_per_min"] for r in runs[n]) for n in uniform]
         ys = [statistics.fmean(r[key] for r in runs[n]) for n in uniform]
         axis.plot(xs, ys, "o-", color="grey", label="uniform 1-30 fps")
-        for name in (n for n in runs if n.startswith("zoom") and "refiner" not in n):
+        for name in (n for n in runs if n.startswith("zoom") and "," not in n):  # the chosen points, not ablations
             x = statistics.fmean(r["gflops_per_min"] for r in runs[name])
             axis.plot([x], [statistics.fmean(r[key] for r in runs[name])], "*", markersize=12, label=name)
         axis.set_xscale("log")
@@ -477,9 +511,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument(
-        "--rates", type=float, nargs="+", default=RATES, help="with --train-only: these rates' detectors"
+        "--rates", type=float, nargs="*", default=RATES, help="with --train-only: these rates' detectors"
     )
-    parser.add_argument("--modes", nargs="*", default=["bdr", "regression"], help="with --train-only: these refiners")
+    parser.add_argument(
+        "--modes", nargs="*", default=["bdr", "regression", "presence"],
+        help="with --train-only: these refiners, and 'presence' for the verifiers",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

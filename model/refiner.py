@@ -13,6 +13,10 @@ residual convolutions, and
 
 `kind` picks the channel: 0 for a start, 1 for an end. Which head a refiner was trained with is its `mode`
 ("bdr" or "regression"); engine/zoom.py decodes it, tools/train_zoom.py trains it.
+
+`BoundaryVerifier` (mode "presence") has the same trunk and one output per window: the logit that a true boundary of
+that kind lies inside the window at all. The zoom uses it to check the coarse pass's candidates with the close
+frames (a candidate whose windows hold no boundary was a false alarm of the coarse pass).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 REFINER_MODES = ("bdr", "regression")
+NETWORK_MODES = (*REFINER_MODES, "presence")  # "presence": a BoundaryVerifier
 
 
 @dataclass(frozen=True)
@@ -37,8 +42,8 @@ class RefinerConfig:
     differences: bool = False
 
     def __post_init__(self):
-        if self.mode not in REFINER_MODES:
-            raise ValueError(f"refiner mode must be one of {REFINER_MODES}, got {self.mode!r}")
+        if self.mode not in NETWORK_MODES:
+            raise ValueError(f"refiner mode must be one of {NETWORK_MODES}, got {self.mode!r}")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "dilations": list(self.dilations)}
@@ -48,7 +53,9 @@ class RefinerConfig:
         return cls(**{**data, "dilations": tuple(data.get("dilations", (1, 2, 4)))})
 
 
-class BoundaryRefiner(nn.Module):
+class WindowNetwork(nn.Module):
+    """The trunk the refiner and the verifier share: (B, C, W) window features -> (B, width, W)."""
+
     def __init__(self, config: RefinerConfig):
         super().__init__()
         self.config = config
@@ -62,8 +69,6 @@ class BoundaryRefiner(nn.Module):
             nn.Conv1d(width, width, config.kernel, padding=d * (config.kernel // 2), dilation=d)
             for d in config.dilations
         )
-        self.fields = nn.Conv1d(width, 2, 1)
-        self.offset = nn.Linear(2 * width, 2)
 
     @torch.no_grad()
     def set_input_statistics(self, mean: Tensor, std: Tensor) -> None:
@@ -81,17 +86,46 @@ class BoundaryRefiner(nn.Module):
             windows = torch.cat([windows, torch.diff(windows, dim=-1, prepend=windows[..., :1])], dim=1)
         return windows
 
-    def forward(self, windows: Tensor, kind: Tensor) -> tuple[Tensor, Tensor]:
-        """windows (B, C, W) features, kind (B,) 0/1 -> fields (B, W) s and offsets (B,) s of that kind."""
+    def trunk(self, windows: Tensor) -> Tensor:
         x = self.project(self.inputs(windows))
         for block in self.blocks:
             x = x + torch.nn.functional.gelu(block(x))
+        return x
+
+
+class BoundaryRefiner(WindowNetwork):
+    def __init__(self, config: RefinerConfig):
+        super().__init__(config)
+        if config.mode not in REFINER_MODES:
+            raise ValueError(f"a refiner's mode is one of {REFINER_MODES}, not {config.mode!r}")
+        self.fields = nn.Conv1d(config.width, 2, 1)
+        self.offset = nn.Linear(2 * config.width, 2)
+
+    def forward(self, windows: Tensor, kind: Tensor) -> tuple[Tensor, Tensor]:
+        """windows (B, C, W) features, kind (B,) 0/1 -> fields (B, W) s and offsets (B,) s of that kind."""
+        x = self.trunk(windows)
         pick = kind.long().view(-1, 1)
         fields = self.fields(x).gather(1, pick[:, :, None].expand(-1, 1, x.shape[-1]))[:, 0]
         pooled = torch.cat([x.mean(-1), x.amax(-1)], dim=1)
         offsets = self.offset(pooled).gather(1, pick)[:, 0]
         clip = self.config.clip_s
         return clip * torch.tanh(fields / clip), clip * torch.tanh(offsets / clip)
+
+
+class BoundaryVerifier(WindowNetwork):
+    """Whether a window holds a true boundary of its kind (the module docstring)."""
+
+    def __init__(self, config: RefinerConfig):
+        super().__init__(config)
+        if config.mode != "presence":
+            raise ValueError(f"a verifier's mode is 'presence', not {config.mode!r}")
+        self.presence = nn.Linear(2 * config.width, 2)
+
+    def forward(self, windows: Tensor, kind: Tensor) -> Tensor:
+        """windows (B, C, W) features, kind (B,) 0/1 -> (B,) logits: a boundary of that kind is in the window."""
+        x = self.trunk(windows)
+        pooled = torch.cat([x.mean(-1), x.amax(-1)], dim=1)
+        return self.presence(pooled).gather(1, kind.long().view(-1, 1))[:, 0]
 
 
 def field_boundary(field: Tensor, times: Tensor) -> Tensor:

@@ -15,7 +15,11 @@ pooled into clips as the engine pools them, so training sees what a request at t
    boundaries, moved by a random offset of up to `jitter * window_s` (the coarse pass's error, as seen by the
    refiner); trained on the fields (mode "bdr") or on the offset alone ("regression"); its input standardized by
    the training frames' channel statistics, with frame differences beside it (model/refiner.py);
-4. RUN is a zoom checkpoint: the detector's config.json and weights, zoom.json, refiner.safetensors.
+4. with `zoom.verify`, the verifier (model/refiner.py, BoundaryVerifier): the same windows, half of them around true
+   boundaries and half elsewhere (anywhere in the video, around boundaries of the other kind, or beside a true
+   boundary but too far for the window to hold it), each labelled by whether a true boundary of its kind lies in it;
+5. RUN is a zoom checkpoint: the detector's config.json and weights, zoom.json, refiner.safetensors (and
+   verifier.safetensors).
 """
 
 from __future__ import annotations
@@ -33,8 +37,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import save_file
 
 from engine.video.sampling import frames_on_screen, sample_ticks
-from engine.zoom import REFINER_FILE, ZOOM_FILE, ZoomSettings, pool_clips, window_ticks, zoom_document
-from model.refiner import BoundaryRefiner, RefinerConfig
+from engine.zoom import (
+    REFINER_FILE,
+    VERIFIER_FILE,
+    ZOOM_FILE,
+    ZoomSettings,
+    pool_clips,
+    window_ticks,
+    zoom_document,
+)  # fmt: skip
+from model.refiner import BoundaryRefiner, BoundaryVerifier, RefinerConfig
 from training.config import TrainConfig
 from training.train import train
 
@@ -60,12 +72,17 @@ class ZoomSection(BaseModel):
     window_s: float = Field(1.0, gt=0)
     min_score: float = Field(0.05, ge=0)
     max_candidates: int = Field(16, ge=0)
+    verify_weight: float = Field(0.0, ge=0, description="> 0: train a verifier and rescore with it (engine/zoom.py)")
     refiner: RefinerTraining = RefinerTraining()
+    # the verifier sees the raw features: standardized with differences, it learnt the training videos by heart
+    # (validation windows of zoom-fine's 16 fps, 0.5 s: 72% right against 86% raw)
+    verifier: RefinerTraining = RefinerTraining(mode="presence", standardize=False, differences=False)
 
     def settings(self, refiner: str | None = None) -> ZoomSettings:
         return ZoomSettings(
-            self.zoom_fps, self.window_s, self.min_score, self.max_candidates, refiner or self.refiner.mode
-        )
+            self.zoom_fps, self.window_s, self.min_score, self.max_candidates, refiner or self.refiner.mode,
+            self.verify_weight,
+        )  # fmt: skip
 
 
 def load_zoom_config(path: Path) -> tuple[TrainConfig, ZoomSection]:
@@ -180,6 +197,74 @@ def sample_batch(
             as_tensor(truths, torch.float64), as_tensor(centres, torch.float64))  # fmt: skip
 
 
+def verifier_batch(
+    cache: FrameCache, boundaries, settings: ZoomSettings, jitter: float, rng: np.random.Generator, batch: int = 64
+):
+    """A batch of verifier windows: (windows (B, C, W), kinds (B,), labels (B,) 1.0 where a true boundary of the
+    window's kind lies between its first and last tick). Half are centred as sample_batch centres them (around a true
+    boundary); the others anywhere in the video, around a true boundary of the other kind, or 1.2 to 3 window_s
+    beside a true boundary of their own kind (all labelled by what their window holds)."""
+    fps, width = settings.zoom_fps, settings.window_frames
+    of = {}  # (video, kind) -> its true boundaries (s)
+    for video_id, truth, kind in boundaries:
+        of.setdefault((video_id, kind), []).append(truth)
+    windows, kinds, labels = [], [], []
+    for index in rng.integers(len(boundaries), size=batch):
+        video_id, truth, kind = boundaries[index]
+        rows, frame_times = cache.rows(video_id)
+        first, (grid, on_screen) = float(frame_times[0]), cache.grid(video_id, fps)
+        pick = rng.integers(6)  # 0-2: around a true boundary; 3, 4, 5: the three kinds of elsewhere
+        if pick < 3:
+            centre = truth + rng.uniform(-jitter, jitter) * settings.window_s
+        elif pick == 3:
+            centre = rng.uniform(grid[0], grid[-1])
+        elif pick == 4:
+            others = of[video_id, 1 - kind]
+            centre = others[rng.integers(len(others))] + rng.uniform(-jitter, jitter) * settings.window_s
+        else:
+            centre = truth + rng.choice([-1, 1]) * rng.uniform(1.2, 3.0) * settings.window_s
+        ticks, _ = window_ticks(np.array([centre]), first, fps, width, len(grid) - 1)
+        low, high = first + ticks[0, 0] / fps, first + ticks[0, -1] / fps
+        windows.append(rows[on_screen[ticks[0]]].T)
+        kinds.append(kind)
+        labels.append(float(any(low <= b <= high for b in of[video_id, kind])))
+    return (torch.as_tensor(np.asarray(windows), dtype=torch.float32), torch.as_tensor(kinds, dtype=torch.long),
+            torch.as_tensor(labels, dtype=torch.float32))  # fmt: skip
+
+
+def _network(cache: FrameCache, boundaries, settings: ZoomSettings, recipe: RefinerTraining, mode: str, kind):
+    """A refiner or verifier (`kind`) of `mode`, its input statistics set; its optimizer and schedule."""
+    input_dim = cache.rows(boundaries[0][0])[0].shape[1]
+    config = RefinerConfig(input_dim=input_dim, width=recipe.width, mode=mode, clip_s=settings.window_s,
+                           standardize=recipe.standardize, differences=recipe.differences)  # fmt: skip
+    network = kind(config)
+    if recipe.standardize:
+        network.set_input_statistics(*cache.statistics("training"))
+    optimizer = torch.optim.AdamW(network.parameters(), lr=recipe.lr, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, recipe.lr, total_steps=recipe.steps)
+    return network, config, optimizer, schedule
+
+
+def train_verifier(
+    cache: FrameCache, settings: ZoomSettings, recipe: RefinerTraining, seed: int, log=print
+) -> tuple[BoundaryVerifier, RefinerConfig]:  # fmt: skip
+    """The verifier (module docstring, step 4), trained on the training split's videos."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng([seed, 17])
+    boundaries = boundary_windows(cache, "training", settings)
+    network, config, optimizer, schedule = _network(cache, boundaries, settings, recipe, "presence", BoundaryVerifier)
+    for step in range(recipe.steps):
+        windows, kinds, labels = verifier_batch(cache, boundaries, settings, recipe.jitter, rng, recipe.batch_size)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(network(windows, kinds), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if (step + 1) % 500 == 0:
+            log(f"verifier step {step + 1}/{recipe.steps}: BCE {loss.item():.4f}")
+    return network.eval(), config
+
+
 def train_refiner(
     cache: FrameCache, settings: ZoomSettings, recipe: RefinerTraining, seed: int, log=print
 ) -> tuple[BoundaryRefiner, RefinerConfig]:  # fmt: skip
@@ -187,14 +272,7 @@ def train_refiner(
     torch.manual_seed(seed)
     rng = np.random.default_rng([seed, 16])
     boundaries = boundary_windows(cache, "training", settings)
-    input_dim = cache.rows(boundaries[0][0])[0].shape[1]
-    config = RefinerConfig(input_dim=input_dim, width=recipe.width, mode=recipe.mode, clip_s=settings.window_s,
-                           standardize=recipe.standardize, differences=recipe.differences)  # fmt: skip
-    network = BoundaryRefiner(config)
-    if recipe.standardize:
-        network.set_input_statistics(*cache.statistics("training"))
-    optimizer = torch.optim.AdamW(network.parameters(), lr=recipe.lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, recipe.lr, total_steps=recipe.steps)
+    network, config, optimizer, schedule = _network(cache, boundaries, settings, recipe, recipe.mode, BoundaryRefiner)
     for step in range(recipe.steps):
         windows, kinds, times, truths, centres = sample_batch(
             cache, boundaries, settings, recipe.jitter, rng, recipe.batch_size
@@ -214,14 +292,21 @@ def train_refiner(
     return network.eval(), config
 
 
-def write_zoom_checkpoint(detector: Path, output: Path, settings: ZoomSettings, refiner, config: RefinerConfig) -> Path:
-    """A zoom checkpoint in `output`: the detector's files, zoom.json and (unless "none") refiner.safetensors."""
+def write_zoom_checkpoint(
+    detector: Path, output: Path, settings: ZoomSettings, refiner, config: RefinerConfig, verifier=None
+) -> Path:
+    """A zoom checkpoint in `output`: the detector's files, zoom.json, (unless "none") refiner.safetensors and
+    (with settings.verify) verifier.safetensors."""
     output.mkdir(parents=True, exist_ok=True)
     for name in ("config.json", "model.safetensors"):
         shutil.copyfile(detector / name, output / name)
-    if refiner is not None:
-        save_file({k: v.contiguous() for k, v in refiner.state_dict().items()}, output / REFINER_FILE)
-    (output / ZOOM_FILE).write_text(json.dumps(zoom_document(settings, config), indent=1) + "\n")
+    for network, name in ((refiner, REFINER_FILE), (verifier, VERIFIER_FILE)):
+        if network is not None:
+            save_file({k: v.contiguous() for k, v in network.state_dict().items()}, output / name)
+    if settings.verify != (verifier is not None):
+        raise ValueError("a verify_weight needs a verifier, and a verifier a verify_weight")
+    document = zoom_document(settings, config, verifier.config if verifier is not None else None)
+    (output / ZOOM_FILE).write_text(json.dumps(document, indent=1) + "\n")
     return output
 
 
@@ -235,7 +320,8 @@ def train_zoom(config_path: Path, videos: Path, frames: Path, output: Path, seed
     detector = train(detector_config(base, annotations, features, zoom.coarse_fps, seed), output / "detector", log=log)
     settings = zoom.settings()
     refiner, refiner_config = train_refiner(cache, settings, zoom.refiner, seed, log)
-    return write_zoom_checkpoint(detector, output, settings, refiner, refiner_config)
+    verifier = train_verifier(cache, settings, zoom.verifier, seed, log)[0] if settings.verify else None
+    return write_zoom_checkpoint(detector, output, settings, refiner, refiner_config, verifier)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -296,3 +296,36 @@ def test_a_broken_zoom_checkpoint_stops_start_up_with_one_line(zoom_checkpoint, 
     damage(broken)
     with pytest.raises(ConfigurationError, match=message):
         check(EngineSettings(checkpoint=broken, device="cpu"))
+
+
+def test_a_served_zoom_with_a_verifier_rescores_the_candidates_it_looked_at_and_answers_best_first(
+    zoom_checkpoint, tmp_path
+):
+    import json
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from engine.zoom import VERIFIER_FILE, ZOOM_FILE
+    from model.refiner import BoundaryVerifier, RefinerConfig
+
+    verified = shutil.copytree(zoom_checkpoint, tmp_path / "verified")
+    torch.manual_seed(1)
+    config = RefinerConfig(width=16, clip_s=0.5, mode="presence")
+    save_file(BoundaryVerifier(config).state_dict(), verified / VERIFIER_FILE)
+    document = json.loads((verified / ZOOM_FILE).read_text())
+    document["settings"]["verify_weight"], document["verifier"] = 1.0, config.to_dict()
+    (verified / ZOOM_FILE).write_text(json.dumps(document))
+    plain, checked = (
+        Localizer(EngineSettings(checkpoint=c, device="cpu")).localize(VideoSource.from_path(SAMPLE), LIMITS)
+        for c in (zoom_checkpoint, verified)
+    )
+    assert (plain.zoom["verify_weight"], checked.zoom["verify_weight"]) == (0.0, 1.0)
+    assert checked.zoom["windows"] == plain.zoom["windows"] and checked.flops["backbone"] == plain.flops["backbone"]
+    scores = [s["score"] for s in checked.segments]
+    assert scores == sorted(scores, reverse=True)
+    before = {(s["label"], round(s["start_s"], 6), round(s["end_s"], 6)): s["score"] for s in plain.segments}
+    after = {(s["label"], round(s["start_s"], 6), round(s["end_s"], 6)): s["score"] for s in checked.segments}
+    lowered = [after[k] < before[k] for k in before.keys() & after.keys()]
+    assert lowered and all(after[k] <= before[k] for k in before.keys() & after.keys())
+    assert any(lowered)  # a random verifier is unsure (0 < p < 1) of each of the 3 candidates it looked at

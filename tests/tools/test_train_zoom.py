@@ -1,24 +1,28 @@
 """The zoom's refiner training (tools/train_zoom.py) on per-frame features with known boundaries: both refiners
 learn to place a boundary far more precisely than the window they are given, and a zoom checkpoint they write
-is what the Localizer loads."""
+is what the Localizer loads; a verifier learns which windows hold a boundary."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from engine.zoom import ZOOM_FILE, ZoomedPass, ZoomSettings
+from engine.errors import ConfigurationError
+from engine.zoom import VERIFIER_FILE, ZOOM_FILE, ZoomedPass, ZoomSettings
 from model.backbones import SPECS
-from model.refiner import BoundaryRefiner, RefinerConfig
+from model.refiner import BoundaryRefiner, BoundaryVerifier, RefinerConfig
 from tools.train_zoom import (
     FrameCache,
     RefinerTraining,
     boundary_windows,
     sample_batch,
     train_refiner,
+    train_verifier,
+    verifier_batch,
     write_zoom_checkpoint,
 )  # fmt: skip
 
@@ -118,3 +122,54 @@ def test_a_refiner_written_before_the_input_options_loads_as_it_was_trained():
     network.load_state_dict(weights)  # strict: no statistics buffers expected, none missing
     windows = torch.randn(2, DIM, 10)
     torch.testing.assert_close(network.inputs(windows), windows)
+
+
+@pytest.mark.parametrize("inputs", ["raw", "standardized, with differences"])
+def test_a_verifier_tells_windows_around_true_boundaries_from_windows_elsewhere_on_unseen_videos(cache, inputs):
+    settings = ZoomSettings(zoom_fps=16, window_s=0.5, verify_weight=1.0)
+    options = inputs != "raw"
+    recipe = RefinerTraining(mode="presence", width=16, steps=300, batch_size=32, lr=3e-3,
+                             standardize=options, differences=options)  # fmt: skip
+    network, config = train_verifier(cache, settings, recipe, seed=0, log=lambda _: None)
+    assert config.mode == "presence" and isinstance(network, BoundaryVerifier)
+    test = boundary_windows(cache, "test", settings)
+    windows, kinds, labels = verifier_batch(cache, test, settings, 0.8, np.random.default_rng(1), 300)
+    with torch.no_grad():
+        guessed = torch.sigmoid(network(windows, kinds)) > 0.5
+    assert (guessed == labels.bool()).float().mean() > 0.85
+
+
+def test_the_verifier_rescores_the_candidates_it_has_windows_for_and_the_checkpoint_keeps_it(
+    cache, zoom_checkpoint, tmp_path
+):
+    settings = ZoomSettings(zoom_fps=16, window_s=0.5, min_score=0.3, max_candidates=2, refiner="bdr",
+                            verify_weight=0.5)  # fmt: skip
+    refiner = BoundaryRefiner(RefinerConfig(input_dim=DIM, width=8, clip_s=0.5)).eval()
+    recipe = RefinerTraining(mode="presence", width=8, steps=5, batch_size=8, standardize=False, differences=False)
+    verifier, config = train_verifier(cache, settings, recipe, seed=0, log=lambda _: None)
+    zoom = ZoomedPass(settings, refiner, verifier)
+    video_id, truth, _ = boundary_windows(cache, "test", settings)[0]
+    segments = np.array([[truth - 0.2, truth + 4.0], [12.0, 13.0], [1.0, 2.0]])
+    scores = np.array([0.9, 0.5, 0.2])  # the third is below min_score: no windows
+    plan = zoom.plan(segments, scores, 0.0, cache.end_s(video_id))
+    rows = torch.from_numpy(cache.at(video_id, settings.zoom_fps, plan.spans)[0])
+    presence = zoom.presence(plan, rows)
+    assert presence.shape == (4,) and ((presence > 0) & (presence < 1)).all()
+    expected = scores[:2] * np.sqrt(presence[[0, 2]] * presence[[1, 3]]) ** 0.5
+    np.testing.assert_allclose(zoom.rescore(scores, plan, presence), [*expected, 0.2])
+    np.testing.assert_array_equal(
+        ZoomedPass(replace(settings, verify_weight=0.0), refiner).rescore(scores, plan, None), scores
+    )
+
+    written = write_zoom_checkpoint(zoom_checkpoint, tmp_path / "zoom", settings, refiner, refiner.config, verifier)
+    loaded = ZoomedPass.load(written, SPECS["resnet18-2d"], torch.device("cpu"))
+    assert (
+        loaded.settings.verify_weight == 0.5
+        and json.loads((written / ZOOM_FILE).read_text())["verifier"] == config.to_dict()
+    )
+    np.testing.assert_array_equal(loaded.presence(plan, rows), presence)
+    (written / VERIFIER_FILE).unlink()
+    with pytest.raises(ConfigurationError, match="verifier.safetensors is missing"):
+        ZoomedPass.load(written, SPECS["resnet18-2d"], torch.device("cpu"))
+    with pytest.raises(ValueError, match="exactly when it has a verifier"):
+        ZoomedPass(settings, refiner)
