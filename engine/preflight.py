@@ -4,6 +4,7 @@ config, the runtime's files, the device, the backbone and its weights file."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -45,7 +46,11 @@ def served_config(settings: EngineSettings) -> CheckpointConfig:
 
 
 def backbone_for(config: CheckpointConfig, settings: EngineSettings) -> BackboneSpec:
-    """The backbone that computes this checkpoint's features: TZN_BACKBONE or the one the checkpoint names."""
+    """The backbone that computes this checkpoint's features: TZN_BACKBONE or the one the checkpoint names. A
+    checkpoint that names its backbone also says how its features were cut into clips (`features.num_frames`
+    frames every `features.feat_stride`): a per-frame backbone pools its frames so (the temporal zoom's coarse
+    detectors read one feature per frame: num_frames = feat_stride = 1); a clip backbone computes its own clips
+    and must match. Without a name the backbone's own clips are used."""
     name = settings.backbone or config.features.backbone
     if name is None:
         raise ConfigurationError(
@@ -60,6 +65,14 @@ def backbone_for(config: CheckpointConfig, settings: EngineSettings) -> Backbone
         raise ConfigurationError(
             f"checkpoint expects {config.model.input_dim}-d features, {name} gives {spec.feature_dim}"
         )
+    clips = (config.features.num_frames, config.features.feat_stride)
+    if config.features.backbone and clips != (spec.frames_per_clip, spec.clip_stride):
+        if not spec.per_frame:
+            raise ConfigurationError(
+                f"the checkpoint's features are clips of {clips[0]} frames every {clips[1]}; {name} computes clips "
+                f"of {spec.frames_per_clip} every {spec.clip_stride}"
+            )
+        spec = replace(spec, frames_per_clip=clips[0], clip_stride=clips[1])
     return spec
 
 

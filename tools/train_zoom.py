@@ -9,7 +9,9 @@ Features come from per-frame backbone features of every frame (FRAMES, written t
 backbone): features at any rate r are the rows the sampling rule picks at r's ticks (engine/video/sampling.py),
 pooled into clips as the engine pools them, so training sees what a request at that rate computes.
 
-1. `rate_features`: ActionFormer-format clip features at the coarse rate (<id>.npy, (T, C));
+1. `rate_features`: ActionFormer-format clip features at the coarse rate (<id>.npy, (T, C)), `data.num_frames`
+   frames every `data.feat_stride` (1 and 1: one feature per frame, twice the time resolution of the served 4
+   every 2 for the same backbone; the engine pools a request's frames as the checkpoint says);
 2. the coarse detector: `training.train.train` on them (data.default_fps = the coarse rate);
 3. the refiner (model/refiner.py): windows of `2 * window_s` at the zoom rate around the training videos' true
    boundaries, moved by a random offset of up to `jitter * window_s` (the coarse pass's error, as seen by the
@@ -316,7 +318,10 @@ def train_zoom(config_path: Path, videos: Path, frames: Path, output: Path, seed
     seed = base.seed if seed is None else seed
     annotations = videos / "annotations.json"
     cache = FrameCache(frames, json.loads(annotations.read_text()))
-    features = rate_features(cache, zoom.coarse_fps, output / "features" / f"{zoom.coarse_fps:g}fps")
+    features = rate_features(  # cut into clips as configs/zoom.yaml's data section says (1 and 1: one per frame)
+        cache, zoom.coarse_fps, output / "features" / f"{zoom.coarse_fps:g}fps", base.data.num_frames,
+        base.data.feat_stride,
+    )  # fmt: skip
     detector = train(detector_config(base, annotations, features, zoom.coarse_fps, seed), output / "detector", log=log)
     settings = zoom.settings()
     refiner, refiner_config = train_refiner(cache, settings, zoom.refiner, seed, log)

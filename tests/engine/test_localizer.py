@@ -48,3 +48,42 @@ def test_the_traces_come_from_the_answer_of_the_same_request(localizer, media):
     positions = found.positions()
     assert len(positions.times_s) == len(positions.depth) > 0
     assert positions.depth.max() <= positions.max_depth
+
+
+def test_a_checkpoint_on_per_frame_features_gets_one_feature_per_sampled_frame(small_checkpoint, media, tmp_path):
+    """The checkpoint's features.num_frames/feat_stride say how a per-frame backbone pools its frames (the zoom's
+    coarse detectors read one feature per frame); the served checkpoint's 4 every 2 stays as it was."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    from engine.video.sampling import sample_ticks
+
+    per_frame = shutil.copytree(small_checkpoint, tmp_path / "per-frame")
+    config = json.loads((per_frame / "config.json").read_text())
+    config["features"].update(num_frames=1, feat_stride=1)
+    (per_frame / "config.json").write_text(json.dumps(config))
+    found = {}
+    for name, checkpoint in (("clips", small_checkpoint), ("frames", per_frame)):
+        localizer = Localizer(EngineSettings(checkpoint=checkpoint, device="cpu"))
+        found[name] = localizer.localize(VideoSource.from_path(media / "clip.mp4"), LIMITS)
+    ticks = sample_ticks(0.0, found["frames"].info.duration_s, 8.0)
+    np.testing.assert_allclose(found["frames"].trace().times_s, (np.arange(len(ticks)) + 0.5) / 8.0, atol=1e-6)
+    assert len(found["clips"].trace().times_s) == (len(ticks) - 4) // 2 + 1
+    assert found["frames"].flops["backbone"] == found["clips"].flops["backbone"]  # the same frames, pooled otherwise
+
+
+def test_a_clip_backbone_refuses_a_checkpoint_whose_features_are_cut_into_other_clips(small_checkpoint, tmp_path):
+    import json
+    import shutil
+
+    from engine.errors import ConfigurationError
+    from engine.preflight import check
+
+    other = shutil.copytree(small_checkpoint, tmp_path / "other")
+    config = json.loads((other / "config.json").read_text())
+    config["features"]["backbone"] = "r2plus1d_18"  # 512-d too, but clips of 16 frames every 4
+    (other / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigurationError, match="clips of 4 frames every 2; r2plus1d_18 computes clips of 16 every 4"):
+        check(EngineSettings(checkpoint=other, device="cpu"))

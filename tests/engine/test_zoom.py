@@ -280,7 +280,11 @@ def test_a_zoom_checkpoint_whose_refiner_is_none_keeps_the_coarse_boundaries(zoo
         ),
         (  # features from a clip backbone: there are no per-frame features to pool at another rate
             lambda d: (d / "config.json").write_text(
-                (d / "config.json").read_text().replace('"resnet18-2d"', '"r2plus1d_18"')
+                (d / "config.json")
+                .read_text()
+                .replace('"resnet18-2d"', '"r2plus1d_18"')
+                .replace('"feat_stride": 2', '"feat_stride": 4')
+                .replace('"num_frames": 4', '"num_frames": 16')
             ),
             "needs a per-frame backbone; r2plus1d_18 computes clips",
         ),
