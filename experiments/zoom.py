@@ -11,13 +11,17 @@ decode at that rate gives (tools/train_zoom.py, `FrameCache`).
 
 Per seed (the data are fixed; the seed is the training's):
 - uniform r fps, r in RATES: a detector trained on r's clip features (configs/zoom.yaml, data.default_fps = r),
-  predicted with `Localizer.detect`, the step every request runs after its features;
-- zoom: the seed's uniform detector at the coarse rate, refiners (bdr, regression) and a verifier trained per
-  (zoom_fps, window_s), run by `engine.zoom.run_zoom` (what `Localizer.localize` runs for a zoom checkpoint) on cached frames;
-- the zoom points (GRID: coarse rate, zoom rate, window, candidate score, refiner, verify weight) are chosen on the validation
-  split (mean over seeds), never on test: "zoom-lite" the best validation mAP@0.7 at <= 0.4x the 8 fps backbone,
-  "zoom-fine" the best validation mAP@0.9 at <= 1.0x with zoom_fps >= 16; both among the points whose validation
-  average mAP is within AVERAGE_SLACK of uniform 8 fps's, if any is. Each then also runs with the other refiners, and with the other verify weight.
+  predicted with `Localizer.detect`, the step every request runs after its features; at FRAME_RATES also one
+  trained on per-frame features ("per frame": num_frames = feat_stride = 1, where the served clips pool 4 frames
+  every 2, which halves the time resolution);
+- zoom: the seed's uniform detector at the coarse rate (clips or per frame), refiners (bdr, regression) and a
+  verifier trained per (zoom_fps, window_s), run by `engine.zoom.run_zoom` (what `Localizer.localize` runs for a
+  zoom checkpoint) on cached frames;
+- the zoom points (GRID: coarse rate, coarse features, zoom rate, window, candidate score, refiner, verify weight)
+  are chosen on the validation split (mean over seeds), never on test: "zoom-lite" the best validation mAP@0.7 at
+  <= 0.4x the 8 fps backbone, "zoom-fine" the best validation mAP@0.9 at <= 1.0x with zoom_fps >= 16; both among
+  the points whose validation average mAP is within AVERAGE_SLACK of uniform 8 fps's, if any is. Each then also
+  runs with the other refiners, the other verify weight and the other coarse features (ablations).
 Measured on test: mAP at tIoU 0.3..0.9 and their average; boundary error std (frames at 30 fps) over the ground
 truths matched at tIoU >= 0.5; R on ramped boundaries = Var(errors) / Var(uniform 8 fps errors), same seed, same
 boundaries; backbone GFLOPs and backbone frames per video minute. The CPU wall time per video minute comes from
@@ -69,9 +73,12 @@ REFERENCE = 8  # the served default's rate
 TIOUS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SPEC = SPECS["resnet18-2d"]
 CLIP = (SPEC.frames_per_clip, SPEC.clip_stride)
+POOLINGS = {"clips": CLIP, "frames": (1, 1)}  # a detector's features: the served clips, or one per frame
+FRAME_RATES = (1, 2, 4, 8)  # the rates with per-frame detectors too (the zoom's coarse rates and the reference)
+PER_FRAME = ", per frame"  # the test table's suffix of the uniform detectors on per-frame features
 GRID = {
     "coarse_fps": (1, 2, 4), "zoom_fps": (8, 16), "window_s": (0.5, 1.0), "min_score": (0.1, 0.3, 0.5),
-    "refiner": ("bdr", "regression"), "verify_weight": (0.0, 0.25),
+    "refiner": ("bdr", "regression"), "verify_weight": (0.0, 0.25), "coarse_pooling": ("clips", "frames"),
 }  # fmt: skip
 REFINERS = ("bdr", "regression", "none")
 AVERAGE_SLACK = 1.0  # a chosen zoom point keeps the validation average mAP within this of uniform 8 fps's
@@ -95,17 +102,21 @@ class Bench:
     def videos(self, split: str) -> list[str]:
         return [v for v, info in self.truth["database"].items() if info["subset"] == split]
 
-    def detector(self, fps: float, seed: int) -> Localizer:
-        """The seed's uniform detector at `fps`, trained once."""
-        run = self.workdir / "runs" / f"seed{seed}" / f"uniform{fps:g}"
+    def run_dir(self, fps: float, seed: int, pooling: str = "clips") -> Path:
+        """Where the seed's uniform detector at `fps` on `pooling` features lives."""
+        return self.workdir / "runs" / f"seed{seed}" / f"uniform{fps:g}{'' if pooling == 'clips' else '-' + pooling}"
+
+    def detector(self, fps: float, seed: int, pooling: str = "clips") -> Localizer:
+        """The seed's uniform detector at `fps` on features pooled as `pooling` says (POOLINGS), trained once."""
+        suffix = "" if pooling == "clips" else f"-{pooling}"
+        run = self.run_dir(fps, seed, pooling)
         if not (run / "model.safetensors").is_file():
-            features = rate_features(self.cache, fps, self.workdir / "features" / f"{fps:g}fps", *CLIP)
-            train(
-                detector_config(self.base, self.annotations, features, fps, seed),
-                run,
-                progress=False,
-                log=lambda _: None,
+            frames, stride = POOLINGS[pooling]
+            features = rate_features(self.cache, fps, self.workdir / "features" / f"{fps:g}fps{suffix}", frames, stride)
+            base = self.base.model_copy(
+                update={"data": self.base.data.model_copy(update={"num_frames": frames, "feat_stride": stride})}
             )
+            train(detector_config(base, self.annotations, features, fps, seed), run, progress=False, log=lambda _: None)
         if run not in self._localizers:
             self._localizers[run] = Localizer(EngineSettings(checkpoint=run, device="cpu"))
             self.flops_per_frame = self._localizers[run].extractor.flops_per_unit
@@ -143,15 +154,18 @@ class Bench:
         return network
 
 
-def train_all(bench: Bench, seeds: list[int], log, rates=RATES, modes=("bdr", "regression", "presence")) -> None:
-    """Every run the evaluation uses (or those of `rates` and of `modes`, refiners and "presence" for the verifier,
-    to share the training between processes): the uniform detectors, the refiners and the verifiers at every
-    (zoom_fps, window_s)."""
+def train_all(
+    bench: Bench, seeds: list[int], log, rates=RATES, modes=("bdr", "regression", "presence"), poolings=POOLINGS
+) -> None:
+    """Every run the evaluation uses (or those of `rates`, `poolings` and `modes`, refiners and "presence" for the
+    verifier, to share the training between processes): the uniform detectors (per frame at FRAME_RATES only),
+    the refiners and the verifiers at every (zoom_fps, window_s)."""
     for seed in seeds:
-        for fps in rates:
-            started = time.perf_counter()
-            bench.detector(fps, seed)
-            log(f"seed {seed}: uniform {fps} fps trained ({time.perf_counter() - started:.0f} s)")
+        for fps, pooling in itertools.product(rates, poolings):
+            if pooling == "clips" or fps in FRAME_RATES:
+                started = time.perf_counter()
+                bench.detector(fps, seed, pooling)
+                log(f"seed {seed}: uniform {fps} fps, {pooling}, trained ({time.perf_counter() - started:.0f} s)")
         for zoom_fps, window_s in itertools.product(GRID["zoom_fps"], GRID["window_s"]):
             for mode in modes:
                 started = time.perf_counter()
@@ -162,13 +176,15 @@ def train_all(bench: Bench, seeds: list[int], log, rates=RATES, modes=("bdr", "r
                 log(f"seed {seed}: {mode} {zoom_fps} fps {window_s} s ({time.perf_counter() - started:.0f} s)")
 
 
-def uniform_predictions(bench: Bench, fps: float, seed: int, split: str) -> tuple[dict, int]:
-    """ActivityNet results of the uniform detector at `fps`, and the frames its backbone ran."""
-    localizer, results, frames = bench.detector(fps, seed), {}, 0
+def uniform_predictions(bench: Bench, fps: float, seed: int, split: str, pooling: str = "clips") -> tuple[dict, int]:
+    """ActivityNet results of the uniform detector at `fps` (features pooled as `pooling`), and the frames its
+    backbone ran."""
+    localizer, results, frames = bench.detector(fps, seed, pooling), {}, 0
     for video_id in bench.videos(split):
         rows, times = bench.cache.at(video_id, fps)
         duration = bench.truth["database"][video_id]["duration"]
-        _, found, _ = localizer.detect(pool_clips(torch.from_numpy(rows), *CLIP), float(times[0]), duration, fps)
+        features = pool_clips(torch.from_numpy(rows), *POOLINGS[pooling])
+        _, found, _ = localizer.detect(features, float(times[0]), duration, fps)
         results[video_id] = as_results(localizer, found.segments.numpy(), found.scores.numpy(), found.labels.numpy())
         frames += len(times)
     return results, frames
@@ -189,7 +205,8 @@ def zoom_predictions(
     frames its backbone ran."""
     settings = point_settings(bench, point, mode, weight)
     zoom = ZoomedPass(settings, bench.refiner(settings, mode, seed), bench.verifier(settings, seed))
-    localizer, results, frames = bench.detector(point["coarse_fps"], seed), {}, 0
+    pooling = point.get("coarse_pooling", "clips")
+    localizer, results, frames = bench.detector(point["coarse_fps"], seed, pooling), {}, 0
     for video_id in bench.videos(split):
         duration, end = bench.truth["database"][video_id]["duration"], bench.cache.end_s(video_id)
 
@@ -201,7 +218,7 @@ def zoom_predictions(
             _, found, head_ms = localizer.detect(features, first_s, duration, fps)
             return found.segments.numpy(), found.scores.numpy(), found.labels.numpy(), head_ms
 
-        run = run_zoom(zoom, point["coarse_fps"], cached, detect, CLIP, lambda end=end: end)
+        run = run_zoom(zoom, point["coarse_fps"], cached, detect, POOLINGS[pooling], lambda end=end: end)
         results[video_id] = as_results(localizer, run.segments, run.scores, run.labels)
         frames += len(run.coarse.times) + len(run.zoomed.times)
     return results, frames
@@ -278,6 +295,9 @@ def test_runs(bench: Bench, seeds: list[int], chosen: dict[str, dict], log) -> d
         seed_rows = {
             f"uniform {r} fps": measure(bench, *uniform_predictions(bench, r, seed, "test"), "test") for r in RATES
         }
+        for r in FRAME_RATES:
+            found = uniform_predictions(bench, r, seed, "test", "frames")
+            seed_rows[f"uniform {r} fps{PER_FRAME}"] = measure(bench, *found, "test")
         for name, point in chosen.items():
             for mode in REFINERS:  # the chosen refiner, and the others at the same settings
                 label = name if mode == point["refiner"] else f"{name}, refiner {mode}"
@@ -286,6 +306,11 @@ def test_runs(bench: Bench, seeds: list[int], chosen: dict[str, dict], log) -> d
             seed_rows[f"{name}, verify weight {other:g}"] = measure(
                 bench, *zoom_predictions(bench, point, point["refiner"], seed, "test", other), "test"
             )
+            pooling = next(p for p in POOLINGS if p != point["coarse_pooling"])  # the coarse features' ablation
+            seed_rows[f"{name}, coarse {pooling}"] = measure(
+                bench, *zoom_predictions(bench, {**point, "coarse_pooling": pooling}, point["refiner"], seed, "test"),
+                "test",
+            )  # fmt: skip
         reference = np.asarray(seed_rows[f"uniform {REFERENCE} fps"]["errors"])
         for label, row in seed_rows.items():
             errors = np.asarray(row.pop("errors"))
@@ -299,12 +324,12 @@ def wall_times(bench: Bench, chosen: dict[str, dict], seed: int) -> dict[str, di
     """CPU wall time per video minute of `Localizer.localize` (real decoding) on the test videos, and how many
     of its segments differ from the cached-frame path's (same run; they should not)."""
     out, limits = {}, WorkLimits(max_duration_s=3600, timeout_s=600)
-    checkpoints = {f"uniform {REFERENCE} fps": bench.workdir / "runs" / f"seed{seed}" / f"uniform{REFERENCE}"}
+    checkpoints = {f"uniform {REFERENCE} fps": bench.run_dir(REFERENCE, seed)}
     for name, point in chosen.items():
-        bench.detector(point["coarse_fps"], seed)
+        bench.detector(point["coarse_fps"], seed, point["coarse_pooling"])
         settings = point_settings(bench, point)
         refiner = bench.refiner(settings, point["refiner"], seed)
-        detector = bench.workdir / "runs" / f"seed{seed}" / f"uniform{point['coarse_fps']:g}"
+        detector = bench.run_dir(point["coarse_fps"], seed, point["coarse_pooling"])
         checkpoints[name] = write_zoom_checkpoint(
             detector, bench.workdir / "served" / f"seed{seed}-{name}", settings, refiner, refiner.config,
             bench.verifier(settings, seed),
@@ -371,13 +396,13 @@ def page(result: dict) -> str:
     lines += ["", "## Targets (paired per seed against uniform 8 fps, test split)", ""]
     lines += targets(result) + ["", "## Chosen on validation", ""]
     lines += [f"- {name}: {json.dumps(point)}" for name, point in result["choice"]["chosen"].items()]
-    lines += ["", "| coarse fps | zoom fps | window s | min score | refiner | verify weight | val mAP@0.7 | val mAP@0.9 | val avg | backbone x 8 fps |",
-              "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += ["", "| coarse fps | coarse features | zoom fps | window s | min score | refiner | verify weight | val mAP@0.7 | val mAP@0.9 | val avg | backbone x 8 fps |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for row in result["choice"]["grid"]:
         p, m = row["point"], row["validation"]
-        lines.append(f"| {p['coarse_fps']} | {p['zoom_fps']} | {p['window_s']} | {p['min_score']} | {p['refiner']} | "
-                     f"{p['verify_weight']:g} | {m['mAP@0.7']:.2f} | {m['mAP@0.9']:.2f} | {m['average']:.2f} | "
-                     f"{row['backbone_x']:.3f} |")  # fmt: skip
+        lines.append(f"| {p['coarse_fps']} | {p['coarse_pooling']} | {p['zoom_fps']} | {p['window_s']} | {p['min_score']} | "
+                     f"{p['refiner']} | {p['verify_weight']:g} | {m['mAP@0.7']:.2f} | {m['mAP@0.9']:.2f} | "
+                     f"{m['average']:.2f} | {row['backbone_x']:.3f} |")  # fmt: skip
     lines += [
         "",
         "## Engine path in this process: CPU wall time per video minute (seed 0, `Localizer.localize`, decord)",
@@ -428,15 +453,26 @@ def backbone_ratio(runs: dict, name: str) -> float:
     return mean_of(runs, name, "gflops_per_min") / mean_of(runs, f"uniform {REFERENCE} fps", "gflops_per_min")
 
 
+def uniform_curves(runs: dict) -> dict[str, list[str]]:
+    """The uniform variants' names, one list per kind of features: clips (RATES) and per frame (FRAME_RATES)."""
+    uniform = [n for n in runs if n.startswith("uniform")]
+    return {
+        "clips": [n for n in uniform if not n.endswith(PER_FRAME)],
+        "per frame": [n for n in uniform if n.endswith(PER_FRAME)],
+    }
+
+
 def above_uniform(runs: dict, name: str, key: str) -> float:
-    """How far `name` lies above the uniform rates' curve (mean over seeds, linear in log GFLOPs) at its cost."""
-    uniform = sorted(
-        (mean_of(runs, n, "gflops_per_min"), mean_of(runs, n, key)) for n in runs if n.startswith("uniform")
-    )
-    x = np.log([u[0] for u in uniform])
-    return mean_of(runs, name, key) - float(
-        np.interp(np.log(mean_of(runs, name, "gflops_per_min")), x, [u[1] for u in uniform])
-    )
+    """How far `name` lies above the uniform rates' curves (mean over seeds, linear in log GFLOPs) at its cost: the
+    smaller margin of the two (clips, per frame)."""
+    margins = []
+    for names in uniform_curves(runs).values():
+        if names:
+            uniform = sorted((mean_of(runs, n, "gflops_per_min"), mean_of(runs, n, key)) for n in names)
+            x = np.log([u[0] for u in uniform])
+            at = np.interp(np.log(mean_of(runs, name, "gflops_per_min")), x, [u[1] for u in uniform])
+            margins.append(mean_of(runs, name, key) - float(at))
+    return min(margins)
 
 
 def fmt(m: tuple) -> str:
@@ -469,7 +505,7 @@ def targets(result: dict) -> list[str]:
         )
     for name in chosen:
         gaps = {key: above_uniform(runs, name, key) for key in ("mAP@0.7", "mAP@0.9")}
-        lines.append(f"| 3: above the uniform-rate curve | {name} | " + "; ".join(f"{k} {v:+.2f} points" for k, v in gaps.items())
+        lines.append(f"| 3: above the uniform-rate curves (clips and per frame; the smaller margin) | {name} | " + "; ".join(f"{k} {v:+.2f} points" for k, v in gaps.items())
                      + f" | {yes[min(gaps.values()) > 0]} |")  # fmt: skip
     return lines
 
@@ -483,10 +519,12 @@ def curve(result: dict, path: Path) -> None:
     runs = result["test"]
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     for axis, key in zip(axes, ("mAP@0.7", "mAP@0.9"), strict=True):
-        uniform = [n for n in runs if n.startswith("uniform")]
-        xs = [statistics.fmean(r["gflops_per_min"] for r in runs[n]) for n in uniform]
-        ys = [statistics.fmean(r[key] for r in runs[n]) for n in uniform]
-        axis.plot(xs, ys, "o-", color="grey", label="uniform 1-30 fps")
+        for (kind, names), colour in zip(uniform_curves(runs).items(), ("grey", "tab:brown"), strict=True):
+            points = sorted(
+                (statistics.fmean(r["gflops_per_min"] for r in runs[n]), statistics.fmean(r[key] for r in runs[n]))
+                for n in names
+            )
+            axis.plot(*zip(*points, strict=True), "o-", color=colour, label=f"uniform, {kind}")
         for name in (n for n in runs if n.startswith("zoom") and "," not in n):  # the chosen points, not ablations
             x = statistics.fmean(r["gflops_per_min"] for r in runs[name])
             axis.plot([x], [statistics.fmean(r[key] for r in runs[name])], "*", markersize=12, label=name)
@@ -517,12 +555,14 @@ def main(argv: list[str] | None = None) -> None:
         "--modes", nargs="*", default=["bdr", "regression", "presence"],
         help="with --train-only: these refiners, and 'presence' for the verifiers",
     )  # fmt: skip
+    parser.add_argument("--poolings", nargs="*", default=list(POOLINGS), help="with --train-only: these detectors")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     bench, log = Bench(args.workdir, args.epochs), lambda line: print(line, flush=True)
     if args.train_only:
-        return train_all(bench, args.seeds, log, [int(r) if r == int(r) else r for r in args.rates], args.modes)
+        rates = [int(r) if r == int(r) else r for r in args.rates]
+        return train_all(bench, args.seeds, log, rates, args.modes, args.poolings)
     choice = choose_points(bench, args.seeds, log)
     log(f"chosen on validation: {choice['chosen']}")
     result = {
