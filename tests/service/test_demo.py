@@ -55,15 +55,17 @@ def test_demo_finds_most_actions_of_the_sample_video(demo_answer):
     assert found >= 0.75 * total, answer.segments[:10]
 
 
-def test_the_bundled_zoom_checkpoint_finds_the_sample_videos_actions_with_less_backbone():
+def test_the_bundled_zoom_checkpoint_finds_the_sample_videos_actions_in_one_decode():
     """service/demo/zoom, trained by the README's command (tools/train_zoom.py, configs/zoom.yaml) on the zoom
-    benchmark's videos, none of which is the sample."""
+    benchmark's videos, none of which is the sample: zoom-fine, a coarse pass on one feature per frame at 4 fps
+    and 16 fps windows, which spends about the dense default's backbone (docs/zoom.md)."""
     settings = Settings(device="cpu", checkpoint=DEMO_ZOOM)
     answer = Localizer(settings.engine_settings()).localize(
         VideoSource.from_path(SAMPLE), settings.localize_limits.work, min_score=0.2
     )
-    assert answer.zoom["decode"] == "one pass" and answer.zoom["refiner"] == "bdr"
-    assert answer.flops["backbone_saved_ratio"] > 0.1
+    assert answer.zoom["decode"] == "one pass" and answer.zoom["refiner"] == "regression"
+    assert answer.zoom["coarse_fps"] == 4.0 and answer.zoom["frames"]["zoom"] > 0
+    assert 0 <= answer.flops["backbone_saved_ratio"] < 0.5
     found, total = found_actions(answer.segments)
     assert found == total, answer.segments[:10]
 
