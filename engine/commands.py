@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -24,6 +25,11 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     extract.add_argument("--backbone-weights", type=Path, help="local safetensors weights (default: random-init)")
     extract.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     extract.add_argument("--decoder", default="auto", choices=["auto", "decord", "torchcodec"])
+    extract.add_argument(
+        "--clip", type=int, nargs=2, metavar=("FRAMES", "STRIDE"),
+        help="a per-frame backbone's features: the mean of FRAMES frames every STRIDE (default: the backbone's; "
+        "1 1 is one feature per frame); train with data.num_frames and data.feat_stride set to them",
+    )  # fmt: skip
     extract.set_defaults(handler=run_extract_features)
 
 
@@ -49,6 +55,13 @@ def run_extract_features(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     spec, device = SPECS[args.backbone], resolve_device(args.device)
+    if args.clip and tuple(args.clip) != (spec.frames_per_clip, spec.clip_stride):
+        if not spec.per_frame or min(args.clip) < 1:
+            print(f"tzn extract-features: --clip {args.clip[0]} {args.clip[1]}: {spec.name} computes clips of "
+                  f"{spec.frames_per_clip} frames every {spec.clip_stride}; only a per-frame backbone pools others, "
+                  "of at least 1 frame every 1", file=sys.stderr)  # fmt: skip
+            return 2
+        spec = replace(spec, frames_per_clip=args.clip[0], clip_stride=args.clip[1])
     extractor = FeatureExtractor(spec, args.backbone_weights, device)
     request = DecodeRequest(fps=spec.sample_fps, size=(spec.size, spec.size), timeout_s=24 * 3600.0)
     decoder = cpu_decoder(args.decoder, on_gpu_host=False)

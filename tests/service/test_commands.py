@@ -112,3 +112,18 @@ def test_localize_of_a_text_file_does_not_ask_for_an_upload(media, capsys, small
     assert main(["localize", str(media / "notes.txt"), "--checkpoint", str(small_checkpoint)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "is a text file, not a video" in err and "upload" not in err
+
+
+def test_extract_features_cuts_a_per_frame_backbones_frames_into_the_clips_asked_for(tmp_path, capsys):
+    generate(tmp_path / "videos", videos=1, seed=4, duration_s=(6.0, 6.5))
+    arguments = ["extract-features", "--videos", str(tmp_path / "videos")]
+    assert main([*arguments, "--output", str(tmp_path / "clips")]) == 0
+    clips = json.loads(capsys.readouterr().out)
+    assert main([*arguments, "--output", str(tmp_path / "frames"), "--clip", "1", "1"]) == 0
+    frames = json.loads(capsys.readouterr().out)
+    assert (clips["num_frames"], clips["feat_stride"], frames["num_frames"], frames["feat_stride"]) == (4, 2, 1, 1)
+    per_frame, pooled = np.load(tmp_path / "frames" / "demo_0000.npy"), np.load(tmp_path / "clips" / "demo_0000.npy")
+    assert len(pooled) == (len(per_frame) - 4) // 2 + 1  # the same sampled frames
+    np.testing.assert_allclose(pooled[1], per_frame[2:6].mean(0), rtol=1e-5, atol=1e-6)  # clip 1: frames 2-5
+    code = main([*arguments, "--output", str(tmp_path / "r2"), "--backbone", "r2plus1d_18", "--clip", "1", "1"])
+    assert code == 2 and "only a per-frame backbone" in capsys.readouterr().err
