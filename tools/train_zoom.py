@@ -234,36 +234,46 @@ def verifier_batch(
             torch.as_tensor(labels, dtype=torch.float32))  # fmt: skip
 
 
-def _network(cache: FrameCache, boundaries, settings: ZoomSettings, recipe: RefinerTraining, mode: str, kind):
-    """A refiner or verifier (`kind`) of `mode`, its input statistics set; its optimizer and schedule."""
+def _network(cache: FrameCache, settings: ZoomSettings, recipe: RefinerTraining, seed: int, mode: str, kind):
+    """A refiner or verifier (`kind`) of `mode` seeded by `seed`, its input statistics set; its config, and the
+    training split's boundaries."""
+    torch.manual_seed(seed)
+    boundaries = boundary_windows(cache, "training", settings)
     input_dim = cache.rows(boundaries[0][0])[0].shape[1]
     config = RefinerConfig(input_dim=input_dim, width=recipe.width, mode=mode, clip_s=settings.window_s,
                            standardize=recipe.standardize, differences=recipe.differences)  # fmt: skip
     network = kind(config)
     if recipe.standardize:
         network.set_input_statistics(*cache.statistics("training"))
+    return network, config, boundaries
+
+
+def _optimise(network, recipe: RefinerTraining, batch_loss, log, what: str) -> None:
+    """recipe.steps AdamW steps with a one-cycle schedule on `batch_loss()` (a fresh batch's loss each step)."""
     optimizer = torch.optim.AdamW(network.parameters(), lr=recipe.lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, recipe.lr, total_steps=recipe.steps)
-    return network, config, optimizer, schedule
+    for step in range(recipe.steps):
+        loss = batch_loss()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if (step + 1) % 500 == 0:
+            log(f"{what} step {step + 1}/{recipe.steps}: {loss.item():.4f}")
 
 
 def train_verifier(
     cache: FrameCache, settings: ZoomSettings, recipe: RefinerTraining, seed: int, log=print
 ) -> tuple[BoundaryVerifier, RefinerConfig]:  # fmt: skip
     """The verifier (module docstring, step 4), trained on the training split's videos."""
-    torch.manual_seed(seed)
     rng = np.random.default_rng([seed, 17])
-    boundaries = boundary_windows(cache, "training", settings)
-    network, config, optimizer, schedule = _network(cache, boundaries, settings, recipe, "presence", BoundaryVerifier)
-    for step in range(recipe.steps):
+    network, config, boundaries = _network(cache, settings, recipe, seed, "presence", BoundaryVerifier)
+
+    def batch_loss():
         windows, kinds, labels = verifier_batch(cache, boundaries, settings, recipe.jitter, rng, recipe.batch_size)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(network(windows, kinds), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if (step + 1) % 500 == 0:
-            log(f"verifier step {step + 1}/{recipe.steps}: BCE {loss.item():.4f}")
+        return torch.nn.functional.binary_cross_entropy_with_logits(network(windows, kinds), labels)
+
+    _optimise(network, recipe, batch_loss, log, "verifier (BCE)")
     return network.eval(), config
 
 
@@ -271,26 +281,20 @@ def train_refiner(
     cache: FrameCache, settings: ZoomSettings, recipe: RefinerTraining, seed: int, log=print
 ) -> tuple[BoundaryRefiner, RefinerConfig]:  # fmt: skip
     """The refiner of `recipe.mode`, trained on the training split's boundaries."""
-    torch.manual_seed(seed)
     rng = np.random.default_rng([seed, 16])
-    boundaries = boundary_windows(cache, "training", settings)
-    network, config, optimizer, schedule = _network(cache, boundaries, settings, recipe, recipe.mode, BoundaryRefiner)
-    for step in range(recipe.steps):
+    network, config, boundaries = _network(cache, settings, recipe, seed, recipe.mode, BoundaryRefiner)
+
+    def batch_loss():
         windows, kinds, times, truths, centres = sample_batch(
             cache, boundaries, settings, recipe.jitter, rng, recipe.batch_size
         )
         fields, offsets = network(windows, kinds)
         if recipe.mode == "bdr":
             target = (times - truths[:, None]).clamp(-config.clip_s, config.clip_s).float()
-            loss = (fields - target).abs().mean()
-        else:
-            loss = (offsets - (truths - centres).float()).abs().mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if (step + 1) % 500 == 0:
-            log(f"refiner {recipe.mode} step {step + 1}/{recipe.steps}: L1 {loss.item():.4f} s")
+            return (fields - target).abs().mean()
+        return (offsets - (truths - centres).float()).abs().mean()
+
+    _optimise(network, recipe, batch_loss, log, f"refiner {recipe.mode} (L1, s)")
     return network.eval(), config
 
 
