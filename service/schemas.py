@@ -88,6 +88,10 @@ class ZoomInfo(BaseModel):
     coarse_fps: float = Field(description="the coarse pass's sampling rate over the whole video")
     zoom_fps: float = Field(description="the sampling rate inside the windows")
     refiner: str = Field(description="how boundaries were refined in the windows: bdr, regression or none")
+    verify_weight: float = Field(
+        description="0: the scores are the coarse pass's; > 0: each candidate with windows had its score multiplied "
+        "by (p_start * p_end) ** (verify_weight / 2), the verifier's belief that its windows hold its boundaries"
+    )
     windows: list[list[float]] = Field(description="[begin, end) s of the spans the zoom pass decoded")
     decode: str = Field(
         description="one pass: one decode at the zoom rate served both passes (the windows' frames were kept); "

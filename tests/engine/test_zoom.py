@@ -188,7 +188,7 @@ def test_a_zoom_checkpoint_looks_coarsely_everywhere_and_closely_in_its_windows(
     assert flops["backbone_saved_ratio"] == pytest.approx(1 - frames / len(sample_ticks(0.0, duration, 8.0)))
     assert all(0 <= s["start_s"] < s["end_s"] <= duration for s in found.segments)
     answer = answer_json(found, localizer, "r1")
-    assert answer["zoom"]["frames"] == zoom["frames"] and answer["flops"]["backbone_saved_ratio"] > 0.3
+    assert answer["zoom"] == zoom and answer["flops"]["backbone_saved_ratio"] > 0.3  # the schema drops no key
     depth = answer_json(found, localizer, "r1", include=frozenset({"depth"}))["depth"]  # include=depth marks them
     rates = np.array(depth["sample_fps"])
     assert len(rates) == len(depth["times_s"]) and rates.min() == 2.0 and 2.0 < rates.max() <= 16.0
