@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 
@@ -55,13 +54,12 @@ def run_extract_features(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     spec, device = SPECS[args.backbone], resolve_device(args.device)
-    if args.clip and tuple(args.clip) != (spec.frames_per_clip, spec.clip_stride):
-        if not spec.per_frame or min(args.clip) < 1:
-            print(f"tzn extract-features: --clip {args.clip[0]} {args.clip[1]}: {spec.name} computes clips of "
-                  f"{spec.frames_per_clip} frames every {spec.clip_stride}; only a per-frame backbone pools others, "
-                  "of at least 1 frame every 1", file=sys.stderr)  # fmt: skip
+    if args.clip:
+        try:
+            spec = spec.cut(*args.clip)
+        except ValueError as error:
+            print(f"tzn extract-features: --clip {args.clip[0]} {args.clip[1]}: {error}", file=sys.stderr)
             return 2
-        spec = replace(spec, frames_per_clip=args.clip[0], clip_stride=args.clip[1])
     extractor = FeatureExtractor(spec, args.backbone_weights, device)
     request = DecodeRequest(fps=spec.sample_fps, size=(spec.size, spec.size), timeout_s=24 * 3600.0)
     decoder = cpu_decoder(args.decoder, on_gpu_host=False)

@@ -4,7 +4,6 @@ config, the runtime's files, the device, the backbone and its weights file."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -65,14 +64,11 @@ def backbone_for(config: CheckpointConfig, settings: EngineSettings) -> Backbone
         raise ConfigurationError(
             f"checkpoint expects {config.model.input_dim}-d features, {name} gives {spec.feature_dim}"
         )
-    clips = (config.features.num_frames, config.features.feat_stride)
-    if config.features.backbone and clips != (spec.frames_per_clip, spec.clip_stride):
-        if not spec.per_frame:
-            raise ConfigurationError(
-                f"the checkpoint's features are clips of {clips[0]} frames every {clips[1]}; {name} computes clips "
-                f"of {spec.frames_per_clip} every {spec.clip_stride}"
-            )
-        spec = replace(spec, frames_per_clip=clips[0], clip_stride=clips[1])
+    if config.features.backbone:
+        try:
+            spec = spec.cut(config.features.num_frames, config.features.feat_stride)
+        except ValueError as error:
+            raise ConfigurationError(f"the checkpoint's features do not fit its backbone: {error}") from error
     return spec
 
 

@@ -104,15 +104,15 @@ class Bench:
 
     def run_dir(self, fps: float, seed: int, pooling: str = "clips") -> Path:
         """Where the seed's uniform detector at `fps` on `pooling` features lives."""
-        return self.workdir / "runs" / f"seed{seed}" / f"uniform{fps:g}{'' if pooling == 'clips' else '-' + pooling}"
+        return self.workdir / "runs" / f"seed{seed}" / f"uniform{fps:g}{pooling_suffix(pooling)}"
 
     def detector(self, fps: float, seed: int, pooling: str = "clips") -> Localizer:
         """The seed's uniform detector at `fps` on features pooled as `pooling` says (POOLINGS), trained once."""
-        suffix = "" if pooling == "clips" else f"-{pooling}"
         run = self.run_dir(fps, seed, pooling)
         if not (run / "model.safetensors").is_file():
             frames, stride = POOLINGS[pooling]
-            features = rate_features(self.cache, fps, self.workdir / "features" / f"{fps:g}fps{suffix}", frames, stride)
+            directory = self.workdir / "features" / f"{fps:g}fps{pooling_suffix(pooling)}"
+            features = rate_features(self.cache, fps, directory, frames, stride)
             base = self.base.model_copy(
                 update={"data": self.base.data.model_copy(update={"num_frames": frames, "feat_stride": stride})}
             )
@@ -126,31 +126,36 @@ class Bench:
         """The seed's refiner for (zoom_fps, window_s, mode), trained once; None for "none"."""
         if mode == "none":
             return None
-        path = self.workdir / "runs" / f"seed{seed}" / f"refiner-{mode}-{settings.zoom_fps:g}fps-{settings.window_s:g}s"
-        if (path / REFINER_FILE).is_file():  # weights and config as a zoom checkpoint keeps them, never a pickle
-            network = BoundaryRefiner(RefinerConfig.from_dict(json.loads((path / "refiner.json").read_text())))
-            network.load_state_dict(load_file(path / REFINER_FILE))
-            return network.eval()
         recipe = self.zoom.refiner.model_copy(update={"mode": mode})
-        network, config = train_refiner(self.cache, replace(settings, refiner=mode), recipe, seed, log=lambda _: None)
-        path.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in network.state_dict().items()}, path / REFINER_FILE)
-        (path / "refiner.json").write_text(json.dumps(config.to_dict()))
-        return network
+        return self._kept(
+            f"refiner-{mode}", REFINER_FILE, settings, seed, BoundaryRefiner,
+            lambda: train_refiner(self.cache, replace(settings, refiner=mode), recipe, seed, log=lambda _: None),
+        )  # fmt: skip
 
     def verifier(self, settings: ZoomSettings, seed: int) -> BoundaryVerifier | None:
         """The seed's verifier for (zoom_fps, window_s), trained once; None without a verify_weight."""
         if not settings.verify:
             return None
-        path = self.workdir / "runs" / f"seed{seed}" / f"verifier-{settings.zoom_fps:g}fps-{settings.window_s:g}s"
-        if (path / VERIFIER_FILE).is_file():
-            network = BoundaryVerifier(RefinerConfig.from_dict(json.loads((path / "verifier.json").read_text())))
-            network.load_state_dict(load_file(path / VERIFIER_FILE))
+        return self._kept(
+            "verifier", VERIFIER_FILE, settings, seed, BoundaryVerifier,
+            lambda: train_verifier(self.cache, settings, self.zoom.verifier, seed, log=lambda _: None),
+        )  # fmt: skip
+
+    def _kept(self, name: str, file: str, settings: ZoomSettings, seed: int, kind, trained):
+        """The network `name` of the seed at (zoom_fps, window_s): loaded if it was trained before, else `trained()`
+        ((network, config)) and kept in `file` beside its config (the name a zoom checkpoint gives it, never a
+        pickle)."""
+        path = self.workdir / "runs" / f"seed{seed}" / f"{name}-{settings.zoom_fps:g}fps-{settings.window_s:g}s"
+        weights = path / file
+        config_file = weights.with_name(file.split(".")[0] + ".json")
+        if weights.is_file():
+            network = kind(RefinerConfig.from_dict(json.loads(config_file.read_text())))
+            network.load_state_dict(load_file(weights))
             return network.eval()
-        network, config = train_verifier(self.cache, settings, self.zoom.verifier, seed, log=lambda _: None)
+        network, config = trained()
         path.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in network.state_dict().items()}, path / VERIFIER_FILE)
-        (path / "verifier.json").write_text(json.dumps(config.to_dict()))
+        save_file({k: v.contiguous() for k, v in network.state_dict().items()}, weights)
+        config_file.write_text(json.dumps(config.to_dict()))
         return network
 
 
@@ -174,6 +179,11 @@ def train_all(
                 else:
                     bench.refiner(ZoomSettings(zoom_fps, window_s), mode, seed)
                 log(f"seed {seed}: {mode} {zoom_fps} fps {window_s} s ({time.perf_counter() - started:.0f} s)")
+
+
+def pooling_suffix(pooling: str) -> str:
+    """The suffix of a run's or features' directory name: none for the served clips."""
+    return "" if pooling == "clips" else f"-{pooling}"
 
 
 def uniform_predictions(bench: Bench, fps: float, seed: int, split: str, pooling: str = "clips") -> tuple[dict, int]:
@@ -302,7 +312,7 @@ def test_runs(bench: Bench, seeds: list[int], chosen: dict[str, dict], log) -> d
             for mode in REFINERS:  # the chosen refiner, and the others at the same settings
                 label = name if mode == point["refiner"] else f"{name}, refiner {mode}"
                 seed_rows[label] = measure(bench, *zoom_predictions(bench, point, mode, seed, "test"), "test")
-            other = GRID["verify_weight"][point["verify_weight"] == GRID["verify_weight"][0]]  # the verifier's ablation
+            other = next(w for w in GRID["verify_weight"] if w != point["verify_weight"])  # the verifier's ablation
             seed_rows[f"{name}, verify weight {other:g}"] = measure(
                 bench, *zoom_predictions(bench, point, point["refiner"], seed, "test", other), "test"
             )

@@ -12,7 +12,7 @@ machine computes the same features, and `weights` says "random-init" so that ans
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +62,19 @@ class BackboneSpec:
         if num_frames <= 0:
             return 0
         return max(0, num_frames - self.frames_per_clip) // self.clip_stride + 1
+
+    def cut(self, frames_per_clip: int, clip_stride: int) -> BackboneSpec:
+        """This backbone with its frames grouped into clips of `frames_per_clip` every `clip_stride`: a per-frame
+        backbone pools any grouping (1 and 1: one feature per frame); a clip backbone computes only its own.
+        ValueError says why not."""
+        if (frames_per_clip, clip_stride) == (self.frames_per_clip, self.clip_stride):
+            return self
+        if not self.per_frame:
+            raise ValueError(
+                f"{self.name} computes clips of {self.frames_per_clip} frames every {self.clip_stride}, not "
+                f"{frames_per_clip} every {clip_stride}; only a per-frame backbone pools other clips"
+            )
+        return replace(self, frames_per_clip=frames_per_clip, clip_stride=clip_stride)
 
     def clip_times(self, num_clips: int, start_s: float = 0.0) -> np.ndarray:
         """(K,) seconds: the centre of each clip, `start_s` being the time of the first sampled frame."""

@@ -17,7 +17,7 @@ pooled into clips as the engine pools them, so training sees what a request at t
    boundaries, moved by a random offset of up to `jitter * window_s` (the coarse pass's error, as seen by the
    refiner); trained on the fields (mode "bdr") or on the offset alone ("regression"); its input standardized by
    the training frames' channel statistics, with frame differences beside it (model/refiner.py);
-4. with `zoom.verify`, the verifier (model/refiner.py, BoundaryVerifier): the same windows, half of them around true
+4. with `zoom.verify_weight` > 0, the verifier (model/refiner.py, BoundaryVerifier): the same windows, half of them around true
    boundaries and half elsewhere (anywhere in the video, around boundaries of the other kind, or beside a true
    boundary but too far for the window to hold it), each labelled by whether a true boundary of its kind lies in it;
 5. RUN is a zoom checkpoint: the detector's config.json and weights, zoom.json, refiner.safetensors (and
@@ -303,14 +303,14 @@ def write_zoom_checkpoint(
 ) -> Path:
     """A zoom checkpoint in `output`: the detector's files, zoom.json, (unless "none") refiner.safetensors and
     (with settings.verify) verifier.safetensors."""
+    if settings.verify != (verifier is not None):
+        raise ValueError("a verify_weight needs a verifier, and a verifier a verify_weight")
     output.mkdir(parents=True, exist_ok=True)
     for name in ("config.json", "model.safetensors"):
         shutil.copyfile(detector / name, output / name)
     for network, name in ((refiner, REFINER_FILE), (verifier, VERIFIER_FILE)):
         if network is not None:
             save_file({k: v.contiguous() for k, v in network.state_dict().items()}, output / name)
-    if settings.verify != (verifier is not None):
-        raise ValueError("a verify_weight needs a verifier, and a verifier a verify_weight")
     document = zoom_document(settings, config, verifier.config if verifier is not None else None)
     (output / ZOOM_FILE).write_text(json.dumps(document, indent=1) + "\n")
     return output

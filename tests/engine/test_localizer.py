@@ -85,5 +85,5 @@ def test_a_clip_backbone_refuses_a_checkpoint_whose_features_are_cut_into_other_
     config = json.loads((other / "config.json").read_text())
     config["features"]["backbone"] = "r2plus1d_18"  # 512-d too, but clips of 16 frames every 4
     (other / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ConfigurationError, match="clips of 4 frames every 2; r2plus1d_18 computes clips of 16 every 4"):
+    with pytest.raises(ConfigurationError, match="r2plus1d_18 computes clips of 16 frames every 4, not 4 every 2"):
         check(EngineSettings(checkpoint=other, device="cpu"))

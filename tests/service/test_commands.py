@@ -126,4 +126,6 @@ def test_extract_features_cuts_a_per_frame_backbones_frames_into_the_clips_asked
     assert len(pooled) == (len(per_frame) - 4) // 2 + 1  # the same sampled frames
     np.testing.assert_allclose(pooled[1], per_frame[2:6].mean(0), rtol=1e-5, atol=1e-6)  # clip 1: frames 2-5
     code = main([*arguments, "--output", str(tmp_path / "r2"), "--backbone", "r2plus1d_18", "--clip", "1", "1"])
-    assert code == 2 and "only a per-frame backbone" in capsys.readouterr().err
+    assert code == 2 and "only a per-frame backbone pools other clips" in capsys.readouterr().err
+    assert main([*arguments, "--output", str(tmp_path / "zero"), "--clip", "0", "1"]) == 2  # not a clip at all
+    assert "frames_per_clip >= 1" in capsys.readouterr().err
