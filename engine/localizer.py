@@ -303,6 +303,13 @@ class Localizer:
         })  # fmt: skip
         coarse.backbone_flops = run.coarse.backbone_flops + run.zoomed.backbone_flops
         flops, mean_depth = self._flops(output, coarse)
+        if run.fine is not None:  # the zoom rate's detector ran too ("detector" refiner): its head counts
+            fine = self.zoom.fine.head.checkpoint.model
+            extra = output_flops(fine, run.fine, batch=1).total
+            flops["head"] += extra
+            flops["total"] += extra
+            flops["head_uniform"] += uniform_head_flops(fine, 1, run.fine.padded_length, bool(run.fine.boundary)).total
+            flops["head_saved_ratio"] = 1.0 - flops["head"] / flops["head_uniform"]
         dense = len(sample_ticks(float(run.coarse.times[0]), info.duration_s, self.spec.sample_fps))
         flops["backbone_dense"] = float(dense * self.extractor.flops_per_unit)
         flops["backbone_saved_ratio"] = 1.0 - flops["backbone"] / max(flops["backbone_dense"], 1.0)

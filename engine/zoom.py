@@ -19,7 +19,12 @@ A zoom checkpoint is a checkpoint directory whose detector was trained on featur
    on its own starts from the keyframe before it. Otherwise (another ratio, or more frames than TZN_ZOOM_SPOOL_MB) the windows are
    decoded again (DecodeRequest.spans): `decode` in the answer says which ("one pass" or "two passes");
 4. refine: each boundary from its window's per-frame features (model/refiner.py): "bdr" reads the fields' zero
-   crossing, "regression" the pooled offset, "none" keeps the coarse boundary;
+   crossing, "regression" the pooled offset, "none" keeps the coarse boundary. "detector" detects again instead:
+   a TZN detector trained on one feature per frame at the zoom rate (the checkpoint in `fine/`) reads the whole
+   video's zoom-rate tick grid, where each tick has the zoom pass's frame inside the windows and, elsewhere, the
+   linear interpolation of the nearest frames either pass computed (`hybrid_rows`). Sharp where the coarse pass
+   saw boundaries, blurred where it saw none, for the backbone cost of the coarse pass and the windows; its
+   actions (labels, scores and both boundaries) replace the coarse ones;
 5. verify (`verify_weight` > 0, with `verifier.safetensors`): a BoundaryVerifier reads the same windows and says
    how likely each holds a true boundary of its kind; a candidate's score is multiplied by the geometric mean of
    its two windows' probabilities raised to `verify_weight`, so the coarse pass's false alarms sink below the
@@ -35,6 +40,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -48,17 +54,23 @@ from torch import Tensor
 from engine.errors import ConfigurationError
 from engine.features.extractor import FrameFeatures
 from engine.features.windows import ClipWindower
+from engine.heads import load_head
 from engine.video.decode import FrameChunk
 from engine.video.sampling import Spans, inside_spans, sample_ticks
 from model.backbones import BackboneSpec
+from model.checkpoint import WEIGHTS_NAME, CheckpointConfig, CheckpointError, read_checkpoint_config
+from model.head import Head
+from model.postprocess import video_segments
 from model.refiner import BoundaryRefiner, BoundaryVerifier, RefinerConfig, field_boundary
+from model.tzn import TZNOutput
 
 log = logging.getLogger("tzn.zoom")
 
 ZOOM_FILE = "zoom.json"
 REFINER_FILE = "refiner.safetensors"
 VERIFIER_FILE = "verifier.safetensors"
-REFINERS = ("bdr", "regression", "none")
+FINE_DIR = "fine"  # refiner "detector": the zoom rate's detector, a checkpoint directory inside the zoom checkpoint
+REFINERS = ("bdr", "regression", "none", "detector")
 
 FrameSource = Callable[[float, Spans | None], FrameFeatures]  # (fps, spans) -> one feature per sampled frame
 
@@ -79,6 +91,13 @@ class ZoomSettings:
             raise ValueError(
                 f"zoom needs zoom_fps > 0, window_s > 0, max_candidates >= 0, verify_weight >= 0; got {self}"
             )
+        if self.redetects and self.verify:
+            raise ValueError("the 'detector' refiner scores its own actions; a verify_weight does not apply to it")
+
+    @property
+    def redetects(self) -> bool:
+        """The zoom rate's detector replaces the coarse actions (module docstring, step 4)."""
+        return self.refiner == "detector"
 
     @property
     def verify(self) -> bool:
@@ -108,11 +127,11 @@ class ZoomPlan:
 
 def read_zoom(
     checkpoint: str | Path | None, spec: BackboneSpec, refiner: str | None = None
-) -> tuple[ZoomSettings, RefinerConfig, RefinerConfig | None] | None:
+) -> tuple[ZoomSettings, RefinerConfig | None, RefinerConfig | None] | None:
     """A checkpoint directory's zoom.json, checked without loading weights (the backbone `spec` must run per
-    frame; a refiner it names must have its weights file, of its mode; so must a verifier): its settings, the
-    refiner's config and the verifier's (None without `verify`); None when there is no zoom.json.
-    ConfigurationError says what is wrong."""
+    frame; a refiner it names must have its weights file, of its mode; so must a verifier; the "detector" refiner
+    its checkpoint in fine/, see `check_fine`): its settings, the refiner's config (None for "detector") and the
+    verifier's (None without `verify`); None when there is no zoom.json. ConfigurationError says what is wrong."""
     if checkpoint is None or not (Path(checkpoint) / ZOOM_FILE).is_file():
         return None
     path = Path(checkpoint) / ZOOM_FILE
@@ -121,23 +140,47 @@ def read_zoom(
     try:
         document = json.loads(path.read_text())
         settings = ZoomSettings(**{**document["settings"], **({"refiner": refiner} if refiner else {})})
-        config = RefinerConfig.from_dict(document["refiner"])
+        config = RefinerConfig.from_dict(document["refiner"]) if document.get("refiner") is not None else None
         verifier = RefinerConfig.from_dict(document["verifier"]) if settings.verify else None
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ConfigurationError(f"{path}: not a zoom description ({error})") from error
-    if settings.refiner != "none":
-        if config.mode != settings.refiner:
-            raise ConfigurationError(
-                f"{path}: the refiner in {REFINER_FILE} is {config.mode!r}, not {settings.refiner!r}"
-            )
+    if settings.refiner in ("bdr", "regression"):
+        if config is None or config.mode != settings.refiner:
+            found = config.mode if config is not None else None
+            raise ConfigurationError(f"{path}: the refiner in {REFINER_FILE} is {found!r}, not {settings.refiner!r}")
         if not (Path(checkpoint) / REFINER_FILE).is_file():
             raise ConfigurationError(f"{path} names a {settings.refiner!r} refiner but {REFINER_FILE} is missing")
+    if settings.redetects:
+        check_fine(Path(checkpoint), settings)
     if verifier is not None:
         if verifier.mode != "presence":
             raise ConfigurationError(f"{path}: the verifier's mode is {verifier.mode!r}, not 'presence'")
         if not (Path(checkpoint) / VERIFIER_FILE).is_file():
             raise ConfigurationError(f"{path} has a verify_weight but {VERIFIER_FILE} is missing")
     return settings, config, verifier
+
+
+def check_fine(checkpoint: Path, settings: ZoomSettings) -> CheckpointConfig:
+    """The config of the "detector" refiner's checkpoint, checkpoint/fine/: trained on one feature per frame
+    (num_frames = feat_stride = 1) at the zoom rate, with the coarse detector's labels in the same order, weights
+    present. ConfigurationError says what is wrong."""
+    fine = checkpoint / FINE_DIR
+    try:
+        config, coarse = read_checkpoint_config(fine), read_checkpoint_config(checkpoint)
+    except CheckpointError as error:
+        raise ConfigurationError(f"the zoom's 'detector' refiner: {error}") from error
+    features = config.features
+    if (features.num_frames, features.feat_stride) != (1, 1) or features.default_fps != settings.zoom_fps:
+        raise ConfigurationError(
+            f"{fine}: the zoom's detector must read one feature per frame at the zoom rate ({settings.zoom_fps:g} fps);"
+            f" it was trained on num_frames {features.num_frames}, feat_stride {features.feat_stride} at"
+            f" {features.default_fps} fps"
+        )
+    if config.labels != coarse.labels:
+        raise ConfigurationError(f"{fine}: its labels {config.labels} are not the coarse detector's {coarse.labels}")
+    if not (fine / WEIGHTS_NAME).is_file():
+        raise ConfigurationError(f"{fine / WEIGHTS_NAME}: missing")
+    return config
 
 
 def pool_clips(rows: Tensor, frames_per_clip: int, clip_stride: int) -> Tensor:
@@ -153,13 +196,16 @@ class ZoomedPass:
     """Plans the windows and refines the boundaries of one zoom checkpoint (see the module docstring)."""
 
     def __init__(
-        self, settings: ZoomSettings, refiner: BoundaryRefiner | None, verifier: BoundaryVerifier | None = None
-    ):
-        if settings.refiner != "none" and refiner is None:
+        self, settings: ZoomSettings, refiner: BoundaryRefiner | None, verifier: BoundaryVerifier | None = None,
+        fine: ZoomDetector | None = None,
+    ):  # fmt: skip
+        if settings.refiner in ("bdr", "regression") and refiner is None:
             raise ValueError(f"the {settings.refiner!r} refiner needs its weights")
         if settings.verify != (verifier is not None):
             raise ValueError("a zoom verifies its candidates exactly when it has a verifier")
-        self.settings, self.refiner, self.verifier = settings, refiner, verifier
+        if settings.redetects != (fine is not None):
+            raise ValueError("the 'detector' refiner, and only it, needs the zoom rate's detector")
+        self.settings, self.refiner, self.verifier, self.fine = settings, refiner, verifier, fine
 
     @classmethod
     def load(
@@ -170,8 +216,8 @@ class ZoomedPass:
         if found is None:
             return None
         settings, config, verifier_config = found
-        network = verifier = None
-        if settings.refiner != "none":
+        network = verifier = fine = None
+        if settings.refiner in ("bdr", "regression"):
             network = BoundaryRefiner(config)
             network.load_state_dict(load_file(Path(checkpoint) / REFINER_FILE))
             network.to(device).eval()
@@ -179,7 +225,9 @@ class ZoomedPass:
             verifier = BoundaryVerifier(verifier_config)
             verifier.load_state_dict(load_file(Path(checkpoint) / VERIFIER_FILE))
             verifier.to(device).eval()
-        return cls(settings, network, verifier)
+        if settings.redetects:
+            fine = ZoomDetector(load_head("torch", checkpoint=Path(checkpoint) / FINE_DIR, device=device))
+        return cls(settings, network, verifier, fine)
 
     def plan(self, segments: np.ndarray, scores: np.ndarray, first_s: float, end_s: float) -> ZoomPlan:
         """Windows around the boundaries of the coarse `segments` (S, 2) s whose `scores` (S,) make the cut."""
@@ -200,7 +248,7 @@ class ZoomedPass:
     def refine(self, plan: ZoomPlan, rows: Tensor, first_s: float) -> np.ndarray:
         """(M,) s: the refined boundaries, from `rows` (N, C), the features of the frames at `plan.needed`."""
         settings = self.settings
-        if self.refiner is None or len(plan.centres_s) == 0:
+        if self.refiner is None or len(plan.centres_s) == 0:  # "none", and "detector" (which detects again)
             return plan.centres_s.copy()
         needed = plan.needed
         if len(rows) != len(needed):
@@ -248,6 +296,60 @@ class ZoomedPass:
         broken = out[:, 1] <= out[:, 0]
         out[broken] = segments[broken]
         return out
+
+
+class ZoomDetector:
+    """The "detector" refiner (module docstring, step 4): a TZN head trained on one feature per frame at the zoom
+    rate, run over the whole video's zoom-rate grid (`hybrid_rows`). One forward pass at a time."""
+
+    def __init__(self, head: Head):
+        self.head, self.lock = head, threading.Lock()
+
+    @property
+    def fps(self) -> float:
+        return float(self.head.checkpoint.features.default_fps)
+
+    def __call__(
+        self, rows: Tensor, first_s: float, duration_s: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, TZNOutput, float]:
+        """segments (S, 2) s, scores (S,), labels (S,) best first, the head's output and its ms, from `rows`
+        (K, C): one feature per tick first_s + k / fps."""
+        features = rows.T.contiguous()[None].float()
+        mask = torch.ones(1, features.shape[-1], dtype=torch.bool)
+        with self.lock:
+            started = time.perf_counter()
+            output = self.head(features, mask, fields=False)
+            if self.head.device.type == "cuda":
+                torch.cuda.synchronize(self.head.device)
+            head_ms = (time.perf_counter() - started) * 1000
+        config = self.head.checkpoint
+        found = video_segments(
+            output, config.model.boundary_head, self.head.postprocess, self.fps, 1, 1, duration=duration_s,
+            start_s=first_s,
+        )  # fmt: skip
+        as_numpy = (found.segments.cpu().numpy(), found.scores.cpu().numpy(), found.labels.cpu().numpy())
+        return *as_numpy, output, head_ms
+
+
+def hybrid_rows(known_ticks: np.ndarray, known_rows: Tensor, count: int) -> Tensor:
+    """(count, C): one row per tick 0..count-1 of the zoom grid, from the rows computed at `known_ticks` (N,)
+    (tick numbers, fractional where a coarse tick falls between zoom ticks; the first of equal ticks wins): the
+    known row where there is one, else the linear interpolation of the nearest known rows either side, the
+    nearest one beyond the first and the last."""
+    order = np.argsort(known_ticks, kind="stable")
+    ticks, first = np.unique(np.asarray(known_ticks, dtype=np.float64)[order], return_index=True)
+    rows = known_rows[torch.as_tensor(order[first], device=known_rows.device)].float()
+    wanted = np.arange(count, dtype=np.float64)
+    right = np.clip(np.searchsorted(ticks, wanted), 0, len(ticks) - 1)
+    left = np.clip(right - 1, 0, len(ticks) - 1)
+    left = np.where(ticks[right] <= wanted, right, left)  # on a known tick, or past the last one
+    gap = ticks[right] - ticks[left]
+    weight = np.clip(np.divide(wanted - ticks[left], gap, out=np.zeros(count), where=gap > 0), 0.0, 1.0)
+    weight = torch.as_tensor(weight, dtype=rows.dtype, device=rows.device)[:, None]
+    device = rows.device
+    return (
+        rows[torch.as_tensor(left, device=device)] * (1 - weight) + rows[torch.as_tensor(right, device=device)] * weight
+    )
 
 
 def window_ticks(
@@ -346,9 +448,9 @@ def spooled_ticks(first_s: float, end_s: float, fps: float, spans: Spans) -> np.
     return np.flatnonzero(inside_spans(sample_ticks(first_s, end_s, fps), spans))
 
 
-def zoom_document(settings: ZoomSettings, refiner: RefinerConfig, verifier: RefinerConfig | None = None) -> dict:
-    """The content of zoom.json."""
-    document = {"settings": asdict(settings), "refiner": refiner.to_dict()}
+def zoom_document(settings: ZoomSettings, refiner: RefinerConfig | None, verifier: RefinerConfig | None = None) -> dict:
+    """The content of zoom.json ("refiner": null for the "detector" refiner, which has no refiner network)."""
+    document = {"settings": asdict(settings), "refiner": refiner.to_dict() if refiner is not None else None}
     return document if verifier is None else {**document, "verifier": verifier.to_dict()}
 
 
@@ -359,7 +461,8 @@ Detect = Callable[[Tensor, float, float], tuple[np.ndarray, np.ndarray, np.ndarr
 
 @dataclass
 class ZoomRun:
-    """One zoomed request: the refined actions (best first), where it looked, what each pass decoded and cost."""
+    """One zoomed request: the refined actions (best first), where it looked, what each pass decoded and cost;
+    `fine`: the zoom rate detector's output ("detector" refiner), for its FLOPs."""
 
     segments: np.ndarray
     scores: np.ndarray
@@ -370,6 +473,7 @@ class ZoomRun:
     zoomed: FrameFeatures
     head_ms: float
     refine_ms: float
+    fine: TZNOutput | None = None
 
 
 def run_zoom(
@@ -377,19 +481,44 @@ def run_zoom(
 ) -> ZoomRun:
     """The coarse pass at `coarse_fps`, the windows, the zoom pass and the refinement (module docstring).
     `clip`: (frames per clip, clip stride) of the backbone; `end_s()`: the end of the video's last frame (known
-    once the coarse pass has decoded)."""
+    once the coarse pass has decoded). Where the zoom rate is a multiple of the coarse rate, a window's ticks
+    that are coarse ticks take the coarse pass's features: the zoom pass runs the backbone on the others only."""
+    settings = zoom.settings
     coarse = frames(coarse_fps, None)
     first_s = float(coarse.times[0]) if len(coarse.times) else 0.0
     segments, scores, labels, head_ms = detect(pool_clips(coarse.rows, *clip), first_s, coarse_fps)
-    plan = zoom.plan(segments, scores, first_s, end_s())
-    zoomed = frames(zoom.settings.zoom_fps, plan.spans) if len(plan.spans) else _no_frames(coarse)
+    end = end_s()
+    plan = zoom.plan(segments, scores, first_s, end)
+    needed, every = plan.needed, spool_every(coarse_fps, settings.zoom_fps)
+    reused = np.zeros(len(needed), dtype=bool)
+    if every:
+        reused = (needed % every == 0) & (needed // every < len(coarse.rows))
+    fresh = needed[~reused]
+    zoomed = frames(settings.zoom_fps, tick_spans(fresh, first_s, settings.zoom_fps)) if len(fresh) else \
+        _no_frames(coarse)  # fmt: skip
+    if len(zoomed.rows) != len(fresh):
+        raise RuntimeError(f"the zoom pass gave {len(zoomed.rows)} frames for {len(fresh)} ticks")
+    rows = coarse.rows.new_empty((len(needed), coarse.rows.shape[1]))
+    rows[torch.as_tensor(np.flatnonzero(~reused), device=rows.device)] = zoomed.rows.to(rows.dtype)
+    if reused.any():
+        rows[torch.as_tensor(np.flatnonzero(reused), device=rows.device)] = coarse.rows[
+            torch.as_tensor(needed[reused] // every, device=rows.device)
+        ]
     started = time.perf_counter()
-    refined = zoom.apply(segments, plan, zoom.refine(plan, zoomed.rows, first_s))
-    rescored = zoom.rescore(scores, plan, zoom.presence(plan, zoomed.rows))
-    order = np.argsort(-rescored, kind="stable")  # best first, as the coarse pass gave them
+    fine = None
+    if zoom.fine is not None:
+        count = len(sample_ticks(first_s, end, settings.zoom_fps))
+        coarse_ticks = np.arange(len(coarse.rows)) * (settings.zoom_fps / coarse_fps)
+        grid = hybrid_rows(np.concatenate([needed, coarse_ticks]), torch.cat([rows, coarse.rows.to(rows.dtype)]), count)
+        found, scored, labelled, fine, _ = zoom.fine(grid, first_s, end)
+        order = np.arange(len(scored))  # the detector answers best first
+    else:
+        found = zoom.apply(segments, plan, zoom.refine(plan, rows, first_s))
+        scored, labelled = zoom.rescore(scores, plan, zoom.presence(plan, rows)), labels
+        order = np.argsort(-scored, kind="stable")  # best first, as the coarse pass gave them
     return ZoomRun(
-        segments=refined[order], scores=rescored[order], labels=labels[order], coarse_segments=segments, plan=plan,
-        coarse=coarse, zoomed=zoomed, head_ms=head_ms, refine_ms=(time.perf_counter() - started) * 1000,
+        segments=found[order], scores=scored[order], labels=labelled[order], coarse_segments=segments, plan=plan,
+        coarse=coarse, zoomed=zoomed, head_ms=head_ms, refine_ms=(time.perf_counter() - started) * 1000, fine=fine,
     )  # fmt: skip
 
 

@@ -15,8 +15,9 @@ Per seed (the data are fixed; the seed is the training's):
   trained on per-frame features ("per frame": num_frames = feat_stride = 1, where the served clips pool 4 frames
   every 2, which halves the time resolution);
 - zoom: the seed's uniform detector at the coarse rate (clips or per frame), refiners (bdr, regression) and a
-  verifier trained per (zoom_fps, window_s), run by `engine.zoom.run_zoom` (what `Localizer.localize` runs for a
-  zoom checkpoint) on cached frames;
+  verifier trained per (zoom_fps, window_s), or the "detector" refiner: the seed's per-frame uniform detector at the
+  zoom rate, run on the coarse frames and the windows' (interpolated between them); all run by
+  `engine.zoom.run_zoom` (what `Localizer.localize` runs for a zoom checkpoint) on cached frames;
 - the zoom points (GRID: coarse rate, coarse features, zoom rate, window, candidate score, refiner, verify weight)
   are chosen on the validation split (mean over seeds), never on test: "zoom-lite" the best validation mAP@0.7 at
   <= 0.4x the 8 fps backbone, "zoom-fine" the best validation mAP@0.9 at <= 1.0x with zoom_fps >= 16; both among
@@ -35,6 +36,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -50,7 +52,7 @@ from engine.features.extractor import FrameFeatures
 from engine.localizer import Localizer
 from engine.settings import EngineSettings, WorkLimits
 from engine.video.source import VideoSource
-from engine.zoom import REFINER_FILE, VERIFIER_FILE, ZoomedPass, ZoomSettings, pool_clips, run_zoom
+from engine.zoom import REFINER_FILE, VERIFIER_FILE, ZoomDetector, ZoomedPass, ZoomSettings, pool_clips, run_zoom
 from experiments.results import ground_truth_widths, variance_ratio
 from model.backbones import SPECS
 from model.refiner import BoundaryRefiner, BoundaryVerifier, RefinerConfig
@@ -74,13 +76,18 @@ TIOUS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SPEC = SPECS["resnet18-2d"]
 CLIP = (SPEC.frames_per_clip, SPEC.clip_stride)
 POOLINGS = {"clips": CLIP, "frames": (1, 1)}  # a detector's features: the served clips, or one per frame
-FRAME_RATES = (1, 2, 4, 8)  # the rates with per-frame detectors too (the zoom's coarse rates and the reference)
+FRAME_RATES = (1, 2, 4, 8, 16)  # rates with per-frame detectors too (the zoom's coarse and zoom rates, the reference)
 PER_FRAME = ", per frame"  # the test table's suffix of the uniform detectors on per-frame features
 GRID = {
-    "coarse_fps": (1, 2, 4), "zoom_fps": (8, 16), "window_s": (0.5, 1.0), "min_score": (0.1, 0.3, 0.5),
-    "refiner": ("bdr", "regression"), "verify_weight": (0.0, 0.25), "coarse_pooling": ("clips", "frames"),
-}  # fmt: skip
-REFINERS = ("bdr", "regression", "none")
+    "coarse_fps": (1, 2, 4),
+    "zoom_fps": (8, 16),
+    "window_s": (0.25, 0.5, 1.0),
+    "min_score": (0.1, 0.3, 0.5),
+    "refiner": ("bdr", "regression", "detector"),
+    "verify_weight": (0.0, 0.25),
+    "coarse_pooling": ("clips", "frames"),
+}  # fmt: skip  (the "detector" refiner scores its own actions: only with verify_weight 0)
+REFINERS = ("bdr", "regression", "none", "detector")
 AVERAGE_SLACK = 1.0  # a chosen zoom point keeps the validation average mAP within this of uniform 8 fps's
 
 
@@ -123,8 +130,8 @@ class Bench:
         return self._localizers[run]
 
     def refiner(self, settings: ZoomSettings, mode: str, seed: int):
-        """The seed's refiner for (zoom_fps, window_s, mode), trained once; None for "none"."""
-        if mode == "none":
+        """The seed's refiner for (zoom_fps, window_s, mode), trained once; None for "none" and "detector"."""
+        if mode in ("none", "detector"):
             return None
         recipe = self.zoom.refiner.model_copy(update={"mode": mode})
         return self._kept(
@@ -201,11 +208,19 @@ def uniform_predictions(bench: Bench, fps: float, seed: int, split: str, pooling
 
 
 def point_settings(bench: Bench, point: dict, mode: str | None = None, weight: float | None = None) -> ZoomSettings:
-    """The ZoomSettings of zoom point `point`, with another refiner `mode` or verify `weight` if given."""
+    """The ZoomSettings of zoom point `point`, with another refiner `mode` or verify `weight` if given (the
+    "detector" refiner always without a verifier)."""
+    mode = point["refiner"] if mode is None else mode
+    weight = point.get("verify_weight", 0.0) if weight is None else weight
     return ZoomSettings(
-        point["zoom_fps"], point["window_s"], point["min_score"], bench.zoom.max_candidates,
-        point["refiner"] if mode is None else mode, point.get("verify_weight", 0.0) if weight is None else weight,
+        point["zoom_fps"], point["window_s"], point["min_score"], bench.zoom.max_candidates, mode,
+        0.0 if mode == "detector" else weight,
     )  # fmt: skip
+
+
+def valid(point: dict) -> bool:
+    """A GRID point the zoom can run: the "detector" refiner has no verifier."""
+    return not (point["refiner"] == "detector" and point["verify_weight"] > 0)
 
 
 def zoom_predictions(
@@ -214,7 +229,8 @@ def zoom_predictions(
     """ActivityNet results of the zoom at `point` with refiner `mode` (and verify `weight` if given), and the
     frames its backbone ran."""
     settings = point_settings(bench, point, mode, weight)
-    zoom = ZoomedPass(settings, bench.refiner(settings, mode, seed), bench.verifier(settings, seed))
+    fine = ZoomDetector(bench.detector(settings.zoom_fps, seed, "frames").head) if settings.redetects else None
+    zoom = ZoomedPass(settings, bench.refiner(settings, mode, seed), bench.verifier(settings, seed), fine)
     pooling = point.get("coarse_pooling", "clips")
     localizer, results, frames = bench.detector(point["coarse_fps"], seed, pooling), {}, 0
     for video_id in bench.videos(split):
@@ -272,6 +288,8 @@ def choose_points(bench: Bench, seeds: list[int], log) -> dict[str, dict]:
     scored = []
     for values in itertools.product(*GRID.values()):
         point = dict(zip(GRID, values, strict=True))
+        if not valid(point):
+            continue
         rows = [
             measure(bench, *zoom_predictions(bench, point, point["refiner"], s, "validation"), "validation")
             for s in seeds
@@ -313,9 +331,10 @@ def test_runs(bench: Bench, seeds: list[int], chosen: dict[str, dict], log) -> d
                 label = name if mode == point["refiner"] else f"{name}, refiner {mode}"
                 seed_rows[label] = measure(bench, *zoom_predictions(bench, point, mode, seed, "test"), "test")
             other = next(w for w in GRID["verify_weight"] if w != point["verify_weight"])  # the verifier's ablation
-            seed_rows[f"{name}, verify weight {other:g}"] = measure(
-                bench, *zoom_predictions(bench, point, point["refiner"], seed, "test", other), "test"
-            )
+            if valid({**point, "verify_weight": other}):
+                seed_rows[f"{name}, verify weight {other:g}"] = measure(
+                    bench, *zoom_predictions(bench, point, point["refiner"], seed, "test", other), "test"
+                )
             pooling = next(p for p in POOLINGS if p != point["coarse_pooling"])  # the coarse features' ablation
             seed_rows[f"{name}, coarse {pooling}"] = measure(
                 bench, *zoom_predictions(bench, {**point, "coarse_pooling": pooling}, point["refiner"], seed, "test"),
@@ -340,9 +359,14 @@ def wall_times(bench: Bench, chosen: dict[str, dict], seed: int) -> dict[str, di
         settings = point_settings(bench, point)
         refiner = bench.refiner(settings, point["refiner"], seed)
         detector = bench.run_dir(point["coarse_fps"], seed, point["coarse_pooling"])
+        fine = None
+        if settings.redetects:
+            bench.detector(settings.zoom_fps, seed, "frames")
+            fine = bench.run_dir(settings.zoom_fps, seed, "frames")
+        shutil.rmtree(bench.workdir / "served" / f"seed{seed}-{name}", ignore_errors=True)  # no files of another point
         checkpoints[name] = write_zoom_checkpoint(
-            detector, bench.workdir / "served" / f"seed{seed}-{name}", settings, refiner, refiner.config,
-            bench.verifier(settings, seed),
+            detector, bench.workdir / "served" / f"seed{seed}-{name}", settings, refiner,
+            refiner.config if refiner is not None else None, bench.verifier(settings, seed), fine,
         )  # fmt: skip
     videos = bench.videos("test")
     minutes = sum(bench.truth["database"][v]["duration"] for v in videos) / 60

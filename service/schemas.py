@@ -87,7 +87,10 @@ class ZoomInfo(BaseModel):
 
     coarse_fps: float = Field(description="the coarse pass's sampling rate over the whole video")
     zoom_fps: float = Field(description="the sampling rate inside the windows")
-    refiner: str = Field(description="how boundaries were refined in the windows: bdr, regression or none")
+    refiner: str = Field(
+        description="how boundaries were refined in the windows: bdr, regression or none; detector: the zoom rate's "
+        "detector found the actions again over the whole video (the windows' frames, interpolated between them)"
+    )
     verify_weight: float = Field(
         description="0: the scores are the coarse pass's; > 0: each candidate with windows had its score multiplied "
         "by (p_start * p_end) ** (verify_weight / 2), the verifier's belief that its windows hold its boundaries"
@@ -98,7 +101,10 @@ class ZoomInfo(BaseModel):
         "two passes: the windows were decoded again"
     )
     candidates: int = Field(description="coarse detections whose boundaries got windows")
-    frames: dict[str, int] = Field(description="frames through the backbone per pass: coarse, zoom")
+    frames: dict[str, int] = Field(
+        description="frames through the backbone per pass: coarse, zoom (window frames the coarse pass had computed "
+        "are not run again)"
+    )
     timing_ms: ZoomTiming
 
 

@@ -22,6 +22,10 @@ pooled into clips as the engine pools them, so training sees what a request at t
    boundary but too far for the window to hold it), each labelled by whether a true boundary of its kind lies in it;
 5. RUN is a zoom checkpoint: the detector's config.json and weights, zoom.json, refiner.safetensors (and
    verifier.safetensors).
+
+With `zoom.refiner.mode: detector` there is no refiner network: step 3 trains a second detector, on one feature
+per frame at the zoom rate (`rate_features` at zoom_fps, cut 1 and 1; the detector's other sections as they are),
+kept in RUN/fine/ (engine/zoom.py, "detector").
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from safetensors.torch import save_file
 
 from engine.video.sampling import frames_on_screen, sample_ticks
 from engine.zoom import (
+    FINE_DIR,
     REFINER_FILE,
     VERIFIER_FILE,
     ZOOM_FILE,
@@ -299,15 +304,22 @@ def train_refiner(
 
 
 def write_zoom_checkpoint(
-    detector: Path, output: Path, settings: ZoomSettings, refiner, config: RefinerConfig, verifier=None
-) -> Path:
-    """A zoom checkpoint in `output`: the detector's files, zoom.json, (unless "none") refiner.safetensors and
-    (with settings.verify) verifier.safetensors."""
+    detector: Path, output: Path, settings: ZoomSettings, refiner, config: RefinerConfig | None, verifier=None,
+    fine: Path | None = None,
+) -> Path:  # fmt: skip
+    """A zoom checkpoint in `output`: the detector's files, zoom.json, (for "bdr" and "regression")
+    refiner.safetensors, (with settings.verify) verifier.safetensors and (for "detector") the zoom rate's detector
+    `fine` in fine/."""
     if settings.verify != (verifier is not None):
         raise ValueError("a verify_weight needs a verifier, and a verifier a verify_weight")
+    if settings.redetects != (fine is not None):
+        raise ValueError("the 'detector' refiner, and only it, needs the zoom rate's detector")
     output.mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "model.safetensors"):
-        shutil.copyfile(detector / name, output / name)
+    for source, target in ((detector, output), (fine, output / FINE_DIR)):
+        if source is not None:
+            target.mkdir(exist_ok=True)
+            for name in ("config.json", "model.safetensors"):
+                shutil.copyfile(source / name, target / name)
     for network, name in ((refiner, REFINER_FILE), (verifier, VERIFIER_FILE)):
         if network is not None:
             save_file({k: v.contiguous() for k, v in network.state_dict().items()}, output / name)
@@ -316,18 +328,29 @@ def write_zoom_checkpoint(
     return output
 
 
+def train_detector(
+    base: TrainConfig, cache: FrameCache, annotations: Path, fps: float, cut: tuple[int, int], output: Path, seed: int,
+    log=print,
+) -> Path:  # fmt: skip
+    """A detector on `fps` features cut `cut` (frames per clip, stride), trained in output/detector."""
+    features = rate_features(cache, fps, output / "features" / f"{fps:g}fps-{cut[0]}x{cut[1]}", *cut)
+    data = base.data.model_copy(update={"num_frames": cut[0], "feat_stride": cut[1]})
+    config = detector_config(base.model_copy(update={"data": data}), annotations, features, fps, seed)
+    return train(config, output / "detector", log=log)
+
+
 def train_zoom(config_path: Path, videos: Path, frames: Path, output: Path, seed: int | None = None, log=print) -> Path:
     """The whole recipe (module docstring): a zoom checkpoint in `output`."""
     base, zoom = load_zoom_config(config_path)
     seed = base.seed if seed is None else seed
     annotations = videos / "annotations.json"
     cache = FrameCache(frames, json.loads(annotations.read_text()))
-    features = rate_features(  # cut into clips as configs/zoom.yaml's data section says (1 and 1: one per frame)
-        cache, zoom.coarse_fps, output / "features" / f"{zoom.coarse_fps:g}fps", base.data.num_frames,
-        base.data.feat_stride,
-    )  # fmt: skip
-    detector = train(detector_config(base, annotations, features, zoom.coarse_fps, seed), output / "detector", log=log)
+    cut = (base.data.num_frames, base.data.feat_stride)  # as configs/zoom.yaml's data section says (1, 1: per frame)
+    detector = train_detector(base, cache, annotations, zoom.coarse_fps, cut, output, seed, log)
     settings = zoom.settings()
+    if settings.redetects:
+        fine = train_detector(base, cache, annotations, zoom.zoom_fps, (1, 1), output / "fine-run", seed, log)
+        return write_zoom_checkpoint(detector, output, settings, None, None, fine=fine)
     refiner, refiner_config = train_refiner(cache, settings, zoom.refiner, seed, log)
     verifier = train_verifier(cache, settings, zoom.verifier, seed, log)[0] if settings.verify else None
     return write_zoom_checkpoint(detector, output, settings, refiner, refiner_config, verifier)

@@ -18,7 +18,16 @@ from engine.trace import window_cover
 from engine.video.decode import DecodeRequest, Decoding, decode_frames
 from engine.video.sampling import sample_ticks
 from engine.video.source import VideoSource
-from engine.zoom import FrameSpool, ZoomedPass, ZoomSettings, pool_clips, spool_every, spooled_ticks, tick_spans
+from engine.zoom import (
+    FrameSpool,
+    ZoomedPass,
+    ZoomSettings,
+    hybrid_rows,
+    pool_clips,
+    spool_every,
+    spooled_ticks,
+    tick_spans,
+)
 from model.backbones import SPECS
 from model.refiner import field_boundary
 from service.answers import answer_json
@@ -181,7 +190,9 @@ def test_a_zoom_checkpoint_looks_coarsely_everywhere_and_closely_in_its_windows(
     assert zoom["decode"] == "one pass"
     assert zoom["frames"]["coarse"] == len(sample_ticks(0.0, duration, 2.0))
     windows = tuple(tuple(w) for w in zoom["windows"])
-    assert zoom["frames"]["zoom"] == len(sample_ticks(0.0, duration, 16.0, windows)) <= 6 * 16
+    window_ticks = np.round(sample_ticks(0.0, duration, 16.0, windows) * 16).astype(int)
+    on_coarse = window_ticks % 8 == 0  # the coarse pass computed these frames: they do not run again
+    assert on_coarse.any() and zoom["frames"]["zoom"] == (~on_coarse).sum() <= 6 * 16
     frames = zoom["frames"]["coarse"] + zoom["frames"]["zoom"]
     assert flops["backbone"] == frames * localizer.extractor.flops_per_unit
     assert flops["backbone_dense"] == len(sample_ticks(0.0, duration, 8.0)) * localizer.extractor.flops_per_unit
@@ -253,7 +264,7 @@ def test_a_zoom_rate_that_is_not_a_multiple_of_the_coarse_rate_decodes_the_windo
     found = Localizer(EngineSettings(checkpoint=other, device="cpu")).localize(VideoSource.from_path(SAMPLE), LIMITS)
     windows = tuple(tuple(w) for w in found.zoom["windows"])
     assert found.zoom["decode"] == "two passes" and windows
-    assert found.zoom["frames"]["zoom"] == len(sample_ticks(0.0, found.info.duration_s, 5.0, windows))
+    assert found.zoom["frames"]["zoom"] == len(sample_ticks(0.0, found.info.duration_s, 5.0, windows))  # none reused
 
 
 def test_a_zoom_checkpoint_whose_refiner_is_none_keeps_the_coarse_boundaries(zoom_checkpoint):
@@ -333,3 +344,101 @@ def test_a_served_zoom_with_a_verifier_rescores_the_candidates_it_looked_at_and_
     lowered = [after[k] < before[k] for k in before.keys() & after.keys()]
     assert lowered and all(after[k] <= before[k] for k in before.keys() & after.keys())
     assert any(lowered)  # a random verifier is unsure (0 < p < 1) of each of the 3 candidates it looked at
+
+
+def test_the_hybrid_grid_keeps_what_was_computed_and_interpolates_between():
+    known = np.array([0.0, 4.0, 8.0, 5.0, 6.0, 4.0, 2.5])  # coarse ticks, window ticks, a repeat, a fractional tick
+    rows = torch.tensor([[0.0], [4.0], [8.0], [50.0], [60.0], [-1.0], [25.0]])
+    grid = hybrid_rows(known, rows, 10)[:, 0]
+    # 2 lies between 0 and 2.5 (0 -> 25), 3 between 2.5 and 4; the first of two rows at tick 4 wins; past 8, 8 holds
+    expected = [0.0, 10.0, 20.0, 25 + (4 - 25) * 0.5 / 1.5, 4.0, 50.0, 60.0, 34.0, 8.0, 8.0]
+    torch.testing.assert_close(grid, torch.tensor(expected))
+
+
+def _detector_zoom(zoom_checkpoint, tmp_path_factory, **fine_spec):
+    """zoom_checkpoint with the "detector" refiner: a random per-frame TZN at 16 fps in fine/."""
+    import json
+    import shutil
+
+    from engine.zoom import FINE_DIR, ZOOM_FILE
+    from model.checkpoint import CheckpointConfig, FeatureSpec, read_checkpoint_config, save_checkpoint
+    from model.config import ModelConfig
+    from model.tzn import TZN
+
+    directory = shutil.copytree(zoom_checkpoint, tmp_path_factory.mktemp("detector") / "zoom")
+    labels = read_checkpoint_config(zoom_checkpoint).labels
+    torch.manual_seed(5)
+    config = ModelConfig(input_dim=SPECS["resnet18-2d"].feature_dim, num_classes=len(labels), embed_dim=32, n_head=4,
+                         attn_block_size=16, tau_hidden=8)  # fmt: skip
+    labels = fine_spec.pop("labels", labels)
+    spec = {"feat_stride": 1, "num_frames": 1, "default_fps": 16.0, "backbone": "resnet18-2d", **fine_spec}
+    fine = CheckpointConfig(model=config, labels=labels, features=FeatureSpec(**spec))
+    save_checkpoint(TZN(config), directory / FINE_DIR, fine)
+    document = json.loads((directory / ZOOM_FILE).read_text())
+    document["settings"]["refiner"], document["refiner"] = "detector", None
+    (directory / ZOOM_FILE).write_text(json.dumps(document))
+    return directory
+
+
+def test_the_detector_refiner_detects_again_on_the_coarse_frames_and_the_windows(zoom_checkpoint, tmp_path_factory):
+    """The answer is the zoom rate's detector run on the grid a dense 16 fps pass would have had, with the frames
+    the request did not compute interpolated: checked against features of every 16 fps frame, computed here."""
+    from model.flops import output_flops
+
+    directory = _detector_zoom(zoom_checkpoint, tmp_path_factory)
+    localizer = Localizer(EngineSettings(checkpoint=directory, device="cpu"))
+    found = localizer.localize(VideoSource.from_path(SAMPLE), LIMITS)
+    zoom, duration = found.zoom, found.info.duration_s
+    assert zoom["refiner"] == "detector" and zoom["decode"] == "one pass" and zoom["candidates"] == 3
+    with localizer.frames(VideoSource.from_path(SAMPLE), LIMITS, fps=16.0) as (_, _, chunks):
+        dense = localizer.extractor.frame_features(chunks)
+    ticks = np.arange(len(dense.times))
+    windows = tuple(tuple(w) for w in zoom["windows"])
+    computed = (ticks % 8 == 0) | np.isin(ticks, np.round(sample_ticks(0.0, duration, 16.0, windows) * 16))
+    assert zoom["frames"]["coarse"] + zoom["frames"]["zoom"] == computed.sum() < len(ticks) / 2
+    grid = hybrid_rows(ticks[computed], dense.rows[torch.as_tensor(computed)], len(ticks))
+    segments, scores, labels, output, _ = localizer.zoom.fine(grid, 0.0, duration)
+    served = [(s["start_s"], s["end_s"], s["score"]) for s in found.segments]
+    expected = [(a, b, c) for (a, b), c in zip(segments.tolist(), scores.tolist(), strict=True)][: len(served)]
+    np.testing.assert_allclose(np.array(served), np.array(expected), atol=2e-3)  # the answer rounds to 3 decimals
+    assert [s["label"] for s in found.segments] == [localizer.config.labels[c] for c in labels[: len(served)]]
+    coarse_only = Localizer(EngineSettings(checkpoint=zoom_checkpoint, device="cpu")).localize(
+        VideoSource.from_path(SAMPLE), LIMITS
+    )  # the same coarse pass, refined in its windows: the answer's head FLOPs differ by the detector's
+    fine_flops = output_flops(localizer.zoom.fine.head.checkpoint.model, output, batch=1).total
+    assert found.flops["head"] == pytest.approx(coarse_only.flops["head"] + fine_flops, rel=1e-6)
+    assert found.flops["backbone"] == coarse_only.flops["backbone"]
+
+
+@pytest.mark.parametrize(
+    ("fine_spec", "message"),
+    [
+        ({"default_fps": 8.0}, "one feature per frame at the zoom rate \\(16 fps\\)"),
+        ({"num_frames": 4, "feat_stride": 2}, "trained on num_frames 4, feat_stride 2"),
+        ({"labels": ["a", "b", "c", "d"]}, "are not the coarse detector's"),
+    ],
+)
+def test_a_detector_refiner_that_does_not_fit_stops_start_up(zoom_checkpoint, tmp_path_factory, fine_spec, message):
+    from engine.errors import ConfigurationError
+    from engine.preflight import check
+
+    with pytest.raises(ConfigurationError, match=message):
+        check(EngineSettings(checkpoint=_detector_zoom(zoom_checkpoint, tmp_path_factory, **fine_spec), device="cpu"))
+
+
+def test_a_detector_refiner_without_its_checkpoint_or_with_a_verifier_is_refused(zoom_checkpoint, tmp_path_factory):
+    import shutil
+
+    from engine.errors import ConfigurationError
+    from engine.preflight import check
+    from engine.zoom import FINE_DIR
+
+    directory = _detector_zoom(zoom_checkpoint, tmp_path_factory)
+    (directory / FINE_DIR / "model.safetensors").unlink()
+    with pytest.raises(ConfigurationError, match="fine/model.safetensors: missing"):
+        check(EngineSettings(checkpoint=directory, device="cpu"))
+    shutil.rmtree(directory / FINE_DIR)
+    with pytest.raises(ConfigurationError, match="'detector' refiner: checkpoint directory .* does not exist"):
+        check(EngineSettings(checkpoint=directory, device="cpu"))
+    with pytest.raises(ValueError, match="a verify_weight does not apply"):
+        ZoomSettings(refiner="detector", verify_weight=0.5)

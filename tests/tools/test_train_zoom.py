@@ -173,3 +173,34 @@ def test_the_verifier_rescores_the_candidates_it_has_windows_for_and_the_checkpo
         ZoomedPass.load(written, SPECS["resnet18-2d"], torch.device("cpu"))
     with pytest.raises(ValueError, match="exactly when it has a verifier"):
         ZoomedPass(settings, refiner)
+
+
+def test_the_detector_refiner_trains_a_per_frame_detector_at_the_zoom_rate_into_the_checkpoint(cache, tmp_path):
+    """`zoom.refiner.mode: detector`: one command trains the coarse detector and, in fine/, a detector on one
+    feature per frame at the zoom rate; the checkpoint loads with the zoom rate's detector and no refiner."""
+    import yaml
+
+    from engine.zoom import FINE_DIR, hybrid_rows, read_zoom
+    from model.checkpoint import read_checkpoint_config
+    from tools.train_zoom import train_zoom
+
+    config = yaml.safe_load(open("configs/zoom.yaml"))
+    config["optimizer"]["epochs"], config["model"]["embed_dim"] = 2, 16
+    config["data"].update(max_seq_len=128, val_split="test")
+    config["zoom"].update(coarse_fps=2.0, zoom_fps=8.0, refiner={"mode": "detector"})
+    path = tmp_path / "zoom.yaml"
+    path.write_text(yaml.safe_dump(config))
+    written = train_zoom(path, cache.frames, cache.frames, tmp_path / "run", log=lambda _: None)
+    coarse, fine = read_checkpoint_config(written), read_checkpoint_config(written / FINE_DIR)
+    assert (coarse.features.default_fps, fine.features.default_fps) == (2.0, 8.0)
+    assert (fine.features.num_frames, fine.features.feat_stride) == (1, 1) and fine.labels == coarse.labels
+    assert json.loads((written / ZOOM_FILE).read_text())["refiner"] is None
+    settings, refiner, _ = read_zoom(written, SPECS["resnet18-2d"])
+    assert settings.redetects and refiner is None and not (written / "refiner.safetensors").exists()
+    zoom = ZoomedPass.load(written, SPECS["resnet18-2d"], torch.device("cpu"))
+    assert zoom.refiner is None and zoom.fine.fps == 8.0
+    rows = torch.from_numpy(cache.at("v9", 8.0)[0])
+    segments, scores, labels, _, _ = zoom.fine(hybrid_rows(np.arange(len(rows)), rows, len(rows)), 0.0, 20.0)
+    assert len(segments) == len(scores) == len(labels) and np.all(np.diff(scores) <= 0)
+    with pytest.raises(ValueError, match="only it, needs the zoom rate's detector"):
+        write_zoom_checkpoint(written, tmp_path / "other", settings, None, None)
