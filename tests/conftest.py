@@ -111,6 +111,27 @@ def zoom_checkpoint(tmp_path_factory) -> Path:
     return directory
 
 
+def detector_zoom(zoom_checkpoint: Path, parent: Path, **fine_spec) -> Path:
+    """A copy of zoom_checkpoint in `parent` with the "detector" refiner: a random per-frame TZN at 16 fps in fine/
+    (`fine_spec` changes its FeatureSpec fields, or its "labels")."""
+    from engine.zoom import FINE_DIR, ZOOM_FILE
+    from model.checkpoint import read_checkpoint_config
+
+    directory = shutil.copytree(zoom_checkpoint, parent / "zoom")
+    labels = read_checkpoint_config(zoom_checkpoint).labels
+    torch.manual_seed(5)
+    config = ModelConfig(input_dim=SPECS["resnet18-2d"].feature_dim, num_classes=len(labels), embed_dim=32, n_head=4,
+                         attn_block_size=16, tau_hidden=8)  # fmt: skip
+    labels = fine_spec.pop("labels", labels)
+    spec = {"feat_stride": 1, "num_frames": 1, "default_fps": 16.0, "backbone": "resnet18-2d", **fine_spec}
+    fine = CheckpointConfig(model=config, labels=labels, features=FeatureSpec(**spec))
+    save_checkpoint(TZN(config), directory / FINE_DIR, fine)
+    document = json.loads((directory / ZOOM_FILE).read_text())
+    document["settings"]["refiner"], document["refiner"] = "detector", None
+    (directory / ZOOM_FILE).write_text(json.dumps(document))
+    return directory
+
+
 @pytest.fixture(scope="session")
 def long_videos(tmp_path_factory) -> dict[str, Path]:
     """Generated 64x48 H.264 at 4 fps: 3 minutes, and 1 and 60 minutes for the memory check."""

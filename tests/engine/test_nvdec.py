@@ -139,3 +139,23 @@ def test_a_zoom_checkpoint_runs_on_nvdec_with_one_decode_and_with_two(zoom_check
     assert gpu_answer.zoom["frames"]["coarse"] == cpu_answer.zoom["frames"]["coarse"]
     assert gpu_answer.zoom["frames"]["zoom"] > 0
     assert gpu_answer.segments and all(0 <= s["start_s"] < s["end_s"] for s in gpu_answer.segments)
+
+
+def test_the_detector_refiner_runs_on_the_gpu_as_on_the_cpu(zoom_checkpoint, tmp_path, parity_media):
+    """The "detector" refiner on a GPU host (hybrid grid and second head on the device): the same windows as the
+    CPU's from the same coarse frames, and the zoom rate's detector's actions."""
+    from tests.conftest import detector_zoom
+
+    checkpoint = detector_zoom(zoom_checkpoint, tmp_path)
+    path = parity_media["untagged_25fps.mp4"]
+    answers = {
+        device: Localizer(EngineSettings(checkpoint=checkpoint, device=device, decoder=decoder)).localize(
+            VideoSource.from_path(path), LIMITS
+        )
+        for device, decoder in (("cuda", "auto"), ("cpu", "decord"))
+    }
+    gpu_answer, cpu_answer = answers["cuda"], answers["cpu"]
+    assert gpu_answer.zoom["refiner"] == cpu_answer.zoom["refiner"] == "detector"
+    assert gpu_answer.zoom["frames"]["coarse"] == cpu_answer.zoom["frames"]["coarse"]
+    assert gpu_answer.flops["head"] > 0 and gpu_answer.segments
+    assert all(0 <= s["start_s"] < s["end_s"] <= gpu_answer.info.duration_s for s in gpu_answer.segments)

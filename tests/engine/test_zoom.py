@@ -31,7 +31,7 @@ from engine.zoom import (
 from model.backbones import SPECS
 from model.refiner import field_boundary
 from service.answers import answer_json
-from tests.conftest import ffmpeg
+from tests.conftest import detector_zoom, ffmpeg
 
 LIMITS = WorkLimits(max_duration_s=600, timeout_s=120)
 SAMPLE = "service/demo/sample.mp4"
@@ -355,37 +355,12 @@ def test_the_hybrid_grid_keeps_what_was_computed_and_interpolates_between():
     torch.testing.assert_close(grid, torch.tensor(expected))
 
 
-def _detector_zoom(zoom_checkpoint, tmp_path_factory, **fine_spec):
-    """zoom_checkpoint with the "detector" refiner: a random per-frame TZN at 16 fps in fine/."""
-    import json
-    import shutil
-
-    from engine.zoom import FINE_DIR, ZOOM_FILE
-    from model.checkpoint import CheckpointConfig, FeatureSpec, read_checkpoint_config, save_checkpoint
-    from model.config import ModelConfig
-    from model.tzn import TZN
-
-    directory = shutil.copytree(zoom_checkpoint, tmp_path_factory.mktemp("detector") / "zoom")
-    labels = read_checkpoint_config(zoom_checkpoint).labels
-    torch.manual_seed(5)
-    config = ModelConfig(input_dim=SPECS["resnet18-2d"].feature_dim, num_classes=len(labels), embed_dim=32, n_head=4,
-                         attn_block_size=16, tau_hidden=8)  # fmt: skip
-    labels = fine_spec.pop("labels", labels)
-    spec = {"feat_stride": 1, "num_frames": 1, "default_fps": 16.0, "backbone": "resnet18-2d", **fine_spec}
-    fine = CheckpointConfig(model=config, labels=labels, features=FeatureSpec(**spec))
-    save_checkpoint(TZN(config), directory / FINE_DIR, fine)
-    document = json.loads((directory / ZOOM_FILE).read_text())
-    document["settings"]["refiner"], document["refiner"] = "detector", None
-    (directory / ZOOM_FILE).write_text(json.dumps(document))
-    return directory
-
-
 def test_the_detector_refiner_detects_again_on_the_coarse_frames_and_the_windows(zoom_checkpoint, tmp_path_factory):
     """The answer is the zoom rate's detector run on the grid a dense 16 fps pass would have had, with the frames
     the request did not compute interpolated: checked against features of every 16 fps frame, computed here."""
     from model.flops import output_flops
 
-    directory = _detector_zoom(zoom_checkpoint, tmp_path_factory)
+    directory = detector_zoom(zoom_checkpoint, tmp_path_factory.mktemp("detector"))
     localizer = Localizer(EngineSettings(checkpoint=directory, device="cpu"))
     found = localizer.localize(VideoSource.from_path(SAMPLE), LIMITS)
     zoom, duration = found.zoom, found.info.duration_s
@@ -423,7 +398,12 @@ def test_a_detector_refiner_that_does_not_fit_stops_start_up(zoom_checkpoint, tm
     from engine.preflight import check
 
     with pytest.raises(ConfigurationError, match=message):
-        check(EngineSettings(checkpoint=_detector_zoom(zoom_checkpoint, tmp_path_factory, **fine_spec), device="cpu"))
+        check(
+            EngineSettings(
+                checkpoint=detector_zoom(zoom_checkpoint, tmp_path_factory.mktemp("detector"), **fine_spec),
+                device="cpu",
+            )
+        )
 
 
 def test_a_detector_refiner_without_its_checkpoint_or_with_a_verifier_is_refused(zoom_checkpoint, tmp_path_factory):
@@ -433,7 +413,7 @@ def test_a_detector_refiner_without_its_checkpoint_or_with_a_verifier_is_refused
     from engine.preflight import check
     from engine.zoom import FINE_DIR
 
-    directory = _detector_zoom(zoom_checkpoint, tmp_path_factory)
+    directory = detector_zoom(zoom_checkpoint, tmp_path_factory.mktemp("detector"))
     (directory / FINE_DIR / "model.safetensors").unlink()
     with pytest.raises(ConfigurationError, match="fine/model.safetensors: missing"):
         check(EngineSettings(checkpoint=directory, device="cpu"))

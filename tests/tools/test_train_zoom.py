@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,7 +185,7 @@ def test_the_detector_refiner_trains_a_per_frame_detector_at_the_zoom_rate_into_
     from model.checkpoint import read_checkpoint_config
     from tools.train_zoom import train_zoom
 
-    config = yaml.safe_load(open("configs/zoom.yaml"))
+    config = yaml.safe_load(Path("configs/zoom.yaml").read_text())
     config["optimizer"]["epochs"], config["model"]["embed_dim"] = 2, 16
     config["data"].update(max_seq_len=128, val_split="test")
     config["zoom"].update(coarse_fps=2.0, zoom_fps=8.0, refiner={"mode": "detector"})
