@@ -117,7 +117,7 @@ class JobRunner:
         if self.store.get(job.id).cancel_requested:  # a DELETE that came between the claim and the line above
             cancelled.set()
         started = time.monotonic()
-        status = JobStatus.failed
+        status, outcome = JobStatus.failed, {}
         include = parse_include(job.include_traces)
         try:
             result = localizer.localize(
@@ -125,25 +125,25 @@ class JobRunner:
                 top_k=job.top_k, fields="boundary" in include, progress=self._progress_writer(job.id),
                 cancelled=cancelled.is_set,
             )  # fmt: skip
-            status = JobStatus.succeeded
-            self.store.finish(job.id, status, result=answer_json(result, localizer, job.id, include))
+            status, outcome = JobStatus.succeeded, {"result": answer_json(result, localizer, job.id, include)}
         except JobCancelledError:
             if self.stopping.is_set() and not self.store.get(job.id).cancel_requested:
                 self.store.requeue(job.id)
                 log.info("job %s interrupted by the server stopping; re-queued", job.id)
                 return
             status = JobStatus.cancelled
-            self.store.finish(job.id, status)
         except VideoError as error:
-            self.store.finish(job.id, status, error_code=error_status(error)[1], error_message=str(error))
+            outcome = {"error_code": error_status(error)[1], "error_message": str(error)}
         except Exception as error:
             log.exception("job %s failed", job.id)
-            self.store.finish(job.id, status, error_code="internal_error", error_message=f"{type(error).__name__}: {error}")  # fmt: skip
+            outcome = {"error_code": "internal_error", "error_message": f"{type(error).__name__}: {error}"}
         finally:
             with self.guard:
                 self.cancel_events.pop(job.id, None)
             if not (self.stopping.is_set() and self.store.get(job.id).status == JobStatus.queued):
                 Path(job.upload_path).unlink(missing_ok=True)
+        # recorded once the upload is gone: a client that sees the job finished never finds its file still there
+        self.store.finish(job.id, status, **outcome)
         self.on_finished(status, time.monotonic() - started)
 
     def _progress_writer(self, job_id: str) -> Callable[[str, float], None]:

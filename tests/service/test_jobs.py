@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -253,3 +254,40 @@ def test_a_job_answers_the_traces_its_form_includes_and_refuses_unknown_ones(loc
     depth = traced["result"]["depth"]
     assert len(depth["times_s"]) == len(depth["mean_depth"]) > 0
     assert "depth" not in plain["result"] and "boundary" not in traced["result"]
+
+
+class _WitnessStore(JobStore):
+    """The real store, noting whether each job's upload still existed when it was recorded as finished."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.upload_at_finish: dict[str, bool] = {}
+
+    def finish(self, job_id, status, *args, **kwargs):
+        self.upload_at_finish[job_id] = os.path.exists(self.get(job_id).upload_path)
+        return super().finish(job_id, status, *args, **kwargs)
+
+
+def test_a_job_is_recorded_as_finished_only_once_its_upload_is_gone(localizer, media, tmp_path):
+    """Whoever sees a job finished (its client, a test, the disk quota) never finds its file still on disk; found
+    under load in CI, where a client saw 'succeeded' before the worker had removed the upload."""
+    import shutil
+
+    from service.jobs.runner import JobRunner
+
+    store = _WitnessStore(tmp_path / "jobs.sqlite3")
+    for name, source in (("good", media / "clip.mp4"), ("broken", media / "truncated.mp4")):
+        shutil.copyfile(source, tmp_path / name)
+        store.add(name, str(tmp_path / name), f"{name}.mp4", 10, 0.2, 100)
+    runner = JobRunner(store, Settings(checkpoint=localizer.settings.checkpoint, device="cpu"), lambda: localizer)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(store.upload_at_finish) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        runner.stop()
+    assert {job_id: store.get(job_id).status for job_id in ("good", "broken")} == {
+        "good": JobStatus.succeeded, "broken": JobStatus.failed,
+    }  # fmt: skip
+    assert store.upload_at_finish == {"good": False, "broken": False}
