@@ -57,15 +57,16 @@ def test_demo_finds_most_actions_of_the_sample_video(demo_answer):
 
 def test_the_bundled_zoom_checkpoint_finds_the_sample_videos_actions_in_one_decode():
     """service/demo/zoom, trained by the README's command (tools/train_zoom.py, configs/zoom.yaml) on the zoom
-    benchmark's videos, none of which is the sample: zoom-fine, a coarse pass on one feature per frame at 4 fps
-    and 16 fps windows, which spends about the dense default's backbone (docs/zoom.md)."""
+    benchmark's videos, none of which is the sample: zoom-average, a coarse pass on one feature per frame at
+    4 fps, 16 fps windows, and the 16 fps detector over both (docs/zoom.md): a third less backbone than the dense
+    default on this video."""
     settings = Settings(device="cpu", checkpoint=DEMO_ZOOM)
     answer = Localizer(settings.engine_settings()).localize(
         VideoSource.from_path(SAMPLE), settings.localize_limits.work, min_score=0.2
     )
-    assert answer.zoom["decode"] == "one pass" and answer.zoom["refiner"] == "regression"
+    assert answer.zoom["decode"] == "one pass" and answer.zoom["refiner"] == "detector"
     assert answer.zoom["coarse_fps"] == 4.0 and answer.zoom["frames"]["zoom"] > 0
-    assert 0 <= answer.flops["backbone_saved_ratio"] < 0.5
+    assert 0.2 <= answer.flops["backbone_saved_ratio"] < 0.5
     found, total = found_actions(answer.segments)
     assert found == total, answer.segments[:10]
 
