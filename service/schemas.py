@@ -95,7 +95,10 @@ class ZoomInfo(BaseModel):
         description="0: the scores are the coarse pass's; > 0: each candidate with windows had its score multiplied "
         "by (p_start * p_end) ** (verify_weight / 2), the verifier's belief that its windows hold its boundaries"
     )
-    windows: list[list[float]] = Field(description="[begin, end) s of the spans the zoom pass decoded")
+    windows: list[list[float]] = Field(
+        description="[begin, end) s of the windows the zoom pass looked at (their frames that the coarse pass had "
+        "already run are not run again)"
+    )
     decode: str = Field(
         description="one pass: one decode at the zoom rate served both passes (the windows' frames were kept); "
         "two passes: the windows were decoded again"
