@@ -3,7 +3,8 @@
 
 A zoom checkpoint is a checkpoint directory whose detector was trained on features at a low rate (its
 `features.default_fps`, e.g. 2 fps), with `zoom.json` (ZoomSettings, the refiner's config) and
-`refiner.safetensors` beside it (tools/train_zoom.py writes them). A request then runs:
+`refiner.safetensors` beside it, or for the "detector" refiner the zoom rate's detector in `fine/`
+(tools/train_zoom.py writes them). A request then runs:
 
 1. coarse pass: one backbone feature per frame at the coarse rate, pooled into clips as every request pools them
    (engine/features/windows.py), through the head: candidate actions;
