@@ -17,6 +17,7 @@ package, `load_head("tensorrt", onnx=...)` runs the ONNX file through that provi
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -258,6 +259,17 @@ def tensorrt_execution_provider_head(
     head = OnnxRuntimeHead(onnx_path, device, providers=providers)
     head.runtime = "tensorrt"
     return head
+
+
+def timed_call(head: Head, features: Tensor, fields: bool = False) -> tuple[TZNOutput, float]:
+    """`head` on one video's features (C, K), every position valid, and the ms it took (a GPU waited for). The
+    caller holds the head's lock if it shares the head between threads."""
+    mask = torch.ones(1, features.shape[-1], dtype=torch.bool, device=features.device)
+    started = time.perf_counter()
+    output = head(features[None], mask, fields=fields)
+    if head.device.type == "cuda":
+        torch.cuda.synchronize(head.device)
+    return output, (time.perf_counter() - started) * 1000
 
 
 def load_head(

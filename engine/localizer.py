@@ -29,7 +29,7 @@ import torch
 
 from engine.errors import JobCancelledError, VideoTimeoutError
 from engine.features.extractor import ExtractedFeatures, FeatureExtractor, FrameFeatures
-from engine.heads import load_head
+from engine.heads import load_head, timed_call
 from engine.preflight import backbone_for, resolve_device
 from engine.settings import EngineSettings, WorkLimits
 from engine.trace import PositionTrace
@@ -382,13 +382,8 @@ class Localizer:
         return found
 
     def _run_head(self, features: torch.Tensor, fields: bool) -> tuple[TZNOutput, float]:
-        mask = torch.ones(1, features.shape[-1], dtype=torch.bool, device=features.device)
         with self.head_lock:
-            started = time.perf_counter()
-            output = self.head(features[None], mask, fields=fields)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            return output, (time.perf_counter() - started) * 1000
+            return timed_call(self.head, features, fields)
 
     def _flops(self, output: TZNOutput, extracted: ExtractedFeatures) -> tuple[dict[str, float], float | None]:
         """The answer's `flops` and the ATR mean depth (None for a uniform model)."""

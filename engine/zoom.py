@@ -55,7 +55,7 @@ from torch import Tensor
 from engine.errors import ConfigurationError
 from engine.features.extractor import FrameFeatures
 from engine.features.windows import ClipWindower
-from engine.heads import load_head
+from engine.heads import load_head, timed_call
 from engine.video.decode import FrameChunk
 from engine.video.sampling import Spans, inside_spans, sample_ticks
 from model.backbones import BackboneSpec
@@ -315,14 +315,8 @@ class ZoomDetector:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, TZNOutput, float]:
         """segments (S, 2) s, scores (S,), labels (S,) best first, the head's output and its ms, from `rows`
         (K, C): one feature per tick first_s + k / fps."""
-        features = rows.T.contiguous()[None].float()
-        mask = torch.ones(1, features.shape[-1], dtype=torch.bool)
         with self.lock:
-            started = time.perf_counter()
-            output = self.head(features, mask, fields=False)
-            if self.head.device.type == "cuda":
-                torch.cuda.synchronize(self.head.device)
-            head_ms = (time.perf_counter() - started) * 1000
+            output, head_ms = timed_call(self.head, rows.T.float().contiguous())
         config = self.head.checkpoint
         found = video_segments(
             output, config.model.boundary_head, self.head.postprocess, self.fps, 1, 1, duration=duration_s,
