@@ -60,15 +60,13 @@ from model.backbones import SPECS
 from model.refiner import BoundaryRefiner, BoundaryVerifier, RefinerConfig
 from tools.train_zoom import (
     FrameCache,
-    detector_config,
     load_zoom_config,
-    rate_features,
+    train_detector,
     train_refiner,
     train_verifier,
     write_zoom_checkpoint,
 )  # fmt: skip
 from training.evaluation import boundary_errors, evaluate
-from training.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "zoom.yaml"
@@ -119,13 +117,9 @@ class Bench:
         """The seed's uniform detector at `fps` on features pooled as `pooling` says (POOLINGS), trained once."""
         run = self.run_dir(fps, seed, pooling)
         if not (run / "model.safetensors").is_file():
-            frames, stride = POOLINGS[pooling]
-            directory = self.workdir / "features" / f"{fps:g}fps{pooling_suffix(pooling)}"
-            features = rate_features(self.cache, fps, directory, frames, stride)
-            base = self.base.model_copy(
-                update={"data": self.base.data.model_copy(update={"num_frames": frames, "feat_stride": stride})}
-            )
-            train(detector_config(base, self.annotations, features, fps, seed), run, progress=False, log=lambda _: None)
+            features = self.workdir / "features" / f"{fps:g}fps{pooling_suffix(pooling)}"
+            train_detector(self.base, self.cache, self.annotations, fps, POOLINGS[pooling], features, run, seed,
+                           log=lambda _: None, progress=False)  # fmt: skip
         if run not in self._localizers:
             self._localizers[run] = Localizer(EngineSettings(checkpoint=run, device="cpu"))
             self.flops_per_frame = self._localizers[run].extractor.flops_per_unit

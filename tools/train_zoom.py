@@ -329,14 +329,15 @@ def write_zoom_checkpoint(
 
 
 def train_detector(
-    base: TrainConfig, cache: FrameCache, annotations: Path, fps: float, cut: tuple[int, int], output: Path, seed: int,
-    log=print,
+    base: TrainConfig, cache: FrameCache, annotations: Path, fps: float, cut: tuple[int, int], features: Path,
+    run: Path, seed: int, log=print, progress: bool = True,
 ) -> Path:  # fmt: skip
-    """A detector on `fps` features cut `cut` (frames per clip, stride), trained in output/detector."""
-    features = rate_features(cache, fps, output / "features" / f"{fps:g}fps-{cut[0]}x{cut[1]}", *cut)
+    """A detector on `fps` features cut `cut` (frames per clip, stride), written to (or kept in) `features`,
+    trained in `run`."""
+    rate_features(cache, fps, features, *cut)
     data = base.data.model_copy(update={"num_frames": cut[0], "feat_stride": cut[1]})
     config = detector_config(base.model_copy(update={"data": data}), annotations, features, fps, seed)
-    return train(config, output / "detector", log=log)
+    return train(config, run, progress=progress, log=log)
 
 
 def train_zoom(config_path: Path, videos: Path, frames: Path, output: Path, seed: int | None = None, log=print) -> Path:
@@ -346,10 +347,15 @@ def train_zoom(config_path: Path, videos: Path, frames: Path, output: Path, seed
     annotations = videos / "annotations.json"
     cache = FrameCache(frames, json.loads(annotations.read_text()))
     cut = (base.data.num_frames, base.data.feat_stride)  # as configs/zoom.yaml's data section says (1, 1: per frame)
-    detector = train_detector(base, cache, annotations, zoom.coarse_fps, cut, output, seed, log)
+
+    def trained(fps: float, cut: tuple[int, int], run: Path) -> Path:
+        features = output / "features" / f"{fps:g}fps-{cut[0]}x{cut[1]}"
+        return train_detector(base, cache, annotations, fps, cut, features, run, seed, log)
+
+    detector = trained(zoom.coarse_fps, cut, output / "detector")
     settings = zoom.settings()
     if settings.redetects:
-        fine = train_detector(base, cache, annotations, zoom.zoom_fps, (1, 1), output / "fine-run", seed, log)
+        fine = trained(zoom.zoom_fps, (1, 1), output / "fine-run" / "detector")
         return write_zoom_checkpoint(detector, output, settings, None, None, fine=fine)
     refiner, refiner_config = train_refiner(cache, settings, zoom.refiner, seed, log)
     verifier = train_verifier(cache, settings, zoom.verifier, seed, log)[0] if settings.verify else None
