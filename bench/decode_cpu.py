@@ -55,8 +55,8 @@ def median_s(steps: dict, repeats: int) -> dict[str, float]:
 def decord_in_process(path: Path, sample_fps: float, size: tuple[int, int]) -> int:
     """The child's own steps (stream info, sampling, batches of 256, the resize rule) in this process: no child,
     no transfer (what the isolation costs)."""
-    _, starts, end_s = stream_info(str(path), path.name)
-    frames = read_frames("decord", str(path), path.name, starts, end_s, sample_fps, 256)
+    _, index = stream_info(str(path), path.name)
+    frames = read_frames("decord", str(path), path.name, index, sample_fps, 256)
     return sum(len(fit_frames(batch, size)) for batch, _ in frames)
 
 

@@ -174,8 +174,8 @@ PARITY_FORMATS = {
 
 @pytest.fixture(scope="session")
 def parity_media(tmp_path_factory, request) -> dict[str, Path]:
-    """Real footage in every format of PARITY_FORMATS, plus opencv-doc's vtest.avi (MPEG-4 Part 2) and tree.avi
-    (Cinepak, RGB). TZN_PARITY_MEDIA names a folder of these files made elsewhere (a GPU host without ffmpeg)."""
+    """Real footage in every format of PARITY_FORMATS, AVIs with B-frames and a stream-copied cut, plus opencv-doc's
+    vtest.avi (MPEG-4 Part 2) and tree.avi (Cinepak, RGB). TZN_PARITY_MEDIA names a folder of these files made elsewhere (a GPU host without ffmpeg)."""
     given = os.environ.get("TZN_PARITY_MEDIA")
     if given:
         return {path.name: path for path in sorted(Path(given).iterdir())}
@@ -188,6 +188,19 @@ def parity_media(tmp_path_factory, request) -> dict[str, Path]:
         ffmpeg("-i", str(camera_footage), "-t", "3", *scale, *options, "-c:v", "libx264", "-preset", "veryfast",
                "-crf", "23", str(root / name))  # fmt: skip
     files = {name: root / name for name in PARITY_FORMATS}
+    # what decord's frame index gets wrong (engine/video/readers.py, frame_index): AVIs with B-frames, whose
+    # frames have no timestamps (MPEG-4 Part 2 packs two in a packet), and a cut by stream copy, whose edit list
+    # hides the frames before the cut
+    for name, codec in (
+        ("bframes_mpeg4.avi", ["-c:v", "mpeg4", "-q:v", "4"]),
+        ("bframes_h264.avi", ["-c:v", "libx264"]),
+    ):
+        ffmpeg("-i", str(camera_footage), "-t", "3", "-vf", "scale=640:360", *codec, "-bf", "2", str(root / name))
+        files[name] = root / name
+    ffmpeg("-i", str(camera_footage), "-t", "5", "-vf", "scale=640:360", "-c:v", "libx264", "-preset", "veryfast",
+           "-g", "250", str(root / "whole.mp4"))  # fmt: skip
+    ffmpeg("-ss", "1.5", "-i", str(root / "whole.mp4"), "-c", "copy", str(root / "cut_copy.mp4"))
+    files["cut_copy.mp4"] = root / "cut_copy.mp4"
     files["vtest.avi"] = camera_footage
     tree = OPENCV_DATA / "tree.avi"
     if tree.exists():

@@ -34,8 +34,11 @@ def cpu_decoder(setting: DecoderSetting, on_gpu_host: bool) -> str:
 
 def decoder_for(setting: DecoderSetting, stream: StreamFormat, nvdec_available: bool) -> str:
     """The decoder that decodes `stream`: NVDEC where it is available, the setting allows it (auto or
-    torchcodec) and the stream is one NVDEC decodes; else the CPU decoder. The isolated child and its parent
-    both decide with it (engine/video/decode.py)."""
+    torchcodec) and the stream is one NVDEC decodes; else the CPU decoder. Whatever the setting, a stream that
+    only one decoder gets right (`stream.decoder`) goes to it: decord, or torchcodec (NVDEC included). The
+    isolated child and its parent both decide with it (engine/video/decode.py)."""
+    if stream.decoder == "decord":
+        return "decord"
     if nvdec_available and setting != "decord" and nvdec_decodes(stream):
         return NVDEC
-    return cpu_decoder(setting, nvdec_available)
+    return stream.decoder or cpu_decoder(setting, nvdec_available)

@@ -31,7 +31,7 @@ from engine.video.choice import NVDEC, decoder_for
 from engine.video.container import precheck
 from engine.video.frames import fit_frames
 from engine.video.info import VideoInfo
-from engine.video.readers import open_decord, read_frames, sampled_count, stream_info
+from engine.video.readers import FrameIndex, open_decord, read_frames, sampled_count, stream_info
 from engine.video.sampling import Spans
 from engine.video.source import VideoSource, child_path
 
@@ -107,7 +107,8 @@ class Decoding:
             self.child.close()
             raise
         self.info = VideoInfo(**info)
-        self.decoder = None if decoder is None or decoder_for(decoder, self.info.stream, nvdec) == NVDEC else decoder
+        chosen = decoder and decoder_for(decoder, self.info.stream, nvdec)
+        self.decoder = None if chosen == NVDEC else chosen
 
     def chunks(self) -> Iterator[FrameChunk]:
         while True:
@@ -136,14 +137,14 @@ def decode_child(conn, fatal, workdir: str, request: dict[str, Any]) -> None:
     try:
         path, name = child_path(request["source"]), request["name"]
         reader = open_decord(path, name)  # its index gives every path the frame times, and decord its frames
-        info, starts, end_s = stream_info(path, name, reader)
+        info, index = stream_info(path, name, reader)
         limit = request["max_duration_s"]
         if limit is not None and info["duration_s"] > limit:
             raise VideoTooLongError(info["duration_s"], limit, name)
         conn.send(("info", info))
-        decoder = request["decoder"]
-        if decoder is not None and decoder_for(decoder, info["stream"], request["nvdec"]) != NVDEC:
-            _send_chunks(conn, decoder, path, name, starts, end_s, request, reader if decoder == "decord" else None)
+        decoder = request["decoder"] and decoder_for(request["decoder"], info["stream"], request["nvdec"])
+        if decoder is not None and decoder != NVDEC:
+            _send_chunks(conn, decoder, path, name, index, request, reader if decoder == "decord" else None)
         conn.send(("done", None))
     except BrokenPipeError:  # the parent stopped listening (cancelled, or gone)
         pass
@@ -153,14 +154,10 @@ def decode_child(conn, fatal, workdir: str, request: dict[str, Any]) -> None:
         conn.close()
 
 
-def _send_chunks(
-    conn, decoder: str, path: str, name: str, starts: np.ndarray, end_s: float, request: dict, reader=None
-) -> None:  # fmt: skip
+def _send_chunks(conn, decoder: str, path: str, name: str, index: FrameIndex, request: dict, reader=None) -> None:
     spans = request["spans"]
-    total, first = sampled_count(starts, end_s, request["fps"], spans), 0
-    frames_iter = read_frames(
-        decoder, path, name, starts, end_s, request["fps"], request["chunk_frames"], reader, spans
-    )
+    total, first = sampled_count(index, request["fps"], spans), 0
+    frames_iter = read_frames(decoder, path, name, index, request["fps"], request["chunk_frames"], reader, spans)
     while True:
         try:
             frames, times = next(frames_iter)

@@ -123,7 +123,7 @@ class NvdecPool:
         try:
             for index in range(len(parts)):
                 while len(outputs) < min(len(parts), index + self.parts_ahead):
-                    outputs.append(self._submit(source, parts[len(outputs)], request, stop))
+                    outputs.append(self._submit(source, info, parts[len(outputs)], request, stop))
                 for frames, times in _drain(outputs[index], deadline, cancelled, request, source.name):
                     yield FrameChunk(frames, times, first, len(ticks))
                     first += len(times)
@@ -132,9 +132,12 @@ class NvdecPool:
             with self.videos_lock:
                 self.videos -= 1
 
-    def _submit(self, source: VideoSource, ticks: np.ndarray, request: DecodeRequest, stop: threading.Event):
+    def _submit(
+        self, source: VideoSource, info: VideoInfo, ticks: np.ndarray, request: DecodeRequest, stop: threading.Event
+    ):  # fmt: skip
         output: queue.Queue = queue.Queue()  # unbounded: a part is at most longest_part_s at the backbone's size
-        self.executor.submit(_decode_part, source.local_path, source.name, ticks, request, self.device, output, stop)
+        self.executor.submit(_decode_part, source.local_path, source.name, info.stream.seek_mode, ticks, request,
+                             self.device, output, stop)  # fmt: skip
         return output
 
     def close(self) -> None:
@@ -147,13 +150,15 @@ def _use_device(device: torch.device) -> None:
         torch.cuda.set_device(device)
 
 
-def _decode_part(path, name, ticks, request: DecodeRequest, device, output: queue.Queue, stop: threading.Event):
+def _decode_part(
+    path, name, seek_mode: str, ticks, request: DecodeRequest, device, output: queue.Queue, stop: threading.Event
+):  # fmt: skip
     """One part of one video on this worker's engine: (frames, times) items, then None; an exception is put
-    in the queue for the consumer to raise."""
+    in the queue for the consumer to raise. `seek_mode`: torchcodec's, for this stream (VideoInfo.stream)."""
     try:
         if stop.is_set():
             return
-        decoder = open_torchcodec(path, name, device=str(device))
+        decoder = open_torchcodec(path, name, device=str(device), seek_mode=seek_mode)
         step = min(request.chunk_frames, DECODE_BATCH)
         for first in range(0, len(ticks), step):
             if stop.is_set():

@@ -9,17 +9,22 @@ torchcodec: the same frames.
 
 from __future__ import annotations
 
+import logging
 import numbers
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from engine.errors import EmptyVideoError, NotAVideoError, VideoDecodeError
 from engine.video.container import SUPPORTED, sniff_container
 from engine.video.info import StreamFormat, describe_pixel_format
-from engine.video.sampling import Spans, sample_indices, sample_ticks
+from engine.video.sampling import TICK_TOLERANCE_S, Spans, nudged, sample_indices, sample_ticks
+
+log = logging.getLogger(__name__)
 
 CPU_DECODERS = ("decord", "torchcodec")
 
@@ -103,47 +108,100 @@ def stream_format(path: str) -> StreamFormat:
     )  # fmt: skip
 
 
-def stream_info(path: str, name: str, reader=None) -> tuple[dict[str, Any], np.ndarray, float]:
-    """The source's VideoInfo fields (frame times and stream format included), its frame start times (F,) s
-    and the end of its last frame, s. Frame times come from decord's index on every path, so that every decoder
-    answers with the same frame numbers. `reader`: a decord reader of `path` already open."""
-    reader = reader or open_decord(path, name)
-    frames = len(reader)
-    pts = reader.get_frame_timestamp(np.arange(frames))
+@dataclass(frozen=True)
+class FrameIndex:
+    """The frames a player shows: their start times `starts` (F,) s, strictly increasing, and the end of the
+    last. `decoder`: the one decoder that gets these frames right (see `frame_index`), or None for either;
+    `in_order`: decord decodes them front to back, every one, never seeking; `seek_mode`: torchcodec's."""
+
+    starts: np.ndarray
+    end_s: float
+    decoder: str | None = None
+    in_order: bool = False
+    seek_mode: str = "exact"
+
+
+def frame_index(reader, name: str) -> FrameIndex:
+    """The frames of a video as players show them, from decord's reader of it, where its index holds them:
+
+    - decord gives a frame without a timestamp an absurd one (-3e17 s) and then seeks to the wrong frames. Every
+      AVI with B-frames has such frames (an AVI stores no presentation times; opencv-doc's Megamind.avi: 182 of
+      270 frames). torchcodec misnumbers those streams near their end. decord decoding front to back gives
+      exactly ffmpeg's frames, and the frames of an AVI are evenly spaced by its frame rate: a stream whose times
+      are not finite and strictly increasing is decoded that way (every frame decoded and converted, the
+      sampled ones kept), at the container's frame rate.
+    - a cut made with `ffmpeg -ss T -i in -c copy` starts at the keyframe before T, and its edit list hides the
+      frames before T. decord lists those at negative times and, once it has seeked, counts them in its frame
+      numbers (before it has, it does not: its frame 500 of such a cut is frame 461 on screen, its frame 39 is
+      frame 39). The video is the frames from 0 s on, as in every player (a frame on screen at 0 s starts at
+      0 s), and torchcodec, which follows the edit list, decodes it, seeking by time ("approximate"): its exact
+      index leaves out the hidden keyframe, finds none before the first shown frames and decodes from the start
+      for each (30 s of 720p at 16 fps: 3.0 s instead of 0.2, the same frames)."""
+    pts = reader.get_frame_timestamp(np.arange(len(reader)))
     starts = pts[:, 0].astype(np.float64)
     end_s = float(pts[-1, 1])
+    if not (np.isfinite(pts).all() and (np.diff(starts) > 0).all()):
+        fps = float(reader.get_avg_fps())
+        if not (np.isfinite(fps) and fps > 0):
+            raise VideoDecodeError(
+                f"'{name}' has neither frame times nor a frame rate: re-encode it (e.g. ffmpeg -i in -c:v libx264 "
+                "out.mp4) or send another file"
+            )  # fmt: skip
+        log.info("'%s': frames without timestamps (an AVI with B-frames?); decord decodes it in order", name)
+        return FrameIndex(np.arange(len(reader)) / fps, len(reader) / fps, decoder="decord", in_order=True)
+    if starts[0] < 0 < end_s:
+        starts = starts[np.searchsorted(starts, TICK_TOLERANCE_S, side="right") - 1 :].copy()
+        starts[0] = max(starts[0], 0.0)
+        return FrameIndex(starts, end_s, decoder="torchcodec", seek_mode="approximate")
+    return FrameIndex(starts, end_s)
+
+
+def stream_info(path: str, name: str, reader=None) -> tuple[dict[str, Any], FrameIndex]:
+    """The source's VideoInfo fields (frame times and stream format included) and its FrameIndex. Frame times
+    come from decord's index on every path (`frame_index`), so that every decoder answers with the same frame
+    numbers. `reader`: a decord reader of `path` already open."""
+    reader = reader or open_decord(path, name)
+    index = frame_index(reader, name)
+    starts, end_s = index.starts, index.end_s
+    frames = len(starts)
     height, width = reader[0].shape[:2]
     fps = float(reader.get_avg_fps())
     if not np.isfinite(fps) or fps <= 0:
         fps = frames / max(end_s - starts[0], 1e-9)
+    stream = stream_format(path).model_copy(update={"decoder": index.decoder, "seek_mode": index.seek_mode})
     info = {
         "filename": name, "duration_s": end_s, "fps": fps, "frames": frames, "width": width, "height": height,
-        "frame_times": tuple(starts.tolist()), "stream": stream_format(path),
+        "frame_times": tuple(starts.tolist()), "stream": stream,
     }  # fmt: skip
-    return info, starts, end_s
+    return info, index
 
 
 def read_frames(
-    decoder: str, path: str, name: str, starts: np.ndarray, end_s: float, fps: float | None, chunk: int,
-    reader=None, spans: Spans | None = None,
+    decoder: str, path: str, name: str, index: FrameIndex, fps: float | None, chunk: int, reader=None,
+    spans: Spans | None = None,
 ) -> Iterator[tuple[Tensor, np.ndarray]]:  # fmt: skip
     """The frames on screen at the ticks of `fps` (every frame when None; inside `spans` when given), `chunk` at a
     time: ((n, H, W, 3) uint8 RGB at the source's size, (n,) presentation times s). `reader`: a decord reader of
     `path` already open (its index is not built twice)."""
+    starts, end_s = index.starts, index.end_s
+    if index.decoder not in (None, decoder):
+        raise ValueError(f"{decoder} does not decode '{name}' right: {index.decoder} does (frame_index)")
     if decoder == "decord":
-        reader = reader or open_decord(path, name)
         indices = sample_indices(starts, end_s, fps, spans)
+        if index.in_order:
+            yield from _in_order(open_decord(path, name), indices, starts, chunk)
+            return
+        reader = reader or open_decord(path, name)
         for first in range(0, len(indices), chunk):
             batch = indices[first : first + chunk]
             yield reader.get_batch(batch.tolist()), starts[batch]
     elif decoder == "torchcodec":
-        reader = open_torchcodec(path, name)
-        if fps is None:
-            for first in range(0, len(starts), chunk):
-                batch = reader.get_frames_at(list(range(first, min(first + chunk, len(starts)))))
-                yield batch.data, batch.pts_seconds.numpy().astype(np.float64)
-            return
-        ticks = sample_ticks(float(starts[0]), end_s, fps, spans)
+        reader = open_torchcodec(path, name, seek_mode=index.seek_mode)
+        if fps is None:  # every frame: the one on screen where each starts (torchcodec may hold fewer than its
+            # metadata counts, AVI's packed B-frames, and numbers them its own way there)
+            ticks = np.minimum(nudged(starts), np.nextafter(end_s, starts[0]))
+        else:
+            ticks = sample_ticks(float(starts[0]), end_s, fps, spans)
         for first in range(0, len(ticks), chunk):
             batch = reader.get_frames_played_at(ticks[first : first + chunk].tolist())
             yield batch.data, batch.pts_seconds.numpy().astype(np.float64)
@@ -151,5 +209,23 @@ def read_frames(
         raise ValueError(f"unknown CPU decoder {decoder!r}: choose one of {', '.join(CPU_DECODERS)}")
 
 
-def sampled_count(starts: np.ndarray, end_s: float, fps: float | None, spans: Spans | None = None) -> int:
-    return len(starts) if fps is None else len(sample_ticks(float(starts[0]), end_s, fps, spans))
+def _in_order(reader, indices: np.ndarray, starts: np.ndarray, chunk: int) -> Iterator[tuple[Tensor, np.ndarray]]:
+    """decord's frames at `indices` (non-decreasing), decoding every frame from the first, never seeking nor
+    skipping (its skip_frames counts packets, and an AVI's packed B-frames put two frames in one)."""
+    frames, times, position, last = [], [], 0, None
+    for wanted in indices.tolist():
+        while position <= wanted:
+            last = reader.next()
+            position += 1
+        frames.append(last)
+        times.append(starts[wanted])
+        if len(frames) == chunk:
+            yield torch.stack(frames), np.asarray(times)
+            frames, times = [], []
+    if frames:
+        yield torch.stack(frames), np.asarray(times)
+
+
+def sampled_count(index: FrameIndex, fps: float | None, spans: Spans | None = None) -> int:
+    starts = index.starts
+    return len(starts) if fps is None else len(sample_ticks(float(starts[0]), index.end_s, fps, spans))

@@ -30,10 +30,14 @@ def sample_ticks(begin_s: float, end_s: float, fps: float, spans: Spans | None =
         raise ValueError(f"sampling needs fps > 0, got {fps}")
     end_margin = TICK_TOLERANCE_S + float(np.spacing(np.float32(abs(end_s))))  # a float32 end, as the frames
     count = int(np.ceil((end_s - end_margin - begin_s) * fps))
-    exact = begin_s + np.arange(max(count, 1)) / fps
-    ticks = exact + TICK_TOLERANCE_S + np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
-    ticks = np.minimum(ticks, np.nextafter(end_s, begin_s))
+    ticks = np.minimum(nudged(begin_s + np.arange(max(count, 1)) / fps), np.nextafter(end_s, begin_s))
     return ticks if spans is None else ticks[inside_spans(ticks, spans)]
+
+
+def nudged(times: np.ndarray) -> np.ndarray:
+    """`times` moved past themselves by the tolerance and a float32 step: a frame starting at one of them (as a
+    container or decord rounds it) is on screen at its nudged time."""
+    return times + TICK_TOLERANCE_S + np.spacing(np.abs(times).astype(np.float32)).astype(np.float64)
 
 
 def inside_spans(ticks: np.ndarray, spans: Spans) -> np.ndarray:

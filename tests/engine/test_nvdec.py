@@ -46,7 +46,10 @@ def nvdec_frames(localizer: Localizer, path) -> tuple[np.ndarray, np.ndarray, st
 def test_nvdec_decodes_what_it_can_and_the_cpu_the_rest_named_in_the_answer(gpu, parity_media):
     for name, path in parity_media.items():
         with Decoding(VideoSource.from_path(path), INPUT, None) as decoding:
-            expected = "torchcodec-nvdec" if nvdec_decodes(decoding.info.stream) else "torchcodec"
+            stream = decoding.info.stream
+        # NVDEC where it decodes the stream, but decord's in-order decode for an AVI with B-frames (readers.py)
+        expected = "decord" if stream.decoder == "decord" else "torchcodec-nvdec" if nvdec_decodes(stream) else \
+            "torchcodec"  # fmt: skip
         assert gpu.localize(VideoSource.from_path(path), LIMITS).decoder == expected, name
 
 
