@@ -172,10 +172,18 @@ PARITY_FORMATS = {
 }  # fmt: skip
 
 
+OTHER_CODECS = {
+    "vp9.webm": ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "1M"],
+    "av1.mp4": ["-c:v", "libaom-av1", "-cpu-used", "8", "-b:v", "500k"],
+    "fragmented.mp4": ["-c:v", "libx264", "-movflags", "frag_keyframe+empty_moov"],
+    "no_bframes.ts": ["-c:v", "libx264", "-bf", "0", "-f", "mpegts"],
+}  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def parity_media(tmp_path_factory, request) -> dict[str, Path]:
-    """Real footage in every format of PARITY_FORMATS, AVIs with B-frames and a stream-copied cut, plus opencv-doc's
-    vtest.avi (MPEG-4 Part 2) and tree.avi (Cinepak, RGB). TZN_PARITY_MEDIA names a folder of these files made elsewhere (a GPU host without ffmpeg)."""
+    """Real footage in every format of PARITY_FORMATS, AVIs with B-frames, a stream-copied cut, VP9, AV1, a
+    fragmented MP4 and an MPEG-TS, plus opencv-doc's vtest.avi (MPEG-4 Part 2) and tree.avi (Cinepak, RGB). TZN_PARITY_MEDIA names a folder of these files made elsewhere (a GPU host without ffmpeg)."""
     given = os.environ.get("TZN_PARITY_MEDIA")
     if given:
         return {path.name: path for path in sorted(Path(given).iterdir())}
@@ -201,6 +209,10 @@ def parity_media(tmp_path_factory, request) -> dict[str, Path]:
            "-g", "250", str(root / "whole.mp4"))  # fmt: skip
     ffmpeg("-ss", "1.5", "-i", str(root / "whole.mp4"), "-c", "copy", str(root / "cut_copy.mp4"))
     files["cut_copy.mp4"] = root / "cut_copy.mp4"
+    # containers and codecs one of the two CPU decoders fails on (engine/video/choice.py, readers.py)
+    for name, options in OTHER_CODECS.items():
+        ffmpeg("-i", str(camera_footage), "-t", "3", "-vf", "scale=640:360", *options, str(root / name))
+        files[name] = root / name
     files["vtest.avi"] = camera_footage
     tree = OPENCV_DATA / "tree.avi"
     if tree.exists():

@@ -32,13 +32,18 @@ def cpu_decoder(setting: DecoderSetting, on_gpu_host: bool) -> str:
     return setting
 
 
+# The CPU decoder a codec needs, whatever the setting (tests/engine/test_decoders.py, on files made by ffmpeg):
+# decord2 fails on VP9 streams whose decoder asks for the next packet before it takes one (EAGAIN: libvpx-vp9's
+# real-time encodes, some WebM from browsers); torchcodec's CPU decoder crashes on AV1 with Debian's FFmpeg 5.1.
+CPU_DECODER_OF_CODEC = {"vp9": "torchcodec", "av1": "decord"}
+
+
 def decoder_for(setting: DecoderSetting, stream: StreamFormat, nvdec_available: bool) -> str:
     """The decoder that decodes `stream`: NVDEC where it is available, the setting allows it (auto or
-    torchcodec) and the stream is one NVDEC decodes; else the CPU decoder. Whatever the setting, a stream that
-    only one decoder gets right (`stream.decoder`) goes to it: decord, or torchcodec (NVDEC included). The
-    isolated child and its parent both decide with it (engine/video/decode.py)."""
-    if stream.decoder == "decord":
-        return "decord"
-    if nvdec_available and setting != "decord" and nvdec_decodes(stream):
+    torchcodec), the stream is one NVDEC decodes and its frames can be sought; else the CPU decoder. Whatever the
+    setting, a stream that only one CPU decoder gets right goes to it: by its frame index (`stream.decoder`,
+    engine/video/readers.py) or by its codec (CPU_DECODER_OF_CODEC). The isolated child and its parent both
+    decide with it (engine/video/decode.py)."""
+    if nvdec_available and setting != "decord" and nvdec_decodes(stream) and not stream.in_order:
         return NVDEC
-    return stream.decoder or cpu_decoder(setting, nvdec_available)
+    return stream.decoder or CPU_DECODER_OF_CODEC.get(stream.codec) or cpu_decoder(setting, nvdec_available)

@@ -12,9 +12,10 @@ class StreamFormat(BaseModel):
     `pixel_format` is FFmpeg's name (yuv420p, yuvj420p, yuv444p, yuv420p10le, ...); `chroma` "4:2:0", "4:2:2",
     "4:4:4" or "gray"; `color_space` the matrix tag (bt709, smpte170m, ...; None when untagged, which every
     decoder reads as BT.601); `color_range` "pc" (full) or "tv" (limited: also what an untagged stream is);
-    `decoder` names the one decoder that gets this file's frames right where only one does (decord for an AVI with
-    B-frames, torchcodec for a cut whose edit list hides frames; engine/video/readers.py, `frame_index`), and
-    `seek_mode` is torchcodec's for it.
+    `decoder` names the one CPU decoder that gets this file's frames right where only one does (decord for an AVI
+    with B-frames, torchcodec for a cut whose edit list hides frames; engine/video/readers.py, `frame_index`);
+    `in_order` says its frames are decoded front to back only (never by NVDEC, whose parts seek); `seek_mode` is
+    torchcodec's for it.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -26,6 +27,7 @@ class StreamFormat(BaseModel):
     color_space: str | None = None
     color_range: str = "tv"
     decoder: str | None = None
+    in_order: bool = False
     seek_mode: str = "exact"
 
 

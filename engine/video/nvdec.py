@@ -40,7 +40,7 @@ from engine.errors import JobCancelledError, VideoTimeoutError
 from engine.video.decode import DecodeRequest, FrameChunk
 from engine.video.frames import fit_frames
 from engine.video.info import VideoInfo
-from engine.video.readers import open_torchcodec
+from engine.video.readers import open_torchcodec, played_at
 from engine.video.sampling import sample_ticks
 from engine.video.source import VideoSource
 
@@ -136,8 +136,9 @@ class NvdecPool:
         self, source: VideoSource, info: VideoInfo, ticks: np.ndarray, request: DecodeRequest, stop: threading.Event
     ):  # fmt: skip
         output: queue.Queue = queue.Queue()  # unbounded: a part is at most longest_part_s at the backbone's size
-        self.executor.submit(_decode_part, source.local_path, source.name, info.stream.seek_mode, ticks, request,
-                             self.device, output, stop)  # fmt: skip
+        first_s = info.frame_times[0] if info.frame_times else 0.0
+        self.executor.submit(_decode_part, source.local_path, source.name, (info.stream.seek_mode, first_s), ticks,
+                             request, self.device, output, stop)  # fmt: skip
         return output
 
     def close(self) -> None:
@@ -151,10 +152,13 @@ def _use_device(device: torch.device) -> None:
 
 
 def _decode_part(
-    path, name, seek_mode: str, ticks, request: DecodeRequest, device, output: queue.Queue, stop: threading.Event
+    path, name, timing: tuple[str, float], ticks, request: DecodeRequest, device, output: queue.Queue,
+    stop: threading.Event,
 ):  # fmt: skip
     """One part of one video on this worker's engine: (frames, times) items, then None; an exception is put
-    in the queue for the consumer to raise. `seek_mode`: torchcodec's, for this stream (VideoInfo.stream)."""
+    in the queue for the consumer to raise. `timing`: torchcodec's seek mode for this stream (VideoInfo.stream)
+    and the time of its first frame in the frame index (readers.played_at)."""
+    seek_mode, first_s = timing
     try:
         if stop.is_set():
             return
@@ -163,11 +167,10 @@ def _decode_part(
         for first in range(0, len(ticks), step):
             if stop.is_set():
                 return
-            batch = decoder.get_frames_played_at(ticks[first : first + step].tolist())
+            frames, times = played_at(decoder, ticks[first : first + step], first_s)
             if device.type == "cuda" and decoder.cpu_fallback:
                 raise NvdecFallbackError(f"torchcodec decoded '{name}' on the CPU: {decoder.cpu_fallback}")
-            frames = batch.data if request.size is None else fit_frames(batch.data, request.size)
-            output.put((frames, batch.pts_seconds.cpu().numpy().astype(np.float64)))
+            output.put((frames if request.size is None else fit_frames(frames, request.size), times))
         output.put(None)
     except NvdecFallbackError as error:
         output.put(error)

@@ -156,10 +156,32 @@ def frame_index(reader, name: str) -> FrameIndex:
     return FrameIndex(starts, end_s)
 
 
+def _refuse_unreachable_start(path: str, name: str) -> None:
+    """An MPEG-TS whose first frames no decoder here reaches is refused, with what to do. FFmpeg's seek to the
+    start of a TS with B-frames (H.264 from x264, MPEG-2) lands on a later keyframe: decord and torchcodec then
+    give the video from there (a 30 s x264 TS: from 8.3 s, the second keyframe), numbered as if from the start,
+    and the answer would be wrong. Detected by decoding the first frame: its time must be the stream's start."""
+    remux = "remux it to MP4 first (ffmpeg -i in.ts -c copy out.mp4, no re-encoding) and send that"
+    try:
+        decoder = open_torchcodec(path, name, seek_mode="approximate")
+        begin = decoder.metadata.begin_stream_seconds or 0.0
+        first = float(decoder.get_frame_at(0).pts_seconds)
+    except (VideoDecodeError, RuntimeError, IndexError) as error:
+        raise VideoDecodeError(f"could not decode the start of the MPEG-TS '{name}' ({error}): {remux}") from error
+    if abs(first - begin) > 1e-3:
+        raise VideoDecodeError(
+            f"the decoders cannot reach the first {first - begin:.2f} s of the MPEG-TS '{name}' (seeking to its "
+            f"start lands on a later keyframe, an FFmpeg limit with B-frames in MPEG-TS): {remux}"
+        )  # fmt: skip
+
+
 def stream_info(path: str, name: str, reader=None) -> tuple[dict[str, Any], FrameIndex]:
     """The source's VideoInfo fields (frame times and stream format included) and its FrameIndex. Frame times
     come from decord's index on every path (`frame_index`), so that every decoder answers with the same frame
     numbers. `reader`: a decord reader of `path` already open."""
+    with open(path, "rb") as file:
+        if sniff_container(file.read(1024)) == "mpeg-ts":
+            _refuse_unreachable_start(path, name)
     reader = reader or open_decord(path, name)
     index = frame_index(reader, name)
     starts, end_s = index.starts, index.end_s
@@ -168,7 +190,8 @@ def stream_info(path: str, name: str, reader=None) -> tuple[dict[str, Any], Fram
     fps = float(reader.get_avg_fps())
     if not np.isfinite(fps) or fps <= 0:
         fps = frames / max(end_s - starts[0], 1e-9)
-    stream = stream_format(path).model_copy(update={"decoder": index.decoder, "seek_mode": index.seek_mode})
+    pins = {"decoder": index.decoder, "in_order": index.in_order, "seek_mode": index.seek_mode}
+    stream = stream_format(path).model_copy(update=pins)
     info = {
         "filename": name, "duration_s": end_s, "fps": fps, "frames": frames, "width": width, "height": height,
         "frame_times": tuple(starts.tolist()), "stream": stream,
@@ -203,10 +226,19 @@ def read_frames(
         else:
             ticks = sample_ticks(float(starts[0]), end_s, fps, spans)
         for first in range(0, len(ticks), chunk):
-            batch = reader.get_frames_played_at(ticks[first : first + chunk].tolist())
-            yield batch.data, batch.pts_seconds.numpy().astype(np.float64)
+            yield played_at(reader, ticks[first : first + chunk], float(starts[0]))
     else:
         raise ValueError(f"unknown CPU decoder {decoder!r}: choose one of {', '.join(CPU_DECODERS)}")
+
+
+def played_at(decoder, ticks: np.ndarray, first_s: float) -> tuple[Tensor, np.ndarray]:
+    """A torchcodec decoder's frames on screen at `ticks`, and their times, both in the frame index's time, where
+    the first frame is at `first_s`. decord counts a stream's time from its first frame (an MPEG-TS that starts
+    at 1.4 s, a fragmented MP4 whose B-frames put its first frame at 0.067 s: both start at 0 there), torchcodec
+    keeps the container's: the difference goes onto the ticks and off the times."""
+    offset = (decoder.metadata.begin_stream_seconds or 0.0) - first_s
+    batch = decoder.get_frames_played_at((np.asarray(ticks) + offset).tolist())
+    return batch.data, batch.pts_seconds.cpu().numpy().astype(np.float64) - offset
 
 
 def _in_order(reader, indices: np.ndarray, starts: np.ndarray, chunk: int) -> Iterator[tuple[Tensor, np.ndarray]]:
