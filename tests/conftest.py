@@ -7,7 +7,6 @@ import gzip
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +18,7 @@ from model.checkpoint import CheckpointConfig, FeatureSpec, save_checkpoint
 from model.config import ModelConfig
 from model.tzn import TZN
 from tests.export.conftest import checkpoint_dir, onnx_path  # noqa: F401  (the head tests use these)
-
-OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+from tests.parity_media import OPENCV_DATA, ffmpeg, make_parity_media
 
 
 @pytest.fixture(scope="session")
@@ -158,63 +152,13 @@ def private_jobs_dir(tmp_path_factory):
     del os.environ["TZN_JOBS_DIR"]
 
 
-# The formats the decoders must agree on (docs/design.md, "Frames"): tags, ranges, chroma layouts, bit depths
-# and frame rates, each made from real camera footage (3 s of vtest.avi at 640x360).
-PARITY_FORMATS = {
-    "untagged_25fps.mp4": ["-r", "25", "-pix_fmt", "yuv420p"],
-    "bt709_2997fps.mp4": [
-        "-r", "30000/1001", "-vf", "scale=640:360:out_color_matrix=bt709,format=yuv420p", "-colorspace", "bt709",
-        "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv",
-    ],
-    "fullrange_20fps.mp4": ["-r", "20", "-vf", "scale=640:360:out_range=pc,format=yuvj420p", "-color_range", "pc"],
-    "yuv444.mp4": ["-r", "25", "-pix_fmt", "yuv444p"],
-    "tenbit.mp4": ["-r", "25", "-pix_fmt", "yuv420p10le"],
-}  # fmt: skip
-
-
-OTHER_CODECS = {
-    "vp9.webm": ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "1M"],
-    "av1.mp4": ["-c:v", "libaom-av1", "-cpu-used", "8", "-b:v", "500k"],
-    "fragmented.mp4": ["-c:v", "libx264", "-movflags", "frag_keyframe+empty_moov"],
-    "no_bframes.ts": ["-c:v", "libx264", "-bf", "0", "-f", "mpegts"],
-}  # fmt: skip
-
-
 @pytest.fixture(scope="session")
 def parity_media(tmp_path_factory, request) -> dict[str, Path]:
-    """Real footage in every format of PARITY_FORMATS, AVIs with B-frames, a stream-copied cut, VP9, AV1, a
-    fragmented MP4 and an MPEG-TS, plus opencv-doc's vtest.avi (MPEG-4 Part 2) and tree.avi (Cinepak, RGB). TZN_PARITY_MEDIA names a folder of these files made elsewhere (a GPU host without ffmpeg)."""
+    """tests/parity_media.py's files: real footage in every format the decoders must agree on. TZN_PARITY_MEDIA
+    names a folder of them made elsewhere (`python -m tests.parity_media DIR`, for a GPU host without ffmpeg)."""
     given = os.environ.get("TZN_PARITY_MEDIA")
     if given:
         return {path.name: path for path in sorted(Path(given).iterdir())}
     if shutil.which("ffmpeg") is None:
         pytest.skip("needs the ffmpeg binary (apt install ffmpeg) or TZN_PARITY_MEDIA")
-    camera_footage = request.getfixturevalue("camera_footage")
-    root = tmp_path_factory.mktemp("parity")
-    for name, options in PARITY_FORMATS.items():
-        scale = [] if "-vf" in options else ["-vf", "scale=640:360"]
-        ffmpeg("-i", str(camera_footage), "-t", "3", *scale, *options, "-c:v", "libx264", "-preset", "veryfast",
-               "-crf", "23", str(root / name))  # fmt: skip
-    files = {name: root / name for name in PARITY_FORMATS}
-    # what decord's frame index gets wrong (engine/video/readers.py, frame_index): AVIs with B-frames, whose
-    # frames have no timestamps (MPEG-4 Part 2 packs two in a packet), and a cut by stream copy, whose edit list
-    # hides the frames before the cut
-    for name, codec in (
-        ("bframes_mpeg4.avi", ["-c:v", "mpeg4", "-q:v", "4"]),
-        ("bframes_h264.avi", ["-c:v", "libx264"]),
-    ):
-        ffmpeg("-i", str(camera_footage), "-t", "3", "-vf", "scale=640:360", *codec, "-bf", "2", str(root / name))
-        files[name] = root / name
-    ffmpeg("-i", str(camera_footage), "-t", "5", "-vf", "scale=640:360", "-c:v", "libx264", "-preset", "veryfast",
-           "-g", "250", str(root / "whole.mp4"))  # fmt: skip
-    ffmpeg("-ss", "1.5", "-i", str(root / "whole.mp4"), "-c", "copy", str(root / "cut_copy.mp4"))
-    files["cut_copy.mp4"] = root / "cut_copy.mp4"
-    # containers and codecs one of the two CPU decoders fails on (engine/video/choice.py, readers.py)
-    for name, options in OTHER_CODECS.items():
-        ffmpeg("-i", str(camera_footage), "-t", "3", "-vf", "scale=640:360", *options, str(root / name))
-        files[name] = root / name
-    files["vtest.avi"] = camera_footage
-    tree = OPENCV_DATA / "tree.avi"
-    if tree.exists():
-        files["tree.avi"] = tree
-    return files
+    return make_parity_media(tmp_path_factory.mktemp("parity"), request.getfixturevalue("camera_footage"))

@@ -19,7 +19,7 @@
 # decodes with NVDEC under torch 2.11.) torchcodec needs FFmpeg 4-8 shared libraries: without system ones this
 # script points it at the FFmpeg 8 that the decord2 wheel bundles. The parity files (tests/conftest.py's
 # parity_media: real footage in every format the decoders must agree on) come from TZN_PARITY_MEDIA (default
-# .media), made on a machine with ffmpeg.
+# .media), made on a machine with ffmpeg: python -m tests.parity_media .media
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON="${PYTHON:-python3}"

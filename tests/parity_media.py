@@ -1,0 +1,76 @@
+"""The files the decoders must agree on (docs/design.md, "Frames"), made from real camera footage (3 s of
+opencv-doc's vtest.avi at 640x360) by ffmpeg: tags, ranges, chroma layouts, bit depths and frame rates; AVIs with
+B-frames and a stream-copied cut (what decord's frame index gets wrong, engine/video/readers.py); VP9, AV1, a
+fragmented MP4 and an MPEG-TS (what one CPU decoder fails on, engine/video/choice.py); plus vtest.avi itself
+(MPEG-4 Part 2) and tree.avi (Cinepak, RGB). The tests make them in a temporary folder (tests/conftest.py,
+`parity_media`); for a GPU host without ffmpeg, make them here and carry the folder (TZN_PARITY_MEDIA):
+
+    python -m tests.parity_media .media
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
+
+PARITY_FORMATS = {
+    "untagged_25fps.mp4": ["-r", "25", "-pix_fmt", "yuv420p"],
+    "bt709_2997fps.mp4": [
+        "-r", "30000/1001", "-vf", "scale=640:360:out_color_matrix=bt709,format=yuv420p", "-colorspace", "bt709",
+        "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv",
+    ],
+    "fullrange_20fps.mp4": ["-r", "20", "-vf", "scale=640:360:out_range=pc,format=yuvj420p", "-color_range", "pc"],
+    "yuv444.mp4": ["-r", "25", "-pix_fmt", "yuv444p"],
+    "tenbit.mp4": ["-r", "25", "-pix_fmt", "yuv420p10le"],
+}  # fmt: skip
+
+OTHER_CODECS = {
+    "bframes_mpeg4.avi": ["-c:v", "mpeg4", "-q:v", "4", "-bf", "2"],  # no timestamps; two frames in some packets
+    "bframes_h264.avi": ["-c:v", "libx264", "-bf", "2"],
+    "vp9.webm": ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "1M"],
+    "av1.mp4": ["-c:v", "libaom-av1", "-cpu-used", "8", "-b:v", "500k"],
+    "fragmented.mp4": ["-c:v", "libx264", "-movflags", "frag_keyframe+empty_moov"],
+    "no_bframes.ts": ["-c:v", "libx264", "-bf", "0", "-f", "mpegts"],
+}  # fmt: skip
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+
+
+def make_parity_media(root: Path, camera_footage: Path) -> dict[str, Path]:
+    """The files in `root` (made there, but vtest.avi and tree.avi, which are named where they are)."""
+    root.mkdir(parents=True, exist_ok=True)
+    source = ["-i", str(camera_footage), "-t", "3"]
+    for name, options in PARITY_FORMATS.items():
+        scale = [] if "-vf" in options else ["-vf", "scale=640:360"]
+        ffmpeg(*source, *scale, *options, "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", str(root / name))
+    for name, options in OTHER_CODECS.items():
+        ffmpeg(*source, "-vf", "scale=640:360", *options, str(root / name))
+    # a cut by stream copy starts at the keyframe before the cut (here the first: one keyframe in 5 s), and its edit
+    # list hides the frames before the cut
+    whole = root / "whole.tmp.mp4"
+    ffmpeg("-i", str(camera_footage), "-t", "5", "-vf", "scale=640:360", "-c:v", "libx264", "-preset", "veryfast",
+           "-g", "250", "-f", "mp4", str(whole))  # fmt: skip
+    ffmpeg("-ss", "1.5", "-i", str(whole), "-c", "copy", str(root / "cut_copy.mp4"))
+    whole.unlink()
+    files = {path.name: path for path in sorted(root.iterdir())}
+    files["vtest.avi"] = camera_footage
+    if (OPENCV_DATA / "tree.avi").exists():
+        files["tree.avi"] = OPENCV_DATA / "tree.avi"
+    return files
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m tests.parity_media DIR")
+    target = Path(sys.argv[1])
+    made = make_parity_media(target, OPENCV_DATA / "vtest.avi")
+    for name in ("vtest.avi", "tree.avi"):
+        if name in made and made[name].parent != target:
+            shutil.copy(made[name], target / name)
+    print(f"{len(made)} files in {target}")
