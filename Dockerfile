@@ -64,13 +64,15 @@ RUN pip install --no-cache-dir --no-deps /wheels/*.whl
 FROM ${PYTHON_IMAGE} AS runtime
 ARG MODELS_DIR=deploy/models
 # FFmpeg's shared libraries (Debian bookworm: FFmpeg 5) for torchcodec, which decodes with NVDEC on GPU hosts
-# (engine/video/nvdec.py; the driver's libnvcuvid comes in with NVIDIA_DRIVER_CAPABILITIES' "video").
+# (engine/video/nvdec.py; the driver's libnvcuvid comes in with NVIDIA_DRIVER_CAPABILITIES' "video"), and the
+# ffmpeg program, which remuxes an MPEG-TS whose start the decoders cannot seek to (engine/video/readers.py,
+# `playable`; without it such uploads are refused).
 # Installed here, while the stage still runs as root, so the cpu image carries them too (unused there).
 # Unpinned: Debian's security updates of FFmpeg replace the exact version, which would break the build.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        libavcodec59 libavformat59 libavutil57 libavdevice59 libavfilter8 libswscale6 libswresample4 \
+        libavcodec59 libavformat59 libavutil57 libavdevice59 libavfilter8 libswscale6 libswresample4 ffmpeg \
     && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 tzn \
     && useradd --system --uid 10001 --gid tzn --create-home --home-dir /home/tzn tzn \

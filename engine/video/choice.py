@@ -40,10 +40,10 @@ CPU_DECODER_OF_CODEC = {"vp9": "torchcodec", "av1": "decord"}
 
 def decoder_for(setting: DecoderSetting, stream: StreamFormat, nvdec_available: bool) -> str:
     """The decoder that decodes `stream`: NVDEC where it is available, the setting allows it (auto or
-    torchcodec), the stream is one NVDEC decodes and its frames can be sought; else the CPU decoder. Whatever the
+    torchcodec), the stream is one NVDEC decodes and may decode (`stream.cpu_only`); else the CPU decoder. Whatever the
     setting, a stream that only one CPU decoder gets right goes to it: by its frame index (`stream.decoder`,
     engine/video/readers.py) or by its codec (CPU_DECODER_OF_CODEC). The isolated child and its parent both
     decide with it (engine/video/decode.py)."""
-    if nvdec_available and setting != "decord" and nvdec_decodes(stream) and not stream.in_order:
+    if nvdec_available and setting != "decord" and nvdec_decodes(stream) and not stream.cpu_only:
         return NVDEC
     return stream.decoder or CPU_DECODER_OF_CODEC.get(stream.codec) or cpu_decoder(setting, nvdec_available)

@@ -31,7 +31,7 @@ from engine.video.choice import NVDEC, decoder_for
 from engine.video.container import precheck
 from engine.video.frames import fit_frames
 from engine.video.info import VideoInfo
-from engine.video.readers import FrameIndex, open_decord, read_frames, sampled_count, stream_info
+from engine.video.readers import FrameIndex, open_decord, playable, read_frames, sampled_count, stream_info
 from engine.video.sampling import Spans
 from engine.video.source import VideoSource, child_path
 
@@ -135,9 +135,10 @@ def decode_child(conn, fatal, workdir: str, request: dict[str, Any]) -> None:
     conn.send(("started", None))
     enter_workdir(workdir, fatal)
     try:
-        path, name = child_path(request["source"]), request["name"]
+        name = request["name"]
+        path, remuxed = playable(child_path(request["source"]), name)
         reader = open_decord(path, name)  # its index gives every path the frame times, and decord its frames
-        info, index = stream_info(path, name, reader)
+        info, index = stream_info(path, name, reader, remuxed)
         limit = request["max_duration_s"]
         if limit is not None and info["duration_s"] > limit:
             raise VideoTooLongError(info["duration_s"], limit, name)

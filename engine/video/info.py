@@ -14,8 +14,8 @@ class StreamFormat(BaseModel):
     decoder reads as BT.601); `color_range` "pc" (full) or "tv" (limited: also what an untagged stream is);
     `decoder` names the one CPU decoder that gets this file's frames right where only one does (decord for an AVI
     with B-frames, torchcodec for a cut whose edit list hides frames; engine/video/readers.py, `frame_index`);
-    `in_order` says its frames are decoded front to back only (never by NVDEC, whose parts seek); `seek_mode` is
-    torchcodec's for it.
+    `cpu_only` keeps it off NVDEC: its frames are decoded front to back only (NVDEC's parts seek), or the CPU
+    decoders decode a remux of it (an MPEG-TS, `readers.playable`); `seek_mode` is torchcodec's for it.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -27,7 +27,7 @@ class StreamFormat(BaseModel):
     color_space: str | None = None
     color_range: str = "tv"
     decoder: str | None = None
-    in_order: bool = False
+    cpu_only: bool = False
     seek_mode: str = "exact"
 
 

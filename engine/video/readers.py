@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import logging
 import numbers
+import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -156,32 +159,45 @@ def frame_index(reader, name: str) -> FrameIndex:
     return FrameIndex(starts, end_s)
 
 
-def _refuse_unreachable_start(path: str, name: str) -> None:
-    """An MPEG-TS whose first frames no decoder here reaches is refused, with what to do. FFmpeg's seek to the
-    start of a TS with B-frames (H.264 from x264, MPEG-2) lands on a later keyframe: decord and torchcodec then
-    give the video from there (a 30 s x264 TS: from 8.3 s, the second keyframe), numbered as if from the start,
-    and the answer would be wrong. Detected by decoding the first frame: its time must be the stream's start."""
-    remux = "remux it to MP4 first (ffmpeg -i in.ts -c copy out.mp4, no re-encoding) and send that"
+def playable(path: str, name: str, ffmpeg: str | None = shutil.which("ffmpeg")) -> tuple[str, bool]:
+    """The file to decode for `path`, and whether it was remuxed. FFmpeg's seek to the start of an MPEG-TS with
+    B-frames (H.264 from x264, MPEG-2) lands on a later keyframe, and decord and torchcodec both seek there: they
+    gave a 30 s x264 TS from its second keyframe (8.3 s) on, numbered from 0. Such a TS (its first frame, decoded,
+    is not at the stream's start) is remuxed to MP4 in the working folder by the ffmpeg program, packets copied,
+    which decodes as ffmpeg decodes the TS; without the program it is refused, with what to do."""
+    with open(path, "rb") as file:
+        if sniff_container(file.read(1024)) != "mpeg-ts":
+            return path, False
+    remux = "remux it to MP4 (ffmpeg -i in.ts -c copy out.mp4, no re-encoding) and send that"
     try:
         decoder = open_torchcodec(path, name, seek_mode="approximate")
-        begin = decoder.metadata.begin_stream_seconds or 0.0
-        first = float(decoder.get_frame_at(0).pts_seconds)
+        late = float(decoder.get_frame_at(0).pts_seconds) - (decoder.metadata.begin_stream_seconds or 0.0)
     except (VideoDecodeError, RuntimeError, IndexError) as error:
-        raise VideoDecodeError(f"could not decode the start of the MPEG-TS '{name}' ({error}): {remux}") from error
-    if abs(first - begin) > 1e-3:
-        raise VideoDecodeError(
-            f"the decoders cannot reach the first {first - begin:.2f} s of the MPEG-TS '{name}' (seeking to its "
-            f"start lands on a later keyframe, an FFmpeg limit with B-frames in MPEG-TS): {remux}"
-        )  # fmt: skip
+        late, problem = None, f"could not decode the start of the MPEG-TS '{name}' ({error})"
+    else:
+        problem = f"the decoders cannot reach the first {late:.2f} s of the MPEG-TS '{name}'"
+        if abs(late) <= 1e-3:
+            return path, False
+    if ffmpeg is None:
+        raise VideoDecodeError(f"{problem} (FFmpeg's seek lands on a later keyframe with B-frames in MPEG-TS), and "
+                               f"this server has no ffmpeg program to remux it: {remux}")  # fmt: skip
+    target = os.path.abspath("remuxed.mp4")  # the child's working folder, removed with it
+    held = path.removeprefix("/proc/self/fd/")  # an upload held in memory: the program reads the same descriptor
+    done = subprocess.run(
+        [ffmpeg, "-v", "error", "-nostdin", "-y", "-i", path, "-map", "0:v:0", "-c", "copy", "-f", "mp4", target],
+        capture_output=True, text=True, pass_fds=(int(held),) if held != path else (),
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise VideoDecodeError(f"{problem}, and remuxing it failed ({done.stderr.strip()[:200]}): {remux}")
+    log.info("'%s': %s; decoding it remuxed to MP4", name, problem)
+    return target, True
 
 
-def stream_info(path: str, name: str, reader=None) -> tuple[dict[str, Any], FrameIndex]:
+def stream_info(path: str, name: str, reader=None, remuxed: bool = False) -> tuple[dict[str, Any], FrameIndex]:
     """The source's VideoInfo fields (frame times and stream format included) and its FrameIndex. Frame times
     come from decord's index on every path (`frame_index`), so that every decoder answers with the same frame
-    numbers. `reader`: a decord reader of `path` already open."""
-    with open(path, "rb") as file:
-        if sniff_container(file.read(1024)) == "mpeg-ts":
-            _refuse_unreachable_start(path, name)
+    numbers. `reader`: a decord reader of `path` already open; `remuxed`: `path` is the remux of the upload
+    (`playable`), which only the CPU decoders see."""
     reader = reader or open_decord(path, name)
     index = frame_index(reader, name)
     starts, end_s = index.starts, index.end_s
@@ -190,7 +206,7 @@ def stream_info(path: str, name: str, reader=None) -> tuple[dict[str, Any], Fram
     fps = float(reader.get_avg_fps())
     if not np.isfinite(fps) or fps <= 0:
         fps = frames / max(end_s - starts[0], 1e-9)
-    pins = {"decoder": index.decoder, "in_order": index.in_order, "seek_mode": index.seek_mode}
+    pins = {"decoder": index.decoder, "cpu_only": index.in_order or remuxed, "seek_mode": index.seek_mode}
     stream = stream_format(path).model_copy(update=pins)
     info = {
         "filename": name, "duration_s": end_s, "fps": fps, "frames": frames, "width": width, "height": height,

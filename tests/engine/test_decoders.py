@@ -14,6 +14,7 @@ from engine.localizer import Localizer
 from engine.settings import WorkLimits
 from engine.video.choice import decoder_for, nvdec_decodes
 from engine.video.decode import DecodeRequest, decode_frames, probe_video
+from engine.video.readers import playable
 from engine.video.source import VideoSource
 from service.settings import DEMO_CHECKPOINT, Settings
 
@@ -41,7 +42,7 @@ PINNED = {
     "bframes_mpeg4.avi": "decord", "bframes_h264.avi": "decord", "cut_copy.mp4": "torchcodec",
     "vp9.webm": "torchcodec", "av1.mp4": "decord",
 }  # fmt: skip
-IN_ORDER = {"bframes_mpeg4.avi", "bframes_h264.avi"}
+CPU_ONLY = {"bframes_mpeg4.avi", "bframes_h264.avi"}
 
 
 def test_the_stream_format_is_read_and_decides_where_it_decodes(parity_media):
@@ -52,8 +53,8 @@ def test_the_stream_format_is_read_and_decides_where_it_decodes(parity_media):
         assert (stream.color_space, stream.color_range) == (space, color_range), name
         assert nvdec_decodes(stream) is on_nvdec, name
         pinned = PINNED.get(name)
-        assert stream.in_order is (name in IN_ORDER), name
-        nvdec = "torchcodec-nvdec" if on_nvdec and name not in IN_ORDER else pinned or "torchcodec"
+        assert stream.cpu_only is (name in CPU_ONLY), name
+        nvdec = "torchcodec-nvdec" if on_nvdec and name not in CPU_ONLY else pinned or "torchcodec"
         assert decoder_for("auto", stream, nvdec_available=True) == nvdec, name
         assert decoder_for("auto", stream, nvdec_available=False) == (pinned or "decord"), name
         assert decoder_for("decord", stream, nvdec_available=True) == (pinned or "decord"), name
@@ -122,12 +123,21 @@ def test_decord_and_torchcodec_find_the_same_actions_on_every_file(localizers, p
             assert a["score"] == pytest.approx(b["score"], abs=1e-3), name
 
 
-def test_an_mpeg_ts_whose_start_no_decoder_reaches_is_refused_with_what_to_do(camera_footage, tmp_path):
+def test_an_mpeg_ts_whose_start_no_decoder_reaches_is_decoded_remuxed_or_refused(camera_footage, tmp_path):
     """FFmpeg's seek to the start of an MPEG-TS with B-frames lands on a later keyframe, in decord and torchcodec
-    alike: such a file is refused in plain words (remux it), never answered from the wrong frames."""
+    alike. Such a file is remuxed to MP4 by the ffmpeg program and then decodes as ffmpeg decodes the TS, on the
+    CPU only; a server without the program refuses it in plain words, never answering from the wrong frames."""
     path = tmp_path / "bframes.ts"
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(camera_footage), "-t", "3", "-vf", "scale=640:360", "-c:v",
                     "libx264", "-f", "mpegts", str(path)], check=True)  # fmt: skip
+    shown = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24",
+                            "-fps_mode", "passthrough", "-"], capture_output=True, check=True).stdout  # fmt: skip
+    expected = np.frombuffer(shown, np.uint8).reshape(-1, 360, 640, 3)
     for decoder in ("decord", "torchcodec"):
-        with pytest.raises(VideoDecodeError, match=r"MPEG-TS 'bframes.ts'.*ffmpeg -i in.ts -c copy out.mp4"):
-            decode_frames(path, BACKBONE_INPUT, decoder)
+        frames, times, info = decode_frames(path, DecodeRequest(), decoder)
+        assert frames.shape == expected.shape and times[0] == pytest.approx(0.0, abs=1e-3), decoder
+        assert np.abs(frames.astype(np.float64) - expected).mean(axis=(1, 2, 3)).max() < 0.5, decoder
+    assert info.stream.cpu_only and decoder_for("auto", info.stream, nvdec_available=True) == "torchcodec"
+    with pytest.raises(VideoDecodeError, match=r"MPEG-TS 'bframes.ts'.*no ffmpeg program.*ffmpeg -i in.ts -c copy"):
+        playable(str(path), "bframes.ts", ffmpeg=None)
+    assert playable(str(camera_footage), "vtest.avi", ffmpeg=None) == (str(camera_footage), False)
