@@ -139,7 +139,7 @@ def frame_index(reader, name: str) -> FrameIndex:
       frame 39). The video is the frames from 0 s on, as in every player (a frame on screen at 0 s starts at
       0 s), and torchcodec, which follows the edit list, decodes it, seeking by time ("approximate"): its exact
       index leaves out the hidden keyframe, finds none before the first shown frames and decodes from the start
-      for each (30 s of 720p at 16 fps: 3.0 s instead of 0.2, the same frames)."""
+      for each (a 28.7 s 320x240 cut at 16 fps: 3.0 s instead of 0.2, the same frames)."""
     pts = reader.get_frame_timestamp(np.arange(len(reader)))
     starts = pts[:, 0].astype(np.float64)
     end_s = float(pts[-1, 1])
