@@ -102,11 +102,17 @@ def test_a_video_held_in_memory_decodes_as_its_file_does(media):
     np.testing.assert_array_equal(times, file_times)
 
 
-def test_chunks_add_up_to_the_whole_decode(media):
-    request = DecodeRequest(fps=5, size=(64, 64), chunk_frames=7)
-    with Decoding(VideoSource.from_path(media / "vfr.mp4"), request, "decord") as decoding:
+@pytest.mark.parametrize("decoder", ["decord", "torchcodec"])
+@pytest.mark.parametrize(
+    "frames_per_batch", [1, 3, 100]
+)  # the child's decode batches: fewer frames than a chunk, or more
+def test_chunks_add_up_to_the_whole_decode(media, decoder, frames_per_batch):
+    path = media / "vfr.mp4"
+    frame_bytes = probe_video(path).width * probe_video(path).height * 3
+    request = DecodeRequest(fps=5, size=(64, 64), chunk_frames=7, batch_bytes=frames_per_batch * frame_bytes)
+    with Decoding(VideoSource.from_path(path), request, decoder) as decoding:
         chunks = list(decoding.chunks())
-    whole, times, _ = decode_frames(media / "vfr.mp4", DecodeRequest(fps=5, size=(64, 64)))
+    whole, times, _ = decode_frames(path, DecodeRequest(fps=5, size=(64, 64)), decoder)
     assert [len(chunk.times) for chunk in chunks[:-1]] == [7] * (len(chunks) - 1)
     assert [chunk.first for chunk in chunks] == list(range(0, len(whole), 7))
     assert {chunk.total for chunk in chunks} == {len(whole)}
