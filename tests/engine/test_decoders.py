@@ -4,6 +4,7 @@ runs (TZN_DECODER). The GPU's decoder is held to the same files in tests/engine/
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 
 import numpy as np
@@ -43,6 +44,8 @@ PINNED = {
     "vp9.webm": "torchcodec", "av1.mp4": "decord",
 }  # fmt: skip
 CPU_ONLY = {"bframes_mpeg4.avi", "bframes_h264.avi"}
+# the reference: ffmpeg's own decode (TZN_PARITY_MEDIA hosts may have the files but not the program)
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg binary (apt install ffmpeg)")
 
 
 def test_the_stream_format_is_read_and_decides_where_it_decodes(parity_media):
@@ -61,6 +64,7 @@ def test_the_stream_format_is_read_and_decides_where_it_decodes(parity_media):
         assert decoder_for("torchcodec", stream, nvdec_available=False) == (pinned or "torchcodec"), name
 
 
+@needs_ffmpeg
 def test_every_frame_is_the_frame_ffmpeg_shows(parity_media):
     """Both decoder settings give every frame as ffmpeg decodes it, frame for frame, on the files one decoder gets
     wrong (AVIs with B-frames, a stream-copied cut, VP9, AV1, a fragmented MP4, an MPEG-TS) and on an ordinary
@@ -123,6 +127,7 @@ def test_decord_and_torchcodec_find_the_same_actions_on_every_file(localizers, p
             assert a["score"] == pytest.approx(b["score"], abs=1e-3), name
 
 
+@needs_ffmpeg
 def test_an_mpeg_ts_whose_start_no_decoder_reaches_is_decoded_remuxed_or_refused(camera_footage, tmp_path):
     """FFmpeg's seek to the start of an MPEG-TS with B-frames lands on a later keyframe, in decord and torchcodec
     alike. Such a file is remuxed to MP4 by the ffmpeg program and then decodes as ffmpeg decodes the TS, on the
