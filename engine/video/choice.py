@@ -34,7 +34,7 @@ def cpu_decoder(setting: DecoderSetting, on_gpu_host: bool) -> str:
 
 # The CPU decoder a codec needs, whatever the setting (tests/engine/test_decoders.py, on files made by ffmpeg):
 # decord2 fails on VP9 streams whose decoder asks for the next packet before it takes one (EAGAIN: libvpx-vp9's
-# real-time encodes, some WebM from browsers); torchcodec's CPU decoder crashes on AV1 with Debian's FFmpeg 5.1.
+# real-time encodes in WebM and MKV); torchcodec's CPU decoder crashes on AV1 with Debian's FFmpeg 5.1.
 CPU_DECODER_OF_CODEC = {"vp9": "torchcodec", "av1": "decord"}
 
 

@@ -148,9 +148,9 @@ def decode_child(conn, fatal, workdir: str, request: dict[str, Any]) -> None:
         conn.send(("info", info))
         decoder = request["decoder"] and decoder_for(request["decoder"], info["stream"], request["nvdec"])
         if decoder != "decord":
-            del reader  # decord's decoder and its frame buffers go before the other decoder opens
+            reader = None  # decord's decoder and its frame buffers go before the other decoder opens
         if decoder is not None and decoder != NVDEC:
-            _send_chunks(conn, decoder, path, name, index, info, request, reader if decoder == "decord" else None)
+            _send_chunks(conn, decoder, path, name, index, info, request, reader)
         conn.send(("done", None))
     except BrokenPipeError:  # the parent stopped listening (cancelled, or gone)
         pass

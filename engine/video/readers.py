@@ -173,7 +173,7 @@ def playable(path: str, name: str, ffmpeg: str | None = shutil.which("ffmpeg")) 
         decoder = open_torchcodec(path, name, seek_mode="approximate")
         late = float(decoder.get_frame_at(0).pts_seconds) - (decoder.metadata.begin_stream_seconds or 0.0)
     except (VideoDecodeError, RuntimeError, IndexError) as error:
-        late, problem = None, f"could not decode the start of the MPEG-TS '{name}' ({error})"
+        problem = f"could not decode the start of the MPEG-TS '{name}' ({error})"
     else:
         problem = f"the decoders cannot reach the first {late:.2f} s of the MPEG-TS '{name}'"
         if abs(late) <= 1e-3:
