@@ -8,9 +8,11 @@ import struct
 from engine.errors import EmptyVideoError, NotAVideoError, VideoDecodeError
 from engine.video.source import VideoSource
 
-SUPPORTED = "expected a video file (MP4/MOV, MKV/WebM, AVI, MPEG-TS)"
+SUPPORTED = "expected a video file (MP4/MOV, MKV/WebM, AVI, MPEG-TS/MTS, MPEG-PS)"
 # File names that folders of videos are listed by (tzn extract-features, tzn batch)
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts"})
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".vob", ".ts", ".mts", ".m2ts"}
+)
 
 _IMAGE_BRANDS = {b"heic", b"heix", b"mif1", b"msf1", b"avif"}
 
@@ -30,7 +32,6 @@ def sniff_container(header: bytes) -> str:
         (b"FLV", "flv"),
         (b"OggS", "ogg"),
         (b"\x00\x00\x01\xba", "mpeg-ps"),
-        (b"\x00\x00\x01\xb3", "mpeg-es"),
         (b"\x89PNG", "image:PNG"),
         (b"\xff\xd8\xff", "image:JPEG"),
         (b"GIF8", "gif"),  # animated GIFs decode; let decord decide
@@ -47,11 +48,26 @@ def sniff_container(header: bytes) -> str:
             return kind
     if len(header) >= 377 and header[0] == header[188] == header[376] == 0x47:
         return "mpeg-ts"
+    if len(header) >= 389 and header[4] == header[196] == header[388] == 0x47:
+        return "mpeg-ts"  # M2TS (AVCHD camcorders' .mts, Blu-ray): a 4-byte time code before each 188-byte packet
+    if _bare_stream(header):
+        return "elementary"
     if len(header) >= 2 and header[0] == 0xFF and header[1] & 0xF6 == 0xF0:
         return "audio:AAC (ADTS)"
     if _looks_like_text(header):
         return "text"
     return "unknown"
+
+
+def _bare_stream(header: bytes) -> bool:
+    """A video stream without a container, as encoders write it raw (.h264, .hevc, .m2v): a start code, then an
+    MPEG-1/2 sequence header, or an H.264 unit that begins a stream (SEI 6, SPS 7, delimiter 9), or HEVC's (VPS
+    32, delimiter 35, SEI 39)."""
+    for start in (b"\x00\x00\x00\x01", b"\x00\x00\x01"):
+        if header.startswith(start) and len(header) > len(start):
+            unit = header[len(start)]
+            return unit == 0xB3 or (unit < 0x80 and ((unit & 0x1F) in (6, 7, 9) or (unit >> 1) in (32, 35, 39)))
+    return False
 
 
 def _looks_like_text(header: bytes) -> bool:
@@ -122,6 +138,11 @@ def precheck(source: VideoSource) -> None:
         raise NotAVideoError(f"'{name}' is a {kind[6:]} file, not a video: {SUPPORTED}")
     if kind == "text":
         raise NotAVideoError(f"'{name}' is a text file, not a video: {SUPPORTED}")
+    if kind == "elementary":
+        raise NotAVideoError(
+            f"'{name}' is a bare video stream without a container, so its frames have no times: wrap it in MP4 "
+            "at its frame rate (ffmpeg -r 30 -i in.h264 -c copy out.mp4, no re-encoding) and send that"
+        )
     if kind == "mp4" and (problem := mp4_truncation(source)):
         raise VideoDecodeError(
             f"could not decode '{name}': the MP4 is truncated or corrupt ({problem}); "

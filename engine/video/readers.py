@@ -160,27 +160,32 @@ def frame_index(reader, name: str) -> FrameIndex:
 
 
 def playable(path: str, name: str, ffmpeg: str | None = shutil.which("ffmpeg")) -> tuple[str, bool]:
-    """The file to decode for `path`, and whether it was remuxed. FFmpeg's seek to the start of an MPEG-TS with
-    B-frames (H.264 from x264, MPEG-2) lands on a later keyframe, and decord and torchcodec both seek there: they
-    gave a 30 s x264 TS from its second keyframe (8.3 s) on, numbered from 0. Such a TS (its first frame, decoded,
-    is not at the stream's start) is remuxed to MP4 in the working folder by the ffmpeg program, packets copied,
-    which decodes as ffmpeg decodes the TS; without the program it is refused, with what to do."""
+    """The file to decode for `path`, and whether it was remuxed. FFmpeg's seek to the start of an MPEG stream
+    (TS, M2TS, PS) whose first frame is not a keyframe that decodes alone lands on a later keyframe, and decord and
+    torchcodec both seek there: they gave a 30 s x264 TS from its second keyframe (8.3 s) on, numbered from 0, and
+    an MPEG-2 program stream (.mpg, DVD's .vob) from its second GOP; an AVCHD camcorder's .mts did not decode at
+    all. Such a file (its first frame, decoded, is not at the stream's start, or torchcodec cannot decode its start)
+    is remuxed to MP4 in the working folder by the ffmpeg program, packets copied, which decodes as ffmpeg decodes
+    the original; without the program it is refused, with what to do."""
     with open(path, "rb") as file:
-        if sniff_container(file.read(1024)) != "mpeg-ts":
-            return path, False
-    remux = "remux it to MP4 (ffmpeg -i in.ts -c copy out.mp4, no re-encoding) and send that"
+        kind = sniff_container(file.read(1024))
+    if kind not in ("mpeg-ts", "mpeg-ps"):
+        return path, False
+    container = {"mpeg-ts": "MPEG-TS", "mpeg-ps": "MPEG program stream"}[kind]
+    suffix = {"mpeg-ts": "ts", "mpeg-ps": "mpg"}[kind]
+    remux = f"remux it to MP4 (ffmpeg -i in.{suffix} -c copy out.mp4, no re-encoding) and send that"
     try:
         decoder = open_torchcodec(path, name, seek_mode="approximate")
         late = float(decoder.get_frame_at(0).pts_seconds) - (decoder.metadata.begin_stream_seconds or 0.0)
     except (VideoDecodeError, RuntimeError, IndexError) as error:
-        problem = f"could not decode the start of the MPEG-TS '{name}' ({error})"
+        problem = f"could not decode the start of the {container} '{name}' ({error})"
     else:
-        problem = f"the decoders cannot reach the first {late:.2f} s of the MPEG-TS '{name}'"
+        problem = f"the decoders cannot reach the first {late:.2f} s of the {container} '{name}'"
         if abs(late) <= 1e-3:
             return path, False
     if ffmpeg is None:
-        raise VideoDecodeError(f"{problem} (FFmpeg's seek lands on a later keyframe with B-frames in MPEG-TS), and "
-                               f"this server has no ffmpeg program to remux it: {remux}")  # fmt: skip
+        raise VideoDecodeError(f"{problem} (FFmpeg's seek lands on a later keyframe there), and this server has no "
+                               f"ffmpeg program to remux it: {remux}")  # fmt: skip
     target = os.path.abspath("remuxed.mp4")  # the child's working folder, removed with it
     held = path.removeprefix("/proc/self/fd/")  # an upload held in memory: the program reads the same descriptor
     done = subprocess.run(
