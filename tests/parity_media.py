@@ -1,8 +1,9 @@
 """The files the decoders must agree on (docs/design.md, "Frames"), made from real camera footage (3 s of
 opencv-doc's vtest.avi at 640x360) by ffmpeg: tags, ranges, chroma layouts, bit depths and frame rates; AVIs with
 B-frames and a stream-copied cut (what decord's frame index gets wrong, engine/video/readers.py); VP9, AV1, a
-fragmented MP4 and an MPEG-TS (what one CPU decoder fails on, engine/video/choice.py); plus vtest.avi itself
-(MPEG-4 Part 2) and tree.avi (Cinepak, RGB). The tests make them in a temporary folder (tests/conftest.py,
+fragmented MP4 and an MPEG-TS (what one CPU decoder fails on, engine/video/choice.py); an MP4 whose last frame has
+no duration (torchcodec reached it only by index); plus vtest.avi itself (MPEG-4 Part 2) and tree.avi (Cinepak,
+RGB). The tests make them in a temporary folder (tests/conftest.py,
 `parity_media`); for a GPU host without ffmpeg, make them here and carry the folder (TZN_PARITY_MEDIA):
 
     python -m tests.parity_media .media
@@ -35,6 +36,9 @@ OTHER_CODECS = {
     "av1.mp4": ["-c:v", "libaom-av1", "-cpu-used", "8", "-b:v", "500k"],
     "fragmented.mp4": ["-c:v", "libx264", "-movflags", "frag_keyframe+empty_moov"],
     "no_bframes.ts": ["-c:v", "libx264", "-bf", "0", "-f", "mpegts"],
+    # packets without durations (AVI's carry none): the last frame has none, and torchcodec's stream ends where it
+    # starts
+    "no_last_duration.mp4": ["-c:v", "libx264", "-fps_mode", "vfr", "-enc_time_base", "1/1000"],
 }  # fmt: skip
 
 

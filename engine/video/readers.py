@@ -258,8 +258,19 @@ def played_at(decoder, ticks: np.ndarray, first_s: float) -> tuple[Tensor, np.nd
     at 1.4 s, a fragmented MP4 whose B-frames put its first frame at 0.067 s: both start at 0 there), torchcodec
     keeps the container's: the difference goes onto the ticks and off the times."""
     offset = (decoder.metadata.begin_stream_seconds or 0.0) - first_s
-    batch = decoder.get_frames_played_at((np.asarray(ticks) + offset).tolist())
-    return batch.data, batch.pts_seconds.cpu().numpy().astype(np.float64) - offset
+    wanted = np.asarray(ticks, dtype=np.float64) + offset
+    # torchcodec plays nothing from end_stream_seconds on, and where the last frame has no duration (packets that
+    # carry none: an MP4 remuxed from an AVI, a last sample of length 0) the stream ends where that frame starts:
+    # ticks from there on (the last ones, ticks ascend) show the last frame, which only its index reaches
+    end = decoder.metadata.end_stream_seconds
+    shown = len(wanted) if end is None else int(np.searchsorted(wanted, end))
+    played = decoder.get_frames_played_at(wanted[:shown].tolist())
+    data, times = played.data, played.pts_seconds.cpu().numpy()
+    if shown < len(wanted):
+        last = decoder.get_frames_at([len(decoder) - 1])
+        data = torch.cat([data, last.data.expand(len(wanted) - shown, *last.data.shape[1:])])
+        times = np.concatenate([times, np.repeat(last.pts_seconds.cpu().numpy(), len(wanted) - shown)])
+    return data, times.astype(np.float64) - offset
 
 
 def _in_order(reader, indices: np.ndarray, starts: np.ndarray, chunk: int) -> Iterator[tuple[Tensor, np.ndarray]]:

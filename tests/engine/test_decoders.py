@@ -33,6 +33,7 @@ EXPECTED_FORMATS = {  # pixel format, chroma, bit depth, colour space tag, range
     "av1.mp4": ("yuv420p", "4:2:0", 8, None, "tv", True),
     "fragmented.mp4": ("yuv420p", "4:2:0", 8, None, "tv", True),
     "no_bframes.ts": ("yuv420p", "4:2:0", 8, None, "tv", True),
+    "no_last_duration.mp4": ("yuv420p", "4:2:0", 8, None, "tv", True),
     "vtest.avi": ("yuv420p", "4:2:0", 8, None, "tv", False),  # MPEG-4 Part 2: not for NVDEC
     "tree.avi": ("rgb24", "4:4:4", 8, None, "tv", False),
 }
@@ -67,9 +68,9 @@ def test_the_stream_format_is_read_and_decides_where_it_decodes(parity_media):
 @needs_ffmpeg
 def test_every_frame_is_the_frame_ffmpeg_shows(parity_media):
     """Both decoder settings give every frame as ffmpeg decodes it, frame for frame, on the files one decoder gets
-    wrong (AVIs with B-frames, a stream-copied cut, VP9, AV1, a fragmented MP4, an MPEG-TS) and on an ordinary
-    one. (At the source's size: the long files would take minutes.)"""
-    for name in [*PINNED, "fragmented.mp4", "no_bframes.ts", "untagged_25fps.mp4"]:
+    wrong (AVIs with B-frames, a stream-copied cut, VP9, AV1, a fragmented MP4, an MPEG-TS, a last frame without
+    a duration) and on an ordinary one. (At the source's size: the long files would take minutes.)"""
+    for name in [*PINNED, "fragmented.mp4", "no_bframes.ts", "no_last_duration.mp4", "untagged_25fps.mp4"]:
         path = parity_media[name]
         info = probe_video(path)
         shown = subprocess.run(
