@@ -244,10 +244,12 @@ class Localizer:
         decoding uses it (postprocess.snap). `upload_ms`: how long receiving the video took; `received_at`:
         `time.perf_counter()` when it was received (default: now). `progress(stage, fraction)` follows decoding,
         features and head; `cancelled()` is polled throughout (JobCancelledError). A zoom checkpoint runs the
-        zoom's two passes instead (engine/zoom.py; `fields` is then not available)."""
+        zoom's two passes instead (engine/zoom.py; `fields` are then the coarse pass's)."""
         started = time.perf_counter() if received_at is None else received_at
         if self.zoom is not None:
-            return self._localize_zoomed(source, limits, min_score, top_k, upload_ms, started, progress, cancelled)
+            return self._localize_zoomed(
+                source, limits, min_score, top_k, fields, upload_ms, started, progress, cancelled
+            )
         info, decoder, extracted = self.extract(source, limits, progress, cancelled)
         _stop_if(cancelled, source)
         progress("head", FEATURES_SHARE)
@@ -270,7 +272,7 @@ class Localizer:
         )  # fmt: skip
 
     def _localize_zoomed(
-        self, source, limits, min_score, top_k, upload_ms, started, progress, cancelled
+        self, source, limits, min_score, top_k, fields, upload_ms, started, progress, cancelled
     ) -> Localization:
         """`localize` with a zoom checkpoint: the coarse pass, the windows, the zoom pass, the refinement. Where the
         zoom rate is a multiple of the coarse rate, one decode at the zoom rate serves both passes (FrameSpool)."""
@@ -283,7 +285,7 @@ class Localizer:
         def detect(features: torch.Tensor, first_s: float, fps: float):
             _stop_if(cancelled, source)
             seen["coarse"] = ExtractedFeatures(features, self.coarse.clip_times(features.shape[-1], first_s), 0, 0, 0)
-            seen["output"], found, head_ms = self.detect(features, first_s, seen["info"].duration_s, fps)
+            seen["output"], found, head_ms = self.detect(features, first_s, seen["info"].duration_s, fps, fields)
             return found.segments.cpu().numpy(), found.scores.cpu().numpy(), found.labels.cpu().numpy(), head_ms
 
         clip = (self.spec.frames_per_clip, self.spec.clip_stride)
@@ -410,10 +412,10 @@ class Localizer:
             boundary=output.boundary[0][0, :valid].float().cpu().numpy().astype(np.float64) if bdr else None,
         )
 
-    def detect(self, features: torch.Tensor, first_frame_s: float, duration_s: float, fps: float):
+    def detect(self, features: torch.Tensor, first_frame_s: float, duration_s: float, fps: float, fields=False):
         """(head output, its detections in seconds best first, head ms) of clip features (C, K) sampled at `fps`
         from `first_frame_s`: the step every request runs after its features (the zoom benchmark runs it too)."""
-        output, head_ms = self._run_head(features, fields=False)
+        output, head_ms = self._run_head(features, fields)
         return output, self._seconds(output, first_frame_s, duration_s, fps), head_ms
 
     def _seconds(self, output: TZNOutput, first_frame_s: float, duration_s: float, fps: float):

@@ -71,6 +71,25 @@ def test_the_bundled_zoom_checkpoint_finds_the_sample_videos_actions_in_one_deco
     assert found == total, answer.segments[:10]
 
 
+def test_a_zoom_checkpoint_answers_include_boundary_with_its_coarse_pass_fields_and_the_same_actions():
+    """The bundled zoom's coarse detector is a BDR model: asked for the fields (include=boundary, a plot), the
+    answer carries them at the coarse pass's positions, where it used to leave them out without a word."""
+    settings = Settings(device="cpu", checkpoint=DEMO_ZOOM)
+    localizer = Localizer(settings.engine_settings())
+    plain, traced = (
+        localizer.localize(VideoSource.from_path(SAMPLE), settings.localize_limits.work, min_score=0.2, fields=asked)
+        for asked in (False, True)
+    )
+    positions = traced.positions()
+    assert positions.boundary is not None and positions.boundary.shape == (len(positions.times_s), 2)
+    assert len(positions.times_s) == traced.zoom["frames"]["coarse"]
+    assert plain.positions().boundary is None
+    assert [s["label"] for s in traced.segments] == [s["label"] for s in plain.segments]
+    for a, b in zip(traced.segments, plain.segments, strict=True):
+        assert (a["start_s"], a["end_s"], a["score"]) == pytest.approx((b["start_s"], b["end_s"], b["score"]))
+    assert traced.flops["head"] > plain.flops["head"]
+
+
 def test_label_ids_are_the_annotations_ids(demo_answer):
     _, answer = demo_answer
     truth = json.loads(SAMPLE_ANNOTATIONS.read_text())["database"]["sample"]["annotations"]
