@@ -260,8 +260,9 @@ def played_at(decoder, ticks: np.ndarray, first_s: float) -> tuple[Tensor, np.nd
     offset = (decoder.metadata.begin_stream_seconds or 0.0) - first_s
     wanted = np.asarray(ticks, dtype=np.float64) + offset
     # torchcodec plays nothing from end_stream_seconds on, and where the last frame has no duration (packets that
-    # carry none: an MP4 remuxed from an AVI, a last sample of length 0) the stream ends where that frame starts:
-    # ticks from there on (the last ones, ticks ascend) show the last frame, which only its index reaches
+    # carry none: an MP4 written from an AVI's packets, a last sample of length 0) the stream ends where that
+    # frame starts: ticks from there on (the last ones, ticks ascend) show the last frame, which only its index
+    # reaches
     end = decoder.metadata.end_stream_seconds
     shown = len(wanted) if end is None else int(np.searchsorted(wanted, end))
     played = decoder.get_frames_played_at(wanted[:shown].tolist())

@@ -4,12 +4,14 @@ bundled demo model. It uploads the bundled sample video and checks the timeline 
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import httpx
 import pytest
 
+from engine.video.container import VIDEO_SUFFIXES
 from service.settings import DEMO_CHECKPOINT
 from tools.launch import running_server
 
@@ -118,6 +120,9 @@ def test_page_is_one_offline_file(server):
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
     assert "http://" not in response.text.replace("http://www.w3.org/2000/svg", "")
     assert "https://" not in response.text and "<script src" not in response.text and "<link" not in response.text
+    # the file picker offers every suffix the service decodes (.vob, .mts have no video/* type in every browser)
+    accepted = re.search(r'<input id="file" type="file" accept="([^"]+)"', response.text).group(1).split(",")
+    assert set(VIDEO_SUFFIXES) <= set(accepted)
 
 
 def test_timeline_shows_exactly_the_answers_segments(page_after_upload, server, tmp_path):
