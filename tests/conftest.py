@@ -23,8 +23,8 @@ from tests.parity_media import OPENCV_DATA, ffmpeg, make_parity_media
 
 @pytest.fixture(scope="session")
 def media(tmp_path_factory) -> Path:
-    """Small real files: H.264 at 30 fps, variable frame rate, odd size, audio only, PNG, random, empty, and a bare
-    H.264 stream without a container."""
+    """Small real files: H.264 at 30 fps, variable frame rate, odd size, audio only (AAC, Vorbis in Ogg), PNG,
+    random, empty, and a bare H.264 stream without a container."""
     root = tmp_path_factory.mktemp("media")
     h264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-t", "3", *h264, str(root / "clip.mp4"))
@@ -40,6 +40,7 @@ def media(tmp_path_factory) -> Path:
         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv444p", str(root / "odd.mp4"),
     )  # fmt: skip
     ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=2", "-c:a", "aac", str(root / "tone.m4a"))
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=2", "-c:a", "libvorbis", str(root / "tone.ogg"))
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48", "-frames:v", "1", str(root / "still.png"))
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48", "-t", "1", *h264, "-f", "h264", str(root / "bare.h264"))
     whole = (root / "clip.mp4").read_bytes()

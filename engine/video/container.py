@@ -8,10 +8,10 @@ import struct
 from engine.errors import EmptyVideoError, NotAVideoError, VideoDecodeError
 from engine.video.source import VideoSource
 
-SUPPORTED = "expected a video file (MP4/MOV, MKV/WebM, AVI, MPEG-TS/MTS, MPEG-PS)"
+SUPPORTED = "expected a video file (MP4/MOV, MKV/WebM, AVI, MPEG-TS/MTS, MPEG-PS, Ogg)"
 # File names that folders of videos are listed by (tzn extract-features, tzn batch)
 VIDEO_SUFFIXES = frozenset(
-    {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".vob", ".ts", ".mts", ".m2ts"}
+    {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".vob", ".ts", ".mts", ".m2ts", ".ogv"}
 )
 
 _IMAGE_BRANDS = {b"heic", b"heix", b"mif1", b"msf1", b"avif"}

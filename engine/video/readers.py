@@ -84,7 +84,7 @@ def open_torchcodec(path: str, name: str, device: str = "cpu", seek_mode: str = 
     try:
         return VideoDecoder(path, device=device, seek_mode=seek_mode, num_ffmpeg_threads=0, dimension_order="NHWC")
     except ValueError as error:
-        if "no video stream" in str(error).lower() or "best stream" in str(error).lower():
+        if any(words in str(error).lower() for words in ("no video stream", "best stream", "best video stream")):
             raise NotAVideoError(f"'{name}' has no video stream: {SUPPORTED}") from error
         raise VideoDecodeError(f"could not decode '{name}': {str(error).splitlines()[0][:200]}") from error
     except RuntimeError as error:
@@ -159,42 +159,59 @@ def frame_index(reader, name: str) -> FrameIndex:
     return FrameIndex(starts, end_s)
 
 
+# Containers the CPU decoders can need a copy of in another container: (its name, a file suffix for the advice,
+# the container the copy goes into)
+REMUXED = {
+    "mpeg-ts": ("MPEG-TS", "ts", "mp4"),
+    "mpeg-ps": ("MPEG program stream", "mpg", "mp4"),
+    "ogg": ("Ogg", "ogv", "matroska"),
+}
+
+
 def playable(path: str, name: str, ffmpeg: str | None = shutil.which("ffmpeg")) -> tuple[str, bool]:
-    """The file to decode for `path`, and whether it was remuxed. FFmpeg's seek to the start of an MPEG stream
-    (TS, M2TS, PS) whose first frame is not a keyframe that decodes alone lands on a later keyframe, and decord and
-    torchcodec both seek there: they gave a 30 s x264 TS from its second keyframe (8.3 s) on, numbered from 0, and
-    an MPEG-2 program stream (.mpg, DVD's .vob) from its second GOP; an AVCHD camcorder's .mts did not decode at
-    all. Such a file (its first frame, decoded, is not at the stream's start, or torchcodec cannot decode its start)
-    is remuxed to MP4 in the working folder by the ffmpeg program, packets copied, which decodes as ffmpeg decodes
-    the original; without the program it is refused, with what to do."""
+    """The file to decode for `path`, and whether it was remuxed.
+
+    - FFmpeg's seek to the start of an MPEG stream (TS, M2TS, PS) whose first frame is not a keyframe that decodes
+      alone lands on a later keyframe, and decord and torchcodec both seek there: they gave a 30 s x264 TS from its
+      second keyframe (8.3 s) on, numbered from 0, and an MPEG-2 program stream (.mpg, DVD's .vob) from its second
+      GOP; an AVCHD camcorder's .mts did not decode at all. Such a file (its first frame, decoded, is not at the
+      stream's start, or torchcodec cannot decode its start) is remuxed to MP4.
+    - decord cannot open an Ogg file (Theora .ogv: "broken metadata", its headers carry no duration or frame
+      count): it is remuxed to Matroska.
+
+    The ffmpeg program remuxes in the working folder, packets copied, and the copy decodes as ffmpeg decodes the
+    original; without the program such a file is refused, with what to do."""
     with open(path, "rb") as file:
         kind = sniff_container(file.read(1024))
-    if kind not in ("mpeg-ts", "mpeg-ps"):
+    if kind not in REMUXED:
         return path, False
-    container = {"mpeg-ts": "MPEG-TS", "mpeg-ps": "MPEG program stream"}[kind]
-    suffix = {"mpeg-ts": "ts", "mpeg-ps": "mpg"}[kind]
-    remux = f"remux it to MP4 (ffmpeg -i in.{suffix} -c copy out.mp4, no re-encoding) and send that"
+    container, suffix, target_format = REMUXED[kind]
+    target_suffix = "mkv" if target_format == "matroska" else target_format
+    remux = f"remux it (ffmpeg -i in.{suffix} -c copy out.{target_suffix}, no re-encoding) and send that"
     try:
-        decoder = open_torchcodec(path, name, seek_mode="approximate")
+        decoder = open_torchcodec(path, name, seek_mode="approximate")  # NotAVideoError: an audio-only Ogg
         late = float(decoder.get_frame_at(0).pts_seconds) - (decoder.metadata.begin_stream_seconds or 0.0)
     except (VideoDecodeError, RuntimeError, IndexError) as error:
         problem = f"could not decode the start of the {container} '{name}' ({error})"
     else:
-        problem = f"the decoders cannot reach the first {late:.2f} s of the {container} '{name}'"
-        if abs(late) <= 1e-3:
-            return path, False
+        if kind == "ogg":
+            problem = f"decord cannot index the Ogg file '{name}' (no duration or frame count in its headers)"
+        else:
+            problem = f"the decoders cannot reach the first {late:.2f} s of the {container} '{name}'"
+            if abs(late) <= 1e-3:
+                return path, False
     if ffmpeg is None:
-        raise VideoDecodeError(f"{problem} (FFmpeg's seek lands on a later keyframe there), and this server has no "
-                               f"ffmpeg program to remux it: {remux}")  # fmt: skip
-    target = os.path.abspath("remuxed.mp4")  # the child's working folder, removed with it
+        raise VideoDecodeError(f"{problem}, and this server has no ffmpeg program to remux it: {remux}")
+    target = os.path.abspath(f"remuxed.{target_suffix}")  # the child's working folder, removed with it
     held = path.removeprefix("/proc/self/fd/")  # an upload held in memory: the program reads the same descriptor
     done = subprocess.run(
-        [ffmpeg, "-v", "error", "-nostdin", "-y", "-i", path, "-map", "0:v:0", "-c", "copy", "-f", "mp4", target],
+        [ffmpeg, "-v", "error", "-nostdin", "-y", "-i", path, "-map", "0:v:0", "-c", "copy", "-f", target_format,
+         target],
         capture_output=True, text=True, pass_fds=(int(held),) if held != path else (),
     )  # fmt: skip
     if done.returncode != 0:
         raise VideoDecodeError(f"{problem}, and remuxing it failed ({done.stderr.strip()[:200]}): {remux}")
-    log.info("'%s': %s; decoding it remuxed to MP4", name, problem)
+    log.info("'%s': %s; decoding it remuxed to %s", name, problem, target_suffix.upper())
     return target, True
 
 

@@ -132,6 +132,7 @@ def test_chunks_add_up_to_the_whole_decode(media, decoder, frames_per_batch):
         ("still.png", NotAVideoError, "PNG image, not a video"),
         ("notes.txt", NotAVideoError, "text file, not a video"),
         ("tone.m4a", NotAVideoError, "no video stream (audio only)"),
+        ("tone.ogg", NotAVideoError, "no video stream"),
         ("bare.h264", NotAVideoError, "bare video stream without a container"),
         ("truncated.mp4", VideoDecodeError, "truncated"),
     ],

@@ -128,22 +128,24 @@ def test_decord_and_torchcodec_find_the_same_actions_on_every_file(localizers, p
             assert a["score"] == pytest.approx(b["score"], abs=1e-3), name
 
 
-# MPEG streams whose start FFmpeg's seek does not reach: the file, how ffmpeg makes it, how the refusal names it
-UNREACHED_START = {
+# Files the CPU decoders get a remux of (readers.playable): MPEG streams whose start FFmpeg's seek does not reach,
+# and Ogg, which decord cannot open: the file, how ffmpeg makes it, how the refusal names it
+REMUXED_FILES = {
     "bframes.ts": (["-c:v", "libx264", "-f", "mpegts"], "MPEG-TS", "ts"),  # x264's default, B-frames
     "avchd.mts": (["-c:v", "libx264", "-f", "mpegts", "-mpegts_m2ts_mode", "1"], "MPEG-TS", "ts"),  # camcorders
     "mpeg2.mpg": (["-c:v", "mpeg2video", "-q:v", "4", "-f", "mpeg"], "MPEG program stream", "mpg"),  # DVD, .mpg
+    "theora.ogv": (["-c:v", "libtheora", "-q:v", "6"], "Ogg", "ogv"),
 }  # fmt: skip
 
 
 @needs_ffmpeg
-@pytest.mark.parametrize("name", UNREACHED_START)
-def test_an_mpeg_stream_whose_start_no_decoder_reaches_is_decoded_remuxed_or_refused(camera_footage, tmp_path, name):
+@pytest.mark.parametrize("name", REMUXED_FILES)
+def test_a_file_only_a_remux_decodes_right_is_decoded_remuxed_or_refused(camera_footage, tmp_path, name):
     """FFmpeg's seek to the start of an MPEG-TS with B-frames, an M2TS (AVCHD's .mts) or an MPEG-2 program stream
-    lands on a later keyframe, or fails, in decord and torchcodec alike. Such a file is remuxed to MP4 by the
-    ffmpeg program and then decodes as ffmpeg decodes the original, on the CPU only; a server without the program
-    refuses it in plain words, never answering from the wrong frames."""
-    options, container, suffix = UNREACHED_START[name]
+    lands on a later keyframe, or fails, in decord and torchcodec alike; decord cannot open an Ogg file at all.
+    Such a file is remuxed by the ffmpeg program and then decodes as ffmpeg decodes the original, on the CPU only;
+    a server without the program refuses it in plain words, never answering from the wrong frames."""
+    options, container, suffix = REMUXED_FILES[name]
     path = tmp_path / name
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(camera_footage), "-t", "3", "-vf", "scale=640:360",
                     *options, str(path)], check=True)  # fmt: skip
@@ -155,7 +157,7 @@ def test_an_mpeg_stream_whose_start_no_decoder_reaches_is_decoded_remuxed_or_ref
         assert frames.shape == expected.shape and times[0] == pytest.approx(0.0, abs=1e-3), decoder
         assert np.abs(frames.astype(np.float64) - expected).mean(axis=(1, 2, 3)).max() < 0.5, decoder
     assert info.stream.cpu_only and decoder_for("auto", info.stream, nvdec_available=True) == "torchcodec"
-    refusal = rf"{container} '{name}'.*no ffmpeg program.*ffmpeg -i in.{suffix} -c copy"
+    refusal = rf"{container}.* '{name}'.*no ffmpeg program.*ffmpeg -i in.{suffix} -c copy"
     with pytest.raises(VideoDecodeError, match=refusal):
         playable(str(path), name, ffmpeg=None)
     assert playable(str(camera_footage), "vtest.avi", ffmpeg=None) == (str(camera_footage), False)
