@@ -165,41 +165,21 @@ REMUXED = {
     "mpeg-ts": ("MPEG-TS", "ts", "mp4"),
     "mpeg-ps": ("MPEG program stream", "mpg", "mp4"),
     "ogg": ("Ogg", "ogv", "matroska"),
+    "mkv": ("Matroska/WebM", "webm", "matroska"),
 }
 
 
 def playable(path: str, name: str, ffmpeg: str | None = shutil.which("ffmpeg")) -> tuple[str, bool]:
-    """The file to decode for `path`, and whether it was remuxed.
-
-    - FFmpeg's seek to the start of an MPEG stream (TS, M2TS, PS) whose first frame is not a keyframe that decodes
-      alone lands on a later keyframe, and decord and torchcodec both seek there: they gave a 30 s x264 TS from its
-      second keyframe (8.3 s) on, numbered from 0, and an MPEG-2 program stream (.mpg, DVD's .vob) from its second
-      GOP; an AVCHD camcorder's .mts did not decode at all. Such a file (its first frame, decoded, is not at the
-      stream's start, or torchcodec cannot decode its start) is remuxed to MP4.
-    - decord cannot open an Ogg file (Theora .ogv: "broken metadata", its headers carry no duration or frame
-      count): it is remuxed to Matroska.
-
-    The ffmpeg program remuxes in the working folder, packets copied, and the copy decodes as ffmpeg decodes the
+    """The file to decode for `path`, and whether it was remuxed (`remux_reason` says which files are). The
+    ffmpeg program remuxes in the working folder, packets copied, and the copy decodes as ffmpeg decodes the
     original; without the program such a file is refused, with what to do."""
     with open(path, "rb") as file:
         kind = sniff_container(file.read(1024))
-    if kind not in REMUXED:
+    if kind not in REMUXED or (problem := remux_reason(path, name, kind)) is None:
         return path, False
     container, suffix, target_format = REMUXED[kind]
     target_suffix = "mkv" if target_format == "matroska" else target_format
     remux = f"remux it (ffmpeg -i in.{suffix} -c copy out.{target_suffix}, no re-encoding) and send that"
-    try:
-        decoder = open_torchcodec(path, name, seek_mode="approximate")  # NotAVideoError: an audio-only Ogg
-        late = float(decoder.get_frame_at(0).pts_seconds) - (decoder.metadata.begin_stream_seconds or 0.0)
-    except (VideoDecodeError, RuntimeError, IndexError) as error:
-        problem = f"could not decode the start of the {container} '{name}' ({error})"
-    else:
-        if kind == "ogg":
-            problem = f"decord cannot index the Ogg file '{name}' (no duration or frame count in its headers)"
-        else:
-            problem = f"the decoders cannot reach the first {late:.2f} s of the {container} '{name}'"
-            if abs(late) <= 1e-3:
-                return path, False
     if ffmpeg is None:
         raise VideoDecodeError(f"{problem}, and this server has no ffmpeg program to remux it: {remux}")
     target = os.path.abspath(f"remuxed.{target_suffix}")  # the child's working folder, removed with it
@@ -213,6 +193,39 @@ def playable(path: str, name: str, ffmpeg: str | None = shutil.which("ffmpeg")) 
         raise VideoDecodeError(f"{problem}, and remuxing it failed ({done.stderr.strip()[:200]}): {remux}")
     log.info("'%s': %s; decoding it remuxed to %s", name, problem, target_suffix.upper())
     return target, True
+
+
+def remux_reason(path: str, name: str, kind: str) -> str | None:
+    """Why the CPU decoders need a remux of `path`, a `kind` of container (REMUXED), or None where they do not.
+
+    - FFmpeg's seek to the start of an MPEG stream (TS, M2TS, PS) whose first frame is not a keyframe that decodes
+      alone lands on a later keyframe, and decord and torchcodec both seek there: they gave a 30 s x264 TS from its
+      second keyframe (8.3 s) on, numbered from 0, and an MPEG-2 program stream (.mpg, DVD's .vob) from its second
+      GOP; an AVCHD camcorder's .mts did not decode at all. Such a file (its first frame, decoded, is not at the
+      stream's start, or torchcodec cannot decode its start) goes to MP4.
+    - decord cannot open an Ogg file (Theora .ogv: "broken metadata", its headers carry no duration or frame
+      count): it goes to Matroska.
+    - Neither opens a Matroska/WebM file without a duration or an index (a browser's MediaRecorder writes them so,
+      as does ffmpeg streaming live): it goes to Matroska, where the copy gets both.
+    An audio-only file raises NotAVideoError."""
+    container = REMUXED[kind][0]
+    try:
+        decoder = open_torchcodec(path, name, seek_mode="approximate")  # reads the headers only
+    except VideoDecodeError as error:
+        if kind == "mkv":
+            return f"the {container} file '{name}' has no duration in its headers, as recorders stream it ({error})"
+        return f"could not decode the start of the {container} '{name}' ({error})"
+    if kind == "mkv":
+        return None
+    if kind == "ogg":
+        return f"decord cannot index the Ogg file '{name}' (no duration or frame count in its headers)"
+    try:
+        late = float(decoder.get_frame_at(0).pts_seconds) - (decoder.metadata.begin_stream_seconds or 0.0)
+    except (VideoDecodeError, RuntimeError, IndexError) as error:
+        return f"could not decode the start of the {container} '{name}' ({error})"
+    if abs(late) <= 1e-3:
+        return None
+    return f"the decoders cannot reach the first {late:.2f} s of the {container} '{name}'"
 
 
 def stream_info(path: str, name: str, reader=None, remuxed: bool = False) -> tuple[dict[str, Any], FrameIndex]:

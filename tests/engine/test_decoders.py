@@ -128,13 +128,17 @@ def test_decord_and_torchcodec_find_the_same_actions_on_every_file(localizers, p
             assert a["score"] == pytest.approx(b["score"], abs=1e-3), name
 
 
-# Files the CPU decoders get a remux of (readers.playable): MPEG streams whose start FFmpeg's seek does not reach,
-# and Ogg, which decord cannot open: the file, how ffmpeg makes it, how the refusal names it
+# Files the CPU decoders get a remux of (readers.remux_reason): MPEG streams whose start FFmpeg's seek does not
+# reach, Ogg, which decord cannot open, and WebM without a duration, which neither opens: the file, how ffmpeg makes
+# it, how the refusal names it
 REMUXED_FILES = {
     "bframes.ts": (["-c:v", "libx264", "-f", "mpegts"], "MPEG-TS", "ts"),  # x264's default, B-frames
     "avchd.mts": (["-c:v", "libx264", "-f", "mpegts", "-mpegts_m2ts_mode", "1"], "MPEG-TS", "ts"),  # camcorders
     "mpeg2.mpg": (["-c:v", "mpeg2video", "-q:v", "4", "-f", "mpeg"], "MPEG program stream", "mpg"),  # DVD, .mpg
     "theora.ogv": (["-c:v", "libtheora", "-q:v", "6"], "Ogg", "ogv"),
+    # as a browser's MediaRecorder writes WebM: no duration, no index
+    "recorded.webm": (["-c:v", "libvpx", "-b:v", "1M", "-deadline", "realtime", "-cpu-used", "8", "-live", "1"],
+                      "Matroska/WebM", "webm"),
 }  # fmt: skip
 
 
@@ -142,7 +146,8 @@ REMUXED_FILES = {
 @pytest.mark.parametrize("name", REMUXED_FILES)
 def test_a_file_only_a_remux_decodes_right_is_decoded_remuxed_or_refused(camera_footage, tmp_path, name):
     """FFmpeg's seek to the start of an MPEG-TS with B-frames, an M2TS (AVCHD's .mts) or an MPEG-2 program stream
-    lands on a later keyframe, or fails, in decord and torchcodec alike; decord cannot open an Ogg file at all.
+    lands on a later keyframe, or fails, in decord and torchcodec alike; decord cannot open an Ogg file at all, nor
+    either library a WebM recorded live (no duration, no index).
     Such a file is remuxed by the ffmpeg program and then decodes as ffmpeg decodes the original, on the CPU only;
     a server without the program refuses it in plain words, never answering from the wrong frames."""
     options, container, suffix = REMUXED_FILES[name]
