@@ -2,7 +2,7 @@
 opencv-doc's vtest.avi at 640x360) by ffmpeg: tags, ranges, chroma layouts, bit depths and frame rates; AVIs with
 B-frames and a stream-copied cut (what decord's frame index gets wrong, engine/video/readers.py); VP9, AV1, a
 fragmented MP4 and an MPEG-TS (what one CPU decoder fails on, engine/video/choice.py); an MP4 whose last frame has
-no duration (torchcodec reached it only by index); plus vtest.avi itself (MPEG-4 Part 2) and tree.avi (Cinepak,
+no duration (torchcodec reached it only by index); a rotated MP4 (kept off NVDEC); plus vtest.avi itself (MPEG-4 Part 2) and tree.avi (Cinepak,
 RGB). The tests make them in a temporary folder (tests/conftest.py,
 `parity_media`); for a GPU host without ffmpeg, make them here and carry the folder (TZN_PARITY_MEDIA):
 
@@ -61,6 +61,11 @@ def make_parity_media(root: Path, camera_footage: Path) -> dict[str, Path]:
     ffmpeg("-i", str(camera_footage), "-t", "5", "-vf", "scale=640:360", "-c:v", "libx264", "-preset", "veryfast",
            "-g", "250", "-f", "mp4", str(whole))  # fmt: skip
     ffmpeg("-ss", "1.5", "-i", str(whole), "-c", "copy", str(root / "cut_copy.mp4"))
+    # a phone's portrait video: coded 640x360, shown turned by a quarter by its display matrix (set by stream copy)
+    try:
+        ffmpeg("-display_rotation", "90", "-i", str(whole), "-t", "3", "-c", "copy", str(root / "rotated.mp4"))
+    except subprocess.CalledProcessError:  # FFmpeg before 6.1 (Debian 12's 5.1) sets it as metadata
+        ffmpeg("-i", str(whole), "-t", "3", "-c", "copy", "-metadata:s:v:0", "rotate=90", str(root / "rotated.mp4"))
     whole.unlink()
     files = {path.name: path for path in sorted(root.iterdir())}
     files["vtest.avi"] = camera_footage

@@ -4,7 +4,8 @@ NVDEC decodes into GPU memory and torchcodec converts there; it is used only for
 8-bit 4:2:0 H.264, HEVC, AV1, VP9 and VP8. Anything else (4:4:4 and 4:2:2, 10-bit, MPEG-4 Part 2, ...) would
 make torchcodec fall back to the CPU on its own, silently and for 4:4:4 with broken colours, so it goes to a
 CPU decoder instead, chosen here, before decoding; and a decoder that falls back anyway is refused
-(engine/video/nvdec.py). The answer names the decoder that ran (`model.decoder`).
+(engine/video/nvdec.py). So does a rotated stream, which torchcodec's CUDA path would not turn (`nvdec_decodes`).
+The answer names the decoder that ran (`model.decoder`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ NVDEC_CODECS = frozenset({"h264", "hevc", "av1", "vp9", "vp8"})
 
 
 def nvdec_decodes(stream: StreamFormat) -> bool:
-    """True for the streams NVDEC decodes itself (see the module's docstring)."""
-    return stream.codec in NVDEC_CODECS and stream.chroma == "4:2:0" and stream.bit_depth == 8
+    """True for the streams NVDEC decodes itself (see the module's docstring) and torchcodec shows as they are
+    meant to be seen: its FFmpeg CUDA interface, the one `device="cuda"` opens, does not apply a rotation (its CPU
+    path and its beta CUDA interface do: torchcodec pull request 1235), so a rotated stream, a phone's portrait
+    video, would reach the backbone on its side; it goes to the CPU."""
+    return stream.codec in NVDEC_CODECS and stream.chroma == "4:2:0" and stream.bit_depth == 8 and not stream.rotation
 
 
 def cpu_decoder(setting: DecoderSetting, on_gpu_host: bool) -> str:

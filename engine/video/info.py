@@ -15,7 +15,9 @@ class StreamFormat(BaseModel):
     `decoder` names the one CPU decoder that gets this file's frames right where only one does (decord for an AVI
     with B-frames, torchcodec for a cut whose edit list hides frames; engine/video/readers.py, `frame_index`);
     `cpu_only` keeps it off NVDEC: its frames are decoded front to back only (NVDEC's parts seek), or the CPU
-    decoders decode a remux of it (an MPEG-TS, `readers.playable`); `seek_mode` is torchcodec's for it.
+    decoders decode a remux of it (an MPEG-TS, `readers.playable`); `seek_mode` is torchcodec's for it;
+    `rotation` the display matrix's turn in degrees (a phone's portrait video: 90 or -90; 0 when none), which the
+    CPU decoders apply (the frames come out as shown).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -29,6 +31,7 @@ class StreamFormat(BaseModel):
     decoder: str | None = None
     cpu_only: bool = False
     seek_mode: str = "exact"
+    rotation: int = 0
 
 
 def describe_pixel_format(pixel_format: str) -> tuple[int, str, str]:

@@ -108,6 +108,7 @@ def stream_format(path: str) -> StreamFormat:
     return StreamFormat(
         codec=metadata.codec or "", pixel_format=pixel_format, bit_depth=depth, chroma=chroma,
         color_space=metadata.color_space, color_range=implied_range,
+        rotation=round(getattr(metadata, "rotation", None) or 0),
     )  # fmt: skip
 
 

@@ -34,6 +34,7 @@ EXPECTED_FORMATS = {  # pixel format, chroma, bit depth, colour space tag, range
     "fragmented.mp4": ("yuv420p", "4:2:0", 8, None, "tv", True),
     "no_bframes.ts": ("yuv420p", "4:2:0", 8, None, "tv", True),
     "no_last_duration.mp4": ("yuv420p", "4:2:0", 8, None, "tv", True),
+    "rotated.mp4": ("yuv420p", "4:2:0", 8, None, "tv", False),  # torchcodec's CUDA path would not turn it
     "vtest.avi": ("yuv420p", "4:2:0", 8, None, "tv", False),  # MPEG-4 Part 2: not for NVDEC
     "tree.avi": ("rgb24", "4:4:4", 8, None, "tv", False),
 }
@@ -55,6 +56,7 @@ def test_the_stream_format_is_read_and_decides_where_it_decodes(parity_media):
         pixel_format, chroma, depth, space, color_range, on_nvdec = EXPECTED_FORMATS[name]
         assert (stream.pixel_format, stream.chroma, stream.bit_depth) == (pixel_format, chroma, depth), name
         assert (stream.color_space, stream.color_range) == (space, color_range), name
+        assert abs(stream.rotation) == (90 if name == "rotated.mp4" else 0), name
         assert nvdec_decodes(stream) is on_nvdec, name
         pinned = PINNED.get(name)
         assert stream.cpu_only is (name in CPU_ONLY), name
@@ -69,8 +71,16 @@ def test_the_stream_format_is_read_and_decides_where_it_decodes(parity_media):
 def test_every_frame_is_the_frame_ffmpeg_shows(parity_media):
     """Both decoder settings give every frame as ffmpeg decodes it, frame for frame, on the files one decoder gets
     wrong (AVIs with B-frames, a stream-copied cut, VP9, AV1, a fragmented MP4, an MPEG-TS, a last frame without
-    a duration) and on an ordinary one. (At the source's size: the long files would take minutes.)"""
-    for name in [*PINNED, "fragmented.mp4", "no_bframes.ts", "no_last_duration.mp4", "untagged_25fps.mp4"]:
+    a duration), on a rotated one (shown turned, as ffmpeg shows it) and on an ordinary one. (At the source's size:
+    the long files would take minutes.)"""
+    for name in [
+        *PINNED,
+        "fragmented.mp4",
+        "no_bframes.ts",
+        "no_last_duration.mp4",
+        "rotated.mp4",
+        "untagged_25fps.mp4",
+    ]:
         path = parity_media[name]
         info = probe_video(path)
         shown = subprocess.run(
