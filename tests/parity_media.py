@@ -1,10 +1,11 @@
 """The files the decoders must agree on (docs/design.md, "Frames"), made from real camera footage (3 s of
-opencv-doc's vtest.avi at 640x360) by ffmpeg: tags, ranges, chroma layouts, bit depths and frame rates; AVIs with
-B-frames and a stream-copied cut (what decord's frame index gets wrong, engine/video/readers.py); VP9, AV1, a
-fragmented MP4 and an MPEG-TS (what one CPU decoder fails on, engine/video/choice.py); an MP4 whose last frame has
-no duration (torchcodec reached it only by index); a rotated MP4 (kept off NVDEC); plus vtest.avi itself (MPEG-4 Part 2) and tree.avi (Cinepak,
-RGB). The tests make them in a temporary folder (tests/conftest.py,
-`parity_media`); for a GPU host without ffmpeg, make them here and carry the folder (TZN_PARITY_MEDIA):
+opencv-doc's vtest.avi at 640x360) by ffmpeg: tags, ranges, chroma layouts, bit depths, frame rates, a 1080p (coded
+1088 rows high, cropped); AVIs with B-frames and a stream-copied cut (what decord's frame index gets wrong,
+engine/video/readers.py); VP9, AV1, a fragmented MP4 and an MPEG-TS (what one CPU decoder fails on,
+engine/video/choice.py); an MP4 whose last frame has no duration (torchcodec reached it only by index); a rotated MP4
+(kept off NVDEC); plus vtest.avi itself (MPEG-4 Part 2) and tree.avi (Cinepak, RGB). The tests make them in a
+temporary folder (tests/conftest.py, `parity_media`); for a GPU host without ffmpeg, make them here and carry the
+folder (TZN_PARITY_MEDIA):
 
     python -m tests.parity_media .media
 """
@@ -27,6 +28,8 @@ PARITY_FORMATS = {
     "fullrange_20fps.mp4": ["-r", "20", "-vf", "scale=640:360:out_range=pc,format=yuvj420p", "-color_range", "pc"],
     "yuv444.mp4": ["-r", "25", "-pix_fmt", "yuv444p"],
     "tenbit.mp4": ["-r", "25", "-pix_fmt", "yuv420p10le"],
+    # 1080 rows are coded as 1088 and cropped: NVDEC's frames must come out cropped too
+    "cropped_1080p.mp4": ["-r", "25", "-vf", "scale=1920:1080,format=yuv420p"],
 }  # fmt: skip
 
 OTHER_CODECS = {
@@ -62,10 +65,10 @@ def make_parity_media(root: Path, camera_footage: Path) -> dict[str, Path]:
            "-g", "250", "-f", "mp4", str(whole))  # fmt: skip
     ffmpeg("-ss", "1.5", "-i", str(whole), "-c", "copy", str(root / "cut_copy.mp4"))
     # a phone's portrait video: coded 640x360, shown turned by a quarter by its display matrix (set by stream copy)
-    try:
-        ffmpeg("-display_rotation", "90", "-i", str(whole), "-t", "3", "-c", "copy", str(root / "rotated.mp4"))
-    except subprocess.CalledProcessError:  # FFmpeg before 6.1 (Debian 12's 5.1) sets it as metadata
-        ffmpeg("-i", str(whole), "-t", "3", "-c", "copy", "-metadata:s:v:0", "rotate=90", str(root / "rotated.mp4"))
+    rotated = ["-t", "3", "-c", "copy", str(root / "rotated.mp4")]
+    newer = ["ffmpeg", "-v", "error", "-y", "-display_rotation", "90", "-i", str(whole), *rotated]
+    if subprocess.run(newer, capture_output=True).returncode != 0:  # FFmpeg before 6.1 (Debian 12's 5.1)
+        ffmpeg("-i", str(whole), "-metadata:s:v:0", "rotate=90", *rotated)
     whole.unlink()
     files = {path.name: path for path in sorted(root.iterdir())}
     files["vtest.avi"] = camera_footage

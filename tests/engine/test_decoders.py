@@ -26,6 +26,7 @@ EXPECTED_FORMATS = {  # pixel format, chroma, bit depth, colour space tag, range
     "fullrange_20fps.mp4": ("yuvj420p", "4:2:0", 8, None, "pc", True),
     "yuv444.mp4": ("yuv444p", "4:4:4", 8, None, "tv", False),
     "tenbit.mp4": ("yuv420p10le", "4:2:0", 10, None, "tv", False),
+    "cropped_1080p.mp4": ("yuv420p", "4:2:0", 8, None, "tv", True),
     "bframes_mpeg4.avi": ("yuv420p", "4:2:0", 8, None, "tv", False),
     "bframes_h264.avi": ("yuv420p", "4:2:0", 8, None, "tv", True),
     "cut_copy.mp4": ("yuv420p", "4:2:0", 8, None, "tv", True),
