@@ -16,6 +16,7 @@ then decoded in this process, into GPU memory (engine/video/nvdec.py).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from engine.video.info import VideoInfo
 from engine.video.readers import FrameIndex, open_decord, playable, read_frames, sampled_count, stream_info
 from engine.video.sampling import Spans
 from engine.video.source import VideoSource, child_path
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 120.0
 
@@ -110,6 +113,8 @@ class Decoding:
             self.child.close()
             raise
         self.info = VideoInfo(**info)
+        if self.info.stream.remuxed:
+            log.info("%s (packets copied)", self.info.stream.remuxed)  # it names the upload
         chosen = decoder and decoder_for(decoder, self.info.stream, nvdec)
         self.decoder = None if chosen == NVDEC else chosen
 

@@ -17,7 +17,8 @@ class StreamFormat(BaseModel):
     `cpu_only` keeps it off NVDEC: its frames are decoded front to back only (NVDEC's parts seek), or the CPU
     decoders decode a remux of it (an MPEG-TS, `readers.playable`); `seek_mode` is torchcodec's for it;
     `rotation` the display matrix's turn in degrees (a phone's portrait video: 90 or -90; 0 when none), which the
-    CPU decoders apply (the frames come out as shown).
+    CPU decoders apply (the frames come out as shown); `remuxed` why the CPU decoders decode a remux of the upload
+    (`readers.playable`; None when they decode the upload itself).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -32,6 +33,7 @@ class StreamFormat(BaseModel):
     cpu_only: bool = False
     seek_mode: str = "exact"
     rotation: int = 0
+    remuxed: str | None = None
 
 
 def describe_pixel_format(pixel_format: str) -> tuple[int, str, str]:

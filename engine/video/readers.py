@@ -170,14 +170,14 @@ REMUXED = {
 }
 
 
-def playable(path: str, name: str, ffmpeg: str | None = shutil.which("ffmpeg")) -> tuple[str, bool]:
-    """The file to decode for `path`, and whether it was remuxed (`remux_reason` says which files are). The
-    ffmpeg program remuxes in the working folder, packets copied, and the copy decodes as ffmpeg decodes the
-    original; without the program such a file is refused, with what to do."""
+def playable(path: str, name: str, ffmpeg: str | None = shutil.which("ffmpeg")) -> tuple[str, str | None]:
+    """The file to decode for `path`, and why it is a remux of `path` (None when it is `path`; `remux_reason`
+    says which files are remuxed). The ffmpeg program remuxes in the working folder, packets copied, and the copy
+    decodes as ffmpeg decodes the original; without the program such a file is refused, with what to do."""
     with open(path, "rb") as file:
         kind = sniff_container(file.read(1024))
     if kind not in REMUXED or (problem := remux_reason(path, name, kind)) is None:
-        return path, False
+        return path, None
     container, suffix, target_format = REMUXED[kind]
     target_suffix = "mkv" if target_format == "matroska" else target_format
     remux = f"remux it (ffmpeg -i in.{suffix} -c copy out.{target_suffix}, no re-encoding) and send that"
@@ -192,8 +192,7 @@ def playable(path: str, name: str, ffmpeg: str | None = shutil.which("ffmpeg")) 
     )  # fmt: skip
     if done.returncode != 0:
         raise VideoDecodeError(f"{problem}, and remuxing it failed ({done.stderr.strip()[:200]}): {remux}")
-    log.info("'%s': %s; decoding it remuxed to %s", name, problem, target_suffix.upper())
-    return target, True
+    return target, f"{problem}; remuxed to {target_suffix.upper()}"
 
 
 def remux_reason(path: str, name: str, kind: str) -> str | None:
@@ -229,7 +228,7 @@ def remux_reason(path: str, name: str, kind: str) -> str | None:
     return f"the decoders cannot reach the first {late:.2f} s of the {container} '{name}'"
 
 
-def stream_info(path: str, name: str, reader=None, remuxed: bool = False) -> tuple[dict[str, Any], FrameIndex]:
+def stream_info(path: str, name: str, reader=None, remuxed: str | None = None) -> tuple[dict[str, Any], FrameIndex]:
     """The source's VideoInfo fields (frame times and stream format included) and its FrameIndex. Frame times
     come from decord's index on every path (`frame_index`), so that every decoder answers with the same frame
     numbers. `reader`: a decord reader of `path` already open; `remuxed`: `path` is the remux of the upload
@@ -242,7 +241,8 @@ def stream_info(path: str, name: str, reader=None, remuxed: bool = False) -> tup
     fps = float(reader.get_avg_fps())
     if not np.isfinite(fps) or fps <= 0:
         fps = frames / max(end_s - starts[0], 1e-9)
-    pins = {"decoder": index.decoder, "cpu_only": index.in_order or remuxed, "seek_mode": index.seek_mode}
+    pins = {"decoder": index.decoder, "cpu_only": index.in_order or remuxed is not None,
+            "seek_mode": index.seek_mode, "remuxed": remuxed}  # fmt: skip
     stream = stream_format(path).model_copy(update=pins)
     info = {
         "filename": name, "duration_s": end_s, "fps": fps, "frames": frames, "width": width, "height": height,

@@ -173,7 +173,8 @@ def test_a_file_only_a_remux_decodes_right_is_decoded_remuxed_or_refused(camera_
         assert frames.shape == expected.shape and times[0] == pytest.approx(0.0, abs=1e-3), decoder
         assert np.abs(frames.astype(np.float64) - expected).mean(axis=(1, 2, 3)).max() < 0.5, decoder
     assert info.stream.cpu_only and decoder_for("auto", info.stream, nvdec_available=True) == "torchcodec"
+    assert f"'{name}'" in info.stream.remuxed and "remuxed to" in info.stream.remuxed  # what the server logs
     refusal = rf"{container}.* '{name}'.*no ffmpeg program.*ffmpeg -i in.{suffix} -c copy"
     with pytest.raises(VideoDecodeError, match=refusal):
         playable(str(path), name, ffmpeg=None)
-    assert playable(str(camera_footage), "vtest.avi", ffmpeg=None) == (str(camera_footage), False)
+    assert playable(str(camera_footage), "vtest.avi", ffmpeg=None) == (str(camera_footage), None)
