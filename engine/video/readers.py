@@ -160,6 +160,16 @@ def frame_index(reader, name: str) -> FrameIndex:
     return FrameIndex(starts, end_s)
 
 
+SETPRIV = shutil.which("setpriv")
+
+
+def dies_with_caller(command: list[str]) -> list[str]:
+    """`command`, made to be killed when the process that starts it dies, where util-linux's setpriv is installed
+    (Debian and its images: util-linux is essential): the decoder child is killed on a time limit or a cancel,
+    and a remux it started must not outlive it."""
+    return [SETPRIV, "--pdeathsig", "KILL", *command] if SETPRIV else command
+
+
 # Containers the CPU decoders can need a copy of in another container: (its name, a file suffix for the advice,
 # the container the copy goes into)
 REMUXED = {
@@ -186,8 +196,8 @@ def playable(path: str, name: str, ffmpeg: str | None = shutil.which("ffmpeg")) 
     target = os.path.abspath(f"remuxed.{target_suffix}")  # the child's working folder, removed with it
     held = path.removeprefix("/proc/self/fd/")  # an upload held in memory: the program reads the same descriptor
     done = subprocess.run(
-        [ffmpeg, "-v", "error", "-nostdin", "-y", "-i", path, "-map", "0:v:0", "-c", "copy", "-f", target_format,
-         target],
+        dies_with_caller([ffmpeg, "-v", "error", "-nostdin", "-y", "-i", path, "-map", "0:v:0", "-c", "copy", "-f",
+                          target_format, target]),
         capture_output=True, text=True, pass_fds=(int(held),) if held != path else (),
     )  # fmt: skip
     if done.returncode != 0:

@@ -23,6 +23,7 @@ from engine.errors import (
 )
 from engine.video.child import DecoderChild, _ready_child, enter_workdir, preload_modules
 from engine.video.decode import DecodeRequest, Decoding, decode_frames, probe_video
+from engine.video.readers import dies_with_caller
 from engine.video.sampling import sample_indices
 from engine.video.source import VideoSource
 
@@ -176,6 +177,13 @@ def write_pid_then_hang(conn, fatal, workdir: str, pid_file: str) -> None:
     time.sleep(600)
 
 
+def start_a_program_then_hang(conn, fatal, workdir: str) -> None:
+    started(conn, fatal, workdir)
+    program = subprocess.Popen(dies_with_caller(["sleep", "600"]))  # as playable starts the remux
+    conn.send(("ok", program.pid))
+    time.sleep(600)
+
+
 def write_pid_then_segfault(conn, fatal, workdir: str, pid_file: str) -> None:
     started(conn, fatal, workdir)
     (Path(workdir) / "partial.npy").write_bytes(b"half a result")
@@ -217,6 +225,14 @@ def process_gone(pid: int) -> bool:
     return not Path(f"/proc/{pid}").exists()
 
 
+def process_ended(pid: int) -> bool:
+    """Gone, or a zombie: dead, and reaped by whoever adopted it (a container's first process may never)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
 def test_child_message_arrives_and_its_workdir_is_removed(tmp_path):
     (status, (value, listing)), workdir = run_child(send_workdir_listing, (7,), tmp_path)
     assert (status, value) == ("ok", 7) and "frames.npy" in listing and "decoder.log" in listing
@@ -230,6 +246,18 @@ def test_hanging_decoder_times_out_and_leaves_nothing_behind(tmp_path):
         run_child(write_pid_then_hang, (str(pid_file),), scratch, timeout_s=3)
     assert list(scratch.iterdir()) == []
     assert process_gone(int(pid_file.read_text()))
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux's setpriv")
+def test_a_program_the_decoder_started_ends_with_it(tmp_path):
+    """A remux's ffmpeg (readers.playable) does not outlive a decoder child that is stopped (killed: on its time
+    limit, a cancel, or here once its message is read)."""
+    (status, program), _ = run_child(start_a_program_then_hang, (), tmp_path)
+    assert status == "ok"
+    deadline = time.monotonic() + 5
+    while not process_ended(program) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process_ended(program)
 
 
 def test_crashing_decoder_raises_decode_error_and_leaves_nothing_behind(tmp_path):
