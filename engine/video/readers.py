@@ -188,7 +188,7 @@ def playable(path: str, name: str, ffmpeg: str | None = shutil.which("ffmpeg")) 
         kind = sniff_container(file.read(1024))
     if kind not in REMUXED or (problem := remux_reason(path, name, kind)) is None:
         return path, None
-    container, suffix, target_format = REMUXED[kind]
+    _, suffix, target_format = REMUXED[kind]
     target_suffix = "mkv" if target_format == "matroska" else target_format
     remux = f"remux it (ffmpeg -i in.{suffix} -c copy out.{target_suffix}, no re-encoding) and send that"
     if ffmpeg is None:
@@ -241,8 +241,8 @@ def remux_reason(path: str, name: str, kind: str) -> str | None:
 def stream_info(path: str, name: str, reader=None, remuxed: str | None = None) -> tuple[dict[str, Any], FrameIndex]:
     """The source's VideoInfo fields (frame times and stream format included) and its FrameIndex. Frame times
     come from decord's index on every path (`frame_index`), so that every decoder answers with the same frame
-    numbers. `reader`: a decord reader of `path` already open; `remuxed`: `path` is the remux of the upload
-    (`playable`), which only the CPU decoders see."""
+    numbers. `reader`: a decord reader of `path` already open; `remuxed`: why `path` is a remux of the upload
+    (`playable`; only the CPU decoders see it), None when it is the upload."""
     reader = reader or open_decord(path, name)
     index = frame_index(reader, name)
     starts, end_s = index.starts, index.end_s
