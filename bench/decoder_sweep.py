@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 from engine.errors import VideoError  # noqa: E402
 from engine.video.choice import decoder_for  # noqa: E402
 from engine.video.decode import DecodeRequest, decode_frames, probe_video  # noqa: E402
-from tests.parity_media import OPENCV_DATA  # noqa: E402
+from tests.parity_media import OPENCV_DATA, frames_ffmpeg_shows  # noqa: E402
 
 SCALE = ["-vf", "scale=640:360"]
 X264 = ["-c:v", "libx264", "-preset", "veryfast"]
@@ -83,14 +83,6 @@ def make(workdir: Path, name: str, options: list[str]) -> Path:
     return path
 
 
-def shown_by_ffmpeg(path: Path, height: int, width: int) -> np.ndarray:
-    command = ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:V:0", "-f", "rawvideo", "-pix_fmt", "rgb24",
-               "-fps_mode", "passthrough", "-"]  # fmt: skip
-    return np.frombuffer(subprocess.run(command, capture_output=True, check=True).stdout, np.uint8).reshape(
-        -1, height, width, 3
-    )
-
-
 def row(path: Path, setting: str, expected: np.ndarray) -> str:
     try:
         frames, times, info = decode_frames(path, DecodeRequest(), setting)
@@ -118,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name}: {type(error).__name__}: {str(error)[:200]}", flush=True)
             continue
         print(f"{name}: {info.width}x{info.height}, {info.frames} frames, {info.duration_s:.2f} s", flush=True)
-        expected = shown_by_ffmpeg(path, info.height, info.width)
+        expected = frames_ffmpeg_shows(path, info.height, info.width)
         for setting in ("decord", "torchcodec"):
             print("   " + row(path, setting, expected), flush=True)
 

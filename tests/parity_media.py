@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 
 PARITY_FORMATS = {
@@ -47,6 +49,15 @@ OTHER_CODECS = {
 
 def ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+
+
+def frames_ffmpeg_shows(path: Path, height: int, width: int) -> np.ndarray:
+    """Every frame of `path`'s video stream as ffmpeg decodes and shows it, (N, height, width, 3) uint8 RGB: the
+    reference the decoders are checked against."""
+    command = ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:V:0", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-fps_mode", "passthrough", "-"]  # fmt: skip
+    shown = subprocess.run(command, capture_output=True, check=True).stdout
+    return np.frombuffer(shown, np.uint8).reshape(-1, height, width, 3)
 
 
 def make_parity_media(root: Path, camera_footage: Path) -> dict[str, Path]:

@@ -18,6 +18,7 @@ from engine.video.decode import DecodeRequest, decode_frames, probe_video
 from engine.video.readers import playable
 from engine.video.source import VideoSource
 from service.settings import DEMO_CHECKPOINT, Settings
+from tests.parity_media import frames_ffmpeg_shows
 
 BACKBONE_INPUT = DecodeRequest(fps=8.0, size=(112, 112))
 EXPECTED_FORMATS = {  # pixel format, chroma, bit depth, colour space tag, range; whether NVDEC decodes it
@@ -84,11 +85,7 @@ def test_every_frame_is_the_frame_ffmpeg_shows(parity_media):
     ]:
         path = parity_media[name]
         info = probe_video(path)
-        shown = subprocess.run(
-            ["ffmpeg", "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-fps_mode",
-             "passthrough", "-"], capture_output=True, check=True,
-        ).stdout  # fmt: skip
-        expected = np.frombuffer(shown, np.uint8).reshape(-1, info.height, info.width, 3)
+        expected = frames_ffmpeg_shows(path, info.height, info.width)
         assert info.frames == len(expected), name
         for decoder in ("decord", "torchcodec"):
             frames, times, _ = decode_frames(path, DecodeRequest(), decoder)
@@ -165,9 +162,7 @@ def test_a_file_only_a_remux_decodes_right_is_decoded_remuxed_or_refused(camera_
     path = tmp_path / name
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(camera_footage), "-t", "3", "-vf", "scale=640:360",
                     *options, str(path)], check=True)  # fmt: skip
-    shown = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24",
-                            "-fps_mode", "passthrough", "-"], capture_output=True, check=True).stdout  # fmt: skip
-    expected = np.frombuffer(shown, np.uint8).reshape(-1, 360, 640, 3)
+    expected = frames_ffmpeg_shows(path, 360, 640)
     for decoder in ("decord", "torchcodec"):
         frames, times, info = decode_frames(path, DecodeRequest(), decoder)
         assert frames.shape == expected.shape and times[0] == pytest.approx(0.0, abs=1e-3), decoder
