@@ -6,8 +6,8 @@ Makes each file from opencv-doc's vtest.avi (real camera footage) with the ffmpe
 codecs that cameras, phones, browsers, DVD and camcorder rips and editors write (SWEEP), then decodes every frame
 through the engine's isolated child (`decode_frames`, TZN_DECODER=decord and =torchcodec) and compares each frame
 with `ffmpeg -f rawvideo -pix_fmt rgb24 -fps_mode passthrough`. Printed per file and setting: the decoder that ran
-(pins included; "(remux)" where it decoded a remux), the frames, the largest per-frame mean difference in levels, how many frames differ by
-0.5 level or more, and the first frame's time; or the error a user would get. The files that must pass are in the
+(pins included; "(remux)" where it decoded a remux), the frames, the largest per-frame mean difference in levels,
+how many frames differ by 0.5 level or more, and the first frame's time; or the error a user would get. The files that must pass are in the
 tests (tests/parity_media.py, tests/engine/test_decoders.py); this is the wider sweep behind them.
 """
 
