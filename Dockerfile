@@ -65,8 +65,8 @@ FROM ${PYTHON_IMAGE} AS runtime
 ARG MODELS_DIR=deploy/models
 # FFmpeg's shared libraries (Debian bookworm: FFmpeg 5) for torchcodec, which decodes with NVDEC on GPU hosts
 # (engine/video/nvdec.py; the driver's libnvcuvid comes in with NVIDIA_DRIVER_CAPABILITIES' "video"), and the
-# ffmpeg program, which remuxes an MPEG-TS whose start the decoders cannot seek to (engine/video/readers.py,
-# `playable`; without it such uploads are refused).
+# ffmpeg program, which remuxes what the decoders cannot open or seek right: MPEG-TS/M2TS/PS whose start they
+# cannot reach, Ogg, WebM recorded live (engine/video/readers.py, `playable`; without it such uploads are refused).
 # Installed here, while the stage still runs as root, so the cpu image carries them too (unused there).
 # Unpinned: Debian's security updates of FFmpeg replace the exact version, which would break the build.
 # hadolint ignore=DL3008
