@@ -220,12 +220,15 @@ def valid(point: dict) -> bool:
 
 
 def zoom_predictions(
-    bench: Bench, point: dict, mode: str, seed: int, split: str, weight: float | None = None
-) -> tuple[dict, int]:
+    bench: Bench, point: dict, mode: str, seed: int, split: str, weight: float | None = None,
+    fine: ZoomDetector | None = None,
+) -> tuple[dict, int]:  # fmt: skip
     """ActivityNet results of the zoom at `point` with refiner `mode` (and verify `weight` if given), and the
-    frames its backbone ran."""
+    frames its backbone ran. `fine`: the "detector" refiner's detector (default: the seed's uniform per-frame
+    detector at the zoom rate)."""
     settings = point_settings(bench, point, mode, weight)
-    fine = ZoomDetector(bench.detector(settings.zoom_fps, seed, "frames").head) if settings.redetects else None
+    if settings.redetects and fine is None:
+        fine = ZoomDetector(bench.detector(settings.zoom_fps, seed, "frames").head)
     zoom = ZoomedPass(settings, bench.refiner(settings, mode, seed), bench.verifier(settings, seed), fine)
     pooling = point.get("coarse_pooling", "clips")
     localizer, results, frames = bench.detector(point["coarse_fps"], seed, pooling), {}, 0
