@@ -1,6 +1,7 @@
-"""The zoom rate's detector trained on what the zoom shows it (issue 22, an ablation of zoom-lite's "detector" refiner).
+"""The zoom rate's detector trained on what the zoom shows it (issue 22: the "detector" refiner of zoom points)
 
-    python -m experiments.zoom_hybrid --workdir /tmp/zoom [--seeds 0 1 2 3 4] [--output docs/zoom_hybrid.md]
+    python -m experiments.zoom_hybrid --workdir /tmp/zoom [--points zoom-lite zoom-average] [--seeds 0 1 2 3 4]
+        [--output docs/zoom_hybrid.md]
 
 --workdir is experiments/zoom.py's (videos, per-frame features and its trained runs). The "detector" refiner runs
 the seed's uniform per-frame detector at the zoom rate over a hybrid grid (engine/zoom.py, `hybrid_rows`): the
@@ -10,17 +11,18 @@ frames. That detector was trained on real frames at every tick, which it never s
 Here a second one is trained per seed on hybrid grids of the training videos, as the zoom would build them, with
 the coarse pass simulated from the ground truth (the coarse detectors' own candidates on the videos they were
 trained on are nearly exact: median error 0.015 s against 0.32 s on validation):
-- each action is missed with probability MISS; a kept action's start and end are moved by independent Laplace
-  offsets of median JITTER_S; FALSE_RATE false candidates per action have both boundaries anywhere in the video;
-- windows of zoom-lite's width around these boundaries, the coarse frames every (zoom / coarse rate) ticks, and
+- each action is missed with probability `miss`; a kept action's start and end are moved by independent Laplace
+  offsets of median `jitter_s`; `false_rate` false candidates per action have both boundaries anywhere in the video;
+- windows of the point's width around these boundaries, the coarse frames every (zoom / coarse rate) ticks, and
   `hybrid_rows` between them;
 - COPIES grids per training video: the first is the real frames at every tick (the plain detector's input), the
   others simulated, each with its own draw; validation videos keep their real frames (the training's log only).
-MISS, JITTER_S and FALSE_RATE were read off zoom-lite's coarse detector on the validation split
-(`candidate_statistics`, printed on the page), and the mix of real and simulated grids was chosen there against
-simulated grids only (validation mAP@0.7 79.3 against 74.6, 5 seeds); the test split is read once, for the page.
+NOISE was read off each point's coarse detector on the validation split (`candidate_statistics`, printed on the
+page: false candidates per action = candidates per action - (1 - missed)), and the mix of real and simulated grids
+was chosen there for zoom-lite against simulated grids only (validation mAP@0.7 79.3 against 74.6, 5 seeds); the
+test split is read once, for the page.
 
-Both detectors are then run by `engine.zoom.run_zoom` at zoom-lite's point (docs/zoom.json), the coarse detector
+Both detectors are then run by `engine.zoom.run_zoom` at each point as docs/zoom.json chose it, the coarse detector
 and windows unchanged, on validation and test: mAP per tIoU, average, boundary error std, paired per seed against
 uniform 8 fps and against the plain detector.
 """
@@ -43,24 +45,28 @@ from tools.train_zoom import detector_config
 from training.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
-POINT = "zoom-lite"
 COPIES = 3  # grids per training video: the real frames, then COPIES - 1 simulated zooms
-MISS, JITTER_S, FALSE_RATE = 0.15, 0.3, 0.2
+NOISE = {  # the simulated coarse pass of each point (module docstring)
+    "zoom-lite": {"miss": 0.15, "jitter_s": 0.3, "false_rate": 0.2},
+    "zoom-average": {"miss": 0.05, "jitter_s": 0.15, "false_rate": 1.0},
+}
 KEYS = ("mAP@0.3", "mAP@0.5", "mAP@0.7", "mAP@0.9", "average", "error_std_frames")
 
 
 def simulated_grid(
-    bench: Bench, video_id: str, coarse_fps: float, zoom_fps: float, window_s: float, rng
-) -> torch.Tensor:
+    bench: Bench, video_id: str, coarse_fps: float, zoom_fps: float, window_s: float, rng, miss: float,
+    jitter_s: float, false_rate: float,
+) -> torch.Tensor:  # fmt: skip
     """(K, C): the zoom rate's grid of `video_id` as the zoom builds it (module docstring) for a simulated coarse
-    pass."""
+    pass that misses an action with probability `miss`, moves boundaries by a median `jitter_s` and adds
+    `false_rate` false candidates per action."""
     info = bench.truth["database"][video_id]
     zoom_rows, _ = bench.cache.at(video_id, zoom_fps)
     coarse_rows, _ = bench.cache.at(video_id, coarse_fps)
     truth = np.array([a["segment"] for a in info["annotations"]], dtype=float).reshape(-1, 2)
-    kept = truth[rng.random(len(truth)) >= MISS]
-    centres = (kept + rng.laplace(0.0, JITTER_S / np.log(2), kept.shape)).ravel()
-    false = rng.poisson(FALSE_RATE * max(len(truth), 1))
+    kept = truth[rng.random(len(truth)) >= miss]
+    centres = (kept + rng.laplace(0.0, jitter_s / np.log(2), kept.shape)).ravel()
+    false = rng.poisson(false_rate * max(len(truth), 1))
     centres = np.concatenate([centres, rng.uniform(0.0, info["duration"], 2 * false)])
     needed = np.empty(0, dtype=np.int64)
     if len(centres):
@@ -72,7 +78,7 @@ def simulated_grid(
     return hybrid_rows(np.concatenate([needed, coarse_ticks]), known, len(zoom_rows))
 
 
-def train_hybrid(bench: Bench, point: dict, seed: int) -> Path:
+def train_hybrid(bench: Bench, point: dict, noise: dict, seed: int) -> Path:
     """The seed's zoom-rate detector trained on real and simulated grids (module docstring), trained once."""
     coarse_fps, zoom_fps, window_s = point["coarse_fps"], point["zoom_fps"], point["window_s"]
     run = bench.workdir / "runs" / f"seed{seed}" / f"hybrid{zoom_fps:g}-from{coarse_fps:g}-{window_s:g}s"
@@ -87,7 +93,7 @@ def train_hybrid(bench: Bench, point: dict, seed: int) -> Path:
         for copy in range(COPIES if info["subset"] == "training" else 1):
             name = video_id if copy == 0 else f"{video_id}~{copy}"
             rows = torch.from_numpy(bench.cache.at(video_id, zoom_fps)[0]) if copy == 0 else \
-                simulated_grid(bench, video_id, coarse_fps, zoom_fps, window_s, rng)  # fmt: skip
+                simulated_grid(bench, video_id, coarse_fps, zoom_fps, window_s, rng, **noise)  # fmt: skip
             np.save(features / f"{name}.npy", rows.numpy().astype(np.float32))  # (T, C): one row per tick
             database[name] = info
     annotations = features / "annotations.json"
@@ -97,12 +103,12 @@ def train_hybrid(bench: Bench, point: dict, seed: int) -> Path:
     return train(config, run, progress=False, log=lambda _: None)
 
 
-def hybrid_predictions(bench: Bench, point: dict, seed: int, split: str) -> tuple[dict, int]:
+def hybrid_predictions(bench: Bench, point: dict, noise: dict, seed: int, split: str) -> tuple[dict, int]:
     """zoom_predictions with the hybrid-trained zoom-rate detector in place of the plain one."""
     from engine.localizer import Localizer
     from engine.settings import EngineSettings
 
-    fine = Localizer(EngineSettings(checkpoint=train_hybrid(bench, point, seed), device="cpu")).head
+    fine = Localizer(EngineSettings(checkpoint=train_hybrid(bench, point, noise, seed), device="cpu")).head
     return zoom_predictions(bench, point, point["refiner"], seed, split, fine=ZoomDetector(fine))
 
 
@@ -139,48 +145,62 @@ def candidate_statistics(bench: Bench, point: dict, seeds: list[int]) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--points", nargs="+", default=list(NOISE), choices=list(NOISE))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "zoom_hybrid.md")
     args = parser.parse_args(argv)
     bench = Bench(args.workdir, None)
-    point = json.loads((ROOT / "docs" / "zoom.json").read_text())["choice"]["chosen"][POINT]
+    chosen = json.loads((ROOT / "docs" / "zoom.json").read_text())["choice"]["chosen"]
     lines = [
         "# The zoom rate's detector trained on what the zoom shows it", "",
         f"Generated by `python -m experiments.zoom_hybrid {' '.join(argv if argv is not None else sys.argv[1:])}` "
         f"({time.strftime('%Y-%m-%d')}, {torch.get_num_threads()} CPU threads); how: experiments/zoom_hybrid.py. "
-        f"{POINT} as docs/zoom.md chose it: `{json.dumps(point)}`. Mean over seeds {args.seeds}.", "",
-        f"Simulated coarse pass: missed {MISS}, median offset {JITTER_S} s, {FALSE_RATE} false candidates per action. "
-        "The coarse detector on validation: " + ", ".join(
-            f"{k} {v:.3f}" for k, v in candidate_statistics(bench, point, args.seeds).items()) + ".", "",
+        f"The points as docs/zoom.md chose them; mean over seeds {args.seeds}.", "",
     ]  # fmt: skip
-    for split in ("validation", "test"):
-        rows = {
-            "uniform 8 fps": [measure(bench, *uniform_predictions(bench, 8, s, split), split) for s in args.seeds],
-            f"{POINT}, plain detector": [
-                measure(bench, *zoom_predictions(bench, point, point["refiner"], s, split), split) for s in args.seeds
-            ],
-            f"{POINT}, hybrid-trained detector": [
-                measure(bench, *hybrid_predictions(bench, point, s, split), split) for s in args.seeds
-            ],
-        }  # fmt: skip
-        base = statistics.fmean(r["gflops_per_min"] for r in rows["uniform 8 fps"])
-        lines += [f"## {split}", "", "| variant | " + " | ".join(KEYS) + " | backbone x 8 fps | mAP@0.7 - uniform 8 fps, per seed |",
-                  "|---|" + "---|" * (len(KEYS) + 2)]  # fmt: skip
-        for name, found in rows.items():
-            means = " | ".join(f"{statistics.fmean(r[k] for r in found):.2f}" for k in KEYS)
-            ratio = statistics.fmean(r["gflops_per_min"] for r in found) / base
-            paired = ", ".join(
-                f"{r['mAP@0.7'] - u['mAP@0.7']:+.1f}" for r, u in zip(found, rows["uniform 8 fps"], strict=True)
-            )
-            lines.append(f"| {name} | {means} | {ratio:.3f} | {paired} |")
-        plain, hybrid = rows[f"{POINT}, plain detector"], rows[f"{POINT}, hybrid-trained detector"]
-        shift = ", ".join(
-            f"{k} {statistics.fmean(h[k] - p[k] for h, p in zip(hybrid, plain, strict=True)):+.2f}"
-            for k in ("mAP@0.7", "mAP@0.9", "average")
-        )  # fmt: skip
-        lines += ["", f"Hybrid-trained against plain, paired per seed: {shift}.", ""]
+    for name in args.points:
+        point, noise = chosen[name], NOISE[name]
+        found = candidate_statistics(bench, point, args.seeds)
+        lines += [
+            f"## {name}: `{json.dumps(point)}`", "",
+            "Simulated coarse pass: " + ", ".join(f"{k} {v:g}" for k, v in noise.items()) + ". The coarse detector "
+            "on validation: " + ", ".join(f"{k} {v:.3f}" for k, v in found.items()) + ".", "",
+        ]  # fmt: skip
+        for split in ("validation", "test"):
+            lines += split_table(bench, name, point, noise, split, args.seeds)
     args.output.write_text("\n".join(lines))
     print("\n".join(lines))
+
+
+def split_table(bench: Bench, name: str, point: dict, noise: dict, split: str, seeds: list[int]) -> list[str]:
+    """The page's table of one point on one split: uniform 8 fps, the plain and the hybrid-trained detector."""
+    rows = {
+        "uniform 8 fps": [measure(bench, *uniform_predictions(bench, 8, s, split), split) for s in seeds],
+        f"{name}, plain detector": [
+            measure(bench, *zoom_predictions(bench, point, point["refiner"], s, split), split) for s in seeds
+        ],
+        f"{name}, hybrid-trained detector": [
+            measure(bench, *hybrid_predictions(bench, point, noise, s, split), split) for s in seeds
+        ],
+    }  # fmt: skip
+    base = statistics.fmean(r["gflops_per_min"] for r in rows["uniform 8 fps"])
+    lines = [
+        f"### {split}", "",
+        "| variant | " + " | ".join(KEYS) + " | backbone x 8 fps | mAP@0.7 - uniform 8 fps, per seed |",
+        "|---|" + "---|" * (len(KEYS) + 2),
+    ]  # fmt: skip
+    for variant, found in rows.items():
+        means = " | ".join(f"{statistics.fmean(r[k] for r in found):.2f}" for k in KEYS)
+        ratio = statistics.fmean(r["gflops_per_min"] for r in found) / base
+        paired = ", ".join(
+            f"{r['mAP@0.7'] - u['mAP@0.7']:+.1f}" for r, u in zip(found, rows["uniform 8 fps"], strict=True)
+        )
+        lines.append(f"| {variant} | {means} | {ratio:.3f} | {paired} |")
+    plain, hybrid = rows[f"{name}, plain detector"], rows[f"{name}, hybrid-trained detector"]
+    shift = ", ".join(
+        f"{k} {statistics.fmean(h[k] - p[k] for h, p in zip(hybrid, plain, strict=True)):+.2f}"
+        for k in ("mAP@0.7", "mAP@0.9", "average")
+    )  # fmt: skip
+    return lines + ["", f"Hybrid-trained against plain, paired per seed: {shift}.", ""]
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from experiments import zoom_hybrid
+from experiments.zoom_hybrid import simulated_grid
 from tools.train_zoom import FrameCache
 
 FPS = 30
@@ -28,11 +28,12 @@ def real_at(bench, ticks):
     return bench.cache.at("v", 8)[0][ticks]
 
 
-def test_the_windows_and_the_coarse_ticks_hold_real_frames_and_the_rest_is_interpolated(bench, monkeypatch):
-    monkeypatch.setattr(zoom_hybrid, "MISS", 0.0)
-    monkeypatch.setattr(zoom_hybrid, "FALSE_RATE", 0.0)
-    monkeypatch.setattr(zoom_hybrid, "JITTER_S", 1e-9)  # the candidate is the action itself
-    grid = zoom_hybrid.simulated_grid(bench, "v", 2, 8, 0.5, np.random.default_rng(0)).numpy()
+def simulated(bench, **noise):
+    return simulated_grid(bench, "v", 2, 8, 0.5, np.random.default_rng(0), **noise).numpy()
+
+
+def test_the_windows_and_the_coarse_ticks_hold_real_frames_and_the_rest_is_interpolated(bench):
+    grid = simulated(bench, miss=0.0, jitter_s=1e-9, false_rate=0.0)  # the candidate is the action itself
     assert grid.shape == (80, 2)
     windows = np.r_[20:28, 44:52]  # 8 ticks (2 x 0.5 s at 8 fps) around 3 s and 6 s
     coarse = np.arange(0, 80, 4)  # 2 fps: every 4th tick of 8 fps
@@ -46,9 +47,7 @@ def test_the_windows_and_the_coarse_ticks_hold_real_frames_and_the_rest_is_inter
     assert (grid[after] == real_at(bench, [76])).all()  # past the last coarse frame: the last known one
 
 
-def test_a_missed_action_leaves_only_the_coarse_frames(bench, monkeypatch):
-    monkeypatch.setattr(zoom_hybrid, "MISS", 1.0)
-    monkeypatch.setattr(zoom_hybrid, "FALSE_RATE", 0.0)
-    grid = zoom_hybrid.simulated_grid(bench, "v", 2, 8, 0.5, np.random.default_rng(0)).numpy()
+def test_a_missed_action_leaves_only_the_coarse_frames(bench):
+    grid = simulated(bench, miss=1.0, jitter_s=0.3, false_rate=0.0)
     exact = np.flatnonzero(np.isclose(grid[:, 0], real_at(bench, np.arange(80))[:, 0]))
     assert np.array_equal(exact, np.arange(0, 80, 4))
