@@ -192,6 +192,11 @@ def test_the_detector_refiner_trains_a_per_frame_detector_at_the_zoom_rate_into_
     path = tmp_path / "zoom.yaml"
     path.write_text(yaml.safe_dump(config))
     written = train_zoom(path, cache.frames, cache.frames, tmp_path / "run", log=lambda _: None)
+    features = tmp_path / "run" / "features" / "8fps-zoomed"  # real frames and 2 simulated grids per training video
+    names = json.loads((features / "annotations.json").read_text())["database"]
+    assert sorted(n for n in names if n.startswith("v0")) == ["v0", "v0~1", "v0~2"] and "v9~1" not in names
+    assert not np.array_equal(np.load(features / "v0~1.npy"), np.load(features / "v0.npy"))
+    assert np.array_equal(np.load(features / "v0.npy"), cache.at("v0", 8.0)[0].astype(np.float32))
     coarse, fine = read_checkpoint_config(written), read_checkpoint_config(written / FINE_DIR)
     assert (coarse.features.default_fps, fine.features.default_fps) == (2.0, 8.0)
     assert (fine.features.num_frames, fine.features.feat_stride) == (1, 1) and fine.labels == coarse.labels
