@@ -24,8 +24,10 @@ pooled into clips as the engine pools them, so training sees what a request at t
    verifier.safetensors).
 
 With `zoom.refiner.mode: detector` there is no refiner network: step 3 trains a second detector, on one feature
-per frame at the zoom rate (`rate_features` at zoom_fps, cut 1 and 1; the detector's other sections as they are),
-kept in RUN/fine/ (engine/zoom.py, "detector").
+per frame at the zoom rate (the detector's other sections as they are), kept in RUN/fine/ (engine/zoom.py,
+"detector"). It trains on each training video's real frames and on `zoom.simulated.copies` grids as a request
+gives it them: the windows' frames around a coarse pass simulated from the ground truth, the coarse frames, and
+rows interpolated between them (`train_zoom_detector`, `simulated_grid`; RUN/features/<zoom_fps>fps-zoomed).
 """
 
 from __future__ import annotations
