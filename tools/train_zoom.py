@@ -353,9 +353,10 @@ def simulated_grid(
     (engine/zoom.py, `hybrid_rows`), for a coarse pass simulated from the ground truth: each action is missed with
     probability `miss`; a kept action's start and end move by independent Laplace offsets of median `jitter_s`;
     `false_rate` false candidates per action have both boundaries anywhere in the video. Windows of `window_s`
-    around these boundaries and the coarse frames hold real rows, the rest is interpolated between them. (The
-    coarse detector's own candidates on the videos it was trained on are nearly exact: median error 0.015 s on
-    the zoom benchmark's training split against 0.32 s on validation.)"""
+    around these boundaries and the coarse frames hold real rows, the rest is interpolated between them. (A coarse
+    detector's own candidates on the videos it was trained on would be too good to simulate a request: zoom-lite's,
+    on the zoom benchmark, are 0.015 s from the true boundaries (median) on its training split, 0.31 s on
+    validation.)"""
     info = cache.database[video_id]
     zoom_rows, _ = cache.at(video_id, zoom_fps)
     coarse_rows, _ = cache.at(video_id, coarse_fps)
