@@ -420,7 +420,8 @@ def train_zoom(config_path: Path, videos: Path, frames: Path, output: Path, seed
     base, zoom = load_zoom_config(config_path)
     seed = base.seed if seed is None else seed
     annotations = videos / "annotations.json"
-    cache = FrameCache(frames, json.loads(annotations.read_text()))
+    truth = json.loads(annotations.read_text())
+    cache = FrameCache(frames, truth)
     cut = (base.data.num_frames, base.data.feat_stride)  # as configs/zoom.yaml's data section says (1, 1: per frame)
 
     def trained(fps: float, cut: tuple[int, int], run: Path) -> Path:
@@ -431,7 +432,7 @@ def train_zoom(config_path: Path, videos: Path, frames: Path, output: Path, seed
     settings = zoom.settings()
     if settings.redetects:
         fine = train_zoom_detector(
-            base, cache, json.loads(annotations.read_text()), zoom.coarse_fps, settings, zoom.simulated,
+            base, cache, truth, zoom.coarse_fps, settings, zoom.simulated,
             output / "features" / f"{zoom.zoom_fps:g}fps-zoomed", output / "fine-run" / "detector", seed, log,
         )  # fmt: skip
         return write_zoom_checkpoint(detector, output, settings, None, None, fine=fine)
