@@ -8,13 +8,16 @@ steps run round robin):
 - the engine's decode stage: each CPU decoder (decord, torchcodec) in its isolated child, resnet18-2d sampling
   (8 fps, fitted to 112 px by the one resize rule), frames streamed 256 at a time and consumed here without a
   backbone, split into the child's start + probe (open, index, format) and the decode itself;
-- the same frames with decord in this process (what the child's isolation costs).
+- the same frames with decord in this process (what the child's isolation costs), in batches of
+  `DecodeRequest.batch_bytes` of source-size frames as the child decodes them, and, as the baseline, in batches
+  of 256 MB (the default before); these two rows also give this process's CPU seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import resource
 import statistics
 import subprocess
 import sys
@@ -31,6 +34,11 @@ from engine.video.frames import fit_frames  # noqa: E402
 from engine.video.readers import read_frames, stream_info  # noqa: E402
 from engine.video.source import VideoSource  # noqa: E402
 
+IN_PROCESS = (
+    "decord in this process, no child (8 fps, 112 px)",
+    "the same, in batches of 256 MB (before)",
+)
+
 
 def make_video(path: Path, seconds: int) -> None:
     source = "testsrc2=size=1280x720:rate=30,noise=alls=12:allf=t+u"
@@ -41,23 +49,34 @@ def make_video(path: Path, seconds: int) -> None:
     )  # fmt: skip
 
 
-def median_s(steps: dict, repeats: int) -> dict[str, float]:
-    """Median seconds of each step; the steps run round robin, so drift in the machine's load hits them alike."""
-    times: dict[str, list[float]] = {name: [] for name in steps}
+def cpu_s() -> float:
+    """CPU seconds of this process, all its threads (not its children)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def median_s(steps: dict, repeats: int) -> dict[str, tuple[float, float]]:
+    """Median wall and CPU seconds (this process's) of each step; the steps run round robin, so drift in the
+    machine's load hits them alike."""
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in steps}
     for _ in range(repeats):
         for name, run in steps.items():
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), cpu_s()
             run()
-            times[name].append(time.perf_counter() - started)
-    return {name: statistics.median(values) for name, values in times.items()}
+            times[name].append((time.perf_counter() - started, cpu_s() - cpu))
+    return {
+        name: (statistics.median(w for w, _ in values), statistics.median(c for _, c in values))
+        for name, values in times.items()
+    }
 
 
-def decord_in_process(path: Path, sample_fps: float, size: tuple[int, int]) -> int:
-    """The child's own steps (stream info, sampling, batches of 256, the resize rule) in this process: no child,
-    no transfer (what the isolation costs)."""
-    _, index = stream_info(str(path), path.name)
-    frames = read_frames("decord", str(path), path.name, index, sample_fps, 256)
-    return sum(len(fit_frames(batch, size)) for batch, _ in frames)
+def decord_in_process(path: Path, sample_fps: float, size: tuple[int, int], batch_bytes: int) -> int:
+    """The child's own steps (stream info, sampling, batches of `batch_bytes` of source-size frames, the resize
+    rule) in this process: no child, no transfer (what the isolation costs)."""
+    info, index = stream_info(str(path), path.name)
+    batch = max(1, min(256, batch_bytes // (info["width"] * info["height"] * 3)))
+    frames = read_frames("decord", str(path), path.name, index, sample_fps, batch)
+    return sum(len(fit_frames(frames, size)) for frames, _ in frames)
 
 
 def decode_stage(path: Path, decoder: str) -> int:
@@ -85,14 +104,16 @@ def main(argv: list[str] | None = None) -> None:
             "decoder child: probe (open, index, format)": lambda: probe_video(path),
             "decord: engine decode stage (8 fps, 112 px)": lambda: decode_stage(path, "decord"),
             "torchcodec: engine decode stage (8 fps, 112 px)": lambda: decode_stage(path, "torchcodec"),
-            "decord in this process, no child (8 fps, 112 px)": lambda: decord_in_process(path, 8.0, (112, 112)),
+            IN_PROCESS[0]: lambda: decord_in_process(path, 8.0, (112, 112), DecodeRequest.batch_bytes),
+            IN_PROCESS[1]: lambda: decord_in_process(path, 8.0, (112, 112), 256 * 2**20),
         }
         rows = median_s(steps, args.repeats)
-    floor = next(iter(rows.values()))
+    floor = next(iter(rows.values()))[0]
     print(f"{args.seconds} s 720p H.264, median of {args.repeats}")
-    print(f"| {'step':<48} | {'s':>6} | {'x ffmpeg':>8} |\n|---|---|---|")
-    for name, seconds in rows.items():
-        print(f"| {name:<48} | {seconds:>6.2f} | {seconds / floor:>8.2f} |")
+    print(f"| {'step':<48} | {'s':>6} | {'x ffmpeg':>8} | {'CPU s':>6} |\n|---|---|---|---|")
+    for name, (seconds, cpu) in rows.items():
+        shown = f"{cpu:.2f}" if name in IN_PROCESS else ""
+        print(f"| {name:<48} | {seconds:>6.2f} | {seconds / floor:>8.2f} | {shown:>6} |")
 
 
 if __name__ == "__main__":
