@@ -18,7 +18,8 @@ class StreamFormat(BaseModel):
     decoders decode a remux of it (an MPEG-TS, `readers.playable`); `seek_mode` is torchcodec's for it;
     `rotation` the display matrix's turn in degrees (a phone's portrait video: 90 or -90; 0 when none), which the
     CPU decoders apply (the frames come out as shown); `remuxed` why the CPU decoders decode a remux of the upload
-    (`readers.playable`; None when they decode the upload itself).
+    (`readers.playable`; None when they decode the upload itself); `width` and `height` the frames' size as the
+    headers give it (0 when they do not).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -34,6 +35,8 @@ class StreamFormat(BaseModel):
     seek_mode: str = "exact"
     rotation: int = 0
     remuxed: str | None = None
+    width: int = 0
+    height: int = 0
 
 
 def describe_pixel_format(pixel_format: str) -> tuple[int, str, str]:
