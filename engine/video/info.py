@@ -79,10 +79,13 @@ class VideoInfo(VideoSummary):
     """VideoSummary, and what the engine needs beside it: `frame_times` holds the start time of each frame, so
     that a time maps to the index of the frame on screen (`frame_at`) even when the header's frame rate
     promises more frames than the file holds (opencv-doc's tree.avi: 68 frames over 29.6 s at "15 fps");
-    `stream` is the coded format the decoder was chosen by. Neither is part of the answer.
+    `key_times` the start times of its keyframes, where the frame index knows them (NVDEC cuts its parts there:
+    engine/video/nvdec.py, `split_ticks`; empty otherwise); `stream` is the coded format the decoder was chosen
+    by. None of the three is part of the answer.
     """
 
     frame_times: tuple[float, ...] = Field((), exclude=True, repr=False)
+    key_times: tuple[float, ...] = Field((), exclude=True, repr=False)
     stream: StreamFormat = Field(StreamFormat(), exclude=True)
 
     def frame_at(self, seconds: float) -> int:

@@ -3,8 +3,9 @@ never copied to the host.
 
 One `NvdecPool` per GPU serves every request: `engines` worker threads (as many as the GPU has NVDEC engines,
 `engines_of`, or the TZN_NVDEC_ENGINES setting), each decoding one part of one video at a time. A video is
-cut into parts of its sampling ticks; each part is decoded by its own torchcodec decoder, which starts at the
-keyframe before its first tick, so the parts together give exactly the frames one decoder would. A part costs
+cut into parts of its sampling ticks, at keyframes where the frame index knows them (`split_ticks`); each part
+is decoded by its own torchcodec decoder, which starts at the keyframe before its first tick, so the parts
+together give exactly the frames one decoder would. A part costs
 CPU besides the GPU (its decoder scans the file's packets when it opens), so a video gets as many parts as
 it can have engines: all of them when it is alone, one when the engines are shared by as many videos
 (`part_length_s`). Parts are at most `longest_part_s` long and a request keeps at most `parts_ahead` in
@@ -71,10 +72,24 @@ def part_length_s(duration_s: float, engines_free: float, shortest_s: float = 2.
     return min(max(duration_s / max(engines_free, 1.0), shortest_s), longest_s)
 
 
-def split_ticks(ticks: np.ndarray, fps: float, part_s: float) -> list[np.ndarray]:
-    """Consecutive parts of `ticks`, about `part_s` seconds each (the last may be shorter; at least one)."""
+def split_ticks(ticks: np.ndarray, fps: float, part_s: float, key_times: tuple[float, ...] = ()) -> list[np.ndarray]:
+    """Consecutive parts of `ticks`, about `part_s` seconds each (at least one). A part decodes from the keyframe
+    before its first tick, so a cut between keyframes costs the frames from that keyframe on twice (up to a GOP:
+    8.3 s of x264's default). Where `key_times` (the keyframes' start times) are known, each cut moves to the
+    keyframe nearest it, if one lies within half a part: its part then decodes its own frames only."""
     per_part = max(1, int(round(part_s * fps)))
-    return [ticks[first : first + per_part] for first in range(0, len(ticks), per_part)] or [ticks]
+    cuts = list(range(per_part, len(ticks), per_part))
+    if len(key_times):
+        keys, moved = np.asarray(key_times, dtype=np.float64), []
+        for cut in cuts:
+            nearest = keys[np.argmin(np.abs(keys - ticks[cut]))]
+            if abs(nearest - ticks[cut]) <= part_s / 2:
+                cut = int(np.searchsorted(ticks, nearest))  # the first tick at or after the keyframe shows it or later
+            if (moved[-1] if moved else 0) < cut < len(ticks):
+                moved.append(cut)
+        cuts = moved
+    bounds = [0, *cuts, len(ticks)]
+    return [ticks[begin:end] for begin, end in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 class NvdecPool:
@@ -116,7 +131,7 @@ class NvdecPool:
             self.videos += 1
             engines_free = self.engines / self.videos
         part_s = part_length_s(info.duration_s - begin_s, engines_free, longest_s=self.longest_part_s)
-        parts = split_ticks(ticks, request.fps, part_s)
+        parts = split_ticks(ticks, request.fps, part_s, info.key_times)
         stop = threading.Event()
         outputs: list[queue.Queue] = []
         first = 0

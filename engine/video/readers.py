@@ -260,9 +260,11 @@ def stream_info(path: str, name: str, reader=None, remuxed: str | None = None) -
         height, width = stream.height, stream.width
     else:  # no size in the headers torchcodec reads, or a turn decord may not apply: the first frame says
         height, width = reader[0].shape[:2]
+    keys = np.asarray(reader.get_key_indices(), dtype=np.int64) if index.decoder is None else np.empty(0, np.int64)
     info = {
         "filename": name, "duration_s": end_s, "fps": fps, "frames": frames, "width": width, "height": height,
-        "frame_times": tuple(starts.tolist()), "stream": stream,
+        "frame_times": tuple(starts.tolist()), "key_times": tuple(starts[keys[keys < frames]].tolist()),
+        "stream": stream,
     }  # fmt: skip
     return info, index
 

@@ -85,6 +85,40 @@ def test_the_cpu_and_the_gpu_chunking_give_the_same_clips_times_and_padding(walk
         torch.testing.assert_close(ours.features, brute_force_features(frames[:length]), rtol=1e-4, atol=1e-4)
 
 
+def test_parts_are_cut_at_the_keyframe_nearest_each_even_cut_within_half_a_part():
+    ticks = np.arange(80) / 8  # 10 s at 8 fps; parts of 2 s: even cuts at 2, 4, 6, 8 s
+    parts = split_ticks(ticks, 8, 2.0, key_times=(0.0, 2.6, 3.7, 7.1))
+    np.testing.assert_array_equal(np.concatenate(parts), ticks)
+    # 2 s -> 2.6 (the first tick at or after it, 2.625); 4 s -> 3.7 (3.75); 6 s: none within 1 s, kept; 8 s -> 7.1
+    assert [part[0] for part in parts] == [0.0, 2.625, 3.75, 6.0, 7.125]
+    assert [len(part) for part in split_ticks(ticks, 8, 2.0)] == [16] * 5  # no keyframes known: even cuts
+
+
+def test_the_nvdec_pool_cuts_at_keyframes_and_decodes_no_frame_twice(walk, tmp_path):
+    """With a keyframe every 2.5 s and parts of about 3 s, every part after the first begins at a keyframe
+    that comes after the previous part's last frame (its decoder starts there: nothing is decoded twice), and the
+    pool, run through torchcodec on the CPU, still gives one decoder's frames."""
+    from engine.video.decode import probe_video
+    from engine.video.nvdec import NvdecPool
+    from engine.video.sampling import sample_ticks
+
+    path = tmp_path / "short_gop.mp4"
+    ffmpeg("-i", str(walk), "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-keyint_min", "25", str(path))
+    info = probe_video(path)
+    assert len(info.key_times) >= 4
+    ticks = sample_ticks(info.frame_times[0], info.duration_s, REQUEST.fps)
+    parts = split_ticks(ticks, REQUEST.fps, 3.0, info.key_times)
+    assert len(parts) >= 3
+    for before, part in zip(parts[:-1], parts[1:], strict=False):
+        start_key = max(key for key in info.key_times if key <= part[0])
+        assert info.frame_at(before[-1]) < info.frame_at(start_key)
+    expected, _, _ = decode_frames(path, REQUEST, "torchcodec")
+    pool = NvdecPool(torch.device("cpu"), engines=4, longest_part_s=3.0)
+    chunks = list(pool.decode(VideoSource.from_path(path), info, REQUEST))
+    pool.close()
+    np.testing.assert_array_equal(torch.cat([c.frames for c in chunks]).numpy(), expected)
+
+
 def test_progress_moves_to_the_end(extractor, media):
     seen = []
     request = DecodeRequest(**{**REQUEST.__dict__, "chunk_frames": 5})
