@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # One run on a CUDA host (under 8 minutes): install carried wheels, run the CUDA-marked tests (NVDEC against the
 # CPU decoders on real footage, the CUDA-graph head), print the parity table, load the served path through HTTP
-# (bench/http_load.py: 1-16 client processes, default settings, the NVDEC limit in the same run), and, given the
-# time, the head's GPU table and the TensorRT check.
+# (bench/http_load.py: 1-16 client processes, default settings, the NVDEC limit in the same run), NVDEC's parts
+# cut at keyframes against even cuts (bench/nvdec_parts.py), and, given the time, the head's GPU table and the
+# TensorRT check.
 #
 #   bench/device/gpu_check.sh [OUT_DIR] [SECTIONS]     (default OUT_DIR: $OUT or /tmp/tzn-gpu;
-#                                                        SECTIONS: any of tests,parity,http,head,tensorrt)
+#                                                        SECTIONS: any of tests,parity,http,parts,head,tensorrt)
 #
 # The GPU machine may be offline. Missing Python packages are installed only from wheels carried in the working
 # tree (TZN_WHEELS, default .whl; nothing is fetched), into /tmp/tzn-site. What a host with torch 2.11 (cu130)
@@ -25,7 +26,7 @@ cd "$(dirname "$0")/../.."
 PYTHON="${PYTHON:-python3}"
 WHEELS="${TZN_WHEELS:-.whl}"
 OUT_DIR="${1:-${OUT:-/tmp/tzn-gpu}}"
-SECTIONS="${2:-tests,parity,http,head,tensorrt}"
+SECTIONS="${2:-tests,parity,http,parts,head,tensorrt}"
 export TZN_PARITY_MEDIA="${TZN_PARITY_MEDIA:-$PWD/.media}"
 mkdir -p "$OUT_DIR"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -70,6 +71,13 @@ if wants http; then
     timeout 330 "$PYTHON" bench/http_load.py --seconds 60 --clients 1,2,4,8,16 --requests 2 --out "$OUT_DIR/http" \
         2>&1 | tee "$OUT_DIR/http_load.log" | grep -v "^WARNING"
     tail -40 "$OUT_DIR/http/server.log" > "$OUT_DIR/server_tail.log" 2>/dev/null || true
+fi
+
+if wants parts; then
+    echo "== NVDEC's parts: cut at keyframes against even cuts (frames decoded, the pool's time), one 60 s 720p file"
+    video="$OUT_DIR/http/video_60s_720p.mp4"  # the http section's file, when it ran
+    timeout 120 "$PYTHON" bench/nvdec_parts.py --repeats 3 $([[ -f "$video" ]] && echo --video "$video") 2>&1 \
+        | tee "$OUT_DIR/nvdec_parts.log" | grep -v "^WARNING"
 fi
 
 if wants head; then
