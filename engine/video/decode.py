@@ -49,9 +49,9 @@ class DecodeRequest:
     decode, start included). The child decodes at most `batch_bytes` of source-size RGB frames at once, and
     fits them before it gathers a chunk (a chunk of 256 frames of 4K is 6.4 GB at the source's size: a 12 s 4K
     upload took the child to 6.5 GB; at 112 x 112 it is 9.6 MB). Small batches stay in the CPU's cache between
-    the decoder's conversion and the resize: 16 MB (5 frames of 720p) took decord's decode of 30 s of 720p at
-    8 fps from 2.4 to 2.1 CPU seconds against 256 MB, and at 30 fps from 4.0 to 2.7 (`python bench/decode_cpu.py`
-    prints the first pair)."""
+    the decoder's conversion and the resize: with 16 MB (5 frames of 720p) decord decodes bench/decode_cpu.py's
+    30 s of 720p at 8 fps in 2.36 CPU seconds against 2.57 with 256 MB (that script prints both), and 30 fps of
+    the zoom benchmark's 720p file in 2.7 against 4.0."""
 
     fps: float | None = None
     size: tuple[int, int] | None = None

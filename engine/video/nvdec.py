@@ -5,12 +5,12 @@ One `NvdecPool` per GPU serves every request: `engines` worker threads (as many 
 `engines_of`, or the TZN_NVDEC_ENGINES setting), each decoding one part of one video at a time. A video is
 cut into parts of its sampling ticks, at keyframes where the frame index knows them (`split_ticks`); each part
 is decoded by its own torchcodec decoder, which starts at the keyframe before its first tick, so the parts
-together give exactly the frames one decoder would. A part costs
-CPU besides the GPU (its decoder scans the file's packets when it opens), so a video gets as many parts as
-it can have engines: all of them when it is alone, one when the engines are shared by as many videos
-(`part_length_s`). Parts are at most `longest_part_s` long and a request keeps at most `parts_ahead` in
-flight, so its frames waiting on the GPU stay bounded whatever the video's length; decoders' hardware
-sessions are reused across parts and requests through torchcodec's NVDEC cache.
+together give exactly the frames one decoder would. A part costs CPU besides the GPU (its decoder scans the
+file's packets when it opens), so a video gets as many parts as it can have engines: all of them when it is
+alone, one when the engines are shared by as many videos (`part_length_s`). Parts are at most
+`longest_part_s` long and a request keeps at most `parts_ahead` in flight, so its frames waiting on the GPU
+stay bounded whatever the video's length; decoders' hardware sessions are reused across parts and requests
+through torchcodec's NVDEC cache.
 
 Only streams NVDEC decodes itself come here (engine/video/choice.py). A torchcodec decoder that falls back
 to the CPU all the same, or fails on the GPU, is refused (NvdecFallbackError): its frames are never served,
