@@ -118,7 +118,8 @@ def sample_thumbnails(video: Path, count: int = 10, height: int = THUMBNAIL_HEIG
     width = max(2, round(source_width * height / source_height / 2) * 2)
     reader = decord.VideoReader(str(video), width=width, height=height)
     indices = [min(frames - 1, int((i + 0.5) * frames / count)) for i in range(count)]
-    images = reader.get_batch(indices).asnumpy()
+    batch = reader.get_batch(indices)  # decord's NDArray, or a torch tensor where its bridge was set to torch
+    images = batch.asnumpy() if hasattr(batch, "asnumpy") else batch.numpy()
     return [(index / fps, image) for index, image in zip(indices, images, strict=True)]
 
 
