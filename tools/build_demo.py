@@ -6,7 +6,7 @@
    visible classes, 3/4 "training" and 1/4 "test", and their ActionFormer annotations.
 2. Features come from `tzn extract-features`, the engine's own path (the same decoding, sampling, resize rule
    and random-init backbone that answer requests), so the demo model sees at training time exactly what it
-   sees when serving.
+   sees when serving; pooled as configs/demo.yaml's data.num_frames and data.feat_stride say.
 3. `tzn train` with configs/demo.yaml; then the new run and the checkpoint bundled now are both predicted
    (hard execution) and evaluated on the test videos, side by side: mAP and the head FLOPs they ran.
 4. Unless the new run's average mAP is lower than the bundled one's (then it stops, exit 1; --replace-anyway
@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script: the repository's packages, not tools/'s neighbours
 
 from model.checkpoint import read_checkpoint_config  # noqa: E402
+from training.config import load_config  # noqa: E402
 from training.demo_videos import annotation_entry, generate, plan_video, write_video  # noqa: E402
 from training.evaluation import THUMOS_TIOUS, evaluate  # noqa: E402
 from training.predict import predict  # noqa: E402
@@ -54,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         generate(videos, args.videos, seed=0)
     torch.manual_seed(0)
     if not features.is_dir() or len(list(features.glob("*.npy"))) < len(list(videos.glob("*.mp4"))):
-        tzn(["extract-features", "--videos", str(videos), "--output", str(features), "--device", args.device])
+        data = load_config(CONFIG).data  # the features the config trains on: frames per clip and their stride
+        tzn(["extract-features", "--videos", str(videos), "--output", str(features), "--device", args.device,
+             "--clip", str(data.num_frames), str(data.feat_stride)])  # fmt: skip
 
     annotations = videos / "annotations.json"
     common = ["--annotations", str(annotations), "--features", str(features)]
