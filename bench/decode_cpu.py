@@ -75,8 +75,8 @@ def decord_in_process(path: Path, sample_fps: float, size: tuple[int, int], batc
     rule) in this process: no child, no transfer (what the isolation costs)."""
     info, index = stream_info(str(path), path.name)
     batch = max(1, min(256, batch_bytes // (info["width"] * info["height"] * 3)))
-    frames = read_frames("decord", str(path), path.name, index, sample_fps, batch)
-    return sum(len(fit_frames(frames, size)) for frames, _ in frames)
+    batches = read_frames("decord", str(path), path.name, index, sample_fps, batch)
+    return sum(len(fit_frames(frames, size)) for frames, _ in batches)
 
 
 def decode_stage(path: Path, decoder: str) -> int:
