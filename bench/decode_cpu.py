@@ -1,13 +1,14 @@
 """CPU decode stage against ffmpeg's bare decode of the same file, in one process, and where the time goes.
 
-    python bench/decode_cpu.py [--seconds 30] [--repeats 3] [--threads 2]
+    python bench/decode_cpu.py [--seconds 30] [--repeats 3] [--threads 2] [--fps 8]
 
 Makes a 720p H.264 file (ffmpeg, libx264 "veryfast", testsrc2 + noise), then times, median of --repeats (the
 steps run round robin):
 - `ffmpeg -threads N -i FILE -f null -`: every frame decoded, nothing converted (the floor);
-- the engine's decode stage: each CPU decoder (decord, torchcodec) in its isolated child, resnet18-2d sampling
-  (8 fps, fitted to 112 px by the one resize rule), frames streamed 256 at a time and consumed here without a
-  backbone, split into the child's start + probe (open, index, format) and the decode itself;
+- the engine's decode stage: each CPU decoder (decord, torchcodec) in its isolated child, sampling --fps (8 by
+  default, resnet18-2d's rate; fitted to 112 px by the one resize rule), frames streamed 256 at a time and
+  consumed here without a backbone, split into the child's start + probe (open, index, format) and the decode
+  itself;
 - the same frames with decord in this process (what the child's isolation costs), in batches of
   `DecodeRequest.batch_bytes` of source-size frames as the child decodes them, and, as the baseline, in batches
   of 256 MB (the default before); these two rows also give this process's CPU seconds.
@@ -34,10 +35,7 @@ from engine.video.frames import fit_frames  # noqa: E402
 from engine.video.readers import read_frames, stream_info  # noqa: E402
 from engine.video.source import VideoSource  # noqa: E402
 
-IN_PROCESS = (
-    "decord in this process, no child (8 fps, 112 px)",
-    "the same, in batches of 256 MB (before)",
-)
+IN_PROCESS = ("decord in this process, no child", "the same, in batches of 256 MB (before)")
 
 
 def make_video(path: Path, seconds: int) -> None:
@@ -79,9 +77,9 @@ def decord_in_process(path: Path, sample_fps: float, size: tuple[int, int], batc
     return sum(len(fit_frames(frames, size)) for frames, _ in batches)
 
 
-def decode_stage(path: Path, decoder: str) -> int:
+def decode_stage(path: Path, decoder: str, fps: float) -> int:
     """The engine's decode stage: frames of one CPU decoder from its isolated child, consumed without a backbone."""
-    request = DecodeRequest(fps=8.0, size=(112, 112), timeout_s=600)
+    request = DecodeRequest(fps=fps, size=(112, 112), timeout_s=600)
     with Decoding(VideoSource.from_path(path), request, decoder) as decoding:
         return sum(len(chunk.times) for chunk in decoding.chunks())
 
@@ -91,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--fps", type=float, default=8.0, help="sampling rate of the decode rows")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "v.mp4"
@@ -102,14 +101,14 @@ def main(argv: list[str] | None = None) -> None:
             f"ffmpeg -threads {args.threads} -f null (floor)": lambda: subprocess.run(ffmpeg, check=True),
             "decoder child: start only": warm_up_children,
             "decoder child: probe (open, index, format)": lambda: probe_video(path),
-            "decord: engine decode stage (8 fps, 112 px)": lambda: decode_stage(path, "decord"),
-            "torchcodec: engine decode stage (8 fps, 112 px)": lambda: decode_stage(path, "torchcodec"),
-            IN_PROCESS[0]: lambda: decord_in_process(path, 8.0, (112, 112), DecodeRequest.batch_bytes),
-            IN_PROCESS[1]: lambda: decord_in_process(path, 8.0, (112, 112), 256 * 2**20),
+            "decord: engine decode stage": lambda: decode_stage(path, "decord", args.fps),
+            "torchcodec: engine decode stage": lambda: decode_stage(path, "torchcodec", args.fps),
+            IN_PROCESS[0]: lambda: decord_in_process(path, args.fps, (112, 112), DecodeRequest.batch_bytes),
+            IN_PROCESS[1]: lambda: decord_in_process(path, args.fps, (112, 112), 256 * 2**20),
         }
         rows = median_s(steps, args.repeats)
     floor = next(iter(rows.values()))[0]
-    print(f"{args.seconds} s 720p H.264, median of {args.repeats}")
+    print(f"{args.seconds} s 720p H.264, sampled at {args.fps:g} fps to 112 px, median of {args.repeats}")
     print(f"| {'step':<48} | {'s':>6} | {'x ffmpeg':>8} | {'CPU s':>6} |\n|---|---|---|---|")
     for name, (seconds, cpu) in rows.items():
         shown = f"{cpu:.2f}" if name in IN_PROCESS else ""
