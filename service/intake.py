@@ -26,7 +26,7 @@ from engine.errors import VideoError
 from engine.video.container import precheck
 from service.errors import BadRequest, EmptyUpload, Refusal, RequestError, Unauthorized, error_status
 from service.schemas import error_response
-from service.settings import RouteLimits
+from service.settings import MAX_TOP_K, RouteLimits
 from service.trace import parse_include
 from service.upload import RequestBody, Upload, receive_video
 
@@ -168,11 +168,12 @@ async def receive_upload(
 
 def video_options(options: dict[str, str], settings) -> tuple[float, int]:
     """min_score and top_k of a request (the settings' defaults when absent); BadRequest otherwise."""
+    problem = f"min_score must be a number in [0, 1] and top_k an integer in [1, {MAX_TOP_K}]"
     try:
         min_score = float(options.get("min_score", settings.min_score))
         top_k = int(options.get("top_k", settings.top_k))
     except ValueError:
-        raise BadRequest("bad_form", "min_score must be a number in [0, 1] and top_k a positive integer") from None
-    if not 0.0 <= min_score <= 1.0 or top_k < 1:
-        raise BadRequest("bad_form", "min_score must be a number in [0, 1] and top_k a positive integer")
+        raise BadRequest("bad_form", problem) from None
+    if not 0.0 <= min_score <= 1.0 or not 1 <= top_k <= MAX_TOP_K:
+        raise BadRequest("bad_form", problem)
     return min_score, top_k

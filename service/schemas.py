@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from engine.video.info import VideoSummary
 from service.errors import STATUS_DESCRIPTIONS
+from service.settings import MAX_TOP_K
 
 
 class ErrorBody(BaseModel):
@@ -227,7 +228,7 @@ def error_responses(*codes: int, descriptions: dict[int, str] = STATUS_DESCRIPTI
 
 _OPTIONS = {
     "min_score": {"type": "number", "minimum": 0, "maximum": 1, "description": "lowest score returned"},
-    "top_k": {"type": "integer", "minimum": 1, "description": "most segments returned"},
+    "top_k": {"type": "integer", "minimum": 1, "maximum": MAX_TOP_K, "description": "most segments returned"},
     "include": {
         "type": "string",
         "pattern": INCLUDE_PATTERN,

@@ -25,6 +25,9 @@ DEMO_ZOOM = (
 )  # a zoom checkpoint (engine/zoom.py), zoom-fine as configs/zoom.yaml trains it
 DEMO_VIDEO = DEMO_CHECKPOINT.parent / "sample.mp4"
 
+# The most segments an answer may ask for (top_k): far beyond what a video holds, and what a job's row stores.
+MAX_TOP_K = 100_000
+
 
 class LocalizeSettings(BaseModel):
     """POST /localize: what one request may be, and what it gets by default."""
@@ -33,7 +36,7 @@ class LocalizeSettings(BaseModel):
     max_duration_s: float = Field(600.0, gt=0, description="longest video")
     request_timeout_s: float = Field(300.0, gt=0, description="longest processing of one request (504 beyond)")
     min_score: float = Field(0.2, ge=0, le=1, description="default score threshold of returned segments")
-    top_k: int = Field(100, ge=1, description="default maximum number of returned segments")
+    top_k: int = Field(100, ge=1, le=MAX_TOP_K, description="default maximum number of returned segments")
 
 
 class AdmissionSettings(BaseModel):

@@ -113,7 +113,9 @@ def test_a_json_body_is_a_400(client):
     assert_error(client.post("/localize", json={"video": "clip.mp4"}), 400, "bad_form")
 
 
-@pytest.mark.parametrize("data", [{"min_score": "high"}, {"min_score": "2"}, {"top_k": "0"}, {"top_k": "1.5"}])
+@pytest.mark.parametrize(
+    "data", [{"min_score": "high"}, {"min_score": "2"}, {"top_k": "0"}, {"top_k": "1.5"}, {"top_k": str(10**27)}]
+)
 def test_bad_options_are_a_400(client, media, data):
     assert_error(post_file(client, media / "clip.mp4", data=data), 400, "bad_form")
 
