@@ -1,6 +1,6 @@
 """The files the decoders must agree on (docs/design.md, "Frames"), made from real camera footage (3 s of
 opencv-doc's vtest.avi at 640x360) by ffmpeg: tags, ranges, chroma layouts, bit depths, frame rates, a 1080p (coded
-1088 rows high, cropped); AVIs with B-frames and a stream-copied cut (what decord's frame index gets wrong,
+1088 rows high, cropped), a narrow one of odd height; AVIs with B-frames and a stream-copied cut (what decord's frame index gets wrong,
 engine/video/readers.py); VP9, AV1, a fragmented MP4 and an MPEG-TS (what one CPU decoder fails on,
 engine/video/choice.py); an MP4 whose last frame has no duration (torchcodec reached it only by index); a rotated MP4
 (kept off NVDEC); plus vtest.avi itself (MPEG-4 Part 2) and tree.avi (Cinepak, RGB). The tests make them in a
@@ -32,6 +32,8 @@ PARITY_FORMATS = {
     "tenbit.mp4": ["-r", "25", "-pix_fmt", "yuv420p10le"],
     # 1080 rows are coded as 1088 and cropped: NVDEC's frames must come out cropped too
     "cropped_1080p.mp4": ["-r", "25", "-vf", "scale=1920:1080,format=yuv420p"],
+    # a width decord fails on and an odd height (engine/video/choice.py, `decord_converts`): torchcodec decodes it
+    "narrow_444.mp4": ["-r", "25", "-vf", "scale=96:55,format=yuv444p"],
 }  # fmt: skip
 
 OTHER_CODECS = {

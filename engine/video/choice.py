@@ -40,14 +40,29 @@ def cpu_decoder(setting: DecoderSetting, on_gpu_host: bool) -> str:
 # decord2 fails on VP9 streams whose decoder asks for the next packet before it takes one (EAGAIN: libvpx-vp9's
 # real-time encodes in WebM and MKV); torchcodec's CPU decoder crashes on AV1 with Debian's FFmpeg 5.1.
 CPU_DECODER_OF_CODEC = {"vp9": "torchcodec", "av1": "decord"}
+# decord2 can hand over an odd width or height cut to the even size below (the last column or row lost: every
+# FFV1 stream of a scan of sizes, H.264 4:4:4 at some sizes), and fails on some widths under 146 ("Check failed:
+# from_size == to_size": 2-9, 12, 13, 16, 17, 24, 25, 32, 33, 48, 49, 96, 97, 144, 145 of 2-300, H.264 and FFV1;
+# none from 146 to 2100); torchcodec decodes every size whole (tests/engine/test_decoders.py).
+DECORD_MIN_WIDTH = 146
+
+
+def decord_converts(stream: StreamFormat) -> bool:
+    """False for a frame size decord would crop or fail on (DECORD_MIN_WIDTH, held to both sides: a turned
+    stream's headers may give its size turned); True where the headers give none."""
+    width, height = stream.width, stream.height
+    if not (width and height):
+        return True
+    return width % 2 == 0 and height % 2 == 0 and min(width, height) >= DECORD_MIN_WIDTH
 
 
 def decoder_for(setting: DecoderSetting, stream: StreamFormat, nvdec_available: bool) -> str:
     """The decoder that decodes `stream`: NVDEC where it is available, the setting allows it (auto or
     torchcodec), the stream is one NVDEC decodes and may decode (`stream.cpu_only`); else the CPU decoder. Whatever the
     setting, a stream that only one CPU decoder gets right goes to it: by its frame index (`stream.decoder`,
-    engine/video/readers.py) or by its codec (CPU_DECODER_OF_CODEC). The isolated child and its parent both
-    decide with it (engine/video/decode.py)."""
+    engine/video/readers.py), by its codec (CPU_DECODER_OF_CODEC) or by its frame size (`decord_converts`). The
+    isolated child and its parent both decide with it (engine/video/decode.py)."""
     if nvdec_available and setting != "decord" and nvdec_decodes(stream) and not stream.cpu_only:
         return NVDEC
-    return stream.decoder or CPU_DECODER_OF_CODEC.get(stream.codec) or cpu_decoder(setting, nvdec_available)
+    by_size = None if decord_converts(stream) else "torchcodec"
+    return stream.decoder or CPU_DECODER_OF_CODEC.get(stream.codec) or by_size or cpu_decoder(setting, nvdec_available)

@@ -15,7 +15,7 @@ from engine.localizer import Localizer
 from engine.settings import WorkLimits
 from engine.video.choice import decoder_for, nvdec_decodes
 from engine.video.decode import DecodeRequest, decode_frames, probe_video
-from engine.video.readers import open_decord, playable
+from engine.video.readers import playable
 from engine.video.source import VideoSource
 from service.settings import DEMO_CHECKPOINT, Settings
 from tests.parity_media import frames_ffmpeg_shows
@@ -28,6 +28,7 @@ EXPECTED_FORMATS = {  # pixel format, chroma, bit depth, colour space tag, range
     "yuv444.mp4": ("yuv444p", "4:4:4", 8, None, "tv", False),
     "tenbit.mp4": ("yuv420p10le", "4:2:0", 10, None, "tv", False),
     "cropped_1080p.mp4": ("yuv420p", "4:2:0", 8, None, "tv", True),
+    "narrow_444.mp4": ("yuv444p", "4:4:4", 8, None, "tv", False),
     "bframes_mpeg4.avi": ("yuv420p", "4:2:0", 8, None, "tv", False),
     "bframes_h264.avi": ("yuv420p", "4:2:0", 8, None, "tv", True),
     "cut_copy.mp4": ("yuv420p", "4:2:0", 8, None, "tv", True),
@@ -41,11 +42,11 @@ EXPECTED_FORMATS = {  # pixel format, chroma, bit depth, colour space tag, range
     "tree.avi": ("rgb24", "4:4:4", 8, None, "tv", False),
 }
 # the files that only one CPU decoder gets right, whatever the setting: by their frame index (engine/video/
-# readers.py, frame_index) or their codec (engine/video/choice.py); the AVIs with B-frames decode front to back
+# readers.py, frame_index), their codec or their frame size (engine/video/choice.py); the AVIs with B-frames decode front to back
 # only, never on NVDEC
 PINNED = {
     "bframes_mpeg4.avi": "decord", "bframes_h264.avi": "decord", "cut_copy.mp4": "torchcodec",
-    "vp9.webm": "torchcodec", "av1.mp4": "decord",
+    "vp9.webm": "torchcodec", "av1.mp4": "decord", "narrow_444.mp4": "torchcodec",
 }  # fmt: skip
 CPU_ONLY = {"bframes_mpeg4.avi", "bframes_h264.avi"}
 # the reference: ffmpeg's own decode (TZN_PARITY_MEDIA hosts may have the files but not the program)
@@ -97,10 +98,26 @@ def test_every_frame_is_the_frame_ffmpeg_shows(parity_media):
 
 def test_the_probe_reads_the_size_the_decoders_decode(parity_media):
     """The size comes from the headers (no frame is decoded to learn it): on every parity file, cropped 1080p,
-    rotated, 4:4:4, AVI and VP9 included, it is the size of the first frame decord decodes."""
+    rotated, 4:4:4, AVI and VP9 included, it is the size of the first frame the CPU decoder decodes."""
     for name, path in parity_media.items():
         info = probe_video(path)
-        assert (info.height, info.width) == tuple(open_decord(str(path), name)[0].shape[:2]), name
+        first, _, _ = decode_frames(path, DecodeRequest(fps=1.0, spans=((0.0, 0.5),)), "decord")
+        assert (info.height, info.width) == first.shape[1:3], name
+
+
+@needs_ffmpeg
+def test_a_video_of_odd_size_is_decoded_whole_whatever_the_setting(camera_footage, tmp_path):
+    """decord hands over an FFV1 stream of odd size cut to the even size below (here 150x84); such a stream goes to
+    torchcodec (engine/video/choice.py, `decord_converts`), and the backbone sees the whole frame ffmpeg shows."""
+    path = tmp_path / "odd.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(camera_footage), "-t", "1", "-vf", "scale=151:85", "-c:v",
+                    "ffv1", str(path)], check=True)  # fmt: skip
+    expected = frames_ffmpeg_shows(path, 85, 151)
+    for setting in ("decord", "torchcodec"):
+        frames, _, info = decode_frames(path, DecodeRequest(), setting)
+        assert (info.height, info.width) == (85, 151)
+        assert decoder_for(setting, info.stream, nvdec_available=False) == "torchcodec"
+        np.testing.assert_array_equal(frames, expected)
 
 
 def test_decord_and_torchcodec_give_the_backbone_the_same_frames_and_pixels(parity_media):
