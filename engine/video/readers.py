@@ -61,6 +61,12 @@ def open_decord(path: str, name: str):
             kind = sniff_container(f.read(1024))
         if kind == "unknown":
             raise NotAVideoError(f"'{name}' is not in a recognised video format: {SUPPORTED}") from error
+        if "broken metadata" in str(error):  # e.g. 1000 fps in Matroska: no frame count, no frame rate FFmpeg finds
+            raise VideoDecodeError(
+                f"could not decode '{name}' ({kind}): decord cannot count its frames (its headers give neither a "
+                "frame count nor a frame rate); remux it to MP4 (ffmpeg -i in -c copy out.mp4, no re-encoding) and "
+                "send that"
+            ) from error
         raise VideoDecodeError(
             f"could not decode '{name}' ({kind}): the file is truncated or corrupt; "
             "re-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4) or send it again"

@@ -146,6 +146,18 @@ def test_bad_upload_raises_typed_error_that_says_what_to_do(media, name, error, 
     assert any(hint in message for hint in ("send", "expected a video file", "re-encode"))
 
 
+def test_a_matroska_file_without_a_frame_count_or_rate_is_refused_with_the_remux_that_decodes_it(tmp_path):
+    """1000 fps in Matroska (1 ms ticks): FFmpeg finds no average frame rate and Matroska stores no frame count, so
+    decord cannot index it. The advice given, an MP4 by stream copy, decodes."""
+    path, remuxed = tmp_path / "fast.mkv", tmp_path / "fast.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=1000", "-t", "0.5",
+                    "-c:v", "libx264", "-preset", "ultrafast", str(path)], check=True)  # fmt: skip
+    with pytest.raises(VideoDecodeError, match="cannot count its frames.*remux it to MP4"):
+        probe_video(path)
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-c", "copy", str(remuxed)], check=True)
+    assert probe_video(remuxed).frames == 500
+
+
 def test_probe_raises_the_same_typed_errors(media):
     with pytest.raises(NotAVideoError, match="audio only"):
         probe_video(media / "tone.m4a")
