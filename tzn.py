@@ -41,7 +41,8 @@ def draw_timeline(
 
     truth = ground_truth(annotations, video_id) if annotations else None
     timeline = Timeline.from_answer(answer, labels, truth)
-    timeline.thumbnails = sample_thumbnails(video)
+    ran = answer.get("model", {}).get("decoder")
+    timeline.thumbnails = sample_thumbnails(video, decoder=ran if ran in ("decord", "torchcodec") else "torchcodec")
     return render(timeline, path, show_boundary=show_boundary)
 
 

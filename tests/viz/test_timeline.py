@@ -50,6 +50,17 @@ def test_png_timeline_with_thumbnails_decoded_from_the_video(tmp_path, media):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_thumbnails_are_decoded_as_the_service_decodes_the_file(parity_media):
+    """A stream decord fails on (real-time VP9, a narrow frame) is decoded by the decoder it needs, and a phone's
+    portrait video is shown turned, as in the answer's frames."""
+    for name in ("vp9.webm", "narrow_444.mp4", "rotated.mp4"):
+        thumbnails = sample_thumbnails(parity_media[name], count=4, height=48)
+        assert len(thumbnails) == 4, name
+        assert all(image.std() > 5 for _, image in thumbnails), name
+        height, width, _ = thumbnails[0][1].shape
+        assert height == 48 and (width < height if name == "rotated.mp4" else width > height), (name, width)
+
+
 def test_a_file_name_that_is_not_png_or_svg_is_refused(tmp_path):
     with pytest.raises(TimelineError, match="use a .png or .svg"):
         render(small_timeline(), tmp_path / "t.jpg")
