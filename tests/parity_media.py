@@ -1,8 +1,9 @@
 """The files the decoders must agree on (docs/design.md, "Frames"), made from real camera footage (3 s of
-opencv-doc's vtest.avi at 640x360) by ffmpeg: tags, ranges, chroma layouts, bit depths, frame rates, a 1080p (coded
-1088 rows high, cropped), a narrow one of odd height; AVIs with B-frames and a stream-copied cut (what decord's frame index gets wrong,
-engine/video/readers.py); VP9, AV1, a fragmented MP4 and an MPEG-TS (what one CPU decoder fails on,
-engine/video/choice.py); an MP4 whose last frame has no duration (torchcodec reached it only by index); a rotated MP4
+opencv-doc's vtest.avi at 640x360) by ffmpeg: tags (BT.709, BT.2020), ranges, chroma layouts, bit depths, frame
+rates, a 1080p (coded 1088 rows high, cropped), a narrow one of odd height; AVIs with B-frames and a stream-copied
+cut (what decord's frame index gets wrong, engine/video/readers.py); VP9, AV1, a fragmented MP4 and an MPEG-TS
+(what one CPU decoder fails on, engine/video/choice.py); an MP4 whose last frame has no duration (torchcodec
+reached it only by index); a rotated MP4
 (kept off NVDEC); plus vtest.avi itself (MPEG-4 Part 2) and tree.avi (Cinepak, RGB). The tests make them in a
 temporary folder (tests/conftest.py, `parity_media`); for a GPU host without ffmpeg, make them here and carry the
 folder (TZN_PARITY_MEDIA):
@@ -28,6 +29,11 @@ PARITY_FORMATS = {
         "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv",
     ],
     "fullrange_20fps.mp4": ["-r", "20", "-vf", "scale=640:360:out_range=pc,format=yuvj420p", "-color_range", "pc"],
+    # BT.2020's matrix in 8 bits: the CPU converts it, not NVDEC (engine/video/choice.py, NVDEC_COLOR_SPACES)
+    "bt2020_8bit.mp4": [
+        "-r", "25", "-vf", "scale=640:360:out_color_matrix=bt2020,format=yuv420p", "-colorspace", "bt2020nc",
+        "-color_primaries", "bt2020", "-color_trc", "bt709",
+    ],
     "yuv444.mp4": ["-r", "25", "-pix_fmt", "yuv444p"],
     "tenbit.mp4": ["-r", "25", "-pix_fmt", "yuv420p10le"],
     # 1080 rows are coded as 1088 and cropped: NVDEC's frames must come out cropped too

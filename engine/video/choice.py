@@ -18,14 +18,22 @@ DecoderSetting = Literal["auto", "decord", "torchcodec"]
 NVDEC = "torchcodec-nvdec"
 DECODER_NAMES = ("decord", "torchcodec", NVDEC)  # what `model.decoder` can say
 NVDEC_CODECS = frozenset({"h264", "hevc", "av1", "vp9", "vp8"})
+# The colour matrices torchcodec's CUDA conversion applies as swscale does on the CPU: BT.709, and BT.601 for
+# everything else (untagged included, as FFmpeg reads it). swscale also has SMPTE 240M's and FCC's matrices, and
+# BT.2020's, which only recent torchcodec converts on the GPU; a stream tagged with one of those goes to the CPU.
+NVDEC_COLOR_SPACES = frozenset({None, "unknown", "reserved", "bt470bg", "smpte170m", "bt709"})
 
 
 def nvdec_decodes(stream: StreamFormat) -> bool:
     """True for the streams NVDEC decodes itself (see the module's docstring) and torchcodec shows as they are
     meant to be seen: its FFmpeg CUDA interface, the one `device="cuda"` opens, does not apply a rotation (its CPU
     path and its beta CUDA interface do: torchcodec pull request 1235), so a rotated stream, a phone's portrait
-    video, would reach the backbone on its side; it goes to the CPU."""
-    return stream.codec in NVDEC_CODECS and stream.chroma == "4:2:0" and stream.bit_depth == 8 and not stream.rotation
+    video, would reach the backbone on its side; it goes to the CPU, as does a colour matrix its conversion does
+    not apply (NVDEC_COLOR_SPACES) and an odd width or height (it converts NV12, whose sizes are even)."""
+    return (
+        stream.codec in NVDEC_CODECS and stream.chroma == "4:2:0" and stream.bit_depth == 8 and not stream.rotation
+        and stream.color_space in NVDEC_COLOR_SPACES and stream.width % 2 == 0 and stream.height % 2 == 0
+    )  # fmt: skip
 
 
 def cpu_decoder(setting: DecoderSetting, on_gpu_host: bool) -> str:

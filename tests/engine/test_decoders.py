@@ -25,6 +25,7 @@ EXPECTED_FORMATS = {  # pixel format, chroma, bit depth, colour space tag, range
     "untagged_25fps.mp4": ("yuv420p", "4:2:0", 8, None, "tv", True),
     "bt709_2997fps.mp4": ("yuv420p", "4:2:0", 8, "bt709", "tv", True),
     "fullrange_20fps.mp4": ("yuvj420p", "4:2:0", 8, None, "pc", True),
+    "bt2020_8bit.mp4": ("yuv420p", "4:2:0", 8, "bt2020nc", "tv", False),  # a matrix NVDEC's conversion lacks
     "yuv444.mp4": ("yuv444p", "4:4:4", 8, None, "tv", False),
     "tenbit.mp4": ("yuv420p10le", "4:2:0", 10, None, "tv", False),
     "cropped_1080p.mp4": ("yuv420p", "4:2:0", 8, None, "tv", True),
