@@ -37,12 +37,14 @@ def draw_timeline(
     show_boundary: bool,
 ) -> Path:  # fmt: skip
     """The timeline of one answer with thumbnails of its video (`tzn localize --plot`): viz.timeline."""
-    from viz.timeline import Timeline, ground_truth, render, sample_thumbnails
+    from engine.video.decode import thumbnails
+    from viz.timeline import THUMBNAIL_HEIGHT, Timeline, ground_truth, render
 
     truth = ground_truth(annotations, video_id) if annotations else None
     timeline = Timeline.from_answer(answer, labels, truth)
     ran = answer.get("model", {}).get("decoder")
-    timeline.thumbnails = sample_thumbnails(video, decoder=ran if ran in ("decord", "torchcodec") else "torchcodec")
+    cpu_decoder = ran if ran in ("decord", "torchcodec") else "torchcodec"
+    timeline.thumbnails = thumbnails(video, count=10, height=THUMBNAIL_HEIGHT, decoder=cpu_decoder)
     return render(timeline, path, show_boundary=show_boundary)
 
 

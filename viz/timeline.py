@@ -107,22 +107,6 @@ def ground_truth(annotations: Path, video_id: str) -> list[Interval]:
     return [Interval(a["label"], *a["segment"]) for a in database[video_id].get("annotations", [])]
 
 
-def sample_thumbnails(
-    video: Path, count: int = 10, height: int = THUMBNAIL_HEIGHT, decoder: str = "decord"
-) -> list[tuple[float, np.ndarray]]:
-    """`count` frames near the centres of equal slices of the video, `height` pixels high: [(time_s, (H, W, 3))].
-    Decoded as the service decodes the file (engine/video/decode.py): by the decoder it needs whatever `decoder`
-    says (a VP9 stream, a narrow frame), remuxed where it must be, turned as it is shown."""
-    from engine.video.decode import DecodeRequest, decode_frames, probe_video
-
-    info = probe_video(video)
-    width = max(2, round(info.width * height / info.height / 2) * 2)
-    # ticks every half slice from 0 s: the odd ones are the slices' centres
-    request = DecodeRequest(fps=2 * count / info.duration_s, size=(height, width))
-    frames, times, _ = decode_frames(video, request, decoder)
-    return [(float(time_s), image) for time_s, image in zip(times[1::2], frames[1::2], strict=True)][:count]
-
-
 def write_prediction_timelines(
     directory: Path,
     results: dict[str, list[dict]],

@@ -214,6 +214,20 @@ def decode_frames(
     return frames, np.concatenate([chunk.times for chunk in chunks]), info
 
 
+def thumbnails(
+    source: VideoSource | str | os.PathLike, count: int, height: int, decoder: str = "decord"
+) -> list[tuple[float, np.ndarray]]:
+    """`count` frames near the centres of equal slices of the video, `height` pixels high, as a request decodes
+    them (by the decoder the file needs, turned as shown): [(time_s, (height, W, 3) uint8)], for the timeline
+    picture (`tzn localize --plot`)."""
+    info = probe_video(source)
+    width = max(2, round(info.width * height / info.height / 2) * 2)
+    # ticks every half slice from 0 s: the odd ones are the slices' centres
+    request = DecodeRequest(fps=2 * count / info.duration_s, size=(height, width))
+    frames, times, _ = decode_frames(source, request, decoder)
+    return [(float(time_s), image) for time_s, image in zip(times[1::2], frames[1::2], strict=True)][:count]
+
+
 def probe_video(source: VideoSource | str | os.PathLike, timeout_s: float = 30.0) -> VideoInfo:
     """The source's VideoInfo (duration, frames, size, stream format), read in the isolated child."""
     if not isinstance(source, VideoSource):

@@ -1,4 +1,4 @@
-"""The timeline picture: drawn from an answer's data, PNG and SVG, with thumbnails decoded by decord."""
+"""The timeline picture: drawn from an answer's data, PNG and SVG, with thumbnails decoded as a request decodes."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from engine.video.decode import thumbnails as video_thumbnails
 from tzn import main
-from viz.timeline import Curve, Interval, Timeline, TimelineError, ground_truth, render, sample_thumbnails
+from viz.timeline import Curve, Interval, Timeline, TimelineError, ground_truth, render
 
 
 def small_timeline(**changes) -> Timeline:
@@ -41,7 +42,7 @@ def test_panels_follow_the_data_present(tmp_path):
 
 
 def test_png_timeline_with_thumbnails_decoded_from_the_video(tmp_path, media):
-    thumbnails = sample_thumbnails(media / "clip.mp4", count=5, height=48)
+    thumbnails = video_thumbnails(media / "clip.mp4", count=5, height=48)
     assert [image.shape for _, image in thumbnails] == [(48, 64, 3)] * 5
     times = [t for t, _ in thumbnails]
     assert times == sorted(times) and 0 < times[0] < 0.6 and 2.4 < times[-1] < 3.0
@@ -54,7 +55,7 @@ def test_thumbnails_are_decoded_as_the_service_decodes_the_file(parity_media):
     """A stream decord fails on (real-time VP9, a narrow frame) is decoded by the decoder it needs, and a phone's
     portrait video is shown turned, as in the answer's frames."""
     for name in ("vp9.webm", "narrow_444.mp4", "rotated.mp4"):
-        thumbnails = sample_thumbnails(parity_media[name], count=4, height=48)
+        thumbnails = video_thumbnails(parity_media[name], count=4, height=48)
         assert len(thumbnails) == 4, name
         assert all(image.std() > 5 for _, image in thumbnails), name
         height, width, _ = thumbnails[0][1].shape
