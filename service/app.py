@@ -42,9 +42,11 @@ class ServiceState:
     """What the app holds between requests: settings, the localizer once loaded, metrics, slots, the jobs."""
 
     def __init__(
-        self, settings: Settings, localizer: Localizer | None, on_load_failure: Callable[[str], None] | None = None
-    ):
+        self, settings: Settings, localizer: Localizer | None, on_load_failure: Callable[[str], None] | None = None,
+        intake_socket: str | None = None,
+    ):  # fmt: skip
         self.settings = settings
+        self.intake_socket = intake_socket  # where intake processes hand over uploads (service/workers.py)
         self.localizer = localizer
         self.load_error: str | None = None
         self.on_load_failure = on_load_failure
@@ -85,11 +87,14 @@ def create_app(
     settings: Settings | None = None,
     localizer: Localizer | None = None,
     on_load_failure: Callable[[str], None] | None = None,
+    intake_socket: str | None = None,
 ) -> FastAPI:
     """The service. Pass `localizer` to serve an already loaded model (tests); otherwise it loads at start-up,
-    and `on_load_failure(message)` is called if it cannot (without one, /health/ready answers 503 with why)."""
+    and `on_load_failure(message)` is called if it cannot (without one, /health/ready answers 503 with why).
+    `intake_socket`: the Unix socket this app also serves, where intake processes hand over uploads
+    (service/workers.py)."""
     settings = settings or Settings()
-    state = ServiceState(settings, localizer, on_load_failure)
+    state = ServiceState(settings, localizer, on_load_failure, intake_socket)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -55,6 +55,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from engine import preflight
     from service.app import create_app
     from service.settings import load_settings
+    from service.workers import engine_server, start_intake
 
     try:
         settings = load_settings()
@@ -84,9 +85,13 @@ def run_serve(args: argparse.Namespace) -> int:
         servers[0].should_exit = True
 
     on_load_failure = None if settings.keep_up_on_load_error else stop_on_load_failure
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, on_load_failure=on_load_failure), log_level="info"))
+    intake = start_intake(settings.intake_workers, sock, f"{args.host}:{args.port}")
+    engine_socket = intake.engine if intake else None
+    app = create_app(settings, on_load_failure=on_load_failure, intake_socket=engine_socket)
+    server = engine_server(uvicorn.Config(app, log_level="info"), intake)
     servers.append(server)
-    server.run(sockets=[sock])
+    served = [sock] if intake is None else [intake.engine_listening]
+    server.run(sockets=served)
     if failures:
         print(
             f"tzn serve: the model failed to load: {_one_line(failures[0])} "

@@ -11,7 +11,9 @@ status.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -24,11 +26,21 @@ from starlette.concurrency import run_in_threadpool
 
 from engine.errors import VideoError
 from engine.video.container import precheck
-from service.errors import BadRequest, EmptyUpload, Refusal, RequestError, Unauthorized, error_status
+from engine.video.source import VideoSource
+from service.errors import (
+    BadRequest,
+    EmptyUpload,
+    Refusal,
+    RequestError,
+    Unauthorized,
+    UploadTimeout,
+    UploadTooLarge,
+    error_status,
+)
 from service.schemas import error_response
 from service.settings import MAX_TOP_K, RouteLimits
 from service.trace import parse_include
-from service.upload import RequestBody, Upload, receive_video
+from service.upload import OPTION_FIELDS, RequestBody, Upload, receive_video
 
 log = logging.getLogger("tzn.service")
 
@@ -66,7 +78,9 @@ class IntakeRoute(APIRoute):
 
         async def intake(request: Request) -> Response:
             state = service_state(request)
-            arrived = time.perf_counter()
+            request.state.handoff = handoff = handed_over(request)
+            # an upload received by an intake process arrived when it began there
+            arrived = time.perf_counter() - (handoff.upload_ms / 1000 if handoff else 0.0)
             request.state.arrived = arrived
             request.state.request_id = uuid.uuid4().hex
             request.state.body = body = new_body(request, state.settings)
@@ -120,6 +134,46 @@ async def require_ready(request: Request) -> None:
         raise Refusal("loading", state.load_error or "the model is loading")
 
 
+# The refusals an intake process hands over (service/workers.py), by class name
+HANDED_REFUSALS = {kind.__name__: kind for kind in (BadRequest, UploadTimeout, UploadTooLarge, EmptyUpload, Refusal)}
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """What an intake process (service/workers.py, TZN_INTAKE_WORKERS) received for a /localize request: the
+    video's path (its memfd as /proc/PID/fd/N, or its file spooled to TZN_TEMP_DIR), or the refusal it answered
+    with; how long receiving took."""
+
+    path: str | None
+    upload_ms: float
+    refusal: RequestError | None = None
+
+
+def handed_over(request: Request) -> Handoff | None:
+    """The handoff of a request that came from an intake process over the engine process's Unix socket; None for
+    any other request (its x-tzn- headers, if any, are ignored: only the socket's peers can hand over)."""
+    intake_socket = service_state(request).intake_socket
+    if intake_socket is None or request.scope.get("server") != (intake_socket, None):
+        return None
+    headers = request.headers
+    if "x-tzn-handoff" not in headers and "x-tzn-refusal" not in headers:
+        return None
+    upload_ms = float(headers.get("x-tzn-upload-ms", "0"))
+    if (refusal := headers.get("x-tzn-refusal")) is not None:
+        told = json.loads(refusal)
+        return Handoff(None, upload_ms, HANDED_REFUSALS[told["kind"]](told["code"], told["message"]))
+    return Handoff(headers["x-tzn-handoff"], upload_ms)
+
+
+def _handed_upload(request: Request, handoff: Handoff) -> Upload:
+    """The video an intake process received, opened here (a descriptor of its own: the intake process closes
+    or removes its copy once this request is answered); the options and name from the query."""
+    query = request.query_params
+    name = query.get("filename") or "video"
+    source = VideoSource(name, fd=os.open(handoff.path, os.O_RDONLY | os.O_CLOEXEC))
+    return Upload(source, source.size, {field: query[field] for field in OPTION_FIELDS if field in query})
+
+
 @dataclass
 class ReceivedVideo:
     """A received upload with its parsed options; upload_ms: how long receiving took; received_at:
@@ -141,16 +195,21 @@ async def receive_upload(
     when this fails."""
     state = service_state(request)
     settings = state.settings
-    if not state.uploads.try_acquire():
-        raise Refusal("overloaded", f"{settings.max_concurrent_uploads} uploads are in progress; retry later")
-    memory = int(settings.upload_memory_mb * 2**20) if in_memory else -1
-    try:
-        upload = await receive_video(
-            request.headers, request.query_params, request.state.body.chunks(), limits.max_upload_bytes, memory,
-            directory,
-        )  # fmt: skip
-    finally:
-        state.uploads.release()
+    if (handoff := request.state.handoff) is not None:  # received by an intake process
+        if handoff.refusal is not None:
+            raise handoff.refusal
+        upload = _handed_upload(request, handoff)
+    else:
+        if not state.uploads.try_acquire():
+            raise Refusal("overloaded", f"{settings.max_concurrent_uploads} uploads are in progress; retry later")
+        memory = int(settings.upload_memory_mb * 2**20) if in_memory else -1
+        try:
+            upload = await receive_video(
+                request.headers, request.query_params, request.state.body.chunks(), limits.max_upload_bytes,
+                memory, directory,
+            )  # fmt: skip
+        finally:
+            state.uploads.release()
     received_at = time.perf_counter()
     try:
         min_score, top_k = video_options(upload.options, settings)

@@ -94,6 +94,10 @@ class ServerSettings(BaseModel):
     keep_up_on_load_error: bool = Field(
         False, description="keep serving 503 when the model fails to load, instead of exiting (tzn serve)"
     )
+    intake_workers: int = Field(
+        0, ge=0, le=64, description="processes that receive /localize uploads beside the one that owns the model "
+        "(service/workers.py; tzn serve); 0: that one receives them too"
+    )  # fmt: skip
 
 
 GROUPS: tuple[type[BaseModel], ...] = (

@@ -1,0 +1,364 @@
+"""Intake in several processes (TZN_INTAKE_WORKERS): uploads received beside the process that owns the model.
+
+One event loop receives every upload's bytes one chunk after another: on the H200 run (docs/gpu.md) one 81 MB
+upload took 62 ms and eight at once a median of 359 ms, where a raw loopback socket moved four at once in 38 ms. With
+`TZN_INTAKE_WORKERS=N`, `tzn serve` binds the port and hands it to N intake processes (this module), and the
+process that owns the model and the GPU (the engine process) serves only a Unix socket in a private folder:
+
+- POST /localize is received here, by the same code and under the same limits as in the engine process
+  (`service.upload.receive_video`: a memfd up to TZN_UPLOAD_MEMORY_MB, else a file spooled to TZN_TEMP_DIR).
+  Then the engine process gets the video itself, not its bytes: a request with no body whose `x-tzn-handoff`
+  header names `/proc/<this pid>/fd/<n>` (or the spooled file), which it opens (`service.intake`,
+  `handed_over`). A refused upload (408, 413, 400, ...) is handed over as `x-tzn-refusal`, so that the engine
+  process answers and counts it as it does its own. The answer is relayed as it comes.
+- Everything else (POST /jobs and its uploads, health, metrics, the page) is forwarded to the engine process
+  as it arrives, and its answer relayed.
+
+Headers starting with `x-tzn-` are dropped from what clients send; the engine process reads them only from its
+Unix socket. Each process takes ceil(TZN_MAX_CONCURRENT_UPLOADS / N) uploads at once (503 beyond). A request
+with a wrong API key is forwarded, and answered 401 by the engine process before it reads the body.
+
+    python -m service.workers --fd FD --engine SOCKET     (started by `tzn serve`, not by hand)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import json
+import logging
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlencode
+
+import httptools
+
+from service.errors import Refusal, RequestError, UploadTimeout
+from service.settings import Settings, load_settings
+from service.upload import RAW_QUERY_FIELDS, RequestBody, Upload, receive_video
+
+log = logging.getLogger("tzn.intake")
+
+HANDOFF = "x-tzn-handoff"  # the path the engine process opens
+UPLOAD_MS = "x-tzn-upload-ms"
+REFUSAL = "x-tzn-refusal"  # {"kind", "code", "message"} of a refused upload
+PRIVATE_PREFIX = b"x-tzn-"
+HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade", b"proxy-connection", b"trailer",
+              b"expect"}  # this process's server answers a client's Expect: 100-continue  # fmt: skip
+READ_BYTES = 1 << 20
+
+Scope = dict
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+
+
+class EngineGone(Exception):
+    """The engine process's socket refused the connection or closed it before answering."""
+
+
+async def forward(
+    engine: str, scope: Scope, body: Callable[[], Awaitable[tuple[bytes, bool]]] | None, send: Send,
+    extra_headers: list[tuple[bytes, bytes]] = (), close_client: bool = False,
+) -> int:  # fmt: skip
+    """Sends a request to the engine process's Unix socket and relays its answer to `send`: the client's method,
+    path, query and headers (less hop-by-hop and x-tzn- ones) plus `extra_headers`, and the body from `body()`
+    ((chunk, more) pairs; None: no body) sent chunked while the answer is read, since the engine process may
+    answer before it has read it all (401, 413). Returns the answer's status; EngineGone when there is none."""
+    try:
+        reader, writer = await asyncio.open_unix_connection(engine, limit=READ_BYTES)
+    except OSError as error:
+        raise EngineGone(str(error)) from None
+    sending = None
+    try:
+        target = scope.get("raw_path") or scope["path"].encode()
+        if scope.get("query_string"):
+            target += b"?" + scope["query_string"]
+        head = [scope["method"].encode() + b" " + target + b" HTTP/1.1"]
+        for name, value in scope["headers"]:
+            if name not in HOP_BY_HOP and not name.startswith(PRIVATE_PREFIX) and name != b"content-length":
+                head.append(name + b": " + value)
+        head += [name + b": " + value for name, value in extra_headers]
+        head += [b"transfer-encoding: chunked"] if body is not None else []
+        writer.write(b"\r\n".join([*head, b"connection: close", b"", b""]))
+        if body is not None:
+            sending = asyncio.ensure_future(_send_body(writer, body))
+        return await _relay(reader, send, scope["method"] == "HEAD", close_client)
+    finally:
+        if sending is not None:
+            sending.cancel()
+            await asyncio.gather(sending, return_exceptions=True)  # an answer before the whole body: no error
+        writer.close()
+
+
+async def _send_body(writer: asyncio.StreamWriter, body: Callable[[], Awaitable[tuple[bytes, bool]]]) -> None:
+    more = True
+    while more:
+        chunk, more = await body()
+        if chunk:
+            writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            await writer.drain()
+    writer.write(b"0\r\n\r\n")
+    await writer.drain()
+
+
+async def _relay(reader: asyncio.StreamReader, send: Send, head_only: bool, close_client: bool) -> int:
+    """The engine's answer, parsed as it arrives (httptools), sent on to the client."""
+    events: list[tuple[str, object]] = []
+    headers: list[tuple[bytes, bytes]] = []
+
+    class Callbacks:
+        def on_header(self, name: bytes, value: bytes) -> None:
+            headers.append((name.lower(), value))
+
+        def on_headers_complete(self) -> None:
+            events.append(("start", None))
+
+        def on_body(self, data: bytes) -> None:
+            events.append(("body", bytes(data)))
+
+        def on_message_complete(self) -> None:
+            events.append(("end", None))
+
+    parser = httptools.HttpResponseParser(Callbacks())
+    started = ended = False
+    status = 0
+    while not ended:
+        data = await reader.read(READ_BYTES)
+        if not data:
+            if not started:
+                raise EngineGone("the engine process closed the connection before answering")
+            events.append(("end", None))
+        else:
+            parser.feed_data(data)
+        for kind, payload in events:
+            if kind == "start" and not started:
+                started, status = True, parser.get_status_code()
+                kept = [(n, v) for n, v in headers if n not in HOP_BY_HOP]
+                if close_client:
+                    kept.append((b"connection", b"close"))
+                await send({"type": "http.response.start", "status": status, "headers": kept})
+                if head_only:
+                    ended = True
+                    break
+            elif kind == "body" and not ended:
+                await send({"type": "http.response.body", "body": payload, "more_body": True})
+            elif kind == "end" and not ended:
+                ended = True
+        events.clear()
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+    return status
+
+
+def client_body(scope: Scope, receive: Receive) -> Callable[[], Awaitable[tuple[bytes, bool]]] | None:
+    """The client's body as (chunk, more) pairs, read as it arrives; None when the request has none."""
+    headers = dict(scope["headers"])
+    if b"transfer-encoding" not in headers and headers.get(b"content-length", b"0") in (b"0", b""):
+        return None
+
+    async def next_chunk() -> tuple[bytes, bool]:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"", False
+        return message.get("body", b""), message.get("more_body", False)
+
+    return next_chunk
+
+
+class IntakeApp:
+    """The ASGI app of an intake process (see the module's docstring)."""
+
+    def __init__(self, settings: Settings, engine: str, workers: int):
+        self.settings, self.engine = settings, engine
+        self.upload_slots = math.ceil(settings.max_concurrent_uploads / workers)
+        self.uploading = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":  # nothing to start or stop
+            await receive()
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "http":
+            return
+        try:
+            if scope["method"] == "POST" and scope["path"] == "/localize" and self._may_receive(scope):
+                await self._localize(scope, receive, send)
+            else:
+                await forward(self.engine, scope, client_body(scope, receive), send)
+        except EngineGone as error:
+            log.error("the engine process did not answer %s %s: %s", scope["method"], scope["path"], error)
+            body = json.dumps({"error": {"code": "engine_unavailable", "message": "the server is restarting; "
+                                         "retry later"}}).encode()  # fmt: skip
+            headers = [(b"content-type", b"application/json"), (b"retry-after", b"5"), (b"connection", b"close")]
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+    def _may_receive(self, scope: Scope) -> bool:
+        """False for a wrong API key: the engine process answers 401 before it reads the body, as it does alone."""
+        key = self.settings.api_key
+        given = dict(scope["headers"]).get(b"x-api-key", b"")
+        return key is None or hmac.compare_digest(given, key.get_secret_value().encode())
+
+    async def _localize(self, scope: Scope, receive: Receive, send: Send) -> None:
+        settings = self.settings
+        arrived = time.perf_counter()
+        body = RequestBody(
+            receive, idle_timeout_s=settings.upload_idle_timeout_s, min_rate=settings.upload_min_rate_kib_s * 1024,
+            grace_s=settings.upload_rate_grace_s,
+        )  # fmt: skip
+        try:
+            upload = await self._receive(scope, body)
+        except RequestError as error:
+            drained = body.complete or (  # a lingering close, as the engine process does (service.intake)
+                not isinstance(error, UploadTimeout)
+                and await body.drain(int(settings.drain_max_mb * 2**20), settings.drain_timeout_s)
+            )  # fmt: skip
+            refusal = json.dumps({"kind": type(error).__name__, "code": error.code, "message": error.message})
+            await forward(self.engine, scope, None, send, [(REFUSAL.encode(), refusal.encode())],
+                          close_client=not drained)  # fmt: skip
+            return
+        try:
+            source = upload.source
+            path = str(source.path) if source.path is not None else f"/proc/{os.getpid()}/fd/{source.fd}"
+            options = {name: value for name, value in upload.options.items() if name in RAW_QUERY_FIELDS}
+            options["filename"] = source.name
+            handed = dict(scope, query_string=urlencode(options).encode(), raw_path=b"/localize")
+            extra = [(HANDOFF.encode(), path.encode()),
+                     (UPLOAD_MS.encode(), b"%.3f" % ((time.perf_counter() - arrived) * 1000))]  # fmt: skip
+            await forward(self.engine, handed, None, send, extra)
+        finally:
+            upload.remove()
+
+    async def _receive(self, scope: Scope, body: RequestBody) -> Upload:
+        """The upload, under /localize's limits, holding one of this process's upload slots meanwhile."""
+        settings = self.settings
+        if self.uploading >= self.upload_slots:
+            raise Refusal("overloaded", f"{settings.max_concurrent_uploads} uploads are in progress; retry later")
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+        self.uploading += 1
+        try:
+            return await receive_video(
+                headers, _query(scope), body.chunks(), settings.localize_limits.max_upload_bytes,
+                int(settings.upload_memory_mb * 2**20), settings.temp_dir,
+            )  # fmt: skip
+        finally:
+            self.uploading -= 1
+
+
+def start_intake(count: int, listening: socket.socket, address: str) -> IntakeProcesses | None:
+    """`tzn serve`'s intake processes on `listening` (None when `count` is 0): the engine process then serves
+    only its Unix socket (`IntakeProcesses.engine_listening`), in a folder only its user can enter."""
+    if not count:
+        return None
+    engine = os.path.join(tempfile.mkdtemp(prefix="tzn-engine-"), "engine.sock")
+    engine_listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    engine_listening.bind(engine)
+    engine_listening.listen(1024)  # intake processes may connect before the engine's loop serves it
+    listening.listen(2048)
+    intake = IntakeProcesses(count, listening, engine, engine_listening)
+    intake.start()
+    log.info("%d intake processes receive uploads on %s; this process serves them on %s", count, address, engine)
+    return intake
+
+
+class IntakeProcesses:
+    """The intake processes of `tzn serve`: started on the listening socket, each restarted when it dies, all
+    stopped with the server (and killed with it, where util-linux's setpriv is installed)."""
+
+    def __init__(self, count: int, listening: socket.socket, engine: str, engine_listening: socket.socket):
+        self.count, self.listening, self.engine = count, listening, engine
+        self.engine_listening = engine_listening
+        self.processes: list[subprocess.Popen] = []
+        self.stopping = threading.Event()
+        self.watcher = threading.Thread(target=self._watch, name="tzn-intake-watch", daemon=True)
+
+    def start(self) -> None:
+        self.processes = [self._spawn() for _ in range(self.count)]
+        self.watcher.start()
+
+    def _spawn(self) -> subprocess.Popen:
+        from engine.video.readers import dies_with_caller
+
+        fd = self.listening.fileno()
+        command = [sys.executable, "-m", "service.workers", "--fd", str(fd), "--engine", self.engine, "--workers",
+                   str(self.count)]  # fmt: skip
+        return subprocess.Popen(dies_with_caller(command), pass_fds=(fd,))
+
+    def _watch(self) -> None:
+        while not self.stopping.wait(0.5):
+            for index, process in enumerate(self.processes):
+                if process.poll() is not None and not self.stopping.is_set():
+                    log.warning("intake process %d exited (status %s); starting another", process.pid,
+                                process.returncode)  # fmt: skip
+                    self.processes[index] = self._spawn()
+
+    def terminate(self) -> None:
+        """Tells every intake process to stop: it takes no more connections, and answers those it has."""
+        self.stopping.set()
+        for process in self.processes:
+            process.terminate()
+
+    def wait(self, timeout_s: float = 10.0) -> None:
+        """Waits for them to end (killing those still there after `timeout_s`), and removes the engine's socket."""
+        for process in self.processes:
+            try:
+                process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        shutil.rmtree(os.path.dirname(self.engine), ignore_errors=True)
+
+
+def engine_server(config, intake: IntakeProcesses | None):
+    """The uvicorn server of the engine process. With intake processes, it stops them as it shuts down: they are
+    told at once (their answers in flight still come from here), and reaped before it returns, since uvicorn
+    then raises the signal that stopped it again (it would end this process before any `finally`)."""
+    import uvicorn
+
+    class EngineServer(uvicorn.Server):
+        async def shutdown(self, sockets=None) -> None:
+            if intake is not None:
+                intake.terminate()
+            await super().shutdown(sockets)
+            if intake is not None:
+                await asyncio.to_thread(intake.wait)
+
+    return EngineServer(config)
+
+
+def _query(scope: Scope) -> dict[str, str]:
+    from urllib.parse import parse_qsl
+
+    return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+
+
+def main(argv: list[str] | None = None) -> int:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(prog="python -m service.workers")
+    parser.add_argument("--fd", type=int, required=True, help="the listening socket, inherited")
+    parser.add_argument("--engine", required=True, help="the engine process's Unix socket")
+    parser.add_argument("--workers", type=int, required=True, help="intake processes in all")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    settings = load_settings()
+    listening = socket.socket(fileno=args.fd)
+    app = IntakeApp(settings, args.engine, args.workers)
+    # the engine process's answers carry their own Date and Server headers
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", server_header=False, date_header=False)
+    uvicorn.Server(config).run(sockets=[listening])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

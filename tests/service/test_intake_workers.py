@@ -1,0 +1,158 @@
+"""TZN_INTAKE_WORKERS: `tzn serve` with intake processes on the port and the model's process behind them
+(service/workers.py), a real server over real HTTP on 127.0.0.1. The answers, refusals and metrics are those of
+the single-process server; only the upload's bytes stay in the intake process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from engine.localizer import Localizer
+from engine.video.source import VideoSource
+from service.settings import Settings
+from tools.launch import server_process
+
+WORKERS = 2
+KEY = "intake-test-key"
+AUTH = {"X-API-Key": KEY}
+
+
+@pytest.fixture(scope="module")
+def served(small_checkpoint, tmp_path_factory):
+    upload_dir = tmp_path_factory.mktemp("intake-uploads")
+    env = {
+        "TZN_CHECKPOINT": str(small_checkpoint), "TZN_DEVICE": "cpu", "TZN_INTAKE_WORKERS": str(WORKERS),
+        "TZN_TEMP_DIR": str(upload_dir), "TZN_MAX_UPLOAD_MB": "4", "TZN_UPLOAD_MEMORY_MB": "0.05",
+        "TZN_JOBS_DIR": str(tmp_path_factory.mktemp("intake-jobs")), "TZN_API_KEY": KEY,
+    }  # fmt: skip
+    log = tmp_path_factory.mktemp("logs") / "server.log"
+    with server_process(env, log, ready_timeout_s=300) as (url, process):
+        yield url, process, upload_dir
+
+
+def intake_pids(server_pid: int) -> list[int]:
+    """The server's children that run service.workers."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == server_pid and b"service.workers" in command:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def requests_counted(url: str, status: int) -> float:
+    for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
+        if line.startswith(f'tzn_requests_total{{route="localize",status="{status}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_an_upload_received_by_an_intake_process_gets_the_engines_answer(served, media, small_checkpoint):
+    url, process, upload_dir = served
+    assert len(intake_pids(process.pid)) == WORKERS
+    settings = Settings(checkpoint=small_checkpoint, device="cpu")
+    expected = (
+        Localizer(settings.engine_settings())
+        .localize(VideoSource.from_path(media / "clip.mp4"), settings.localize_limits.work, min_score=0.0, top_k=20)
+        .segments
+    )
+    data = (media / "clip.mp4").read_bytes()
+    raw = httpx.post(f"{url}/localize?min_score=0&top_k=20&filename=a.mp4", content=data,
+                     headers={"Content-Type": "video/mp4", **AUTH}, timeout=120)  # fmt: skip
+    form = httpx.post(f"{url}/localize", files={"video": ("b.mp4", data)}, data={"min_score": "0", "top_k": "20"},
+                      headers=AUTH, timeout=120)  # fmt: skip
+    for response, name in ((raw, "a.mp4"), (form, "b.mp4")):
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert answer["video"]["filename"] == name and answer["timing_ms"]["upload"] > 0
+        assert [s["label"] for s in answer["segments"]] == [s["label"] for s in expected]
+        for ours, theirs in zip(answer["segments"], expected, strict=True):
+            assert ours["start_s"] == pytest.approx(theirs["start_s"], abs=1e-4)
+            assert ours["score"] == pytest.approx(theirs["score"], abs=1e-4)
+    assert not list(upload_dir.iterdir())  # the multipart upload was spooled (over 0.05 MB) and is removed
+
+
+def test_refusals_are_the_engines_and_counted_once(served, media):
+    url, _, upload_dir = served
+    video = {"Content-Type": "video/mp4", **AUTH}
+    before = {status: requests_counted(url, status) for status in (400, 401, 413, 415, 422)}
+    too_large = httpx.post(f"{url}/localize", content=b"\0" * (5 * 2**20), headers=video, timeout=60)
+    assert too_large.status_code == 413 and too_large.json()["error"]["code"] == "upload_too_large"
+    wrong_type = httpx.post(f"{url}/localize", content=b"x", headers={**video, "Content-Type": "text/plain"},
+                            timeout=60)  # fmt: skip
+    assert wrong_type.status_code == 400 and wrong_type.json()["error"]["code"] == "bad_form"
+    empty = httpx.post(f"{url}/localize", content=b"", headers=video, timeout=60)
+    assert empty.status_code == 422 and empty.json()["error"]["code"] == "empty_video"
+    with open(media / "random.mp4", "rb") as file:
+        not_video = httpx.post(f"{url}/localize", files={"video": ("random.mp4", file)}, headers=AUTH, timeout=60)
+    assert not_video.status_code == 415
+    wrong_key = httpx.post(f"{url}/localize", content=(media / "clip.mp4").read_bytes(),
+                           headers={**video, "X-API-Key": "wrong"}, timeout=60)  # fmt: skip
+    assert wrong_key.status_code == 401
+    after = {status: requests_counted(url, status) for status in (400, 401, 413, 415, 422)}
+    assert {status: after[status] - before[status] for status in after} == {400: 1, 401: 1, 413: 1, 415: 1, 422: 1}
+    assert not list(upload_dir.iterdir())
+
+
+def test_a_clients_handoff_header_is_ignored(served, media):
+    """Only the engine process's Unix socket may hand over a video: a client naming a file in x-tzn-handoff
+    gets the answer for the bytes it sent."""
+    url, _, _ = served
+    response = httpx.post(
+        f"{url}/localize", content=(media / "random.mp4").read_bytes(),
+        headers={"Content-Type": "video/mp4", "X-TZN-Handoff": str(media / "clip.mp4"), "X-TZN-Upload-Ms": "1",
+                 **AUTH},
+        timeout=60,
+    )  # fmt: skip
+    assert response.status_code == 415
+
+
+def test_other_routes_and_jobs_are_forwarded(served, media):
+    url, _, _ = served
+    assert httpx.get(f"{url}/health/ready", timeout=30).json() == {"status": "ready"}
+    assert httpx.get(f"{url}/", timeout=30).text.lower().startswith("<!doctype html>")
+    assert httpx.get(f"{url}/no/such/page", timeout=30).status_code == 404
+    with open(media / "clip.mp4", "rb") as file:
+        submitted = httpx.post(f"{url}/jobs", files={"video": ("clip.mp4", file)}, headers=AUTH, timeout=60)
+    assert submitted.status_code == 202, submitted.text
+    deadline = time.monotonic() + 120
+    while (job := httpx.get(f"{url}{submitted.headers['location']}", headers=AUTH, timeout=30).json())["status"] != \
+            "succeeded":  # fmt: skip
+        assert job["status"] in ("queued", "running") and time.monotonic() < deadline, job
+        time.sleep(0.25)
+    assert job["result"]["video"]["filename"] == "clip.mp4"
+
+
+def test_a_dead_intake_process_is_replaced_and_none_outlives_the_server(small_checkpoint, media, tmp_path):
+    env = {"TZN_CHECKPOINT": str(small_checkpoint), "TZN_DEVICE": "cpu", "TZN_INTAKE_WORKERS": "1",
+           "TZN_JOBS_DIR": str(tmp_path / "jobs")}  # fmt: skip
+    with server_process(env, tmp_path / "server.log", ready_timeout_s=300) as (url, process):
+        [first] = intake_pids(process.pid)
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while not (replaced := intake_pids(process.pid)) or replaced == [first]:
+            assert time.monotonic() < deadline, "no intake process replaced the dead one"
+            time.sleep(0.2)
+        while True:  # the new one may still be starting
+            try:
+                response = httpx.post(f"{url}/localize", content=(media / "clip.mp4").read_bytes(),
+                                      headers={"Content-Type": "video/mp4"}, timeout=60)  # fmt: skip
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert response.status_code == 200
+    time.sleep(1)
+    alive = [pid for pid in replaced if Path(f"/proc/{pid}").exists()]
+    assert not alive, [(Path(f"/proc/{pid}/status").read_text().splitlines()[:7]) for pid in alive]
