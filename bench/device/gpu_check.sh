@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # One run on a CUDA host (under 8 minutes): install carried wheels, run the CUDA-marked tests (NVDEC against the
 # CPU decoders on real footage, the CUDA-graph head), print the parity table, load the served path through HTTP
-# (bench/http_load.py: 1-16 client processes, default settings, the NVDEC limit in the same run), NVDEC's parts
-# cut at keyframes against even cuts (bench/nvdec_parts.py), and, given the time, the head's GPU table and the
-# TensorRT check.
+# (bench/http_load.py: 1-16 client processes, default settings, the NVDEC limit in the same run; `intake`: the
+# same with TZN_INTAKE_WORKERS=4), NVDEC's parts cut at keyframes against even cuts (bench/nvdec_parts.py), and,
+# given the time, the head's GPU table and the TensorRT check.
 #
 #   bench/device/gpu_check.sh [OUT_DIR] [SECTIONS]     (default OUT_DIR: $OUT or /tmp/tzn-gpu;
-#                                                        SECTIONS: any of tests,parity,http,parts,head,tensorrt)
+#                                                        SECTIONS: any of tests,parity,http,parts,head,tensorrt,
+#                                                        and intake, which runs only when named)
 #
 # The GPU machine may be offline. Missing Python packages are installed only from wheels carried in the working
 # tree (TZN_WHEELS, default .whl; nothing is fetched), into /tmp/tzn-site. What a host with torch 2.11 (cu130)
@@ -71,6 +72,14 @@ if wants http; then
     timeout 330 "$PYTHON" bench/http_load.py --seconds 60 --clients 1,2,4,8,16 --requests 2 --out "$OUT_DIR/http" \
         2>&1 | tee "$OUT_DIR/http_load.log" | grep -v "^WARNING"
     tail -40 "$OUT_DIR/http/server.log" > "$OUT_DIR/server_tail.log" 2>/dev/null || true
+fi
+
+if wants intake; then
+    echo "== the same with intake processes (TZN_INTAKE_WORKERS=4: uploads received beside the engine's process)"
+    video="$OUT_DIR/http/video_60s_720p.mp4"  # the http section's file, when it ran
+    timeout 240 "$PYTHON" bench/http_load.py --seconds 60 --clients 1,8,16 --requests 2 --out "$OUT_DIR/http-intake" \
+        --env TZN_INTAKE_WORKERS=4 $([[ -f "$video" ]] && echo --video "$video") 2>&1 \
+        | tee "$OUT_DIR/http_intake.log" | grep -v "^WARNING"
 fi
 
 if wants parts; then
