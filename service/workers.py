@@ -65,14 +65,48 @@ class EngineGone(Exception):
     """The engine process's socket refused the connection or closed it before answering."""
 
 
+class ClientBody:
+    """A client's request body, read as it arrives: `next()` gives (chunk, more) pairs; `drain` reads and
+    discards what is left after an early answer (bounded), as the engine process does (service/intake.py)."""
+
+    def __init__(self, receive: Receive):
+        self.receive, self.complete = receive, False
+
+    async def next(self) -> tuple[bytes, bool]:
+        message = await self.receive()
+        if message["type"] == "http.disconnect":
+            self.complete = True
+            return b"", False
+        self.complete = not message.get("more_body", False)
+        return message.get("body", b""), not self.complete
+
+    async def drain(self, max_bytes: int, timeout_s: float) -> None:
+        try:
+            async with asyncio.timeout(timeout_s):
+                while not self.complete and max_bytes > 0:
+                    chunk, _ = await self.next()
+                    max_bytes -= len(chunk)
+        except TimeoutError:
+            pass
+
+
+def client_body(scope: Scope, receive: Receive) -> ClientBody | None:
+    """The client's body; None when the request has none."""
+    headers = dict(scope["headers"])
+    if b"transfer-encoding" not in headers and headers.get(b"content-length", b"0") in (b"0", b""):
+        return None
+    return ClientBody(receive)
+
+
 async def forward(
-    engine: str, scope: Scope, body: Callable[[], Awaitable[tuple[bytes, bool]]] | None, send: Send,
-    extra_headers: list[tuple[bytes, bytes]] = (), close_client: bool = False,
+    engine: str, scope: Scope, body: ClientBody | None, send: Send, extra_headers: list[tuple[bytes, bytes]] = (),
+    close_client: bool = False, drain: tuple[int, float] = (0, 0.0),
 ) -> int:  # fmt: skip
     """Sends a request to the engine process's Unix socket and relays its answer to `send`: the client's method,
-    path, query and headers (less hop-by-hop and x-tzn- ones) plus `extra_headers`, and the body from `body()`
-    ((chunk, more) pairs; None: no body) sent chunked while the answer is read, since the engine process may
-    answer before it has read it all (401, 413). Returns the answer's status; EngineGone when there is none."""
+    path, query and headers (less hop-by-hop and x-tzn- ones) plus `extra_headers`, and `body` (None: none)
+    sent chunked while the answer is read, since the engine process may answer before it has read it all (401,
+    503). What the client has not sent by then is read and discarded, `drain` = (at most bytes, seconds), before
+    the answer ends. Returns the answer's status; EngineGone when there is none."""
     try:
         reader, writer = await asyncio.open_unix_connection(engine, limit=READ_BYTES)
     except OSError as error:
@@ -91,18 +125,22 @@ async def forward(
         writer.write(b"\r\n".join([*head, b"connection: close", b"", b""]))
         if body is not None:
             sending = asyncio.ensure_future(_send_body(writer, body))
-        return await _relay(reader, send, scope["method"] == "HEAD", close_client)
+        status = await _relay(reader, send, scope["method"] == "HEAD", close_client)
     finally:
         if sending is not None:
             sending.cancel()
             await asyncio.gather(sending, return_exceptions=True)  # an answer before the whole body: no error
         writer.close()
+    if body is not None and not body.complete:
+        await body.drain(*drain)
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+    return status
 
 
-async def _send_body(writer: asyncio.StreamWriter, body: Callable[[], Awaitable[tuple[bytes, bool]]]) -> None:
+async def _send_body(writer: asyncio.StreamWriter, body: ClientBody) -> None:
     more = True
     while more:
-        chunk, more = await body()
+        chunk, more = await body.next()
         if chunk:
             writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
             await writer.drain()
@@ -111,7 +149,7 @@ async def _send_body(writer: asyncio.StreamWriter, body: Callable[[], Awaitable[
 
 
 async def _relay(reader: asyncio.StreamReader, send: Send, head_only: bool, close_client: bool) -> int:
-    """The engine's answer, parsed as it arrives (httptools), sent on to the client."""
+    """The engine's answer, parsed as it arrives (httptools), sent on to the client: all but its end."""
     events: list[tuple[str, object]] = []
     headers: list[tuple[bytes, bytes]] = []
 
@@ -154,23 +192,7 @@ async def _relay(reader: asyncio.StreamReader, send: Send, head_only: bool, clos
             elif kind == "end" and not ended:
                 ended = True
         events.clear()
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
     return status
-
-
-def client_body(scope: Scope, receive: Receive) -> Callable[[], Awaitable[tuple[bytes, bool]]] | None:
-    """The client's body as (chunk, more) pairs, read as it arrives; None when the request has none."""
-    headers = dict(scope["headers"])
-    if b"transfer-encoding" not in headers and headers.get(b"content-length", b"0") in (b"0", b""):
-        return None
-
-    async def next_chunk() -> tuple[bytes, bool]:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b"", False
-        return message.get("body", b""), message.get("more_body", False)
-
-    return next_chunk
 
 
 class IntakeApp:
@@ -194,7 +216,8 @@ class IntakeApp:
             if scope["method"] == "POST" and scope["path"] == "/localize" and self._may_receive(scope):
                 await self._localize(scope, receive, send)
             else:
-                await forward(self.engine, scope, client_body(scope, receive), send)
+                drain = (int(self.settings.drain_max_mb * 2**20), self.settings.drain_timeout_s)
+                await forward(self.engine, scope, client_body(scope, receive), send, drain=drain)
         except EngineGone as error:
             log.error("the engine process did not answer %s %s: %s", scope["method"], scope["path"], error)
             body = json.dumps({"error": {"code": "engine_unavailable", "message": "the server is restarting; "
