@@ -15,6 +15,7 @@ import pytest
 from engine.localizer import Localizer
 from engine.video.source import VideoSource
 from service.settings import Settings
+from tests.service.processes import children_of
 from tools.launch import server_process
 
 WORKERS = 2
@@ -36,18 +37,14 @@ def served(small_checkpoint, tmp_path_factory):
 
 
 def intake_pids(server_pid: int) -> list[int]:
-    """The server's children that run service.workers."""
+    """The server's live children that run service.workers."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for child in children_of(server_pid):
         try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            command = (entry / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):
+            if b"service.workers" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+        except OSError:
             continue
-        if parent == server_pid and b"service.workers" in command:
-            found.append(int(entry.name))
     return sorted(found)
 
 
