@@ -25,7 +25,7 @@ from torch import Tensor
 
 from model.atr import StemStats
 from model.attention import pad_to_multiple
-from model.config import ModelConfig
+from model.config import ModelConfig, Runtime
 from model.exported import (
     DEFAULT_PROFILE,
     EngineMismatchError,
@@ -43,7 +43,7 @@ from model.exported import (
     sidecar_path,
     trt_profile_shapes,
 )
-from model.head import Head, HeadError, Runtime, TorchHead
+from model.head import Head, HeadError, TorchHead
 from model.tzn import TZNOutput
 
 

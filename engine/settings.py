@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.video.choice import DecoderSetting
-from model.head import Runtime
+from model.config import Runtime
 
 
 class ModelSettings(BaseModel):

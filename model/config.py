@@ -6,6 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+Runtime = Literal["torch", "onnxruntime", "tensorrt"]  # the head's runtimes (model/head.py, engine/heads.py)
+RUNTIMES: tuple[Runtime, ...] = ("torch", "onnxruntime", "tensorrt")
+
 
 class ModelConfig(BaseModel):
     """Sizes and switches of one TZN network. Key names follow ActionFormer where one exists."""

@@ -11,7 +11,6 @@ features (B, C, T) float and mask (B, T) bool are torch tensors (any device); th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import torch
 from torch import Tensor
@@ -21,9 +20,6 @@ from model.checkpoint import WEIGHTS_NAME, CheckpointConfig, FeatureSpec, file_s
 from model.config import ModelConfig, PostprocessConfig
 from model.graphs import GraphedHead
 from model.tzn import TZN, TZNOutput
-
-Runtime = Literal["torch", "onnxruntime", "tensorrt"]
-RUNTIMES: tuple[Runtime, ...] = ("torch", "onnxruntime", "tensorrt")
 
 
 class HeadError(Exception):

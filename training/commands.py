@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from model.checkpoint import CheckpointError
-from model.head import RUNTIMES, HeadError
+from model.config import RUNTIMES
+from model.head import HeadError
 from training.config import TrainConfigError, load_config
 from training.dataset import DatasetError
 from training.evaluation import THUMOS_TIOUS, EvaluationError, evaluate_files, parse_tious

@@ -17,8 +17,9 @@ import torch
 from tqdm import tqdm
 
 from model.checkpoint import load_checkpoint
+from model.config import Runtime
 from model.flops import output_flops, uniform_head_flops
-from model.head import Head, Runtime, TorchHead
+from model.head import Head, TorchHead
 from model.postprocess import video_segments
 from model.tzn import TZNOutput
 from training.dataset import FeatureDataset, VideoItem

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -157,3 +159,12 @@ def test_a_dead_intake_process_is_replaced_and_none_outlives_the_server(small_ch
     time.sleep(1)
     alive = [pid for pid in replaced if Path(f"/proc/{pid}").exists()]
     assert not alive, [(Path(f"/proc/{pid}/status").read_text().splitlines()[:7]) for pid in alive]
+
+
+def test_an_intake_process_does_not_load_torch():
+    """An intake process receives bytes only: without torch it starts in a fraction of a second and holds about
+    55 MB, where torch's CUDA build took 540 MB per process."""
+    probe = "import sys, service.workers; print(sorted({'torch', 'numpy'} & set(sys.modules)))"
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                           cwd=Path(__file__).resolve().parents[2])  # fmt: skip
+    assert "torch" not in shown.stdout, shown.stdout
