@@ -85,7 +85,7 @@ def run_serve(args: argparse.Namespace) -> int:
         servers[0].should_exit = True
 
     on_load_failure = None if settings.keep_up_on_load_error else stop_on_load_failure
-    intake = start_intake(settings.intake_workers, sock, f"{args.host}:{args.port}")
+    intake = start_intake(settings, sock, f"{args.host}:{args.port}")
     engine_socket = intake.engine if intake else None
     app = create_app(settings, on_load_failure=on_load_failure, intake_socket=engine_socket)
     server = engine_server(uvicorn.Config(app, log_level="info"), intake)

@@ -15,23 +15,25 @@ process that owns the model and the GPU (the engine process) serves only a Unix 
   as it arrives, and its answer relayed.
 
 Headers starting with `x-tzn-` are dropped from what clients send; the engine process reads them only from its
-Unix socket. Each process takes ceil(TZN_MAX_CONCURRENT_UPLOADS / N) uploads at once (503 beyond). A request
+Unix socket. TZN_MAX_CONCURRENT_UPLOADS counts the uploads of all intake processes (503 beyond). A request
 with a wrong API key is forwarded, and answered 401 by the engine process before it reads the body.
 
-    python -m service.workers --fd FD --engine SOCKET     (started by `tzn serve`, not by hand)
+    python -m service.workers --fd FD --engine SOCKET --slots FILE --index I --upload-slots N
+                                                          (started by `tzn serve`, not by hand)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import hmac
 import json
 import logging
-import math
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -195,13 +197,46 @@ async def _relay(reader: asyncio.StreamReader, send: Send, head_only: bool, clos
     return status
 
 
+class SharedSlots:
+    """TZN_MAX_CONCURRENT_UPLOADS across the intake processes: a file of one count per process (8 bytes each),
+    read and changed under an exclusive lock. Each process changes its own count; `tzn serve` zeroes the count of
+    a process that died before it starts another in its place (`reset`)."""
+
+    def __init__(self, path: str, index: int, limit: int):
+        self.path, self.index, self.limit = path, index, limit
+
+    @staticmethod
+    def create(path: str, processes: int) -> None:
+        with open(path, "wb") as file:
+            file.write(bytes(8 * processes))
+
+    def _change(self, index: int, delta: int | None) -> bool:
+        """Adds `delta` to `index`'s count if the total stays within the limit (None: sets it to 0)."""
+        with open(self.path, "r+b") as file:
+            fcntl.flock(file, fcntl.LOCK_EX)  # released when the file closes
+            counts = list(struct.unpack(f"<{os.fstat(file.fileno()).st_size // 8}q", file.read()))
+            if delta is not None and delta > 0 and sum(counts) + delta > self.limit:
+                return False
+            counts[index] = 0 if delta is None else counts[index] + delta
+            file.seek(0)
+            file.write(struct.pack(f"<{len(counts)}q", *counts))
+        return True
+
+    def try_acquire(self) -> bool:
+        return self._change(self.index, 1)
+
+    def release(self) -> None:
+        self._change(self.index, -1)
+
+    def reset(self, index: int) -> None:
+        self._change(index, None)
+
+
 class IntakeApp:
     """The ASGI app of an intake process (see the module's docstring)."""
 
-    def __init__(self, settings: Settings, engine: str, workers: int):
-        self.settings, self.engine = settings, engine
-        self.upload_slots = math.ceil(settings.max_concurrent_uploads / workers)
-        self.uploading = 0
+    def __init__(self, settings: Settings, engine: str, slots: SharedSlots):
+        self.settings, self.engine, self.slots = settings, engine, slots
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":  # nothing to start or stop
@@ -263,24 +298,25 @@ class IntakeApp:
             upload.remove()
 
     async def _receive(self, scope: Scope, body: RequestBody) -> Upload:
-        """The upload, under /localize's limits, holding one of this process's upload slots meanwhile."""
+        """The upload, under /localize's limits, holding one of the TZN_MAX_CONCURRENT_UPLOADS upload slots (shared
+        by the intake processes) meanwhile."""
         settings = self.settings
-        if self.uploading >= self.upload_slots:
+        if not self.slots.try_acquire():
             raise Refusal("overloaded", f"{settings.max_concurrent_uploads} uploads are in progress; retry later")
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
-        self.uploading += 1
         try:
             return await receive_video(
                 headers, _query(scope), body.chunks(), settings.localize_limits.max_upload_bytes,
                 int(settings.upload_memory_mb * 2**20), settings.temp_dir,
             )  # fmt: skip
         finally:
-            self.uploading -= 1
+            self.slots.release()
 
 
-def start_intake(count: int, listening: socket.socket, address: str) -> IntakeProcesses | None:
+def start_intake(settings: Settings, listening: socket.socket, address: str) -> IntakeProcesses | None:
     """`tzn serve`'s intake processes on `listening` (None when `count` is 0): the engine process then serves
     only its Unix socket (`IntakeProcesses.engine_listening`), in a folder only its user can enter."""
+    count = settings.intake_workers
     if not count:
         return None
     engine = os.path.join(tempfile.mkdtemp(prefix="tzn-engine-"), "engine.sock")
@@ -288,7 +324,7 @@ def start_intake(count: int, listening: socket.socket, address: str) -> IntakePr
     engine_listening.bind(engine)
     engine_listening.listen(1024)  # intake processes may connect before the engine's loop serves it
     listening.listen(2048)
-    intake = IntakeProcesses(count, listening, engine, engine_listening)
+    intake = IntakeProcesses(count, listening, engine, engine_listening, settings.max_concurrent_uploads)
     intake.start()
     log.info("%d intake processes receive uploads on %s; this process serves them on %s", count, address, engine)
     return intake
@@ -298,23 +334,27 @@ class IntakeProcesses:
     """The intake processes of `tzn serve`: started on the listening socket, each restarted when it dies, all
     stopped with the server (and killed with it, where util-linux's setpriv is installed)."""
 
-    def __init__(self, count: int, listening: socket.socket, engine: str, engine_listening: socket.socket):
+    def __init__(
+        self, count: int, listening: socket.socket, engine: str, engine_listening: socket.socket, upload_slots: int
+    ):  # fmt: skip
         self.count, self.listening, self.engine = count, listening, engine
         self.engine_listening = engine_listening
+        self.slots = SharedSlots(os.path.join(os.path.dirname(engine), "upload-slots"), 0, upload_slots)
+        SharedSlots.create(self.slots.path, count)
         self.processes: list[subprocess.Popen] = []
         self.stopping = threading.Event()
         self.watcher = threading.Thread(target=self._watch, name="tzn-intake-watch", daemon=True)
 
     def start(self) -> None:
-        self.processes = [self._spawn() for _ in range(self.count)]
+        self.processes = [self._spawn(index) for index in range(self.count)]
         self.watcher.start()
 
-    def _spawn(self) -> subprocess.Popen:
+    def _spawn(self, index: int) -> subprocess.Popen:
         from engine.video.readers import dies_with_caller
 
         fd = self.listening.fileno()
-        command = [sys.executable, "-m", "service.workers", "--fd", str(fd), "--engine", self.engine, "--workers",
-                   str(self.count)]  # fmt: skip
+        command = [sys.executable, "-m", "service.workers", "--fd", str(fd), "--engine", self.engine, "--slots",
+                   self.slots.path, "--index", str(index), "--upload-slots", str(self.slots.limit)]  # fmt: skip
         return subprocess.Popen(dies_with_caller(command), pass_fds=(fd,))
 
     def _watch(self) -> None:
@@ -323,7 +363,8 @@ class IntakeProcesses:
                 if process.poll() is not None and not self.stopping.is_set():
                     log.warning("intake process %d exited (status %s); starting another", process.pid,
                                 process.returncode)  # fmt: skip
-                    self.processes[index] = self._spawn()
+                    self.slots.reset(index)  # the uploads it held are gone with it
+                    self.processes[index] = self._spawn(index)
 
     def terminate(self) -> None:
         """Tells every intake process to stop: it takes no more connections, and answers those it has."""
@@ -371,12 +412,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service.workers")
     parser.add_argument("--fd", type=int, required=True, help="the listening socket, inherited")
     parser.add_argument("--engine", required=True, help="the engine process's Unix socket")
-    parser.add_argument("--workers", type=int, required=True, help="intake processes in all")
+    parser.add_argument("--slots", required=True, help="the upload slots' file (SharedSlots)")
+    parser.add_argument("--index", type=int, required=True, help="this process's count in it")
+    parser.add_argument("--upload-slots", type=int, required=True, help="TZN_MAX_CONCURRENT_UPLOADS")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     settings = load_settings()
     listening = socket.socket(fileno=args.fd)
-    app = IntakeApp(settings, args.engine, args.workers)
+    app = IntakeApp(settings, args.engine, SharedSlots(args.slots, args.index, args.upload_slots))
     # the engine process's answers carry their own Date and Server headers
     config = uvicorn.Config(app, log_level="warning", lifespan="on", server_header=False, date_header=False)
     uvicorn.Server(config).run(sockets=[listening])

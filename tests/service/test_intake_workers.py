@@ -17,6 +17,7 @@ import pytest
 from engine.localizer import Localizer
 from engine.video.source import VideoSource
 from service.settings import Settings
+from service.workers import SharedSlots
 from tests.service.processes import children_of
 from tools.launch import server_process
 
@@ -168,3 +169,17 @@ def test_an_intake_process_does_not_load_torch():
     shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                            cwd=Path(__file__).resolve().parents[2])  # fmt: skip
     assert "torch" not in shown.stdout, shown.stdout
+
+
+def test_the_upload_slots_are_counted_across_the_intake_processes(tmp_path):
+    """TZN_MAX_CONCURRENT_UPLOADS bounds the uploads of all intake processes together, however the kernel
+    shares the connections out; the count of a process that died is zeroed when another takes its place."""
+    path = str(tmp_path / "slots")
+    SharedSlots.create(path, 2)
+    first, second = SharedSlots(path, 0, 3), SharedSlots(path, 1, 3)
+    assert first.try_acquire() and first.try_acquire() and second.try_acquire()
+    assert not first.try_acquire() and not second.try_acquire()
+    second.release()
+    assert first.try_acquire()
+    first.reset(0)  # process 0 died holding three
+    assert all(second.try_acquire() for _ in range(3)) and not second.try_acquire()
