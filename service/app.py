@@ -116,11 +116,29 @@ def create_app(
         redoc_url=None,
     )
     app.state.tzn = state
+    if intake_socket is not None:
+        app.add_middleware(IntakeClients, intake_socket=intake_socket)
     add_error_handlers(app, settings)
     for router in (page.router, health.router, localize.router, jobs.submit_router, jobs.router):
         app.include_router(router)
     app.include_router(docs_router(app))
     return app
+
+
+class IntakeClients:
+    """A request that an intake process forwarded (service/workers.py) names its client in x-tzn-client: the
+    request's client, and the access log's, is that one, not the Unix socket's. Read only from that socket."""
+
+    def __init__(self, app, intake_socket: str):
+        self.app, self.server = app, (intake_socket, None)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope.get("server") == self.server:
+            client = dict(scope["headers"]).get(b"x-tzn-client", b"").decode("latin-1")
+            host, _, port = client.rpartition(":")
+            if host and port.isdigit():
+                scope["client"] = (host, int(port))
+        await self.app(scope, receive, send)
 
 
 def add_error_handlers(app: FastAPI, settings: Settings) -> None:

@@ -53,6 +53,7 @@ log = logging.getLogger("tzn.intake")
 HANDOFF = "x-tzn-handoff"  # the path the engine process opens
 UPLOAD_MS = "x-tzn-upload-ms"
 REFUSAL = "x-tzn-refusal"  # {"kind", "code", "message"} of a refused upload
+CLIENT = "x-tzn-client"  # the client's host:port
 PRIVATE_PREFIX = b"x-tzn-"
 HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade", b"proxy-connection", b"trailer",
               b"expect"}  # this process's server answers a client's Expect: 100-continue  # fmt: skip
@@ -123,6 +124,9 @@ async def forward(
             if name not in HOP_BY_HOP and not name.startswith(PRIVATE_PREFIX) and name != b"content-length":
                 head.append(name + b": " + value)
         head += [name + b": " + value for name, value in extra_headers]
+        if scope.get("client"):  # the engine process's access log names the client (service/app.py, IntakeClients)
+            host, port = scope["client"]
+            head.append(CLIENT.encode() + b": " + f"{host}:{port}".encode("latin-1"))
         head += [b"transfer-encoding: chunked"] if body is not None else []
         writer.write(b"\r\n".join([*head, b"connection: close", b"", b""]))
         if body is not None:

@@ -36,7 +36,7 @@ def served(small_checkpoint, tmp_path_factory):
     }  # fmt: skip
     log = tmp_path_factory.mktemp("logs") / "server.log"
     with server_process(env, log, ready_timeout_s=300) as (url, process):
-        yield url, process, upload_dir
+        yield url, process, upload_dir, log
 
 
 def intake_pids(server_pid: int) -> list[int]:
@@ -59,7 +59,7 @@ def requests_counted(url: str, status: int) -> float:
 
 
 def test_an_upload_received_by_an_intake_process_gets_the_engines_answer(served, media, small_checkpoint):
-    url, process, upload_dir = served
+    url, process, upload_dir, _ = served
     assert len(intake_pids(process.pid)) == WORKERS
     settings = Settings(checkpoint=small_checkpoint, device="cpu")
     expected = (
@@ -84,7 +84,7 @@ def test_an_upload_received_by_an_intake_process_gets_the_engines_answer(served,
 
 
 def test_refusals_are_the_engines_and_counted_once(served, media):
-    url, _, upload_dir = served
+    url, _, upload_dir, _ = served
     video = {"Content-Type": "video/mp4", **AUTH}
     before = {status: requests_counted(url, status) for status in (400, 401, 413, 415, 422)}
     too_large = httpx.post(f"{url}/localize", content=b"\0" * (5 * 2**20), headers=video, timeout=60)
@@ -112,7 +112,7 @@ def test_refusals_are_the_engines_and_counted_once(served, media):
 def test_a_clients_handoff_header_is_ignored(served, media):
     """Only the engine process's Unix socket may hand over a video: a client naming a file in x-tzn-handoff
     gets the answer for the bytes it sent."""
-    url, _, _ = served
+    url, _, _, _ = served
     response = httpx.post(
         f"{url}/localize", content=(media / "random.mp4").read_bytes(),
         headers={"Content-Type": "video/mp4", "X-TZN-Handoff": str(media / "clip.mp4"), "X-TZN-Upload-Ms": "1",
@@ -123,8 +123,12 @@ def test_a_clients_handoff_header_is_ignored(served, media):
 
 
 def test_other_routes_and_jobs_are_forwarded(served, media):
-    url, _, _ = served
-    assert httpx.get(f"{url}/health/ready", timeout=30).json() == {"status": "ready"}
+    url, _, _, log = served
+    assert httpx.get(f"{url}/health/ready", headers={"X-TZN-Client": "6.6.6.6:1"}, timeout=30).json() == {
+        "status": "ready"
+    }
+    # the access log names the client, as the intake process saw it (not what the client claims)
+    assert "127.0.0.1:" in log.read_text().splitlines()[-1] and "6.6.6.6" not in log.read_text()
     assert httpx.get(f"{url}/", timeout=30).text.lower().startswith("<!doctype html>")
     assert httpx.get(f"{url}/no/such/page", timeout=30).status_code == 404
     with open(media / "clip.mp4", "rb") as file:
