@@ -56,12 +56,13 @@ DECORD_MIN_WIDTH = 146
 
 
 def decord_converts(stream: StreamFormat) -> bool:
-    """False for a frame size decord would crop or fail on (DECORD_MIN_WIDTH, held to both sides: a turned
-    stream's headers may give its size turned); True where the headers give none."""
+    """False for a frame size decord would crop or may fail on (DECORD_MIN_WIDTH, held to the height too for a
+    turned stream, whose headers may give its size turned); True where the headers give none."""
     width, height = stream.width, stream.height
     if not (width and height):
         return True
-    return width % 2 == 0 and height % 2 == 0 and min(width, height) >= DECORD_MIN_WIDTH
+    decoded_widths = (width, height) if stream.rotation % 180 else (width,)
+    return width % 2 == 0 and height % 2 == 0 and min(decoded_widths) >= DECORD_MIN_WIDTH
 
 
 def decoder_for(setting: DecoderSetting, stream: StreamFormat, nvdec_available: bool) -> str:

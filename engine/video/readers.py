@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from engine.errors import EmptyVideoError, NotAVideoError, VideoDecodeError
+from engine.video.choice import DECORD_MIN_WIDTH
 from engine.video.container import SUPPORTED, sniff_container
 from engine.video.info import StreamFormat, describe_pixel_format
 from engine.video.sampling import TICK_TOLERANCE_S, Spans, nudged, sample_indices, sample_ticks
@@ -287,13 +288,22 @@ def read_frames(
         raise ValueError(f"{decoder} does not decode '{name}' right: {index.decoder} does (frame_index)")
     if decoder == "decord":
         indices = sample_indices(starts, end_s, fps, spans)
-        if index.in_order:
-            yield from _in_order(open_decord(path, name), indices, starts, chunk)
-            return
-        reader = reader or open_decord(path, name)
-        for first in range(0, len(indices), chunk):
-            batch = indices[first : first + chunk]
-            yield reader.get_batch(batch.tolist()), starts[batch]
+        try:
+            if index.in_order:
+                yield from _in_order(open_decord(path, name), indices, starts, chunk)
+                return
+            reader = reader or open_decord(path, name)
+            for first in range(0, len(indices), chunk):
+                batch = indices[first : first + chunk]
+                yield reader.get_batch(batch.tolist()), starts[batch]
+        except Exception as error:  # a size decord cannot convert, where no other decoder may run (choice.py)
+            if "from_size == to_size" not in str(error):
+                raise
+            raise VideoDecodeError(
+                f"could not decode '{name}': decord cannot convert frames of its width (some widths under "
+                f"{DECORD_MIN_WIDTH} px), and only decord decodes this file right here (AV1, or an AVI with "
+                "B-frames); re-encode it wider, e.g. ffmpeg -i in -vf scale=-2:240 -c:v libx264 out.mp4"
+            ) from error
     elif decoder == "torchcodec":
         reader = open_torchcodec(path, name, seek_mode=index.seek_mode)
         if fps is None:  # every frame: the one on screen where each starts (torchcodec may hold fewer than its

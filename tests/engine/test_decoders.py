@@ -121,6 +121,17 @@ def test_a_video_of_odd_size_is_decoded_whole_whatever_the_setting(camera_footag
         np.testing.assert_array_equal(frames, expected)
 
 
+@needs_ffmpeg
+def test_a_narrow_av1_that_only_decord_may_decode_is_refused_with_what_to_do(camera_footage, tmp_path):
+    """AV1 goes to decord whatever its size (torchcodec's CPU decoder crashes on it with Debian's FFmpeg), and
+    decord cannot convert 96 px wide frames: a 422 that says to re-encode, not 'probably corrupt'."""
+    path = tmp_path / "narrow_av1.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(camera_footage), "-t", "1", "-vf", "scale=96:56", "-c:v",
+                    "libaom-av1", "-cpu-used", "8", "-b:v", "200k", str(path)], check=True)  # fmt: skip
+    with pytest.raises(VideoDecodeError, match="decord cannot convert frames of its width.*re-encode it wider"):
+        decode_frames(path, BACKBONE_INPUT, "torchcodec")
+
+
 def test_decord_and_torchcodec_give_the_backbone_the_same_frames_and_pixels(parity_media):
     for name, path in parity_media.items():
         ours, our_times, info = decode_frames(path, BACKBONE_INPUT, "torchcodec")
