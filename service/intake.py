@@ -141,12 +141,14 @@ HANDED_REFUSALS = {kind.__name__: kind for kind in (BadRequest, UploadTimeout, U
 @dataclass(frozen=True)
 class Handoff:
     """What an intake process (service/workers.py, TZN_INTAKE_WORKERS) received for a /localize request: the
-    video's path (its memfd as /proc/PID/fd/N, or its file spooled to TZN_TEMP_DIR), or the refusal it answered
-    with; how long receiving took."""
+    video's path (its memfd as /proc/PID/fd/N, or its file spooled to TZN_TEMP_DIR), its name and options, or
+    why receiving it failed; how long receiving took."""
 
     path: str | None
     upload_ms: float
-    refusal: RequestError | None = None
+    filename: str = "video"
+    options: dict[str, str] | None = None
+    failure: Exception | None = None
 
 
 def handed_over(request: Request) -> Handoff | None:
@@ -161,17 +163,19 @@ def handed_over(request: Request) -> Handoff | None:
     upload_ms = float(headers.get("x-tzn-upload-ms", "0"))
     if (refusal := headers.get("x-tzn-refusal")) is not None:
         told = json.loads(refusal)
-        return Handoff(None, upload_ms, HANDED_REFUSALS[told["kind"]](told["code"], told["message"]))
-    return Handoff(headers["x-tzn-handoff"], upload_ms)
+        kind = HANDED_REFUSALS.get(told["kind"])  # else it failed there: answered as this process's own failure
+        failure = kind(told["code"], told["message"]) if kind else RuntimeError(f"intake: {told['message']}")
+        return Handoff(None, upload_ms, failure=failure)
+    told = json.loads(headers.get("x-tzn-options", "{}"))
+    return Handoff(headers["x-tzn-handoff"], upload_ms, told.get("filename", "video"), told.get("options", {}))
 
 
-def _handed_upload(request: Request, handoff: Handoff) -> Upload:
+def _handed_upload(handoff: Handoff) -> Upload:
     """The video an intake process received, opened here (a descriptor of its own: the intake process closes
-    or removes its copy once this request is answered); the options and name from the query."""
-    query = request.query_params
-    name = query.get("filename") or "video"
-    source = VideoSource(name, fd=os.open(handoff.path, os.O_RDONLY | os.O_CLOEXEC))
-    return Upload(source, source.size, {field: query[field] for field in OPTION_FIELDS if field in query})
+    or removes its copy once this request is answered)."""
+    source = VideoSource(handoff.filename, fd=os.open(handoff.path, os.O_RDONLY | os.O_CLOEXEC))
+    options = {field: value for field, value in (handoff.options or {}).items() if field in OPTION_FIELDS}
+    return Upload(source, source.size, options)
 
 
 @dataclass
@@ -196,9 +200,9 @@ async def receive_upload(
     state = service_state(request)
     settings = state.settings
     if (handoff := request.state.handoff) is not None:  # received by an intake process
-        if handoff.refusal is not None:
-            raise handoff.refusal
-        upload = _handed_upload(request, handoff)
+        if handoff.failure is not None:
+            raise handoff.failure
+        upload = _handed_upload(handoff)
     else:
         if not state.uploads.try_acquire():
             raise Refusal("overloaded", f"{settings.max_concurrent_uploads} uploads are in progress; retry later")

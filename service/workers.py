@@ -7,10 +7,12 @@ process that owns the model and the GPU (the engine process) serves only a Unix 
 
 - POST /localize is received here, by the same code and under the same limits as in the engine process
   (`service.upload.receive_video`: a memfd up to TZN_UPLOAD_MEMORY_MB, else a file spooled to TZN_TEMP_DIR).
-  Then the engine process gets the video itself, not its bytes: a request with no body whose `x-tzn-handoff`
-  header names `/proc/<this pid>/fd/<n>` (or the spooled file), which it opens (`service.intake`,
-  `handed_over`). A refused upload (408, 413, 400, ...) is handed over as `x-tzn-refusal`, so that the engine
-  process answers and counts it as it does its own. The answer is relayed as it comes.
+  Then the engine process gets the video itself, not its bytes: the client's request with no body, whose
+  `x-tzn-handoff` header names `/proc/<this pid>/fd/<n>` (or the spooled file), which it opens, and
+  `x-tzn-options` its name and options (`service.intake`, `handed_over`). A refused upload (408, 413, 400, ...)
+  is handed over as `x-tzn-refusal`, so that the engine process answers and counts it as it does its own; so is
+  a failure (500). The answer is relayed as it comes. Until the engine process's model is loaded, the request
+  is forwarded as it is, and refused there before it is read, as the process does alone.
 - Everything else (POST /jobs and its uploads, health, metrics, the page) is forwarded to the engine process
   as it arrives, and its answer relayed.
 
@@ -40,18 +42,18 @@ import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from urllib.parse import urlencode
 
 import httptools
 
 from service.errors import Refusal, RequestError, UploadTimeout
 from service.settings import Settings, load_settings
-from service.upload import RAW_QUERY_FIELDS, RequestBody, Upload, receive_video
+from service.upload import OPTION_FIELDS, RequestBody, Upload, receive_video
 
 log = logging.getLogger("tzn.intake")
 
 HANDOFF = "x-tzn-handoff"  # the path the engine process opens
 UPLOAD_MS = "x-tzn-upload-ms"
+OPTIONS = "x-tzn-options"  # {"filename", "options"} of a handed-over upload
 REFUSAL = "x-tzn-refusal"  # {"kind", "code", "message"} of a refused upload
 CLIENT = "x-tzn-client"  # the client's host:port
 PRIVATE_PREFIX = b"x-tzn-"
@@ -70,15 +72,17 @@ class EngineGone(Exception):
 
 class ClientBody:
     """A client's request body, read as it arrives: `next()` gives (chunk, more) pairs; `drain` reads and
-    discards what is left after an early answer (bounded), as the engine process does (service/intake.py)."""
+    discards what is left after an early answer (bounded), as the engine process does (service/intake.py).
+    `length`: its declared Content-Length (None: chunked)."""
 
-    def __init__(self, receive: Receive):
-        self.receive, self.complete = receive, False
+    def __init__(self, receive: Receive, length: int | None):
+        self.receive, self.length = receive, length
+        self.complete = self.disconnected = False
 
     async def next(self) -> tuple[bytes, bool]:
         message = await self.receive()
         if message["type"] == "http.disconnect":
-            self.complete = True
+            self.complete = self.disconnected = True
             return b"", False
         self.complete = not message.get("more_body", False)
         return message.get("body", b""), not self.complete
@@ -96,9 +100,10 @@ class ClientBody:
 def client_body(scope: Scope, receive: Receive) -> ClientBody | None:
     """The client's body; None when the request has none."""
     headers = dict(scope["headers"])
-    if b"transfer-encoding" not in headers and headers.get(b"content-length", b"0") in (b"0", b""):
-        return None
-    return ClientBody(receive)
+    if b"transfer-encoding" in headers:
+        return ClientBody(receive, None)
+    length = headers.get(b"content-length", b"0")
+    return ClientBody(receive, int(length)) if length.isdigit() and int(length) > 0 else None
 
 
 async def forward(
@@ -106,56 +111,83 @@ async def forward(
     close_client: bool = False, drain: tuple[int, float] = (0, 0.0),
 ) -> int:  # fmt: skip
     """Sends a request to the engine process's Unix socket and relays its answer to `send`: the client's method,
-    path, query and headers (less hop-by-hop and x-tzn- ones) plus `extra_headers`, and `body` (None: none)
-    sent chunked while the answer is read, since the engine process may answer before it has read it all (401,
-    503). What the client has not sent by then is read and discarded, `drain` = (at most bytes, seconds), before
-    the answer ends. Returns the answer's status; EngineGone when there is none."""
-    try:
-        reader, writer = await asyncio.open_unix_connection(engine, limit=READ_BYTES)
-    except OSError as error:
-        raise EngineGone(str(error)) from None
+    path, query and headers (less hop-by-hop and x-tzn- ones) plus `extra_headers`, and `body` (None: none) with
+    the client's framing (its Content-Length, which the engine process may refuse at once, or chunked), sent
+    while the answer is read: the engine process may answer before it has read it all (401, 413, 503). A client
+    gone mid-body cuts the connection, so that the engine process never takes a shorter body for the whole. What
+    the client has not sent when the answer comes is read and discarded, `drain` = (at most bytes, seconds),
+    before the answer ends, and the connection is then closed. Returns the answer's status (0 when the client
+    left); EngineGone when the engine process did not answer."""
+    loop = asyncio.get_running_loop()
+    engine_socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    engine_socket.setblocking(False)
     sending = None
     try:
-        target = scope.get("raw_path") or scope["path"].encode()
-        if scope.get("query_string"):
-            target += b"?" + scope["query_string"]
-        head = [scope["method"].encode() + b" " + target + b" HTTP/1.1"]
-        for name, value in scope["headers"]:
-            if name not in HOP_BY_HOP and not name.startswith(PRIVATE_PREFIX) and name != b"content-length":
-                head.append(name + b": " + value)
-        head += [name + b": " + value for name, value in extra_headers]
-        if scope.get("client"):  # the engine process's access log names the client (service/app.py, IntakeClients)
-            host, port = scope["client"]
-            head.append(CLIENT.encode() + b": " + f"{host}:{port}".encode("latin-1"))
-        head += [b"transfer-encoding: chunked"] if body is not None else []
-        writer.write(b"\r\n".join([*head, b"connection: close", b"", b""]))
+        try:
+            await loop.sock_connect(engine_socket, engine)
+            await loop.sock_sendall(engine_socket, _request_head(scope, body, extra_headers))
+        except OSError as error:
+            raise EngineGone(str(error)) from None
         if body is not None:
-            sending = asyncio.ensure_future(_send_body(writer, body))
-        status = await _relay(reader, send, scope["method"] == "HEAD", close_client)
+            sending = asyncio.ensure_future(_send_body(loop, engine_socket, body))
+        try:
+            status = await _relay(loop, engine_socket, send, scope["method"] == "HEAD", close_client, body)
+        except EngineGone:
+            if body is not None and body.disconnected:
+                return 0
+            raise
     finally:
         if sending is not None:
             sending.cancel()
-            await asyncio.gather(sending, return_exceptions=True)  # an answer before the whole body: no error
-        writer.close()
+            await asyncio.gather(sending, return_exceptions=True)
+        engine_socket.close()
     if body is not None and not body.complete:
         await body.drain(*drain)
     await send({"type": "http.response.body", "body": b"", "more_body": False})
     return status
 
 
-async def _send_body(writer: asyncio.StreamWriter, body: ClientBody) -> None:
-    more = True
-    while more:
-        chunk, more = await body.next()
-        if chunk:
-            writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-            await writer.drain()
-    writer.write(b"0\r\n\r\n")
-    await writer.drain()
+def _request_head(scope: Scope, body: ClientBody | None, extra_headers: list[tuple[bytes, bytes]]) -> bytes:
+    target = scope.get("raw_path") or scope["path"].encode()
+    if scope.get("query_string"):
+        target += b"?" + scope["query_string"]
+    head = [scope["method"].encode() + b" " + target + b" HTTP/1.1"]
+    for name, value in scope["headers"]:
+        if name not in HOP_BY_HOP and not name.startswith(PRIVATE_PREFIX) and name != b"content-length":
+            head.append(name + b": " + value)
+    head += [name + b": " + value for name, value in extra_headers]
+    if scope.get("client"):  # the engine process's access log names the client (service/app.py, IntakeClients)
+        host, port = scope["client"]
+        head.append(CLIENT.encode() + b": " + f"{host}:{port}".encode("latin-1"))
+    if body is not None:
+        head.append(b"content-length: %d" % body.length if body.length is not None else b"transfer-encoding: chunked")
+    return b"\r\n".join([*head, b"connection: close", b"", b""])
 
 
-async def _relay(reader: asyncio.StreamReader, send: Send, head_only: bool, close_client: bool) -> int:
-    """The engine's answer, parsed as it arrives (httptools), sent on to the client: all but its end."""
+async def _send_body(loop: asyncio.AbstractEventLoop, engine_socket: socket.socket, body: ClientBody) -> None:
+    """The client's body on to the engine process, as it arrives; it stops quietly where the engine process
+    stopped reading (it answered early), and cuts the connection where the client left."""
+    chunked, more = body.length is None, True
+    try:
+        while more:
+            chunk, more = await body.next()
+            if body.disconnected:
+                engine_socket.shutdown(socket.SHUT_RDWR)
+                return
+            if chunk:
+                await loop.sock_sendall(engine_socket, b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+        if chunked:
+            await loop.sock_sendall(engine_socket, b"0\r\n\r\n")
+    except OSError:  # the engine process closed its end after answering
+        pass
+
+
+async def _relay(
+    loop: asyncio.AbstractEventLoop, engine_socket: socket.socket, send: Send, head_only: bool, close_client: bool,
+    body: ClientBody | None,
+) -> int:  # fmt: skip
+    """The engine's answer, parsed as it arrives (httptools), sent on to the client: all but its end. Read with
+    the socket's own calls, which give what was received even after a write failed (a stream reader raises)."""
     events: list[tuple[str, object]] = []
     headers: list[tuple[bytes, bytes]] = []
 
@@ -176,7 +208,10 @@ async def _relay(reader: asyncio.StreamReader, send: Send, head_only: bool, clos
     started = ended = False
     status = 0
     while not ended:
-        data = await reader.read(READ_BYTES)
+        try:
+            data = await loop.sock_recv(engine_socket, READ_BYTES)
+        except OSError:
+            data = b""
         if not data:
             if not started:
                 raise EngineGone("the engine process closed the connection before answering")
@@ -187,7 +222,7 @@ async def _relay(reader: asyncio.StreamReader, send: Send, head_only: bool, clos
             if kind == "start" and not started:
                 started, status = True, parser.get_status_code()
                 kept = [(n, v) for n, v in headers if n not in HOP_BY_HOP]
-                if close_client:
+                if close_client or (body is not None and not body.complete):  # answered before the whole body
                     kept.append((b"connection", b"close"))
                 await send({"type": "http.response.start", "status": status, "headers": kept})
                 if head_only:
@@ -236,11 +271,36 @@ class SharedSlots:
         self._change(index, None)
 
 
+def _refusal(error: Exception) -> dict[str, str]:
+    """What the engine process is told of a failed upload (service/intake.py, `handed_over`)."""
+    if isinstance(error, RequestError):
+        return {"kind": type(error).__name__, "code": error.code, "message": error.message}
+    log.error("receiving an upload failed", exc_info=error)
+    return {"kind": "internal", "code": "internal_error", "message": f"{type(error).__name__}: {error}"}
+
+
+def _upload_ms(arrived: float) -> tuple[bytes, bytes]:
+    return UPLOAD_MS.encode(), b"%.3f" % ((time.perf_counter() - arrived) * 1000)
+
+
+async def _engine_status(engine: str, path: bytes) -> int:
+    """The status of a GET of `path` from the engine process."""
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.setblocking(False)
+        await loop.sock_connect(probe, engine)
+        await loop.sock_sendall(probe, b"GET " + path + b" HTTP/1.1\r\nhost: engine\r\nconnection: close\r\n\r\n")
+        line = await loop.sock_recv(probe, 64)
+    parts = line.split(b" ", 2)
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+
 class IntakeApp:
     """The ASGI app of an intake process (see the module's docstring)."""
 
     def __init__(self, settings: Settings, engine: str, slots: SharedSlots):
         self.settings, self.engine, self.slots = settings, engine, slots
+        self.ready = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":  # nothing to start or stop
@@ -274,32 +334,42 @@ class IntakeApp:
     async def _localize(self, scope: Scope, receive: Receive, send: Send) -> None:
         settings = self.settings
         arrived = time.perf_counter()
+        if not await self._engine_ready():  # loading: the engine process refuses before reading, as it does alone
+            drain = (int(settings.drain_max_mb * 2**20), settings.drain_timeout_s)
+            await forward(self.engine, scope, client_body(scope, receive), send, drain=drain)
+            return
         body = RequestBody(
             receive, idle_timeout_s=settings.upload_idle_timeout_s, min_rate=settings.upload_min_rate_kib_s * 1024,
             grace_s=settings.upload_rate_grace_s,
         )  # fmt: skip
         try:
             upload = await self._receive(scope, body)
-        except RequestError as error:
+        except Exception as error:  # the engine process answers it and counts it, as its own
             drained = body.complete or (  # a lingering close, as the engine process does (service.intake)
                 not isinstance(error, UploadTimeout)
                 and await body.drain(int(settings.drain_max_mb * 2**20), settings.drain_timeout_s)
             )  # fmt: skip
-            refusal = json.dumps({"kind": type(error).__name__, "code": error.code, "message": error.message})
-            await forward(self.engine, scope, None, send, [(REFUSAL.encode(), refusal.encode())],
-                          close_client=not drained)  # fmt: skip
+            extra = [(REFUSAL.encode(), json.dumps(_refusal(error)).encode()), _upload_ms(arrived)]
+            await forward(self.engine, scope, None, send, extra, close_client=not drained)
             return
         try:
             source = upload.source
             path = str(source.path) if source.path is not None else f"/proc/{os.getpid()}/fd/{source.fd}"
-            options = {name: value for name, value in upload.options.items() if name in RAW_QUERY_FIELDS}
-            options["filename"] = source.name
-            handed = dict(scope, query_string=urlencode(options).encode(), raw_path=b"/localize")
-            extra = [(HANDOFF.encode(), path.encode()),
-                     (UPLOAD_MS.encode(), b"%.3f" % ((time.perf_counter() - arrived) * 1000))]  # fmt: skip
-            await forward(self.engine, handed, None, send, extra)
+            options = {name: value for name, value in upload.options.items() if name in OPTION_FIELDS}
+            told = json.dumps({"filename": source.name, "options": options})
+            extra = [(HANDOFF.encode(), path.encode()), (OPTIONS.encode(), told.encode()), _upload_ms(arrived)]
+            await forward(self.engine, scope, None, send, extra)
         finally:
             upload.remove()
+
+    async def _engine_ready(self) -> bool:
+        """Whether the engine process's model is loaded (asked until it is: it stays loaded)."""
+        if not self.ready:
+            try:
+                self.ready = await _engine_status(self.engine, b"/health/ready") == 200
+            except OSError:
+                return False
+        return self.ready
 
     async def _receive(self, scope: Scope, body: RequestBody) -> Upload:
         """The upload, under /localize's limits, holding one of the TZN_MAX_CONCURRENT_UPLOADS upload slots (shared
@@ -346,7 +416,7 @@ class IntakeProcesses:
         self.slots = SharedSlots(os.path.join(os.path.dirname(engine), "upload-slots"), 0, upload_slots)
         SharedSlots.create(self.slots.path, count)
         self.processes: list[subprocess.Popen] = []
-        self.stopping = threading.Event()
+        self.stopping, self.done, self.lock = threading.Event(), threading.Event(), threading.Lock()
         self.watcher = threading.Thread(target=self._watch, name="tzn-intake-watch", daemon=True)
 
     def start(self) -> None:
@@ -362,44 +432,47 @@ class IntakeProcesses:
         return subprocess.Popen(dies_with_caller(command), pass_fds=(fd,))
 
     def _watch(self) -> None:
-        while not self.stopping.wait(0.5):
-            for index, process in enumerate(self.processes):
-                if process.poll() is not None and not self.stopping.is_set():
-                    log.warning("intake process %d exited (status %s); starting another", process.pid,
-                                process.returncode)  # fmt: skip
-                    self.slots.reset(index)  # the uploads it held are gone with it
-                    self.processes[index] = self._spawn(index)
+        """Restarts a dead intake process until they are told to stop. This thread lives until `wait` has reaped
+        them all: setpriv's --pdeathsig kills a child when the thread that started it ends."""
+        while not self.done.wait(0.5):
+            with self.lock:
+                for index, process in enumerate(self.processes):
+                    if process.poll() is not None and not self.stopping.is_set():
+                        log.warning("intake process %d exited (status %s); starting another", process.pid,
+                                    process.returncode)  # fmt: skip
+                        self.slots.reset(index)  # the uploads it held are gone with it
+                        self.processes[index] = self._spawn(index)
 
     def terminate(self) -> None:
-        """Tells every intake process to stop: it takes no more connections, and answers those it has."""
-        self.stopping.set()
-        for process in self.processes:
-            process.terminate()
+        """Tells every intake process to stop, and closes the port here too: they take no more connections (new
+        ones are refused, not queued for no one), and answer those they have."""
+        with self.lock:
+            self.stopping.set()
+            for process in self.processes:
+                process.terminate()
+        self.listening.close()
 
-    def wait(self, timeout_s: float = 10.0) -> None:
-        """Waits for them to end (killing those still there after `timeout_s`), and removes the engine's socket."""
+    def wait(self) -> None:
+        """Waits for them to end, as a single server waits for its requests in flight, and removes the engine's
+        socket's folder."""
         for process in self.processes:
-            try:
-                process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            process.wait()
+        self.done.set()
         shutil.rmtree(os.path.dirname(self.engine), ignore_errors=True)
 
 
 def engine_server(config, intake: IntakeProcesses | None):
-    """The uvicorn server of the engine process. With intake processes, it stops them as it shuts down: they are
-    told at once (their answers in flight still come from here), and reaped before it returns, since uvicorn
-    then raises the signal that stopped it again (it would end this process before any `finally`)."""
+    """The uvicorn server of the engine process. With intake processes, it stops them first as it shuts down:
+    they finish their requests in flight, whose answers come from here, and are reaped before this server stops
+    (uvicorn then raises the signal that stopped it again, which would end this process before any `finally`)."""
     import uvicorn
 
     class EngineServer(uvicorn.Server):
         async def shutdown(self, sockets=None) -> None:
-            if intake is not None:
+            if intake is not None:  # their uploads in flight are still handed over here; then this one stops
                 intake.terminate()
-            await super().shutdown(sockets)
-            if intake is not None:
                 await asyncio.to_thread(intake.wait)
+            await super().shutdown(sockets)
 
     return EngineServer(config)
 

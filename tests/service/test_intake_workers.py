@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -32,7 +34,7 @@ def served(small_checkpoint, tmp_path_factory):
     env = {
         "TZN_CHECKPOINT": str(small_checkpoint), "TZN_DEVICE": "cpu", "TZN_INTAKE_WORKERS": str(WORKERS),
         "TZN_TEMP_DIR": str(upload_dir), "TZN_MAX_UPLOAD_MB": "4", "TZN_UPLOAD_MEMORY_MB": "0.05",
-        "TZN_JOBS_DIR": str(tmp_path_factory.mktemp("intake-jobs")), "TZN_API_KEY": KEY,
+        "TZN_JOBS_DIR": str(tmp_path_factory.mktemp("intake-jobs")), "TZN_API_KEY": KEY, "TZN_JOBS_MAX_UPLOAD_MB": "8",
     }  # fmt: skip
     log = tmp_path_factory.mktemp("logs") / "server.log"
     with server_process(env, log, ready_timeout_s=300) as (url, process):
@@ -59,7 +61,7 @@ def requests_counted(url: str, status: int) -> float:
 
 
 def test_an_upload_received_by_an_intake_process_gets_the_engines_answer(served, media, small_checkpoint):
-    url, process, upload_dir, _ = served
+    url, process, upload_dir, log = served
     assert len(intake_pids(process.pid)) == WORKERS
     settings = Settings(checkpoint=small_checkpoint, device="cpu")
     expected = (
@@ -72,6 +74,10 @@ def test_an_upload_received_by_an_intake_process_gets_the_engines_answer(served,
                      headers={"Content-Type": "video/mp4", **AUTH}, timeout=120)  # fmt: skip
     form = httpx.post(f"{url}/localize", files={"video": ("b.mp4", data)}, data={"min_score": "0", "top_k": "20"},
                       headers=AUTH, timeout=120)  # fmt: skip
+    deadline = time.monotonic() + 10  # the engine's access log shows the client's own request line
+    while "POST /localize?min_score=0&top_k=20&filename=a.mp4 HTTP/1.1" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.1)
     for response, name in ((raw, "a.mp4"), (form, "b.mp4")):
         assert response.status_code == 200, response.text
         answer = response.json()
@@ -81,6 +87,42 @@ def test_an_upload_received_by_an_intake_process_gets_the_engines_answer(served,
             assert ours["start_s"] == pytest.approx(theirs["start_s"], abs=1e-4)
             assert ours["score"] == pytest.approx(theirs["score"], abs=1e-4)
     assert not list(upload_dir.iterdir())  # the multipart upload was spooled (over 0.05 MB) and is removed
+
+
+def raw_request(url: str, head: str, body: bytes = b"", close_after: bool = False) -> bytes:
+    """Sends `head` and `body` over a raw socket, then reads the answer (b"" when `close_after`: the connection
+    is closed at once, mid-body)."""
+    address = urlsplit(url)
+    with socket.create_connection((address.hostname, address.port), timeout=30) as connection:
+        connection.sendall(head.encode() + b"\r\n" + body)
+        if close_after:
+            return b""
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+        return answer
+
+
+def job_count(url: str) -> int:
+    return httpx.get(f"{url}/jobs", headers=AUTH, timeout=30).json()["total"]
+
+
+def test_the_clients_framing_reaches_the_engine(served, media):
+    """A declared size over the limit is refused before any of the body is sent (the engine process sees the
+    client's Content-Length), on a connection then closed; a client gone mid-body leaves no job behind (the
+    engine process sees a cut connection, not a shorter body)."""
+    url, _, _, _ = served
+    head = (f"POST /jobs HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\nContent-Type: video/mp4\r\n"
+            f"Content-Length: {100 * 2**20}\r\n")  # fmt: skip
+    answer = raw_request(url, head)
+    assert answer.startswith(b"HTTP/1.1 413") and b"connection: close" in answer.lower(), answer[:300]
+    before = job_count(url)
+    data = (media / "vfr.mp4").read_bytes()
+    head = (f"POST /jobs HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\nContent-Type: video/mp4\r\n"
+            f"Content-Length: {len(data)}\r\n")  # fmt: skip
+    raw_request(url, head, data[: len(data) // 2], close_after=True)
+    time.sleep(2)
+    assert job_count(url) == before
 
 
 def test_refusals_are_the_engines_and_counted_once(served, media):
@@ -146,9 +188,13 @@ def test_other_routes_and_jobs_are_forwarded(served, media):
     assert job["result"]["video"]["filename"] == "clip.mp4"
 
 
-def test_a_dead_intake_process_is_replaced_and_none_outlives_the_server(small_checkpoint, media, tmp_path):
+def test_a_dead_intake_process_is_replaced_and_a_stopping_server_finishes_its_uploads(small_checkpoint, media,
+                                                                                       tmp_path):  # fmt: skip
+    """The replacement of a killed intake process serves; when the server is told to stop during an upload, the
+    upload is still answered (the engine process stops last), and no process outlives the server."""
     env = {"TZN_CHECKPOINT": str(small_checkpoint), "TZN_DEVICE": "cpu", "TZN_INTAKE_WORKERS": "1",
            "TZN_JOBS_DIR": str(tmp_path / "jobs")}  # fmt: skip
+    data = (media / "clip.mp4").read_bytes()
     with server_process(env, tmp_path / "server.log", ready_timeout_s=300) as (url, process):
         [first] = intake_pids(process.pid)
         os.kill(first, signal.SIGKILL)
@@ -158,14 +204,26 @@ def test_a_dead_intake_process_is_replaced_and_none_outlives_the_server(small_ch
             time.sleep(0.2)
         while True:  # the new one may still be starting
             try:
-                response = httpx.post(f"{url}/localize", content=(media / "clip.mp4").read_bytes(),
-                                      headers={"Content-Type": "video/mp4"}, timeout=60)  # fmt: skip
+                response = httpx.post(f"{url}/localize", content=data, headers={"Content-Type": "video/mp4"},
+                                      timeout=60)  # fmt: skip
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
         assert response.status_code == 200
-    time.sleep(1)
+        address = urlsplit(url)
+        with socket.create_connection((address.hostname, address.port), timeout=60) as connection:
+            connection.sendall(f"POST /localize HTTP/1.1\r\nHost: x\r\nContent-Type: video/mp4\r\n"
+                               f"Content-Length: {len(data)}\r\n\r\n".encode() + data[: len(data) // 2])  # fmt: skip
+            time.sleep(0.5)
+            process.terminate()
+            time.sleep(1)
+            connection.sendall(data[len(data) // 2 :])
+            answer = b""
+            while chunk := connection.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+        process.wait(timeout=60)
     alive = [pid for pid in replaced if Path(f"/proc/{pid}").exists()]
     assert not alive, [(Path(f"/proc/{pid}/status").read_text().splitlines()[:7]) for pid in alive]
 
