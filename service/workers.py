@@ -18,7 +18,9 @@ process that owns the model and the GPU (the engine process) serves only a Unix 
 
 Headers starting with `x-tzn-` are dropped from what clients send; the engine process reads them only from its
 Unix socket. TZN_MAX_CONCURRENT_UPLOADS counts the uploads of all intake processes (503 beyond). A request
-with a wrong API key is forwarded, and answered 401 by the engine process before it reads the body.
+with a wrong API key is forwarded, and answered 401 by the engine process before it reads the body. The engine
+process's metrics count a request from its handoff on (tzn_inflight_requests leaves out the uploads still
+arriving in the intake processes); its request duration includes the upload.
 
     python -m service.workers --fd FD --engine SOCKET --slots FILE --index I --upload-slots N
                                                           (started by `tzn serve`, not by hand)
@@ -404,6 +406,13 @@ def start_intake(settings: Settings, listening: socket.socket, address: str) -> 
     return intake
 
 
+# glibc's malloc in an intake process: the body arrives in chunks of up to 256 KiB, each a new bytes object. With
+# glibc's defaults in a process that allocated little else, they were mapped and unmapped (or the heap grown and
+# trimmed) chunk by chunk, and an 80 MB upload took 116 ms to receive instead of 77 (`python bench/intake.py`,
+# one client): the thresholds a process that has loaded torch ends up with, set from the start.
+INTAKE_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(64 * 2**20)}
+
+
 class IntakeProcesses:
     """The intake processes of `tzn serve`: started on the listening socket, each restarted when it dies, all
     stopped with the server (and killed with it, where util-linux's setpriv is installed)."""
@@ -429,7 +438,7 @@ class IntakeProcesses:
         fd = self.listening.fileno()
         command = [sys.executable, "-m", "service.workers", "--fd", str(fd), "--engine", self.engine, "--slots",
                    self.slots.path, "--index", str(index), "--upload-slots", str(self.slots.limit)]  # fmt: skip
-        return subprocess.Popen(dies_with_caller(command), pass_fds=(fd,))
+        return subprocess.Popen(dies_with_caller(command), pass_fds=(fd,), env={**os.environ, **INTAKE_MALLOC})
 
     def _watch(self) -> None:
         """Restarts a dead intake process until they are told to stop. This thread lives until `wait` has reaped
