@@ -43,7 +43,7 @@ class ServiceState:
 
     def __init__(
         self, settings: Settings, localizer: Localizer | None, on_load_failure: Callable[[str], None] | None = None,
-        intake_socket: str | None = None,
+        intake_socket: str | None = None, upload_slots: Slots | None = None,
     ):  # fmt: skip
         self.settings = settings
         self.intake_socket = intake_socket  # where intake processes hand over uploads (service/workers.py)
@@ -51,7 +51,7 @@ class ServiceState:
         self.load_error: str | None = None
         self.on_load_failure = on_load_failure
         self.metrics = ServiceMetrics(runtime=settings.runtime, device="unknown")
-        self.uploads = Slots(settings.max_concurrent_uploads)
+        self.uploads = upload_slots or Slots(settings.max_concurrent_uploads)
         self.compute = ComputeSlots(settings.compute_slots(0), settings.max_queue, settings.queue_timeout_s)
         self.metrics.waiting.set_function(lambda: len(self.compute.waiting))
         self.jobs = Jobs(self)
@@ -88,13 +88,14 @@ def create_app(
     localizer: Localizer | None = None,
     on_load_failure: Callable[[str], None] | None = None,
     intake_socket: str | None = None,
+    upload_slots: Slots | None = None,
 ) -> FastAPI:
     """The service. Pass `localizer` to serve an already loaded model (tests); otherwise it loads at start-up,
     and `on_load_failure(message)` is called if it cannot (without one, /health/ready answers 503 with why).
-    `intake_socket`: the Unix socket this app also serves, where intake processes hand over uploads
-    (service/workers.py)."""
+    `intake_socket`: the Unix socket this app serves, where intake processes hand over uploads, and
+    `upload_slots` the upload slots it shares with them (service/workers.py)."""
     settings = settings or Settings()
-    state = ServiceState(settings, localizer, on_load_failure, intake_socket)
+    state = ServiceState(settings, localizer, on_load_failure, intake_socket, upload_slots)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -87,11 +87,16 @@ def run_serve(args: argparse.Namespace) -> int:
     on_load_failure = None if settings.keep_up_on_load_error else stop_on_load_failure
     intake = start_intake(settings, sock, f"{args.host}:{args.port}")
     engine_socket = intake.engine if intake else None
-    app = create_app(settings, on_load_failure=on_load_failure, intake_socket=engine_socket)
+    app = create_app(settings, on_load_failure=on_load_failure, intake_socket=engine_socket,
+                     upload_slots=intake.engine_slots if intake else None)  # fmt: skip
     server = engine_server(uvicorn.Config(app, log_level="info"), intake)
     servers.append(server)
-    served = [sock] if intake is None else [intake.engine_listening]
-    server.run(sockets=served)
+    try:
+        server.run(sockets=[sock] if intake is None else [intake.engine_listening])
+    finally:  # a server that failed to start never shut down: its intake processes stop here
+        if intake is not None:
+            intake.terminate()
+            intake.wait()
     if failures:
         print(
             f"tzn serve: the model failed to load: {_one_line(failures[0])} "

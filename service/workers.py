@@ -72,10 +72,13 @@ class EngineGone(Exception):
     """The engine process's socket refused the connection or closed it before answering."""
 
 
+class AnswerCut(Exception):
+    """The engine process's answer stopped before its end: the client's connection is cut, not ended cleanly."""
+
+
 class ClientBody:
-    """A client's request body, read as it arrives: `next()` gives (chunk, more) pairs; `drain` reads and
-    discards what is left after an early answer (bounded), as the engine process does (service/intake.py).
-    `length`: its declared Content-Length (None: chunked)."""
+    """A client's request body, read as it arrives: `next()` gives (chunk, more) pairs. `length`: its declared
+    Content-Length (None: chunked)."""
 
     def __init__(self, receive: Receive, length: int | None):
         self.receive, self.length = receive, length
@@ -89,15 +92,6 @@ class ClientBody:
         self.complete = not message.get("more_body", False)
         return message.get("body", b""), not self.complete
 
-    async def drain(self, max_bytes: int, timeout_s: float) -> None:
-        try:
-            async with asyncio.timeout(timeout_s):
-                while not self.complete and max_bytes > 0:
-                    chunk, _ = await self.next()
-                    max_bytes -= len(chunk)
-        except TimeoutError:
-            pass
-
 
 def client_body(scope: Scope, receive: Receive) -> ClientBody | None:
     """The client's body; None when the request has none."""
@@ -110,16 +104,16 @@ def client_body(scope: Scope, receive: Receive) -> ClientBody | None:
 
 async def forward(
     engine: str, scope: Scope, body: ClientBody | None, send: Send, extra_headers: list[tuple[bytes, bytes]] = (),
-    close_client: bool = False, drain: tuple[int, float] = (0, 0.0),
+    close_client: bool = False,
 ) -> int:  # fmt: skip
     """Sends a request to the engine process's Unix socket and relays its answer to `send`: the client's method,
     path, query and headers (less hop-by-hop and x-tzn- ones) plus `extra_headers`, and `body` (None: none) with
     the client's framing (its Content-Length, which the engine process may refuse at once, or chunked), sent
-    while the answer is read: the engine process may answer before it has read it all (401, 413, 503). A client
-    gone mid-body cuts the connection, so that the engine process never takes a shorter body for the whole. What
-    the client has not sent when the answer comes is read and discarded, `drain` = (at most bytes, seconds),
-    before the answer ends, and the connection is then closed. Returns the answer's status (0 when the client
-    left); EngineGone when the engine process did not answer."""
+    while the answer is read: the engine process may answer before it has read it all (401, 413, 503), having
+    read and discarded what it allows (a lingering close, service/intake.py); the client's connection is then
+    closed. A client gone mid-body cuts the connection, so that the engine process never takes a shorter body for
+    the whole. Returns the answer's status (0 when the client left); EngineGone when the engine process did not
+    answer, AnswerCut when it stopped mid-answer."""
     loop = asyncio.get_running_loop()
     engine_socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     engine_socket.setblocking(False)
@@ -143,8 +137,6 @@ async def forward(
             sending.cancel()
             await asyncio.gather(sending, return_exceptions=True)
         engine_socket.close()
-    if body is not None and not body.complete:
-        await body.drain(*drain)
     await send({"type": "http.response.body", "body": b"", "more_body": False})
     return status
 
@@ -217,9 +209,8 @@ async def _relay(
         if not data:
             if not started:
                 raise EngineGone("the engine process closed the connection before answering")
-            events.append(("end", None))
-        else:
-            parser.feed_data(data)
+            raise AnswerCut("the engine process's answer stopped before its end")
+        parser.feed_data(data)
         for kind, payload in events:
             if kind == "start" and not started:
                 started, status = True, parser.get_status_code()
@@ -285,14 +276,22 @@ def _upload_ms(arrived: float) -> tuple[bytes, bytes]:
     return UPLOAD_MS.encode(), b"%.3f" % ((time.perf_counter() - arrived) * 1000)
 
 
-async def _engine_status(engine: str, path: bytes) -> int:
-    """The status of a GET of `path` from the engine process."""
+async def _engine_status(engine: str, path: bytes, timeout_s: float = 5.0) -> int:
+    """The status of a GET of `path` from the engine process (0 when it gives none within `timeout_s`)."""
     loop = asyncio.get_running_loop()
+    line = b""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         probe.setblocking(False)
-        await loop.sock_connect(probe, engine)
-        await loop.sock_sendall(probe, b"GET " + path + b" HTTP/1.1\r\nhost: engine\r\nconnection: close\r\n\r\n")
-        line = await loop.sock_recv(probe, 64)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await loop.sock_connect(probe, engine)
+                await loop.sock_sendall(
+                    probe, b"GET " + path + b" HTTP/1.1\r\nhost: engine\r\nconnection: close\r\n\r\n"
+                )
+                while b"\r\n" not in line and (chunk := await loop.sock_recv(probe, 256)):
+                    line += chunk
+        except TimeoutError:
+            return 0
     parts = line.split(b" ", 2)
     return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
 
@@ -317,8 +316,9 @@ class IntakeApp:
             if scope["method"] == "POST" and scope["path"] == "/localize" and self._may_receive(scope):
                 await self._localize(scope, receive, send)
             else:
-                drain = (int(self.settings.drain_max_mb * 2**20), self.settings.drain_timeout_s)
-                await forward(self.engine, scope, client_body(scope, receive), send, drain=drain)
+                await forward(self.engine, scope, client_body(scope, receive), send)
+        except AnswerCut as error:  # the answer has begun: returning without its end closes the connection
+            log.error("%s %s: %s", scope["method"], scope["path"], error)
         except EngineGone as error:
             log.error("the engine process did not answer %s %s: %s", scope["method"], scope["path"], error)
             body = json.dumps({"error": {"code": "engine_unavailable", "message": "the server is restarting; "
@@ -337,8 +337,7 @@ class IntakeApp:
         settings = self.settings
         arrived = time.perf_counter()
         if not await self._engine_ready():  # loading: the engine process refuses before reading, as it does alone
-            drain = (int(settings.drain_max_mb * 2**20), settings.drain_timeout_s)
-            await forward(self.engine, scope, client_body(scope, receive), send, drain=drain)
+            await forward(self.engine, scope, client_body(scope, receive), send)
             return
         body = RequestBody(
             receive, idle_timeout_s=settings.upload_idle_timeout_s, min_rate=settings.upload_min_rate_kib_s * 1024,
@@ -414,17 +413,24 @@ INTAKE_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHO
 
 
 class IntakeProcesses:
-    """The intake processes of `tzn serve`: started on the listening socket, each restarted when it dies, all
-    stopped with the server (and killed with it, where util-linux's setpriv is installed)."""
+    """The intake processes of `tzn serve`: started on the listening socket in sessions of their own (a terminal's
+    Ctrl-C reaches the engine process, which stops them in order), each restarted when it dies (after a growing
+    pause when it died within QUICK_DEATH_S of its start), all stopped with the server (and killed with it, where
+    util-linux's setpriv is installed). `engine_slots`: the engine process's count in the shared upload slots,
+    for the /jobs uploads it receives itself."""
+
+    QUICK_DEATH_S = 5.0
 
     def __init__(
         self, count: int, listening: socket.socket, engine: str, engine_listening: socket.socket, upload_slots: int
     ):  # fmt: skip
         self.count, self.listening, self.engine = count, listening, engine
         self.engine_listening = engine_listening
-        self.slots = SharedSlots(os.path.join(os.path.dirname(engine), "upload-slots"), 0, upload_slots)
-        SharedSlots.create(self.slots.path, count)
+        path = os.path.join(os.path.dirname(engine), "upload-slots")
+        SharedSlots.create(path, count + 1)
+        self.slots, self.engine_slots = SharedSlots(path, 0, upload_slots), SharedSlots(path, count, upload_slots)
         self.processes: list[subprocess.Popen] = []
+        self.started_at, self.restart_at, self.quick_deaths = [0.0] * count, [None] * count, [0] * count
         self.stopping, self.done, self.lock = threading.Event(), threading.Event(), threading.Lock()
         self.watcher = threading.Thread(target=self._watch, name="tzn-intake-watch", daemon=True)
 
@@ -438,34 +444,48 @@ class IntakeProcesses:
         fd = self.listening.fileno()
         command = [sys.executable, "-m", "service.workers", "--fd", str(fd), "--engine", self.engine, "--slots",
                    self.slots.path, "--index", str(index), "--upload-slots", str(self.slots.limit)]  # fmt: skip
-        return subprocess.Popen(dies_with_caller(command), pass_fds=(fd,), env={**os.environ, **INTAKE_MALLOC})
+        self.started_at[index] = time.monotonic()
+        return subprocess.Popen(dies_with_caller(command), pass_fds=(fd,), env={**os.environ, **INTAKE_MALLOC},
+                                start_new_session=True)  # fmt: skip
 
     def _watch(self) -> None:
-        """Restarts a dead intake process until they are told to stop. This thread lives until `wait` has reaped
+        """Restarts dead intake processes until they are told to stop. This thread lives until `wait` has reaped
         them all: setpriv's --pdeathsig kills a child when the thread that started it ends."""
         while not self.done.wait(0.5):
             with self.lock:
                 for index, process in enumerate(self.processes):
-                    if process.poll() is not None and not self.stopping.is_set():
-                        log.warning("intake process %d exited (status %s); starting another", process.pid,
-                                    process.returncode)  # fmt: skip
+                    if process.poll() is None or self.stopping.is_set():
+                        continue
+                    now = time.monotonic()
+                    if self.restart_at[index] is None:
+                        quick = now - self.started_at[index] < self.QUICK_DEATH_S
+                        self.quick_deaths[index] = self.quick_deaths[index] + 1 if quick else 0
+                        pause = min(30.0, 0.5 * 2 ** self.quick_deaths[index]) if quick else 0.0
+                        self.restart_at[index] = now + pause
+                        log.warning("intake process %d exited (status %s); starting another in %.1f s", process.pid,
+                                    process.returncode, pause)  # fmt: skip
+                    if now >= self.restart_at[index]:
                         self.slots.reset(index)  # the uploads it held are gone with it
-                        self.processes[index] = self._spawn(index)
+                        self.processes[index], self.restart_at[index] = self._spawn(index), None
 
     def terminate(self) -> None:
         """Tells every intake process to stop, and closes the port here too: they take no more connections (new
-        ones are refused, not queued for no one), and answer those they have."""
+        ones are refused, not queued for no one), and answer those they have. Once or more."""
         with self.lock:
             self.stopping.set()
             for process in self.processes:
-                process.terminate()
+                if process.poll() is None:
+                    process.terminate()
         self.listening.close()
 
-    def wait(self) -> None:
-        """Waits for them to end, as a single server waits for its requests in flight, and removes the engine's
-        socket's folder."""
-        for process in self.processes:
-            process.wait()
+    def wait(self, force: Callable[[], bool] = lambda: False) -> None:
+        """Waits for them to end, as a single server waits for its requests in flight (killing them when `force()`
+        says so: uvicorn's second signal), and removes the engine's socket's folder. Once or more."""
+        while any(process.poll() is None for process in self.processes):
+            if force():
+                for process in self.processes:
+                    process.kill()
+            time.sleep(0.1)
         self.done.set()
         shutil.rmtree(os.path.dirname(self.engine), ignore_errors=True)
 
@@ -480,7 +500,7 @@ def engine_server(config, intake: IntakeProcesses | None):
         async def shutdown(self, sockets=None) -> None:
             if intake is not None:  # their uploads in flight are still handed over here; then this one stops
                 intake.terminate()
-                await asyncio.to_thread(intake.wait)
+                await asyncio.to_thread(intake.wait, lambda: self.force_exit)
             await super().shutdown(sockets)
 
     return EngineServer(config)
