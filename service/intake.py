@@ -160,14 +160,17 @@ def handed_over(request: Request) -> Handoff | None:
     headers = request.headers
     if "x-tzn-handoff" not in headers and "x-tzn-refusal" not in headers:
         return None
-    upload_ms = float(headers.get("x-tzn-upload-ms", "0"))
-    if (refusal := headers.get("x-tzn-refusal")) is not None:
-        told = json.loads(refusal)
-        kind = HANDED_REFUSALS.get(told["kind"])  # else it failed there: answered as this process's own failure
-        failure = kind(told["code"], told["message"]) if kind else RuntimeError(f"intake: {told['message']}")
-        return Handoff(None, upload_ms, failure=failure)
-    told = json.loads(headers.get("x-tzn-options", "{}"))
-    return Handoff(headers["x-tzn-handoff"], upload_ms, told.get("filename", "video"), told.get("options", {}))
+    try:
+        upload_ms = float(headers.get("x-tzn-upload-ms", "0"))
+        if (refusal := headers.get("x-tzn-refusal")) is not None:
+            told = json.loads(refusal)
+            kind = HANDED_REFUSALS.get(told["kind"])  # else it failed there: answered as this process's failure
+            failure = kind(told["code"], told["message"]) if kind else RuntimeError(f"intake: {told['message']}")
+            return Handoff(None, upload_ms, failure=failure)
+        told = json.loads(headers["x-tzn-options"])
+        return Handoff(headers["x-tzn-handoff"], upload_ms, told["filename"], told["options"])
+    except (KeyError, TypeError, ValueError) as error:  # a bug between the two processes: a 500, counted
+        return Handoff(None, 0.0, failure=RuntimeError(f"a malformed handoff from an intake process: {error!r}"))
 
 
 def _handed_upload(handoff: Handoff) -> Upload:
