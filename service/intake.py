@@ -176,7 +176,8 @@ def handed_over(request: Request) -> Handoff | None:
 def _handed_upload(handoff: Handoff) -> Upload:
     """The video an intake process received, opened here (a descriptor of its own: the intake process closes
     or removes its copy once this request is answered)."""
-    source = VideoSource(handoff.filename, fd=os.open(handoff.path, os.O_RDONLY | os.O_CLOEXEC))
+    path = handoff.path.encode("latin-1")  # the header's bytes: the path as the intake process's file system has it
+    source = VideoSource(handoff.filename, fd=os.open(path, os.O_RDONLY | os.O_CLOEXEC))
     options = {field: value for field, value in (handoff.options or {}).items() if field in OPTION_FIELDS}
     return Upload(source, source.size, options)
 

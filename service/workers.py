@@ -17,7 +17,7 @@ process that owns the model and the GPU (the engine process) serves only a Unix 
   as it arrives, and its answer relayed.
 
 Headers starting with `x-tzn-` are dropped from what clients send; the engine process reads them only from its
-Unix socket. TZN_MAX_CONCURRENT_UPLOADS counts the uploads of all intake processes (503 beyond). A request
+Unix socket. TZN_MAX_CONCURRENT_UPLOADS counts the uploads of all processes together (503 beyond). A request
 with a wrong API key is forwarded, and answered 401 by the engine process before it reads the body. The engine
 process's metrics count a request from its handoff on (tzn_inflight_requests leaves out the uploads still
 arriving in the intake processes); its request duration includes the upload.
@@ -358,7 +358,7 @@ class IntakeApp:
             path = str(source.path) if source.path is not None else f"/proc/{os.getpid()}/fd/{source.fd}"
             options = {name: value for name, value in upload.options.items() if name in OPTION_FIELDS}
             told = json.dumps({"filename": source.name, "options": options})
-            extra = [(HANDOFF.encode(), path.encode()), (OPTIONS.encode(), told.encode()), _upload_ms(arrived)]
+            extra = [(HANDOFF.encode(), os.fsencode(path)), (OPTIONS.encode(), told.encode()), _upload_ms(arrived)]
             await forward(self.engine, scope, None, send, extra)
         finally:
             upload.remove()
