@@ -55,7 +55,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from engine import preflight
     from service.app import create_app
     from service.settings import load_settings
-    from service.workers import engine_server, start_intake
+    from service.workers import engine_server, run_engine, start_intake
 
     try:
         settings = load_settings()
@@ -91,12 +91,7 @@ def run_serve(args: argparse.Namespace) -> int:
                      upload_slots=intake.engine_slots if intake else None)  # fmt: skip
     server = engine_server(uvicorn.Config(app, log_level="info"), intake)
     servers.append(server)
-    try:
-        server.run(sockets=[sock] if intake is None else [intake.engine_listening])
-    finally:  # a server that failed to start never shut down: its intake processes stop here
-        if intake is not None:
-            intake.terminate()
-            intake.wait()
+    run_engine(server, sock, intake)
     if failures:
         print(
             f"tzn serve: the model failed to load: {_one_line(failures[0])} "

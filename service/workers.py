@@ -506,6 +506,17 @@ def engine_server(config, intake: IntakeProcesses | None):
     return EngineServer(config)
 
 
+def run_engine(server, listening: socket.socket, intake: IntakeProcesses | None) -> None:
+    """Runs the engine process's `server` (`engine_server`): on the port, or behind intake processes on its Unix
+    socket. A server that failed to start never shut down: its intake processes are stopped here then."""
+    try:
+        server.run(sockets=[listening] if intake is None else [intake.engine_listening])
+    finally:
+        if intake is not None:
+            intake.terminate()
+            intake.wait()
+
+
 def _query(scope: Scope) -> dict[str, str]:
     from urllib.parse import parse_qsl
 
