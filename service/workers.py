@@ -276,24 +276,22 @@ def _upload_ms(arrived: float) -> tuple[bytes, bytes]:
     return UPLOAD_MS.encode(), b"%.3f" % ((time.perf_counter() - arrived) * 1000)
 
 
-async def _engine_status(engine: str, path: bytes, timeout_s: float = 5.0) -> int:
-    """The status of a GET of `path` from the engine process (0 when it gives none within `timeout_s`)."""
-    loop = asyncio.get_running_loop()
-    line = b""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.setblocking(False)
-        try:
-            async with asyncio.timeout(timeout_s):
-                await loop.sock_connect(probe, engine)
-                await loop.sock_sendall(
-                    probe, b"GET " + path + b" HTTP/1.1\r\nhost: engine\r\nconnection: close\r\n\r\n"
-                )
-                while b"\r\n" not in line and (chunk := await loop.sock_recv(probe, 256)):
-                    line += chunk
-        except TimeoutError:
-            return 0
-    parts = line.split(b" ", 2)
-    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+async def _engine_status(engine: str, path: str, timeout_s: float = 5.0) -> int:
+    """The status of a GET of `path` from the engine process, through `forward` (0 when it gives none within
+    `timeout_s`)."""
+    statuses = []
+
+    async def keep(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    scope = {"method": "GET", "path": path, "query_string": b"", "headers": [(b"host", b"engine")]}
+    try:
+        async with asyncio.timeout(timeout_s):
+            await forward(engine, scope, None, keep)
+    except (TimeoutError, EngineGone, AnswerCut):
+        return 0
+    return statuses[0] if statuses else 0
 
 
 class IntakeApp:
@@ -366,10 +364,7 @@ class IntakeApp:
     async def _engine_ready(self) -> bool:
         """Whether the engine process's model is loaded (asked until it is: it stays loaded)."""
         if not self.ready:
-            try:
-                self.ready = await _engine_status(self.engine, b"/health/ready") == 200
-            except OSError:
-                return False
+            self.ready = await _engine_status(self.engine, "/health/ready") == 200
         return self.ready
 
     async def _receive(self, scope: Scope, body: RequestBody) -> Upload:
