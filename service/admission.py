@@ -32,6 +32,10 @@ class Slots:
         with self._lock:
             self.busy -= 1
 
+    def elsewhere(self) -> int:
+        """Uploads other processes receive for this one: none (see service.workers.SharedSlots)."""
+        return 0
+
 
 class ComputeSlots:
     """`limit` slots with a bounded first-come first-served wait queue in front (see the module's docstring)."""

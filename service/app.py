@@ -52,6 +52,7 @@ class ServiceState:
         self.on_load_failure = on_load_failure
         self.metrics = ServiceMetrics(runtime=settings.runtime, device="unknown")
         self.uploads = upload_slots or Slots(settings.max_concurrent_uploads)
+        self.metrics.inflight_elsewhere = self.uploads.elsewhere  # uploads arriving in intake processes
         self.compute = ComputeSlots(settings.compute_slots(0), settings.max_queue, settings.queue_timeout_s)
         self.metrics.waiting.set_function(lambda: len(self.compute.waiting))
         self.jobs = Jobs(self)

@@ -21,7 +21,8 @@ What the series mean:
   histogram rather than a gauge: a gauge would only keep the last request's value, which depends on which
   video came last and on which replica Prometheus scraped; the histogram gives the mean over any window
   (`rate(_sum) / rate(_count)`) and the spread across videos, and sums correctly over replicas.
-- `tzn_inflight_requests`: requests being received or processed now.
+- `tzn_inflight_requests`: requests being received or processed now; with intake processes
+  (TZN_INTAKE_WORKERS), the uploads they are receiving too (read from their shared upload slots at each scrape).
 - `tzn_waiting_requests`: requests waiting for a compute slot (TZN_MAX_QUEUE at most).
 - `tzn_decoded_videos_total{decoder}`: videos localized, by the decoder that decoded them (decord, torchcodec,
   torchcodec-nvdec): where a GPU host's videos go to the CPU.
@@ -36,7 +37,8 @@ What the series mean:
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 
@@ -118,6 +120,9 @@ class ServiceMetrics:
         self._video_metrics(self.registry)
         registry = self.registry
         self.inflight = Gauge("tzn_inflight_requests", "Requests being received or processed now.", registry=registry)
+        self._inflight, self._inflight_lock = 0, threading.Lock()
+        self.inflight_elsewhere: Callable[[], int] = lambda: 0  # uploads other processes receive for this one
+        self.inflight.set_function(lambda: self._inflight + self.inflight_elsewhere())
         self.waiting = Gauge("tzn_waiting_requests", "Requests waiting for a compute slot.", registry=registry)
         self.model_ready = Gauge(
             "tzn_model_ready", "1 once the model is loaded and warmed up, else 0.", registry=registry
@@ -236,11 +241,13 @@ class ServiceMetrics:
     @contextmanager
     def track_inflight(self) -> Iterator[None]:
         """Counts the request in `tzn_inflight_requests` for the duration of the block, errors included."""
-        self.inflight.inc()
+        with self._inflight_lock:
+            self._inflight += 1
         try:
             yield
         finally:
-            self.inflight.dec()
+            with self._inflight_lock:
+                self._inflight -= 1
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text for `GET /metrics` and its content type."""

@@ -19,8 +19,8 @@ process that owns the model and the GPU (the engine process) serves only a Unix 
 Headers starting with `x-tzn-` are dropped from what clients send; the engine process reads them only from its
 Unix socket. TZN_MAX_CONCURRENT_UPLOADS counts the uploads of all processes together (503 beyond). A request
 with a wrong API key is forwarded, and answered 401 by the engine process before it reads the body. The engine
-process's metrics count a request from its handoff on (tzn_inflight_requests leaves out the uploads still
-arriving in the intake processes); its request duration includes the upload.
+process's metrics count the uploads arriving in the intake processes in tzn_inflight_requests (from their
+shared upload slots), and a request's duration from its first byte in an intake process.
 
     python -m service.workers --fd FD --engine SOCKET --slots FILE --index I --upload-slots N
                                                           (started by `tzn serve`, not by hand)
@@ -262,6 +262,14 @@ class SharedSlots:
 
     def reset(self, index: int) -> None:
         self._change(index, None)
+
+    def elsewhere(self) -> int:
+        """The uploads the other processes are receiving now (the engine process's `tzn_inflight_requests` adds
+        them: its own count begins at the handoff)."""
+        with open(self.path, "rb") as file:
+            fcntl.flock(file, fcntl.LOCK_SH)
+            counts = struct.unpack(f"<{os.fstat(file.fileno()).st_size // 8}q", file.read())
+        return sum(counts) - counts[self.index]
 
 
 def _refusal(error: Exception) -> dict[str, str]:

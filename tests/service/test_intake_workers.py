@@ -151,6 +151,34 @@ def test_refusals_are_the_engines_and_counted_once(served, media):
     assert not list(upload_dir.iterdir())
 
 
+def inflight(url: str) -> float:
+    [line] = [line for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines()
+              if line.startswith("tzn_inflight_requests ")]  # fmt: skip
+    return float(line.split()[-1])
+
+
+def test_an_upload_still_arriving_in_an_intake_process_is_in_flight(served, media):
+    """tzn_inflight_requests, scraped from the engine process, counts an upload an intake process is receiving,
+    before any byte of it reaches the engine process, and lets it go once it is answered."""
+    url, _, _, _ = served
+    data = (media / "clip.mp4").read_bytes()
+    address = urlsplit(url)
+    assert inflight(url) == 0
+    with socket.create_connection((address.hostname, address.port), timeout=60) as connection:
+        connection.sendall(f"POST /localize HTTP/1.1\r\nHost: x\r\nContent-Type: video/mp4\r\nX-API-Key: {KEY}\r\n"
+                           f"Content-Length: {len(data)}\r\n\r\n".encode() + data[: len(data) // 2])  # fmt: skip
+        deadline = time.monotonic() + 10
+        while inflight(url) != 1:
+            assert time.monotonic() < deadline, "the upload in the intake process was not counted"
+            time.sleep(0.1)
+        connection.sendall(data[len(data) // 2 :])
+        assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+    deadline = time.monotonic() + 10
+    while inflight(url) != 0:
+        assert time.monotonic() < deadline, "the answered upload is still counted"
+        time.sleep(0.1)
+
+
 def test_a_clients_handoff_header_is_ignored(served, media):
     """Only the engine process's Unix socket may hand over a video: a client naming a file in x-tzn-handoff
     gets the answer for the bytes it sent."""
@@ -245,6 +273,7 @@ def test_the_upload_slots_are_counted_across_the_intake_processes(tmp_path):
     first, second = SharedSlots(path, 0, 3), SharedSlots(path, 1, 3)
     assert first.try_acquire() and first.try_acquire() and second.try_acquire()
     assert not first.try_acquire() and not second.try_acquire()
+    assert (first.elsewhere(), second.elsewhere()) == (1, 2)  # the engine process's in-flight uploads elsewhere
     second.release()
     assert first.try_acquire()
     first.reset(0)  # process 0 died holding three
