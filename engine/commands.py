@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -28,6 +29,11 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         "--clip", type=int, nargs=2, metavar=("FRAMES", "STRIDE"),
         help="a per-frame backbone's features: the mean of FRAMES frames every STRIDE (default: the backbone's; "
         "1 1 is one feature per frame); train with data.num_frames and data.feat_stride set to them",
+    )  # fmt: skip
+    extract.add_argument(
+        "--frame-size", type=int, metavar="PX",
+        help="resize frames to PX x PX instead of the backbone's own size (at least 32; fewer FLOPs per frame); "
+        "train with data.frame_size set to it, so that the service resizes frames the same way",
     )  # fmt: skip
     extract.set_defaults(handler=run_extract_features)
 
@@ -54,6 +60,11 @@ def run_extract_features(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     spec, device = SPECS[args.backbone], resolve_device(args.device)
+    if args.frame_size is not None:
+        if args.frame_size < 32:
+            print(f"tzn extract-features: --frame-size {args.frame_size}: at least 32 px", file=sys.stderr)
+            return 2
+        spec = replace(spec, size=args.frame_size)
     if args.clip:
         try:
             spec = spec.cut(*args.clip)
@@ -76,7 +87,7 @@ def run_extract_features(args: argparse.Namespace) -> int:
     summary = {
         "features": str(args.output), "videos": len(videos) - len(failed), "backbone": spec.name,
         "backbone_weights": extractor.weights, "feat_stride": spec.clip_stride, "num_frames": spec.frames_per_clip,
-        "fps": spec.sample_fps, "decoder": decoder, "failed": failed,
+        "fps": spec.sample_fps, "frame_size": spec.size, "decoder": decoder, "failed": failed,
     }  # fmt: skip
     print(json.dumps(summary, indent=2))
     return 1 if failed else 0

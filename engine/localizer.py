@@ -41,6 +41,7 @@ from engine.video.nvdec import NvdecFallbackError, NvdecPool
 from engine.video.sampling import Spans, sample_ticks
 from engine.video.source import VideoSource
 from engine.zoom import FrameSource, FrameSpool, ZoomedPass, run_zoom, spool_every, spooled_ticks, zoom_summary
+from model.backbones import SPECS
 from model.checkpoint import CheckpointConfig, label_id
 from model.flops import output_flops, uniform_head_flops
 from model.postprocess import video_segments
@@ -77,11 +78,13 @@ class Localization:
 @dataclass(frozen=True)
 class Sampling:
     """Which frames a decode gives (`Localizer.frames`): those at `fps` ticks (None: the backbone's rate), inside
-    `spans` (None: everywhere), `chunk_frames` at a time (None: the setting's)."""
+    `spans` (None: everywhere), `chunk_frames` at a time (None: the setting's), `size` px square (None: the
+    checkpoint's features' size)."""
 
     fps: float | None = None
     spans: Spans | None = None
     chunk_frames: int | None = None
+    size: int | None = None
 
 
 class Localizer:
@@ -107,6 +110,15 @@ class Localizer:
         self.head_lock = threading.Lock()  # one head at a time (the backbone batches across requests)
         zoomed = settings.checkpoint if settings.runtime == "torch" else None
         self.zoom = ZoomedPass.load(zoomed, self.spec, self.device)
+        # the zoom's windows are read at the backbone's own size (its refiners and fine detector were trained so),
+        # whatever size the coarse detector's frames have (features.frame_size)
+        self.window_extractor = self.extractor
+        native = SPECS[self.spec.name].size
+        if self.zoom is not None and self.spec.size != native:
+            self.window_extractor = FeatureExtractor(
+                replace(self.spec, size=native), settings.backbone_weights, self.device, settings.backbone_batch,
+                settings.backbone_batch_wait_ms,
+            )  # fmt: skip
         # the coarse pass samples at the rate its detector was trained at
         self.coarse = replace(self.spec, sample_fps=self.config.features.default_fps or self.spec.sample_fps)
         self.warm_up(warm_up_video)
@@ -160,14 +172,15 @@ class Localizer:
     def frames(
         self, source: VideoSource, limits: WorkLimits, cancelled: Callable[[], bool] = lambda: False,
         use_nvdec: bool = True, fps: float | None = None, spans: Spans | None = None, chunk_frames: int | None = None,
+        size: int | None = None,
     ) -> Iterator[tuple[VideoInfo, str, Iterator[FrameChunk]]]:  # fmt: skip
         """(the source's info, the decoder that decodes it, its sampled frames fitted to the backbone's size):
         the container precheck, the stream's info from the isolated child, then NVDEC or a CPU decoder. `fps`:
         the sampling rate (default: the backbone's); `spans`: only the frames inside them (the zoom's windows);
-        `chunk_frames`: frames per chunk (default: the setting's)."""
+        `chunk_frames`: frames per chunk (default: the setting's); `size`: their side (default: the features')."""
         started = time.monotonic()
         request = DecodeRequest(
-            fps=fps or self.spec.sample_fps, size=(self.spec.size,) * 2,
+            fps=fps or self.spec.sample_fps, size=(size or self.spec.size,) * 2,
             chunk_frames=chunk_frames or self.settings.chunk_frames,
             max_duration_s=limits.max_duration_s, timeout_s=limits.timeout_s, spans=spans,
         )  # fmt: skip
@@ -277,7 +290,8 @@ class Localizer:
         """`localize` with a zoom checkpoint: the coarse pass, the windows, the zoom pass, the refinement. Where the
         zoom rate is a multiple of the coarse rate, one decode at the zoom rate serves both passes (FrameSpool)."""
         seen = {}
-        every = spool_every(self.coarse.sample_fps, self.zoom.settings.zoom_fps)
+        same_frames = self.window_extractor is self.extractor  # else the windows' frames are larger: decoded again
+        every = spool_every(self.coarse.sample_fps, self.zoom.settings.zoom_fps) if same_frames else None
         spool = FrameSpool(every, int(self.settings.zoom_spool_mb * 2**20), self.settings.temp_dir) if every else None
 
         frames = self._zoom_frames(source, limits, spool, seen, progress, cancelled)
@@ -290,7 +304,8 @@ class Localizer:
 
         clip = (self.spec.frames_per_clip, self.spec.clip_stride)
         try:
-            run = run_zoom(self.zoom, self.coarse.sample_fps, frames, detect, clip, lambda: seen["info"].duration_s)
+            run = run_zoom(self.zoom, self.coarse.sample_fps, frames, detect, clip, lambda: seen["info"].duration_s,
+                           reuse_coarse=same_frames)  # fmt: skip
         finally:
             if spool is not None:
                 spool.close()
@@ -313,7 +328,7 @@ class Localizer:
             flops["head_uniform"] += uniform_head_flops(fine, 1, run.fine.padded_length, bool(run.fine.boundary)).total
             flops["head_saved_ratio"] = 1.0 - flops["head"] / flops["head_uniform"]
         dense = len(sample_ticks(float(run.coarse.times[0]), info.duration_s, self.spec.sample_fps))
-        flops["backbone_dense"] = float(dense * self.extractor.flops_per_unit)
+        flops["backbone_dense"] = float(dense * self.window_extractor.flops_per_unit)  # at the backbone's own size
         flops["backbone_saved_ratio"] = 1.0 - flops["backbone"] / max(flops["backbone_dense"], 1.0)
         summary = zoom_summary(self.zoom, run, self.coarse.sample_fps, decodes=seen["decodes"])
         return Localization(
@@ -343,7 +358,8 @@ class Localizer:
             rest = WorkLimits(max_duration_s=limits.max_duration_s, timeout_s=left)
             one_decode = spans is None and spool is not None
             thin = spool.thin if one_decode else iter
-            sampling = Sampling(fps, spans)
+            extractor = self.extractor if spans is None else self.window_extractor
+            sampling = Sampling(fps, spans, size=extractor.spec.size)
             if one_decode:
                 # One decode: the coarse pass decodes at the zoom rate, in chunks of as many frames as it keeps from
                 # a full chunk, so that its backbone runs while the rest decodes (CPU, 30 s of 720p with zoom-lite:
@@ -352,7 +368,7 @@ class Localizer:
                     self.zoom.settings.zoom_fps, None, max(1, self.settings.chunk_frames // spool.every)
                 )
             seen["info"], seen["decoder"], found = self._decoded(
-                source, rest, cancelled, lambda chunks: self.extractor.frame_features(thin(chunks), report), sampling
+                source, rest, cancelled, lambda chunks: extractor.frame_features(thin(chunks), report), sampling
             )  # fmt: skip
             seen["decodes"] += 1
             if one_decode and len(found.times):

@@ -4,6 +4,7 @@ config, the runtime's files, the device, the backbone and its weights file."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -49,7 +50,8 @@ def backbone_for(config: CheckpointConfig, settings: EngineSettings) -> Backbone
     checkpoint that names its backbone also says how its features were cut into clips (`features.num_frames`
     frames every `features.feat_stride`): a per-frame backbone pools its frames so (the temporal zoom's coarse
     detectors read one feature per frame: num_frames = feat_stride = 1); a clip backbone computes its own clips
-    and must match. Without a name the backbone's own clips are used."""
+    and must match. Without a name the backbone's own clips are used. Frames are resized to the backbone's own
+    size, or to `features.frame_size` where the checkpoint gives one (features computed from smaller frames)."""
     name = settings.backbone or config.features.backbone
     if name is None:
         raise ConfigurationError(
@@ -69,6 +71,8 @@ def backbone_for(config: CheckpointConfig, settings: EngineSettings) -> Backbone
             spec = spec.cut(config.features.num_frames, config.features.feat_stride)
         except ValueError as error:
             raise ConfigurationError(f"the checkpoint's features do not fit its backbone: {error}") from error
+    if config.features.frame_size is not None:  # frames resized to this side instead of the backbone's own
+        spec = replace(spec, size=config.features.frame_size)
     return spec
 
 

@@ -7,7 +7,9 @@ A zoom checkpoint is a checkpoint directory whose detector was trained on featur
 (tools/train_zoom.py writes them). A request then runs:
 
 1. coarse pass: one backbone feature per frame at the coarse rate, pooled into clips as every request pools them
-   (engine/features/windows.py), through the head: candidate actions;
+   (engine/features/windows.py), through the head: candidate actions. Its frames may be smaller than the
+   backbone's own size (the detector's `features.frame_size`, e.g. 64 px: coarse in space as well as in time);
+   the windows are always read at the backbone's own size, from a decode of their own;
 2. windows: around the start and the end of each candidate scoring at least `min_score` (the best
    `max_candidates`), `2 * window_s` seconds of the zoom rate's tick grid, the ticks a whole-video decode at
    `zoom_fps` would use, so the window's frames are those that decode would give;
@@ -58,7 +60,7 @@ from engine.features.windows import ClipWindower
 from engine.heads import load_head, timed_call
 from engine.video.decode import FrameChunk
 from engine.video.sampling import Spans, inside_spans, sample_ticks
-from model.backbones import BackboneSpec
+from model.backbones import SPECS, BackboneSpec
 from model.checkpoint import WEIGHTS_NAME, CheckpointConfig, CheckpointError, read_checkpoint_config
 from model.head import Head
 from model.postprocess import video_segments
@@ -153,6 +155,11 @@ def read_zoom(
             raise ConfigurationError(f"{path} names a {settings.refiner!r} refiner but {REFINER_FILE} is missing")
     if settings.redetects:
         check_fine(Path(checkpoint), settings)
+        if spec.size != SPECS[spec.name].size:
+            raise ConfigurationError(
+                f"{path}: the 'detector' refiner reads the coarse frames' features beside the windows', so the coarse "
+                f"detector's frames must have the backbone's own size ({SPECS[spec.name].size} px), not {spec.size}"
+            )
     if verifier is not None:
         if verifier.mode != "presence":
             raise ConfigurationError(f"{path}: the verifier's mode is {verifier.mode!r}, not 'presence'")
@@ -179,6 +186,9 @@ def check_fine(checkpoint: Path, settings: ZoomSettings) -> CheckpointConfig:
         )
     if config.labels != coarse.labels:
         raise ConfigurationError(f"{fine}: its labels {config.labels} are not the coarse detector's {coarse.labels}")
+    if features.frame_size is not None:
+        raise ConfigurationError(f"{fine}: the zoom's detector reads windows at the backbone's own size, not "
+                                 f"{features.frame_size} px")  # fmt: skip
     if not (fine / WEIGHTS_NAME).is_file():
         raise ConfigurationError(f"{fine / WEIGHTS_NAME}: missing")
     return config
@@ -472,12 +482,19 @@ class ZoomRun:
 
 
 def run_zoom(
-    zoom: ZoomedPass, coarse_fps: float, frames: FrameSource, detect: Detect, clip: tuple[int, int], end_s: float
+    zoom: ZoomedPass,
+    coarse_fps: float,
+    frames: FrameSource,
+    detect: Detect,
+    clip: tuple[int, int],
+    end_s: float,
+    reuse_coarse: bool = True,
 ) -> ZoomRun:
     """The coarse pass at `coarse_fps`, the windows, the zoom pass and the refinement (module docstring).
     `clip`: (frames per clip, clip stride) of the backbone; `end_s()`: the end of the video's last frame (known
     once the coarse pass has decoded). Where the zoom rate is a multiple of the coarse rate, a window's ticks
-    that are coarse ticks take the coarse pass's features: the zoom pass runs the backbone on the others only."""
+    that are coarse ticks take the coarse pass's features: the zoom pass runs the backbone on the others only
+    (unless `reuse_coarse` is False: the coarse features came from smaller frames)."""
     settings = zoom.settings
     coarse = frames(coarse_fps, None)
     first_s = float(coarse.times[0]) if len(coarse.times) else 0.0
@@ -486,7 +503,7 @@ def run_zoom(
     plan = zoom.plan(segments, scores, first_s, end)
     needed, every = plan.needed, spool_every(coarse_fps, settings.zoom_fps)
     reused = np.zeros(len(needed), dtype=bool)
-    if every:
+    if every and reuse_coarse:
         reused = (needed % every == 0) & (needed // every < len(coarse.rows))
     fresh = needed[~reused]
     zoomed = frames(settings.zoom_fps, tick_spans(fresh, first_s, settings.zoom_fps)) if len(fresh) else \

@@ -43,7 +43,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +56,7 @@ from engine.settings import EngineSettings, WorkLimits
 from engine.video.source import VideoSource
 from engine.zoom import REFINER_FILE, VERIFIER_FILE, ZoomDetector, ZoomedPass, ZoomSettings, pool_clips, run_zoom
 from experiments.results import ground_truth_widths, variance_ratio
-from model.backbones import SPECS
+from model.backbones import SPECS, build_backbone, flops_per_unit
 from model.refiner import BoundaryRefiner, BoundaryVerifier, RefinerConfig
 from tools.train_zoom import (
     FrameCache,
@@ -76,8 +76,13 @@ TIOUS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SPEC = SPECS["resnet18-2d"]
 CLIP = (SPEC.frames_per_clip, SPEC.clip_stride)
 POOLINGS = {"clips": CLIP, "frames": (1, 1)}  # a detector's features: the served clips, or one per frame
+FRAME_SIZES = (
+    None,
+    64,
+)  # a coarse detector's frames: the backbone's own size (112 px), or 64 px (experiments/zoom_space.py)
 FRAME_RATES = (1, 2, 4, 8, 16)  # rates with per-frame detectors too (the zoom's coarse and zoom rates, the reference)
 PER_FRAME = ", per frame"  # the test table's suffix of the uniform detectors on per-frame features
+SMALL_FRAMES = ", per frame, 64 px"  # ... and on per-frame features of 64 px frames (experiments/zoom_space.py)
 GRID = {
     "coarse_fps": (1, 2, 4),
     "zoom_fps": (8, 16),
@@ -91,6 +96,14 @@ REFINERS = ("bdr", "regression", "none", "detector")
 AVERAGE_SLACK = 1.0  # a chosen zoom point keeps the validation average mAP within this of uniform 8 fps's
 
 
+@dataclass(frozen=True)
+class BackboneCost:
+    """What the backbone ran for a set of videos: frames, and their FLOPs (frames of several sizes)."""
+
+    frames: int
+    flops: float
+
+
 class Bench:
     """The trained runs of one workdir, and the backbone's cost per frame."""
 
@@ -98,31 +111,50 @@ class Bench:
         self.workdir, self.annotations = workdir, workdir / "videos" / "annotations.json"
         self.truth = json.loads(self.annotations.read_text())
         self.cache = FrameCache(workdir / "frames", self.truth)
+        self._caches = {None: self.cache}
         self.base, self.zoom = load_zoom_config(CONFIG)
         if epochs:
             self.base = self.base.model_copy(
                 update={"optimizer": self.base.optimizer.model_copy(update={"epochs": epochs})}
             )
-        self.flops_per_frame = None
+        backbone = build_backbone(SPEC.name)[0]
+        self._flops = {None: flops_per_unit(backbone)}
+        self._flops.update({size: flops_per_unit(backbone, size) for size in FRAME_SIZES if size})
         self._localizers: dict[Path, Localizer] = {}
+
+    @property
+    def flops_per_frame(self) -> int:
+        return self._flops[None]
+
+    def cost(self, frames: int, size: int | None = None) -> BackboneCost:
+        """What `frames` frames of `size` px (None: the backbone's own) cost the backbone."""
+        return BackboneCost(frames, float(frames * self._flops[size]))
+
+    def cache_at(self, size: int | None) -> FrameCache:
+        """The per-frame features of frames of `size` px (None: the backbone's own; else frames-<size>px/, from
+        `python -m tools.zoom_frames --frame-size <size>`)."""
+        if size not in self._caches:
+            self._caches[size] = FrameCache(self.workdir / f"frames-{size}px", self.truth)
+        return self._caches[size]
 
     def videos(self, split: str) -> list[str]:
         return [v for v, info in self.truth["database"].items() if info["subset"] == split]
 
-    def run_dir(self, fps: float, seed: int, pooling: str = "clips") -> Path:
-        """Where the seed's uniform detector at `fps` on `pooling` features lives."""
-        return self.workdir / "runs" / f"seed{seed}" / f"uniform{fps:g}{pooling_suffix(pooling)}"
+    def run_dir(self, fps: float, seed: int, pooling: str = "clips", size: int | None = None) -> Path:
+        """Where the seed's uniform detector at `fps` on `pooling` features of `size` px frames lives."""
+        return self.workdir / "runs" / f"seed{seed}" / f"uniform{fps:g}{pooling_suffix(pooling)}{size_suffix(size)}"
 
-    def detector(self, fps: float, seed: int, pooling: str = "clips") -> Localizer:
-        """The seed's uniform detector at `fps` on features pooled as `pooling` says (POOLINGS), trained once."""
-        run = self.run_dir(fps, seed, pooling)
+    def detector(self, fps: float, seed: int, pooling: str = "clips", size: int | None = None) -> Localizer:
+        """The seed's uniform detector at `fps` on features pooled as `pooling` says (POOLINGS), of frames of
+        `size` px (None: the backbone's own), trained once."""
+        run = self.run_dir(fps, seed, pooling, size)
         if not (run / "model.safetensors").is_file():
-            features = self.workdir / "features" / f"{fps:g}fps{pooling_suffix(pooling)}"
-            train_detector(self.base, self.cache, self.annotations, fps, POOLINGS[pooling], features, run, seed,
+            features = self.workdir / "features" / f"{fps:g}fps{pooling_suffix(pooling)}{size_suffix(size)}"
+            base = self.base.model_copy(update={"data": self.base.data.model_copy(update={"frame_size": size})})
+            train_detector(base, self.cache_at(size), self.annotations, fps, POOLINGS[pooling], features, run, seed,
                            log=lambda _: None, progress=False)  # fmt: skip
         if run not in self._localizers:
             self._localizers[run] = Localizer(EngineSettings(checkpoint=run, device="cpu"))
-            self.flops_per_frame = self._localizers[run].extractor.flops_per_unit
         return self._localizers[run]
 
     def refiner(self, settings: ZoomSettings, mode: str, seed: int):
@@ -189,18 +221,25 @@ def pooling_suffix(pooling: str) -> str:
     return "" if pooling == "clips" else f"-{pooling}"
 
 
-def uniform_predictions(bench: Bench, fps: float, seed: int, split: str, pooling: str = "clips") -> tuple[dict, int]:
-    """ActivityNet results of the uniform detector at `fps` (features pooled as `pooling`), and the frames its
-    backbone ran."""
-    localizer, results, frames = bench.detector(fps, seed, pooling), {}, 0
+def size_suffix(size: int | None) -> str:
+    """The suffix of a run's or features' directory name: none for the backbone's own frame size."""
+    return "" if size is None else f"-{size}px"
+
+
+def uniform_predictions(
+    bench: Bench, fps: float, seed: int, split: str, pooling: str = "clips", size: int | None = None
+) -> tuple[dict, BackboneCost]:
+    """ActivityNet results of the uniform detector at `fps` (features pooled as `pooling`, of `size` px frames),
+    and what its backbone ran."""
+    localizer, results, frames = bench.detector(fps, seed, pooling, size), {}, 0
     for video_id in bench.videos(split):
-        rows, times = bench.cache.at(video_id, fps)
+        rows, times = bench.cache_at(size).at(video_id, fps)
         duration = bench.truth["database"][video_id]["duration"]
         features = pool_clips(torch.from_numpy(rows), *POOLINGS[pooling])
         _, found, _ = localizer.detect(features, float(times[0]), duration, fps)
         results[video_id] = as_results(localizer, found.segments.numpy(), found.scores.numpy(), found.labels.numpy())
         frames += len(times)
-    return results, frames
+    return results, bench.cost(frames, size)
 
 
 def point_settings(bench: Bench, point: dict, mode: str | None = None, weight: float | None = None) -> ZoomSettings:
@@ -215,38 +254,43 @@ def point_settings(bench: Bench, point: dict, mode: str | None = None, weight: f
 
 
 def valid(point: dict) -> bool:
-    """A GRID point the zoom can run: the "detector" refiner has no verifier."""
-    return not (point["refiner"] == "detector" and point["verify_weight"] > 0)
+    """A GRID point the zoom can run: the "detector" refiner has no verifier, and reads coarse features of the
+    backbone's own frame size only (engine/zoom.py, read_zoom)."""
+    detector = point["refiner"] == "detector"
+    return not (detector and (point["verify_weight"] > 0 or point.get("coarse_size") is not None))
 
 
 def zoom_predictions(
     bench: Bench, point: dict, mode: str, seed: int, split: str, weight: float | None = None,
     fine: ZoomDetector | None = None,
-) -> tuple[dict, int]:  # fmt: skip
-    """ActivityNet results of the zoom at `point` with refiner `mode` (and verify `weight` if given), and the
-    frames its backbone ran. `fine`: the "detector" refiner's detector (default: the seed's uniform per-frame
-    detector at the zoom rate)."""
+) -> tuple[dict, BackboneCost]:  # fmt: skip
+    """ActivityNet results of the zoom at `point` with refiner `mode` (and verify `weight` if given), and what its
+    backbone ran. `fine`: the "detector" refiner's detector (default: the seed's uniform per-frame detector at the
+    zoom rate). A point's "coarse_size" (px; absent or None: the backbone's own) is the coarse pass's frame size;
+    the windows are always read at the backbone's own size."""
     settings = point_settings(bench, point, mode, weight)
     if settings.redetects and fine is None:
         fine = ZoomDetector(bench.detector(settings.zoom_fps, seed, "frames").head)
     zoom = ZoomedPass(settings, bench.refiner(settings, mode, seed), bench.verifier(settings, seed), fine)
-    pooling = point.get("coarse_pooling", "clips")
-    localizer, results, frames = bench.detector(point["coarse_fps"], seed, pooling), {}, 0
+    pooling, size = point.get("coarse_pooling", "clips"), point.get("coarse_size")
+    localizer, results, coarse, zoomed = bench.detector(point["coarse_fps"], seed, pooling, size), {}, 0, 0
     for video_id in bench.videos(split):
         duration, end = bench.truth["database"][video_id]["duration"], bench.cache.end_s(video_id)
 
         def cached(fps, spans, video_id=video_id):
-            rows, times = bench.cache.at(video_id, fps, spans)
+            rows, times = (bench.cache_at(size) if spans is None else bench.cache).at(video_id, fps, spans)
             return FrameFeatures(torch.from_numpy(rows), times, 0.0, 0.0, len(times))
 
         def detect(features, first_s, fps, duration=duration):
             _, found, head_ms = localizer.detect(features, first_s, duration, fps)
             return found.segments.numpy(), found.scores.numpy(), found.labels.numpy(), head_ms
 
-        run = run_zoom(zoom, point["coarse_fps"], cached, detect, POOLINGS[pooling], lambda end=end: end)
+        run = run_zoom(zoom, point["coarse_fps"], cached, detect, POOLINGS[pooling], lambda end=end: end,
+                       reuse_coarse=size is None)  # fmt: skip
         results[video_id] = as_results(localizer, run.segments, run.scores, run.labels)
-        frames += len(run.coarse.times) + len(run.zoomed.times)
-    return results, frames
+        coarse, zoomed = coarse + len(run.coarse.times), zoomed + len(run.zoomed.times)
+    coarse_cost, zoom_cost = bench.cost(coarse, size), bench.cost(zoomed)
+    return results, BackboneCost(coarse + zoomed, coarse_cost.flops + zoom_cost.flops)
 
 
 def as_results(localizer: Localizer, segments, scores, labels) -> list[dict]:
@@ -257,7 +301,7 @@ def as_results(localizer: Localizer, segments, scores, labels) -> list[dict]:
     ]
 
 
-def measure(bench: Bench, results: dict, frames: int, split: str) -> dict:
+def measure(bench: Bench, results: dict, cost: BackboneCost, split: str) -> dict:
     """mAP per tIoU and average, boundary errors (frames), backbone GFLOPs and frames per video minute."""
     predictions = {"results": results}
     metrics = evaluate(bench.truth, predictions, split, TIOUS)
@@ -266,7 +310,7 @@ def measure(bench: Bench, results: dict, frames: int, split: str) -> dict:
     return {
         **{f"mAP@{t:.1f}": metrics["mAP"][f"{t:.2f}"] for t in TIOUS}, "average": metrics["average"],
         "error_std_frames": float(np.nanstd(errors) * 30), "errors": errors.tolist(),
-        "gflops_per_min": frames * bench.flops_per_frame / 1e9 / minutes, "frames_per_min": frames / minutes,
+        "gflops_per_min": cost.flops / 1e9 / minutes, "frames_per_min": cost.frames / minutes,
     }  # fmt: skip
 
 
@@ -279,14 +323,14 @@ def summarise(rows: list[dict], keys) -> dict:
     return out
 
 
-def choose_points(bench: Bench, seeds: list[int], log) -> dict[str, dict]:
-    """The zoom points (settings and refiner) validation chooses (module docstring)."""
+def choose_points(bench: Bench, seeds: list[int], log, grid: dict = GRID) -> dict[str, dict]:
+    """The zoom points (settings and refiner) validation chooses among `grid`'s (module docstring)."""
     dense = [measure(bench, *uniform_predictions(bench, REFERENCE, s, "validation"), "validation") for s in seeds]
     reference = statistics.fmean(row["gflops_per_min"] for row in dense)
     floor = statistics.fmean(row["average"] for row in dense) - AVERAGE_SLACK
     scored = []
-    for values in itertools.product(*GRID.values()):
-        point = dict(zip(GRID, values, strict=True))
+    for values in itertools.product(*grid.values()):
+        point = dict(zip(grid, values, strict=True))
         if not valid(point):
             continue
         rows = [
@@ -342,13 +386,18 @@ def test_runs(bench: Bench, seeds: list[int], chosen: dict[str, dict], log) -> d
                 bench, *zoom_predictions(bench, {**point, "coarse_pooling": pooling}, point["refiner"], seed, "test"),
                 "test",
             )  # fmt: skip
-        reference = np.asarray(seed_rows[f"uniform {REFERENCE} fps"]["errors"])
-        for label, row in seed_rows.items():
-            errors = np.asarray(row.pop("errors"))
-            row["R_ramped"] = variance_ratio(np.where(widths > 0, errors, np.nan), reference)[0]
-            runs.setdefault(label, []).append({"seed": seed, **row})
-        log(f"seed {seed}: " + "; ".join(f"{k} {v['mAP@0.7']:.1f}/{v['mAP@0.9']:.1f}" for k, v in seed_rows.items()))
+        keep_seed(runs, seed, seed_rows, widths, log)
     return runs
+
+
+def keep_seed(runs: dict, seed: int, seed_rows: dict[str, dict], widths: np.ndarray, log) -> None:
+    """Adds one seed's test rows to `runs`, each with R on ramped boundaries against uniform 8 fps's errors."""
+    reference = np.asarray(seed_rows[f"uniform {REFERENCE} fps"]["errors"])
+    for label, row in seed_rows.items():
+        errors = np.asarray(row.pop("errors"))
+        row["R_ramped"] = variance_ratio(np.where(widths > 0, errors, np.nan), reference)[0]
+        runs.setdefault(label, []).append({"seed": seed, **row})
+    log(f"seed {seed}: " + "; ".join(f"{k} {v['mAP@0.7']:.1f}/{v['mAP@0.9']:.1f}" for k, v in seed_rows.items()))
 
 
 def wall_times(bench: Bench, chosen: dict[str, dict], seed: int) -> dict[str, dict]:
@@ -357,10 +406,10 @@ def wall_times(bench: Bench, chosen: dict[str, dict], seed: int) -> dict[str, di
     out, limits = {}, WorkLimits(max_duration_s=3600, timeout_s=600)
     checkpoints = {f"uniform {REFERENCE} fps": bench.run_dir(REFERENCE, seed)}
     for name, point in chosen.items():
-        bench.detector(point["coarse_fps"], seed, point["coarse_pooling"])
+        bench.detector(point["coarse_fps"], seed, point["coarse_pooling"], point.get("coarse_size"))
         settings = point_settings(bench, point)
         refiner = bench.refiner(settings, point["refiner"], seed)
-        detector = bench.run_dir(point["coarse_fps"], seed, point["coarse_pooling"])
+        detector = bench.run_dir(point["coarse_fps"], seed, point["coarse_pooling"], point.get("coarse_size"))
         fine = None
         if settings.redetects:
             bench.detector(settings.zoom_fps, seed, "frames")
@@ -414,14 +463,17 @@ COLUMNS = (
 )
 
 
-def page(result: dict) -> str:
-    """docs/zoom.md from the run's JSON."""
+def page(
+    result: dict, title: str = "The temporal zoom against uniform sampling, on raw videos",
+    source: str = "experiments/zoom.py", curve_file: str = "zoom_curve.png",
+) -> str:  # fmt: skip
+    """docs/zoom.md (or another page of such a run, `title`, made by `source`) from the run's JSON."""
     runs, reference = result["test"], f"uniform {REFERENCE} fps"
     header = ["variant", *COLUMNS, "backbone x 8 fps"]
     lines = [
-        "# The temporal zoom against uniform sampling, on raw videos", "",
+        f"# {title}", "",
         f"Generated by `{result['command']}` ({result['date']}, {result['machine']}). How it works and what is measured:",
-        "experiments/zoom.py. Test split, mean ± std over seeds " + ", ".join(map(str, result["seeds"])) + ".", "",
+        f"{source}. Test split, mean ± std over seeds " + ", ".join(map(str, result["seeds"])) + ".", "",
         "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
     ]  # fmt: skip
     base = statistics.fmean(r["gflops_per_min"] for r in runs[reference])
@@ -448,7 +500,7 @@ def page(result: dict) -> str:
         "",
     ]
     lines += wall_lines(result["wall"], reference)
-    lines += ["", "![mAP against backbone GFLOPs](zoom_curve.png)", ""]
+    lines += ["", f"![mAP against backbone GFLOPs]({curve_file})", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -490,12 +542,15 @@ def backbone_ratio(runs: dict, name: str) -> float:
 
 
 def uniform_curves(runs: dict) -> dict[str, list[str]]:
-    """The uniform variants' names, one list per kind of features: clips (RATES) and per frame (FRAME_RATES)."""
+    """The uniform variants' names, one list per kind of features: clips (RATES), per frame (FRAME_RATES), and
+    per frame of 64 px frames where there are any (experiments/zoom_space.py)."""
     uniform = [n for n in runs if n.startswith("uniform")]
-    return {
-        "clips": [n for n in uniform if not n.endswith(PER_FRAME)],
+    curves = {
+        "clips": [n for n in uniform if not n.endswith((PER_FRAME, SMALL_FRAMES))],
         "per frame": [n for n in uniform if n.endswith(PER_FRAME)],
+        "per frame, 64 px": [n for n in uniform if n.endswith(SMALL_FRAMES)],
     }
+    return {kind: names for kind, names in curves.items() if names}
 
 
 def above_uniform(runs: dict, name: str, key: str) -> float:
@@ -563,7 +618,9 @@ def curve(result: dict, path: Path) -> None:
     runs = result["test"]
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     for axis, key in zip(axes, ("mAP@0.7", "mAP@0.9"), strict=True):
-        for (kind, names), colour in zip(uniform_curves(runs).items(), ("grey", "tab:brown"), strict=True):
+        for (kind, names), colour in zip(
+            uniform_curves(runs).items(), ("grey", "tab:brown", "tab:olive"), strict=False
+        ):
             points = sorted(
                 (statistics.fmean(r["gflops_per_min"] for r in runs[n]), statistics.fmean(r[key] for r in runs[n]))
                 for n in names

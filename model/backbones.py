@@ -174,14 +174,16 @@ def _load_weights(network: nn.Module, path: Path) -> str:
     return f"{path.name} sha256:{digest}"
 
 
-def flops_per_unit(backbone: nn.Module) -> int:
-    """FLOPs of one frame (2D backbones) or one clip (3D), counted once with FlopCounterMode."""
+def flops_per_unit(backbone: nn.Module, size: int | None = None) -> int:
+    """FLOPs of one frame (2D backbones) or one clip (3D) of `size` x `size` pixels (default: the backbone's own),
+    counted once with FlopCounterMode."""
     spec: BackboneSpec = backbone.spec
+    size = size or spec.size
     if spec.per_frame:
-        sample = torch.zeros(1, spec.size, spec.size, 3, dtype=torch.uint8)
+        sample = torch.zeros(1, size, size, 3, dtype=torch.uint8)
         run = backbone.frame_features
     else:
-        sample = torch.zeros(1, spec.frames_per_clip, spec.size, spec.size, 3, dtype=torch.uint8)
+        sample = torch.zeros(1, spec.frames_per_clip, size, size, 3, dtype=torch.uint8)
         run = backbone
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:

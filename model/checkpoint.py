@@ -37,6 +37,9 @@ class FeatureSpec(BaseModel):
     num_frames: int = Field(16, gt=0)
     default_fps: float | None = Field(30.0, gt=0)
     backbone: str | None = Field(None, description="feature extractor the model was trained on, e.g. 'i3d'")
+    frame_size: int | None = Field(
+        None, ge=32, description="side (px) of the frames its backbone saw; None: the backbone's own (112)"
+    )
 
 
 class CheckpointConfig(BaseModel):

@@ -4,6 +4,9 @@ one, with one command and one config (configs/zoom.yaml: the detector's sections
 
     python -m tools.zoom_frames --videos VIDEOS --output FRAMES          # per-frame features, once
     python -m tools.train_zoom --config configs/zoom.yaml --videos VIDEOS --frames FRAMES --output RUN
+    # a coarse pass on smaller frames (data.frame_size: 64 in the config; the windows stay at 112 px):
+    python -m tools.zoom_frames --videos VIDEOS --output FRAMES64 --frame-size 64
+    python -m tools.train_zoom --config CONFIG --videos VIDEOS --frames FRAMES --coarse-frames FRAMES64 --output RUN
 
 Features come from per-frame backbone features of every frame (FRAMES, written through the engine's decoding and
 backbone): features at any rate r are the rows the sampling rule picks at r's ticks (engine/video/sampling.py),
@@ -415,21 +418,33 @@ def train_detector(
     return train(config, run, progress=progress, log=log)
 
 
-def train_zoom(config_path: Path, videos: Path, frames: Path, output: Path, seed: int | None = None, log=print) -> Path:
-    """The whole recipe (module docstring): a zoom checkpoint in `output`."""
+def train_zoom(
+    config_path: Path, videos: Path, frames: Path, output: Path, seed: int | None = None, log=print,
+    coarse_frames: Path | None = None,
+) -> Path:  # fmt: skip
+    """The whole recipe (module docstring): a zoom checkpoint in `output`. With `data.frame_size` in the config,
+    the coarse detector trains on `coarse_frames` (per-frame features of frames of that size)."""
     base, zoom = load_zoom_config(config_path)
     seed = base.seed if seed is None else seed
     annotations = videos / "annotations.json"
     truth = json.loads(annotations.read_text())
     cache = FrameCache(frames, truth)
+    settings = zoom.settings()
+    coarse_cache = cache
+    if base.data.frame_size is not None:
+        if coarse_frames is None:
+            raise ValueError(f"data.frame_size {base.data.frame_size}: give --coarse-frames, the per-frame features "
+                             f"of {base.data.frame_size} px frames (tools/zoom_frames.py --frame-size)")  # fmt: skip
+        if settings.redetects:
+            raise ValueError("the 'detector' refiner reads both passes on one grid: no data.frame_size with it")
+        coarse_cache = FrameCache(coarse_frames, truth)
     cut = (base.data.num_frames, base.data.feat_stride)  # as configs/zoom.yaml's data section says (1, 1: per frame)
 
     def trained(fps: float, cut: tuple[int, int], run: Path) -> Path:
         features = output / "features" / f"{fps:g}fps-{cut[0]}x{cut[1]}"
-        return train_detector(base, cache, annotations, fps, cut, features, run, seed, log)
+        return train_detector(base, coarse_cache, annotations, fps, cut, features, run, seed, log)
 
     detector = trained(zoom.coarse_fps, cut, output / "detector")
-    settings = zoom.settings()
     if settings.redetects:
         fine = train_zoom_detector(
             base, cache, truth, zoom.coarse_fps, settings, zoom.simulated,
@@ -446,10 +461,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--videos", type=Path, required=True, help="the videos' directory with annotations.json")
     parser.add_argument("--frames", type=Path, required=True, help="per-frame features (tools/zoom_frames.py)")
+    parser.add_argument(
+        "--coarse-frames", type=Path,
+        help="with data.frame_size in the config: per-frame features of frames of that size, for the coarse detector",
+    )  # fmt: skip
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--seed", type=int)
     args = parser.parse_args(argv)
-    run = train_zoom(args.config, args.videos, args.frames, args.output, args.seed)
+    run = train_zoom(args.config, args.videos, args.frames, args.output, args.seed, coarse_frames=args.coarse_frames)
     print(f"zoom checkpoint written to {run}")
 
 

@@ -53,6 +53,10 @@ class DataConfig(BaseModel):
     trunc_thresh: float = Field(0.5, ge=0.0, le=1.0)
     crop_ratio: tuple[float, float] | None = None
     backbone: str | None = Field(None, description="feature extractor, recorded in the checkpoint")
+    frame_size: int | None = Field(
+        None, ge=32, description="side (px) of the frames the features came from (tzn extract-features "
+        "--frame-size), recorded in the checkpoint; None: the backbone's own",
+    )  # fmt: skip
 
 
 class OptimizerConfig(BaseModel):

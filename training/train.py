@@ -200,7 +200,7 @@ def _checkpoint_config(
     fps = config.data.default_fps or train.videos[0].fps
     features = FeatureSpec(
         feat_stride=config.data.feat_stride, num_frames=config.data.num_frames, default_fps=fps,
-        backbone=config.data.backbone,
+        backbone=config.data.backbone, frame_size=config.data.frame_size,
     )  # fmt: skip
     return CheckpointConfig(
         model=model_config, labels=train.labels, label_ids=train.annotation_label_ids, features=features,

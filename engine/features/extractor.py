@@ -84,7 +84,7 @@ class FeatureExtractor:
     ):
         self.spec, self.device = spec, device
         backbone, self.weights = build_backbone(spec.name, weights)
-        self.flops_per_unit = flops_per_unit(backbone)
+        self.flops_per_unit = flops_per_unit(backbone, spec.size)  # at the frames' size (features.frame_size)
         on_gpu = device.type == "cuda"
         layout = torch.channels_last if spec.per_frame else torch.channels_last_3d
         self.backbone = backbone.to(device, memory_format=layout) if on_gpu else backbone.to(device)

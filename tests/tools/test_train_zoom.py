@@ -210,3 +210,35 @@ def test_the_detector_refiner_trains_a_per_frame_detector_at_the_zoom_rate_into_
     assert len(segments) == len(scores) == len(labels) and np.all(np.diff(scores) <= 0)
     with pytest.raises(ValueError, match="only it, needs the zoom rate's detector"):
         write_zoom_checkpoint(written, tmp_path / "other", settings, None, None)
+
+
+def test_a_coarse_detector_on_smaller_frames_trains_on_their_features_and_says_so(cache, tmp_path):
+    """`data.frame_size`: the coarse detector trains on --coarse-frames (features of frames of that size) and its
+    checkpoint records the size, so that the service decodes its frames so; the refiner trains on --frames."""
+    import shutil
+
+    import yaml
+
+    from model.checkpoint import read_checkpoint_config
+    from tools.train_zoom import train_zoom
+
+    small = shutil.copytree(cache.frames, tmp_path / "frames-64px")
+    for path in small.glob("v*.npy"):
+        if not path.name.endswith(".times.npy"):
+            np.save(path, np.load(path) * 0.5 + 1.0)  # other features than the 112 px frames'
+    config = yaml.safe_load(Path("configs/zoom.yaml").read_text())
+    config["optimizer"]["epochs"], config["model"]["embed_dim"] = 2, 16
+    config["data"].update(max_seq_len=128, val_split="test", frame_size=64)
+    config["zoom"].update(coarse_fps=2.0, zoom_fps=8.0, window_s=0.5, refiner={"mode": "regression", "steps": 20})
+    path = tmp_path / "zoom.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match="give --coarse-frames"):
+        train_zoom(path, cache.frames, cache.frames, tmp_path / "none", log=lambda _: None)
+    written = train_zoom(path, cache.frames, cache.frames, tmp_path / "run", log=lambda _: None, coarse_frames=small)
+    assert read_checkpoint_config(written).features.frame_size == 64
+    coarse = np.load(tmp_path / "run" / "features" / "2fps-1x1" / "v0.npy")
+    assert np.allclose(coarse, FrameCache(small, {"database": cache.database}).at("v0", 2.0)[0])
+    config["zoom"]["refiner"] = {"mode": "detector"}
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match="no data.frame_size with it"):
+        train_zoom(path, cache.frames, cache.frames, tmp_path / "detector", log=lambda _: None, coarse_frames=small)

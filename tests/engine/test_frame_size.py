@@ -1,0 +1,109 @@
+"""Checkpoints whose features came from frames smaller than the backbone's own size (`features.frame_size`):
+served at that size, counted at that size, and as the temporal zoom's coarse pass beside full-size windows."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.errors import ConfigurationError
+from engine.localizer import Localizer
+from engine.preflight import check
+from engine.settings import EngineSettings, WorkLimits
+from engine.video.sampling import sample_ticks
+from engine.video.source import VideoSource
+from model.backbones import build_backbone, flops_per_unit
+from model.checkpoint import FeatureSpec
+from tests.conftest import detector_zoom
+from tzn import main
+
+LIMITS = WorkLimits(max_duration_s=600, timeout_s=120)
+SAMPLE = "service/demo/sample.mp4"
+
+
+def at_frame_size(checkpoint: Path, parent: Path, size: int) -> Path:
+    """A copy of `checkpoint` whose features say they came from `size` px frames."""
+    copy = shutil.copytree(checkpoint, parent / f"{checkpoint.name}-{size}px")
+    config = json.loads((copy / "config.json").read_text())
+    config["features"]["frame_size"] = size
+    (copy / "config.json").write_text(json.dumps(config))
+    return copy
+
+
+def test_a_checkpoint_on_smaller_frames_is_served_with_the_features_extract_features_wrote(
+    small_checkpoint, media, tmp_path, capsys
+):
+    """What `tzn extract-features --frame-size 64` computes for training is what the service computes for that
+    checkpoint: the same features, and the backbone's FLOPs at 64 px."""
+    (tmp_path / "videos").mkdir()
+    shutil.copy(media / "clip.mp4", tmp_path / "videos" / "clip.mp4")
+    command = ["extract-features", "--videos", str(tmp_path / "videos"), "--output", str(tmp_path / "features")]
+    assert main([*command, "--frame-size", "64"]) == 0
+    assert json.loads(capsys.readouterr().out)["frame_size"] == 64
+    written = np.load(tmp_path / "features" / "clip.npy")
+    localizer = Localizer(EngineSettings(checkpoint=at_frame_size(small_checkpoint, tmp_path, 64), device="cpu"))
+    _, _, extracted = localizer.extract(VideoSource.from_path(media / "clip.mp4"), LIMITS)
+    np.testing.assert_allclose(extracted.features.T.numpy(), written, rtol=1e-5, atol=1e-5)
+    full = Localizer(EngineSettings(checkpoint=small_checkpoint, device="cpu"))
+    _, _, at_112 = full.extract(VideoSource.from_path(media / "clip.mp4"), LIMITS)
+    assert not np.allclose(at_112.features.numpy(), extracted.features.numpy(), atol=1e-3)  # other pixels
+    backbone = build_backbone("resnet18-2d")[0]
+    assert localizer.extractor.flops_per_unit == flops_per_unit(backbone, 64) < 0.35 * flops_per_unit(backbone)
+    found = localizer.localize(VideoSource.from_path(media / "clip.mp4"), LIMITS)
+    assert found.flops["backbone"] == extracted.backbone_flops == 90 // 30 * 8 * flops_per_unit(backbone, 64)
+
+
+def test_a_frame_size_under_32_px_is_refused(media, tmp_path, capsys):
+    with pytest.raises(ValueError, match="greater than or equal to 32"):
+        FeatureSpec(frame_size=16)
+    (tmp_path / "videos").mkdir()
+    shutil.copy(media / "clip.mp4", tmp_path / "videos" / "clip.mp4")
+    command = ["extract-features", "--videos", str(tmp_path / "videos"), "--output", str(tmp_path / "features")]
+    assert main([*command, "--frame-size", "8"]) == 2
+    assert "--frame-size 8: at least 32 px" in capsys.readouterr().err
+
+
+def test_a_zoom_whose_coarse_frames_are_smaller_reads_its_windows_at_the_backbones_size(zoom_checkpoint, tmp_path):
+    """The coarse pass at 64 px, the windows decoded again at 112 px (never reused from the coarse pass), each
+    counted at its own size; the windows' features are those a 112 px zoom computes for the same windows."""
+    small = at_frame_size(zoom_checkpoint, tmp_path, 64)
+    localizer = Localizer(EngineSettings(checkpoint=small, device="cpu"))
+    found = localizer.localize(VideoSource.from_path(SAMPLE), LIMITS)
+    zoom, flops, duration = found.zoom, found.flops, found.info.duration_s
+    backbone = build_backbone("resnet18-2d")[0]
+    low, full = flops_per_unit(backbone, 64), flops_per_unit(backbone)
+    windows = tuple(tuple(w) for w in zoom["windows"])
+    assert zoom["decode"] == "two passes" and windows
+    assert zoom["frames"]["coarse"] == len(sample_ticks(0.0, duration, 2.0))
+    assert zoom["frames"]["zoom"] == len(sample_ticks(0.0, duration, 16.0, windows))  # none taken from 64 px frames
+    assert flops["backbone"] == zoom["frames"]["coarse"] * low + zoom["frames"]["zoom"] * full
+    assert flops["backbone_dense"] == len(sample_ticks(0.0, duration, 8.0)) * full
+    assert localizer.window_extractor.spec.size == 112 and localizer.extractor.spec.size == 64
+    computed, real = [], localizer.window_extractor.frame_features
+
+    def kept(chunks, progress):  # the real extractor; its output kept for the comparison below
+        computed.append(real(chunks, progress))
+        return computed[-1]
+
+    localizer.window_extractor.frame_features = kept
+    localizer.localize(VideoSource.from_path(SAMPLE), LIMITS)
+    reference = Localizer(EngineSettings(checkpoint=zoom_checkpoint, device="cpu"))
+    with reference.frames(VideoSource.from_path(SAMPLE), LIMITS, fps=16.0, spans=windows) as (_, _, chunks):
+        expected = reference.extractor.frame_features(chunks)
+    torch.testing.assert_close(computed[0].rows, expected.rows)
+
+
+def test_the_detector_refiner_needs_coarse_frames_of_the_backbones_size(zoom_checkpoint, tmp_path_factory):
+    """It reads the coarse frames' features beside the windows' on one grid: both must come from one size."""
+    directory = detector_zoom(zoom_checkpoint, tmp_path_factory.mktemp("detector"))
+    small = at_frame_size(directory, tmp_path_factory.mktemp("small"), 64)
+    with pytest.raises(ConfigurationError, match="must have the backbone's own size"):
+        check(EngineSettings(checkpoint=small, device="cpu"))
+    fine = detector_zoom(zoom_checkpoint, tmp_path_factory.mktemp("fine"), frame_size=64)
+    with pytest.raises(ConfigurationError, match="reads windows at the backbone's own size"):
+        check(EngineSettings(checkpoint=fine, device="cpu"))
