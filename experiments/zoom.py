@@ -400,9 +400,10 @@ def keep_seed(runs: dict, seed: int, seed_rows: dict[str, dict], widths: np.ndar
     log(f"seed {seed}: " + "; ".join(f"{k} {v['mAP@0.7']:.1f}/{v['mAP@0.9']:.1f}" for k, v in seed_rows.items()))
 
 
-def wall_times(bench: Bench, chosen: dict[str, dict], seed: int) -> dict[str, dict]:
+def wall_times(bench: Bench, chosen: dict[str, dict], seed: int, served: str = "served") -> dict[str, dict]:
     """CPU wall time per video minute of `Localizer.localize` (real decoding) on the test videos, and how many
-    of its segments differ from the cached-frame path's (same run; they should not)."""
+    of its segments differ from the cached-frame path's (same run; they should not). The chosen points are
+    written as zoom checkpoints to <workdir>/<served>/seed<k>-<name>."""
     out, limits = {}, WorkLimits(max_duration_s=3600, timeout_s=600)
     checkpoints = {f"uniform {REFERENCE} fps": bench.run_dir(REFERENCE, seed)}
     for name, point in chosen.items():
@@ -414,9 +415,9 @@ def wall_times(bench: Bench, chosen: dict[str, dict], seed: int) -> dict[str, di
         if settings.redetects:
             bench.detector(settings.zoom_fps, seed, "frames")
             fine = bench.run_dir(settings.zoom_fps, seed, "frames")
-        shutil.rmtree(bench.workdir / "served" / f"seed{seed}-{name}", ignore_errors=True)  # no files of another point
+        shutil.rmtree(bench.workdir / served / f"seed{seed}-{name}", ignore_errors=True)  # no files of another point
         checkpoints[name] = write_zoom_checkpoint(
-            detector, bench.workdir / "served" / f"seed{seed}-{name}", settings, refiner,
+            detector, bench.workdir / served / f"seed{seed}-{name}", settings, refiner,
             refiner.config if refiner is not None else None, bench.verifier(settings, seed), fine,
         )  # fmt: skip
     videos = bench.videos("test")

@@ -20,8 +20,9 @@ here or by the second command; runs/seed<k>/uniform<r>-frames-64px):
   64 px (2-8 fps), and each chosen point with each refiner (bdr, regression, none) and with its coarse pass at
   112 px (the same settings, the 112 px per-frame detector): paired against uniform 8 fps, targets judged by
   experiments/zoom.py's `targets` (target 3 against every uniform curve, 64 px included);
-- seed 0 served end to end (`Localizer.localize`, real decoding, both frame sizes): CPU time per video minute, and
-  how many of its top-5 segments differ from the cached path's (they should not).
+- seed 0 served end to end (`Localizer.localize`, real decoding, both frame sizes; the checkpoints are written to
+  <workdir>/served-64px/): CPU time per video minute, and how many of its top-5 segments differ from the cached
+  path's (they should not).
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         "command": "python -m experiments.zoom_space " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"), "machine": f"{torch.get_num_threads()} CPU threads", "seeds": args.seeds,
         "choice": choice, "test": test_runs(bench, args.seeds, choice["chosen"], log),
-        "wall": {} if args.no_wall else wall_times(bench, choice["chosen"], args.seeds[0]),
+        "wall": {} if args.no_wall else wall_times(bench, choice["chosen"], args.seeds[0], "served-64px"),
     }  # fmt: skip
     args.output.with_suffix(".json").write_text(json.dumps(result, indent=1))
     picture = args.output.with_name(args.output.stem + "_curve.png")
