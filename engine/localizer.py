@@ -159,6 +159,8 @@ class Localizer:
                 for _ in self.nvdec.decode(source, decoding.info, request):
                     pass
         self.extractor.warm_up()
+        if self.window_extractor is not self.extractor:  # a zoom whose windows' frames are larger than the coarse
+            self.window_extractor.warm_up()
         length = 64  # the head as a default request runs it: without boundary fields (CUDA graphs: that graph)
         features = torch.zeros(1, self.config.model.input_dim, length, device=self.device)
         output = self.head(features, torch.ones(1, length, dtype=torch.bool, device=self.device), fields=False)
