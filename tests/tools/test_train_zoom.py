@@ -226,10 +226,10 @@ def test_a_coarse_detector_on_smaller_frames_trains_on_their_features_and_says_s
     for path in small.glob("v*.npy"):
         if not path.name.endswith(".times.npy"):
             np.save(path, np.load(path) * 0.5 + 1.0)  # other features than the 112 px frames'
-    config = yaml.safe_load(Path("configs/zoom.yaml").read_text())
+    config = yaml.safe_load(Path("configs/zoom_space.yaml").read_text())  # data.frame_size: 64
     config["optimizer"]["epochs"], config["model"]["embed_dim"] = 2, 16
-    config["data"].update(max_seq_len=128, val_split="test", frame_size=64)
-    config["zoom"].update(coarse_fps=2.0, zoom_fps=8.0, window_s=0.5, refiner={"mode": "regression", "steps": 20})
+    config["data"].update(max_seq_len=128, val_split="test")
+    config["zoom"].update(coarse_fps=2.0, refiner={**config["zoom"]["refiner"], "steps": 20})
     path = tmp_path / "zoom.yaml"
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(ValueError, match="give --coarse-frames"):
