@@ -76,10 +76,6 @@ TIOUS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SPEC = SPECS["resnet18-2d"]
 CLIP = (SPEC.frames_per_clip, SPEC.clip_stride)
 POOLINGS = {"clips": CLIP, "frames": (1, 1)}  # a detector's features: the served clips, or one per frame
-FRAME_SIZES = (
-    None,
-    64,
-)  # a coarse detector's frames: the backbone's own size (112 px), or 64 px (experiments/zoom_space.py)
 FRAME_RATES = (1, 2, 4, 8, 16)  # rates with per-frame detectors too (the zoom's coarse and zoom rates, the reference)
 PER_FRAME = ", per frame"  # the test table's suffix of the uniform detectors on per-frame features
 SMALL_FRAMES = ", per frame, 64 px"  # ... and on per-frame features of 64 px frames (experiments/zoom_space.py)
@@ -117,17 +113,14 @@ class Bench:
             self.base = self.base.model_copy(
                 update={"optimizer": self.base.optimizer.model_copy(update={"epochs": epochs})}
             )
-        backbone = build_backbone(SPEC.name)[0]
-        self._flops = {None: flops_per_unit(backbone)}
-        self._flops.update({size: flops_per_unit(backbone, size) for size in FRAME_SIZES if size})
+        self._backbone = build_backbone(SPEC.name)[0]
+        self._flops: dict[int | None, int] = {}  # per frame, by frame size
         self._localizers: dict[Path, Localizer] = {}
-
-    @property
-    def flops_per_frame(self) -> int:
-        return self._flops[None]
 
     def cost(self, frames: int, size: int | None = None) -> BackboneCost:
         """What `frames` frames of `size` px (None: the backbone's own) cost the backbone."""
+        if size not in self._flops:
+            self._flops[size] = flops_per_unit(self._backbone, size)
         return BackboneCost(frames, float(frames * self._flops[size]))
 
     def cache_at(self, size: int | None) -> FrameCache:
