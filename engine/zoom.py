@@ -186,7 +186,7 @@ def check_fine(checkpoint: Path, settings: ZoomSettings) -> CheckpointConfig:
         )
     if config.labels != coarse.labels:
         raise ConfigurationError(f"{fine}: its labels {config.labels} are not the coarse detector's {coarse.labels}")
-    if features.frame_size is not None:
+    if features.frame_size not in (None, SPECS[features.backbone].size if features.backbone in SPECS else None):
         raise ConfigurationError(f"{fine}: the zoom's detector reads windows at the backbone's own size, not "
                                  f"{features.frame_size} px")  # fmt: skip
     if not (fine / WEIGHTS_NAME).is_file():

@@ -163,14 +163,15 @@ def variance_ratio(errors: np.ndarray, reference: np.ndarray) -> tuple[float, in
 
 
 def ground_truth_widths(annotations: dict, split: str) -> np.ndarray:
-    """(G, 2) synthetic ramp widths [start, end] (0 = sharp), in `boundary_errors`' order; -1 where unknown."""
+    """(G, 2) synthetic ramp widths [start, end] (0 = sharp; feature steps in training/synthetic.py's annotations,
+    seconds in training/zoom_videos.py's), in `boundary_errors`' order; -1 where unknown."""
     widths = [
         annotation.get("boundary_widths", [-1, -1])
         for info in annotations["database"].values()
         if str(info.get("subset", "")).lower() == split.lower()
         for annotation in info.get("annotations", [])
     ]
-    return np.asarray(widths, dtype=np.int64).reshape(-1, 2)
+    return np.asarray(widths, dtype=np.float64).reshape(-1, 2)
 
 
 def relative(values: dict[str, float | None], baseline: str) -> dict[str, float | None]:

@@ -16,8 +16,8 @@ here or by the second command; runs/seed<k>/uniform<r>-frames-64px):
   experiments/zoom.py chooses (zoom-lite: the best mAP@0.7 at <= 0.4x the 8 fps backbone; zoom-fine: the best mAP@0.9
   at <= 1.0x with zoom_fps >= 16; zoom-average: the best average mAP at <= 1.0x; among the points whose validation
   average mAP is within AVERAGE_SLACK of uniform 8 fps's); the test split is never read for a choice;
-- on test, per seed: uniform 8 fps (the served default), uniform per-frame detectors at 112 px (2-16 fps) and at
-  64 px (2-8 fps), and each chosen point with each refiner (bdr, regression, none) and with its coarse pass at
+- on test, per seed: uniform detectors on the served clips (1-30 fps; 8 fps is the served default), on per-frame
+  features at 112 px (2-16 fps) and at 64 px (2-16 fps), and each chosen point with each refiner (bdr, regression, none) and with its coarse pass at
   112 px (the same settings, the 112 px per-frame detector): paired against uniform 8 fps, targets judged by
   experiments/zoom.py's `targets` (target 3 against every uniform curve, 64 px included);
 - seed 0 served end to end (`Localizer.localize`, real decoding, both frame sizes; the checkpoints are written to
@@ -38,7 +38,7 @@ import torch
 from experiments.results import ground_truth_widths
 from experiments.zoom import (
     PER_FRAME,
-    REFERENCE,
+    RATES,
     ROOT,
     SMALL_FRAMES,
     Bench,
@@ -64,7 +64,7 @@ GRID = {
     "coarse_size": (SIZE,),
 }  # fmt: skip
 UNIFORM_112 = (2, 4, 8, 16)  # per-frame detectors on 112 px frames (experiments/zoom.py trained them)
-UNIFORM_64 = (2, 4, 8)
+UNIFORM_64 = (2, 4, 8, 16)  # ... on 64 px frames (trained here once)
 
 
 def test_runs(bench: Bench, seeds: list[int], chosen: dict[str, dict], log) -> dict[str, list[dict]]:
@@ -76,7 +76,7 @@ def test_runs(bench: Bench, seeds: list[int], chosen: dict[str, dict], log) -> d
         def uniform(fps: float, pooling: str = "clips", size: int | None = None, seed: int = seed) -> dict:
             return measure(bench, *uniform_predictions(bench, fps, seed, "test", pooling, size), "test")
 
-        seed_rows = {f"uniform {REFERENCE} fps": uniform(REFERENCE)}
+        seed_rows = {f"uniform {r} fps": uniform(r) for r in RATES}  # the served clips, uniform 8 fps among them
         seed_rows |= {f"uniform {r} fps{PER_FRAME}": uniform(r, "frames") for r in UNIFORM_112}
         seed_rows |= {f"uniform {r} fps{SMALL_FRAMES}": uniform(r, "frames", SIZE) for r in UNIFORM_64}
         for name, point in chosen.items():
@@ -98,17 +98,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "zoom_space.md")
     parser.add_argument("--no-wall", action="store_true", help="skip the served-path timing")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    parser.add_argument(
+        "--choice-from",
+        type=Path,
+        help="an earlier run's JSON: its choice and wall times kept, the test measured again",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     bench, log = Bench(args.workdir, None), lambda line: print(line, flush=True)
-    choice = choose_points(bench, args.seeds, log, GRID)
+    earlier = json.loads(args.choice_from.read_text()) if args.choice_from else None
+    choice = earlier["choice"] if earlier else choose_points(bench, args.seeds, log, GRID)
     log(f"chosen on validation: {choice['chosen']}")
+    wall = {} if args.no_wall else earlier["wall"] if earlier else None
     result = {
         "command": "python -m experiments.zoom_space " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"), "machine": f"{torch.get_num_threads()} CPU threads", "seeds": args.seeds,
         "choice": choice, "test": test_runs(bench, args.seeds, choice["chosen"], log),
-        "wall": {} if args.no_wall else wall_times(bench, choice["chosen"], args.seeds[0], "served-64px"),
+        "wall": wall if wall is not None else wall_times(bench, choice["chosen"], args.seeds[0], "served-64px"),
     }  # fmt: skip
     args.output.with_suffix(".json").write_text(json.dumps(result, indent=1))
     picture = args.output.with_name(args.output.stem + "_curve.png")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -40,6 +40,14 @@ class FeatureSpec(BaseModel):
     frame_size: int | None = Field(
         None, ge=32, description="side (px) of the frames its backbone saw; None: the backbone's own (112)"
     )
+
+    @model_serializer(mode="wrap")
+    def _frame_size_only_when_set(self, handler) -> dict[str, Any]:
+        """Without a frame size the key is left out: checkpoints and exports stay readable by releases before it."""
+        data = handler(self)
+        if data.get("frame_size") is None:
+            data.pop("frame_size", None)
+        return data
 
 
 class CheckpointConfig(BaseModel):

@@ -59,6 +59,7 @@ from engine.zoom import (
     window_ticks,
     zoom_document,
 )  # fmt: skip
+from model.backbones import SPECS
 from model.refiner import BoundaryRefiner, BoundaryVerifier, RefinerConfig
 from training.config import TrainConfig
 from training.train import train
@@ -431,7 +432,8 @@ def train_zoom(
     cache = FrameCache(frames, truth)
     settings = zoom.settings()
     coarse_cache = cache
-    if base.data.frame_size is not None:
+    native = SPECS[base.data.backbone].size if base.data.backbone in SPECS else None
+    if base.data.frame_size not in (None, native):
         if coarse_frames is None:
             raise ValueError(f"data.frame_size {base.data.frame_size}: give --coarse-frames, the per-frame features "
                              f"of {base.data.frame_size} px frames (tools/zoom_frames.py --frame-size)")  # fmt: skip
@@ -440,8 +442,9 @@ def train_zoom(
         coarse_cache = FrameCache(coarse_frames, truth)
     cut = (base.data.num_frames, base.data.feat_stride)  # as configs/zoom.yaml's data section says (1, 1: per frame)
 
-    def trained(fps: float, cut: tuple[int, int], run: Path) -> Path:
-        features = output / "features" / f"{fps:g}fps-{cut[0]}x{cut[1]}"
+    def trained(fps: float, cut: tuple[int, int], run: Path) -> Path:  # features kept per rate, cut and frame size
+        size = f"-{base.data.frame_size}px" if base.data.frame_size is not None else ""
+        features = output / "features" / f"{fps:g}fps-{cut[0]}x{cut[1]}{size}"
         return train_detector(base, coarse_cache, annotations, fps, cut, features, run, seed, log)
 
     detector = trained(zoom.coarse_fps, cut, output / "detector")

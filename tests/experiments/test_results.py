@@ -238,3 +238,11 @@ def test_plot_curve_draws_the_uniform_curve_and_the_tzn_points_as_a_png(tmp_path
     path = tmp_path / "curve.png"
     plot_curve({"summary": summary, "variants": variants, "per_seed": {0: {}}}, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_fade_shorter_than_one_second_is_not_a_sharp_cut():
+    """The zoom benchmark's widths are seconds (0.3-2 s fades): 0.4 s is a fade, not 0 (a sharp cut)."""
+    annotations = {"database": {"v": {"subset": "test", "annotations": [
+        {"segment": [1, 4], "label": "x", "boundary_widths": [0.4, 0.0]}]}}}  # fmt: skip
+    widths = ground_truth_widths(annotations, "test")
+    assert widths.tolist() == [[0.4, 0.0]] and (widths > 0).tolist() == [[True, False]]

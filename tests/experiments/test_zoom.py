@@ -53,6 +53,15 @@ def test_a_point_is_above_the_uniform_curve_by_its_distance_at_its_cost():
     assert above_uniform(runs, "zoom-fine", "mAP@0.7") > 0
 
 
+def test_a_uniform_curve_is_not_extended_past_its_measured_rates():
+    runs = result((34.0, 36.0))["test"]
+    dearer = [{**row, "gflops_per_min": 1000.0} for row in runs["zoom-fine"]]  # past uniform 16 fps (800)
+    assert above_uniform({**runs, "zoom-fine": dearer}, "zoom-fine", "mAP@0.9") is None
+    line = next(line for line in targets({**result((34.0, 36.0)), "test": {**runs, "zoom-fine": dearer}})
+                if line.startswith("| 3:"))  # fmt: skip
+    assert "n/a (no curve spans its cost)" in line and line.endswith("| no |")
+
+
 @pytest.mark.parametrize(("map09", "met"), [((34.0, 36.0), "yes"), ((31.0, 33.0), "no")])
 def test_target_2_needs_three_points_at_mAP_0_9_and_a_smaller_error_spread(map09, met):
     lines = targets(result(map09))

@@ -213,8 +213,9 @@ def test_the_detector_refiner_trains_a_per_frame_detector_at_the_zoom_rate_into_
 
 
 def test_a_coarse_detector_on_smaller_frames_trains_on_their_features_and_says_so(cache, tmp_path):
-    """`data.frame_size`: the coarse detector trains on --coarse-frames (features of frames of that size) and its
-    checkpoint records the size, so that the service decodes its frames so; the refiner trains on --frames."""
+    """`data.frame_size`: the coarse detector trains on --coarse-frames (features of frames of that size, kept
+    apart from other sizes' features) and its checkpoint records the size, so that the service decodes its frames
+    so."""
     import shutil
 
     import yaml
@@ -236,7 +237,7 @@ def test_a_coarse_detector_on_smaller_frames_trains_on_their_features_and_says_s
         train_zoom(path, cache.frames, cache.frames, tmp_path / "none", log=lambda _: None)
     written = train_zoom(path, cache.frames, cache.frames, tmp_path / "run", log=lambda _: None, coarse_frames=small)
     assert read_checkpoint_config(written).features.frame_size == 64
-    coarse = np.load(tmp_path / "run" / "features" / "2fps-1x1" / "v0.npy")
+    coarse = np.load(tmp_path / "run" / "features" / "2fps-1x1-64px" / "v0.npy")
     assert np.allclose(coarse, FrameCache(small, {"database": cache.database}).at("v0", 2.0)[0])
     config["zoom"]["refiner"] = {"mode": "detector"}
     path.write_text(yaml.safe_dump(config))
