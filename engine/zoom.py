@@ -60,7 +60,7 @@ from engine.features.windows import ClipWindower
 from engine.heads import load_head, timed_call
 from engine.video.decode import FrameChunk
 from engine.video.sampling import Spans, inside_spans, sample_ticks
-from model.backbones import SPECS, BackboneSpec
+from model.backbones import SPECS, BackboneSpec, smaller_frames
 from model.checkpoint import WEIGHTS_NAME, CheckpointConfig, CheckpointError, read_checkpoint_config
 from model.head import Head
 from model.postprocess import video_segments
@@ -186,7 +186,7 @@ def check_fine(checkpoint: Path, settings: ZoomSettings) -> CheckpointConfig:
         )
     if config.labels != coarse.labels:
         raise ConfigurationError(f"{fine}: its labels {config.labels} are not the coarse detector's {coarse.labels}")
-    if features.frame_size not in (None, SPECS[features.backbone].size if features.backbone in SPECS else None):
+    if smaller_frames(features.backbone, features.frame_size):
         raise ConfigurationError(f"{fine}: the zoom's detector reads windows at the backbone's own size, not "
                                  f"{features.frame_size} px")  # fmt: skip
     if not (fine / WEIGHTS_NAME).is_file():

@@ -174,6 +174,12 @@ def _load_weights(network: nn.Module, path: Path) -> str:
     return f"{path.name} sha256:{digest}"
 
 
+def smaller_frames(backbone: str | None, frame_size: int | None) -> bool:
+    """Whether features of `backbone` (a SPECS name) came from frames of another size than its own: a
+    checkpoint's `features.frame_size` set to something other than None or the backbone's size."""
+    return frame_size is not None and (backbone not in SPECS or frame_size != SPECS[backbone].size)
+
+
 def flops_per_unit(backbone: nn.Module, size: int | None = None) -> int:
     """FLOPs of one frame (2D backbones) or one clip (3D) of `size` x `size` pixels (default: the backbone's own),
     counted once with FlopCounterMode."""

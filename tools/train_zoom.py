@@ -59,7 +59,7 @@ from engine.zoom import (
     window_ticks,
     zoom_document,
 )  # fmt: skip
-from model.backbones import SPECS
+from model.backbones import smaller_frames
 from model.refiner import BoundaryRefiner, BoundaryVerifier, RefinerConfig
 from training.config import TrainConfig
 from training.train import train
@@ -432,8 +432,7 @@ def train_zoom(
     cache = FrameCache(frames, truth)
     settings = zoom.settings()
     coarse_cache = cache
-    native = SPECS[base.data.backbone].size if base.data.backbone in SPECS else None
-    if base.data.frame_size not in (None, native):
+    if smaller_frames(base.data.backbone, base.data.frame_size):
         if coarse_frames is None:
             raise ValueError(f"data.frame_size {base.data.frame_size}: give --coarse-frames, the per-frame features "
                              f"of {base.data.frame_size} px frames (tools/zoom_frames.py --frame-size)")  # fmt: skip

@@ -121,3 +121,10 @@ def test_the_detector_refiner_needs_coarse_frames_of_the_backbones_size(zoom_che
     fine = detector_zoom(zoom_checkpoint, tmp_path_factory.mktemp("fine"), frame_size=64)
     with pytest.raises(ConfigurationError, match="reads windows at the backbone's own size"):
         check(EngineSettings(checkpoint=fine, device="cpu"))
+
+
+def test_a_frame_size_equal_to_the_backbones_own_is_not_smaller_frames():
+    from model.backbones import smaller_frames
+
+    assert not smaller_frames("resnet18-2d", None) and not smaller_frames("resnet18-2d", 112)
+    assert smaller_frames("resnet18-2d", 64) and smaller_frames("unknown", 64)
