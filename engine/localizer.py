@@ -79,12 +79,14 @@ class Localization:
 class Sampling:
     """Which frames a decode gives (`Localizer.frames`): those at `fps` ticks (None: the backbone's rate), inside
     `spans` (None: everywhere), `chunk_frames` at a time (None: the setting's), `size` px square (None: the
-    checkpoint's features' size)."""
+    checkpoint's features' size); every `coarse_every`-th also at `coarse_size` px square (DecodeRequest)."""
 
     fps: float | None = None
     spans: Spans | None = None
     chunk_frames: int | None = None
     size: int | None = None
+    coarse_size: int | None = None
+    coarse_every: int = 1
 
 
 class Localizer:
@@ -174,17 +176,19 @@ class Localizer:
     def frames(
         self, source: VideoSource, limits: WorkLimits, cancelled: Callable[[], bool] = lambda: False,
         use_nvdec: bool = True, fps: float | None = None, spans: Spans | None = None, chunk_frames: int | None = None,
-        size: int | None = None,
+        size: int | None = None, coarse_size: int | None = None, coarse_every: int = 1,
     ) -> Iterator[tuple[VideoInfo, str, Iterator[FrameChunk]]]:  # fmt: skip
         """(the source's info, the decoder that decodes it, its sampled frames fitted to the backbone's size):
         the container precheck, the stream's info from the isolated child, then NVDEC or a CPU decoder. `fps`:
         the sampling rate (default: the backbone's); `spans`: only the frames inside them (the zoom's windows);
-        `chunk_frames`: frames per chunk (default: the setting's); `size`: their side (default: the features')."""
+        `chunk_frames`: frames per chunk (default: the setting's); `size`: their side (default: the features');
+        `coarse_size`, `coarse_every`: every n-th also at that side, in FrameChunk.coarse (DecodeRequest)."""
         started = time.monotonic()
         request = DecodeRequest(
             fps=fps or self.spec.sample_fps, size=(size or self.spec.size,) * 2,
             chunk_frames=chunk_frames or self.settings.chunk_frames,
             max_duration_s=limits.max_duration_s, timeout_s=limits.timeout_s, spans=spans,
+            coarse_size=coarse_size and (coarse_size,) * 2, coarse_every=coarse_every,
         )  # fmt: skip
         nvdec = self.nvdec if use_nvdec else None
         with Decoding(source, request, self.cpu_decoder, nvdec=nvdec is not None, tmp_dir=self.settings.temp_dir,
@@ -292,8 +296,8 @@ class Localizer:
         """`localize` with a zoom checkpoint: the coarse pass, the windows, the zoom pass, the refinement. Where the
         zoom rate is a multiple of the coarse rate, one decode at the zoom rate serves both passes (FrameSpool)."""
         seen = {}
-        same_frames = self.window_extractor is self.extractor  # else the windows' frames are larger: decoded again
-        every = spool_every(self.coarse.sample_fps, self.zoom.settings.zoom_fps) if same_frames else None
+        same_frames = self.window_extractor is self.extractor  # else the coarse frames are smaller: none reused
+        every = spool_every(self.coarse.sample_fps, self.zoom.settings.zoom_fps)
         spool = FrameSpool(every, int(self.settings.zoom_spool_mb * 2**20), self.settings.temp_dir) if every else None
 
         frames = self._zoom_frames(source, limits, spool, seen, progress, cancelled)
@@ -365,10 +369,13 @@ class Localizer:
             if one_decode:
                 # One decode: the coarse pass decodes at the zoom rate, in chunks of as many frames as it keeps from
                 # a full chunk, so that its backbone runs while the rest decodes (CPU, 30 s of 720p with zoom-lite:
-                # 2.55 s with 256-frame chunks, 2.36 s with 64; NVDEC's one decode has not run on a GPU).
+                # 2.55 s with 256-frame chunks, 2.36 s with 64; NVDEC's one decode has not run on a GPU). The
+                # spool keeps the frames at the windows' size; smaller coarse frames come beside them.
+                smaller = self.extractor is not self.window_extractor
                 sampling = Sampling(
-                    self.zoom.settings.zoom_fps, None, max(1, self.settings.chunk_frames // spool.every)
-                )
+                    self.zoom.settings.zoom_fps, None, max(1, self.settings.chunk_frames // spool.every),
+                    self.window_extractor.spec.size, self.extractor.spec.size if smaller else None, spool.every,
+                )  # fmt: skip
             seen["info"], seen["decoder"], found = self._decoded(
                 source, rest, cancelled, lambda chunks: extractor.frame_features(thin(chunks), report), sampling
             )  # fmt: skip
@@ -397,7 +404,7 @@ class Localizer:
                 stop_if_cancelled()
                 yield FrameChunk(frames[first : first + size], times[first : first + size], first, len(times))
 
-        found = self.extractor.frame_features(chunks(), report)
+        found = self.window_extractor.frame_features(chunks(), report)
         found.decode_ms += read_ms
         return found
 

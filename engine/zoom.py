@@ -9,14 +9,15 @@ A zoom checkpoint is a checkpoint directory whose detector was trained on featur
 1. coarse pass: one backbone feature per frame at the coarse rate, pooled into clips as every request pools them
    (engine/features/windows.py), through the head: candidate actions. Its frames may be smaller than the
    backbone's own size (the detector's `features.frame_size`, e.g. 64 px: coarse in space as well as in time);
-   the windows are always read at the backbone's own size, from a decode of their own;
+   the windows are always read at the backbone's own size;
 2. windows: around the start and the end of each candidate scoring at least `min_score` (the best
    `max_candidates`), `2 * window_s` seconds of the zoom rate's tick grid, the ticks a whole-video decode at
    `zoom_fps` would use, so the window's frames are those that decode would give;
 3. zoom pass: only the frames at those ticks, through the backbone. Where the zoom rate is a whole multiple of the
    coarse rate, the request decodes once, at the zoom rate: the coarse pass takes every n-th frame (the frames a
-   decode at the coarse rate gives) and a FrameSpool keeps all of them on disk, so the windows are read back, not
-   decoded again. H.264 streams as encoders write them are chains of reference frames (the
+   decode at the coarse rate gives; with smaller coarse frames, those frames fitted to the smaller size from the
+   same decoded picture, DecodeRequest.coarse_size) and a FrameSpool keeps all of them on disk at the backbone's
+   size, so the windows are read back, not decoded again. H.264 streams as encoders write them are chains of reference frames (the
    zoom benchmark's 720p file: 4 keyframes, 719 P-frames and 177 B-frames in 900, keyframes up to 8 s apart;
    `ffmpeg -skip_frame noref` decodes it no faster), so a coarse pass cannot skip frames, and a window decoded
    on its own starts from the keyframe before it. Otherwise (another ratio, or more frames than TZN_ZOOM_SPOOL_MB) the windows are
@@ -391,7 +392,8 @@ class FrameSpool:
     """The zoom-rate frames of one request, kept in a file for its zoom pass, so that one decode at the zoom rate
     serves both passes (module docstring, step 3). `thin(chunks)` passes every `every`-th frame on to the coarse
     pass and writes every frame to the file, if they all fit in `budget_bytes` (decided on the first chunk,
-    which knows their number; `kept` says whether they did). `read(ticks)` gives the frames at zoom ticks
+    which knows their number; `kept` says whether they did). Chunks that bring their coarse frames at a smaller
+    size (FrameChunk.coarse: the coarse detector reads smaller frames) pass those on instead. `read(ticks)` gives the frames at zoom ticks
     `ticks` back, on the CPU. Memory holds one chunk, and the frames' times."""
 
     def __init__(self, every: int, budget_bytes: int, directory: str | Path | None = None):
@@ -412,10 +414,12 @@ class FrameSpool:
             index = chunk.first + np.arange(len(chunk.times))
             picked = np.flatnonzero(index % every == 0)
             self.count += len(chunk.times)
+            if chunk.coarse is not None and len(chunk.coarse) != len(picked):
+                raise RuntimeError(f"a chunk brought {len(chunk.coarse)} coarse frames for {len(picked)} coarse ticks")
             if len(picked):
-                rows = torch.as_tensor(picked, device=chunk.frames.device)
-                yield FrameChunk(chunk.frames[rows], chunk.times[picked], -(-chunk.first // every),
-                                 -(-chunk.total // every))  # fmt: skip
+                frames = chunk.coarse if chunk.coarse is not None else \
+                    chunk.frames[torch.as_tensor(picked, device=chunk.frames.device)]  # fmt: skip
+                yield FrameChunk(frames, chunk.times[picked], -(-chunk.first // every), -(-chunk.total // every))
 
     def _keep(self, chunk: FrameChunk) -> None:
         """Appends the chunk's frames to the file. A disk that refuses them (full, unwritable) ends the keeping,

@@ -51,7 +51,11 @@ class DecodeRequest:
     upload took the child to 6.5 GB; at 112 x 112 it is 9.6 MB). Small batches stay in the CPU's cache between
     the decoder's conversion and the resize: with 16 MB (5 frames of 720p) decord decodes bench/decode_cpu.py's
     30 s of 720p at 8 fps in 2.36 CPU seconds against 2.57 with 256 MB (that script prints both), and at 30 fps
-    (`--fps 30`) in 3.31 against 4.23."""
+    (`--fps 30`) in 3.31 against 4.23.
+
+    `coarse_size` (H, W): every `coarse_every`-th sampled frame (numbered from 0 among all sampled frames) is also
+    fitted to that size, from the same decoded frame, and comes in its chunk's `coarse`: one decode serves a
+    temporal zoom whose coarse pass reads smaller frames than its windows (engine/zoom.py)."""
 
     fps: float | None = None
     size: tuple[int, int] | None = None
@@ -60,6 +64,8 @@ class DecodeRequest:
     timeout_s: float = DEFAULT_TIMEOUT_S
     spans: Spans | None = None
     batch_bytes: int = 16 * 2**20
+    coarse_size: tuple[int, int] | None = None
+    coarse_every: int = 1
 
     def __post_init__(self):
         if self.fps is not None and not self.fps > 0:
@@ -70,17 +76,24 @@ class DecodeRequest:
             raise ValueError(f"chunk_frames must be >= 1, got {self.chunk_frames}")
         if self.spans is not None and self.fps is None:
             raise ValueError("spans need a sampling rate (fps)")
+        if self.coarse_size is not None and (len(self.coarse_size) != 2 or min(self.coarse_size) < 1):
+            raise ValueError(f"coarse_size must be (height, width) >= 1, got {self.coarse_size}")
+        if self.coarse_every < 1:
+            raise ValueError(f"coarse_every must be >= 1, got {self.coarse_every}")
 
 
 @dataclass(frozen=True)
 class FrameChunk:
     """Sampled frames (n, H, W, 3) uint8 RGB (on the CPU, or on the GPU from NVDEC) and their presentation times
-    (n,) s; `first` is the index of the chunk's first frame among all sampled frames, `total` their number."""
+    (n,) s; `first` is the index of the chunk's first frame among all sampled frames, `total` their number.
+    `coarse`: with a DecodeRequest's `coarse_size`, the chunk's frames numbered a multiple of its `coarse_every`,
+    at that size, in order; else None."""
 
     frames: Tensor
     times: np.ndarray
     first: int
     total: int
+    coarse: Tensor | None = None
 
 
 class Decoding:
@@ -128,8 +141,9 @@ class Decoding:
                 return
             if status != "chunk":
                 raise RuntimeError(f"decoding '{self.child.filename}': unexpected message {status!r}")
-            frames, times, first, total = payload
-            yield FrameChunk(torch.from_numpy(frames), times, first, total)
+            frames, times, first, total, coarse = payload
+            yield FrameChunk(torch.from_numpy(frames), times, first, total,
+                             None if coarse is None else torch.from_numpy(coarse))  # fmt: skip
 
     def close(self) -> None:
         self.child.close()
@@ -171,14 +185,17 @@ def decode_child(conn, fatal, workdir: str, request: dict[str, Any]) -> None:
 def _send_chunks(
     conn, decoder: str, path: str, name: str, index: FrameIndex, info: dict, request: dict, reader=None
 ) -> None:  # fmt: skip
-    """The sampled frames to the parent, `chunk_frames` at a time, fitted to `size`, decoded at most
-    `batch_bytes` at a time (DecodeRequest)."""
+    """The sampled frames to the parent, `chunk_frames` at a time, fitted to `size` (and every `coarse_every`-th
+    to `coarse_size` as well), decoded at most `batch_bytes` at a time (DecodeRequest)."""
     spans, size, chunk = request["spans"], request["size"], request["chunk_frames"]
     total, first = sampled_count(index, request["fps"], spans), 0
     frame_bytes = info["width"] * info["height"] * 3
     batch = chunk if size is None else max(1, min(chunk, request["batch_bytes"] // frame_bytes))
     frames_iter = read_frames(decoder, path, name, index, request["fps"], batch, reader, spans)
-    pending: list[tuple[Tensor, np.ndarray]] = []
+    pending: list[tuple[Tensor, np.ndarray]] = []  # fitted frames and their times
+    # fitted to coarse_size, and their numbers (None: no coarse_size)
+    coarse: list[tuple[Tensor, np.ndarray]] | None = None if request["coarse_size"] is None else []
+    decoded = 0
     while True:
         try:
             frames, times = next(frames_iter)
@@ -186,15 +203,45 @@ def _send_chunks(
             break
         except RuntimeError as error:  # torchcodec's failure on a corrupt packet in the middle of the stream
             raise DecoderRefusal(str(error)) from error
+        numbers = decoded + np.arange(len(times))
+        decoded += len(times)
+        if coarse is not None:
+            coarse.append(coarse_frames(frames, numbers, request["coarse_size"], request["coarse_every"]))
         pending.append((frames if size is None else fit_frames(frames, tuple(size)), times))
         while sum(len(t) for _, t in pending) >= chunk:
-            frames, times = torch.cat([f for f, _ in pending]), np.concatenate([t for _, t in pending])
-            conn.send(("chunk", (frames[:chunk].numpy(), times[:chunk], first, total)))
+            _send_chunk(conn, pending, coarse, request["coarse_size"], chunk, first, total)
             first += chunk
-            pending = [(frames[chunk:], times[chunk:])] if len(times) > chunk else []
     if pending:
-        frames, times = torch.cat([f for f, _ in pending]), np.concatenate([t for _, t in pending])
-        conn.send(("chunk", (frames.numpy(), times, first, total)))
+        _send_chunk(conn, pending, coarse, request["coarse_size"], sum(len(t) for _, t in pending), first, total)
+
+
+def coarse_frames(frames: Tensor, numbers: np.ndarray, size: tuple[int, int], every: int) -> tuple[Tensor, np.ndarray]:
+    """The frames numbered `numbers` whose number is a multiple of `every`, fitted to `size`, and their numbers."""
+    picked = np.flatnonzero(numbers % every == 0)
+    if not len(picked):
+        return torch.zeros((0, *size, 3), dtype=torch.uint8, device=frames.device), numbers[:0]
+    chosen = frames if len(picked) == len(numbers) else frames[torch.as_tensor(picked, device=frames.device)]
+    return fit_frames(chosen, tuple(size)), numbers[picked]
+
+
+def _send_chunk(conn, pending: list, coarse: list | None, coarse_size, count: int, first: int, total: int) -> None:
+    """Sends the first `count` pending frames, with the coarse frames among them (numbered below first + count);
+    what is left stays in the lists."""
+    frames, times = _take(pending, count)
+    small = None
+    if coarse:
+        numbers = np.concatenate([n for _, n in coarse])
+        small = _take(coarse, int(np.searchsorted(numbers, first + count)))[0].numpy()
+    elif coarse is not None:  # none left: their shape from the request
+        small = np.zeros((0, *coarse_size, 3), dtype=np.uint8)
+    conn.send(("chunk", (frames.numpy(), times, first, total, small)))
+
+
+def _take(pending: list[tuple[Tensor, np.ndarray]], count: int) -> tuple[Tensor, np.ndarray]:
+    """The first `count` rows of the (tensor, array) pairs in `pending`, which keeps the rest."""
+    frames, values = torch.cat([f for f, _ in pending]), np.concatenate([v for _, v in pending])
+    pending[:] = [(frames[count:], values[count:])] if len(values) > count else []
+    return frames[:count], values[:count]
 
 
 def decode_frames(

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from engine.errors import JobCancelledError, VideoTimeoutError
-from engine.video.decode import DecodeRequest, FrameChunk
+from engine.video.decode import DecodeRequest, FrameChunk, coarse_frames
 from engine.video.frames import fit_frames
 from engine.video.info import VideoInfo
 from engine.video.readers import open_torchcodec, played_at
@@ -132,15 +132,17 @@ class NvdecPool:
             engines_free = self.engines / self.videos
         part_s = part_length_s(info.duration_s - begin_s, engines_free, longest_s=self.longest_part_s)
         parts = split_ticks(ticks, request.fps, part_s, info.key_times)
+        starts = np.cumsum([0] + [len(part) for part in parts])  # each part's first frame's number
         stop = threading.Event()
         outputs: list[queue.Queue] = []
         first = 0
         try:
             for index in range(len(parts)):
                 while len(outputs) < min(len(parts), index + self.parts_ahead):
-                    outputs.append(self._submit(source, info, parts[len(outputs)], request, stop))
-                for frames, times in _drain(outputs[index], deadline, cancelled, request, source.name):
-                    yield FrameChunk(frames, times, first, len(ticks))
+                    part = len(outputs)
+                    outputs.append(self._submit(source, info, (parts[part], int(starts[part])), request, stop))
+                for frames, times, coarse in _drain(outputs[index], deadline, cancelled, request, source.name):
+                    yield FrameChunk(frames, times, first, len(ticks), coarse)
                     first += len(times)
         finally:
             stop.set()
@@ -148,11 +150,12 @@ class NvdecPool:
                 self.videos -= 1
 
     def _submit(
-        self, source: VideoSource, info: VideoInfo, ticks: np.ndarray, request: DecodeRequest, stop: threading.Event
+        self, source: VideoSource, info: VideoInfo, part: tuple[np.ndarray, int], request: DecodeRequest,
+        stop: threading.Event,
     ):  # fmt: skip
         output: queue.Queue = queue.Queue()  # unbounded: a part is at most longest_part_s at the backbone's size
         first_s = info.frame_times[0] if info.frame_times else 0.0
-        self.executor.submit(_decode_part, source.local_path, source.name, (info.stream.seek_mode, first_s), ticks,
+        self.executor.submit(_decode_part, source.local_path, source.name, (info.stream.seek_mode, first_s), part,
                              request, self.device, output, stop)  # fmt: skip
         return output
 
@@ -167,13 +170,15 @@ def _use_device(device: torch.device) -> None:
 
 
 def _decode_part(
-    path, name, timing: tuple[str, float], ticks, request: DecodeRequest, device, output: queue.Queue,
-    stop: threading.Event,
+    path, name, timing: tuple[str, float], part: tuple[np.ndarray, int], request: DecodeRequest, device,
+    output: queue.Queue, stop: threading.Event,
 ):  # fmt: skip
-    """One part of one video on this worker's engine: (frames, times) items, then None; an exception is put
-    in the queue for the consumer to raise. `timing`: torchcodec's seek mode for this stream (VideoInfo.stream)
-    and the time of its first frame in the frame index (readers.played_at)."""
+    """One part of one video on this worker's engine: (frames, times, coarse frames or None) items, then None; an
+    exception is put in the queue for the consumer to raise. `timing`: torchcodec's seek mode for this stream
+    (VideoInfo.stream) and the time of its first frame in the frame index (readers.played_at); `part`: its ticks
+    and the number of its first frame among all sampled frames (DecodeRequest.coarse_every)."""
     seek_mode, first_s = timing
+    ticks, number = part
     try:
         if stop.is_set():
             return
@@ -185,7 +190,11 @@ def _decode_part(
             frames, times = played_at(decoder, ticks[first : first + step], first_s)
             if device.type == "cuda" and decoder.cpu_fallback:
                 raise NvdecFallbackError(f"torchcodec decoded '{name}' on the CPU: {decoder.cpu_fallback}")
-            output.put((frames if request.size is None else fit_frames(frames, request.size), times))
+            coarse = None
+            if request.coarse_size is not None:
+                numbers = number + first + np.arange(len(times))
+                coarse = coarse_frames(frames, numbers, request.coarse_size, request.coarse_every)[0]
+            output.put((frames if request.size is None else fit_frames(frames, request.size), times, coarse))
         output.put(None)
     except NvdecFallbackError as error:
         output.put(error)

@@ -121,6 +121,30 @@ def test_chunks_add_up_to_the_whole_decode(media, decoder, frames_per_batch):
     np.testing.assert_array_equal(np.concatenate([chunk.times for chunk in chunks]), times)
 
 
+@pytest.mark.parametrize("decoder", ["decord", "torchcodec"])
+@pytest.mark.parametrize(("frames_per_batch", "every"), [(1, 3), (3, 3), (100, 2), (3, 20)])
+def test_coarse_frames_come_with_their_chunks_as_a_decode_at_that_size_gives_them(
+    media, decoder, frames_per_batch, every
+):
+    """DecodeRequest.coarse_size: every n-th sampled frame also at a smaller size, in the chunk that holds it,
+    pixel for pixel what a decode at that size gives (n = 20: chunks with no coarse frame)."""
+    path = media / "vfr.mp4"
+    frame_bytes = probe_video(path).width * probe_video(path).height * 3
+    request = DecodeRequest(fps=5, size=(112, 112), chunk_frames=7, batch_bytes=frames_per_batch * frame_bytes,
+                            coarse_size=(48, 48), coarse_every=every)  # fmt: skip
+    with Decoding(VideoSource.from_path(path), request, decoder) as decoding:
+        chunks = list(decoding.chunks())
+    whole, _, _ = decode_frames(path, DecodeRequest(fps=5, size=(112, 112)), decoder)
+    small, _, _ = decode_frames(path, DecodeRequest(fps=5, size=(48, 48)), decoder)
+    np.testing.assert_array_equal(np.concatenate([chunk.frames.numpy() for chunk in chunks]), whole)
+    for chunk in chunks:
+        numbers = [n for n in range(chunk.first, chunk.first + len(chunk.times)) if n % every == 0]
+        np.testing.assert_array_equal(chunk.coarse.numpy(), small[numbers])
+    assert sum(len(chunk.coarse) for chunk in chunks) == len(range(0, len(whole), every))
+    with pytest.raises(ValueError, match="coarse_every must be >= 1"):
+        DecodeRequest(fps=5, coarse_size=(48, 48), coarse_every=0)
+
+
 # ------------------------------------------------------------------------------------------ broken uploads
 
 

@@ -147,19 +147,26 @@ def test_cancelling_ends_the_decoder_child_and_removes_its_files(camera_footage,
 
 def test_the_nvdec_pool_gives_the_frames_of_one_decoder_in_time_order(media, walk):
     """The pool's parts, queues and ordering, run through torchcodec on the CPU where no GPU is present: the
-    frames and times the isolated child's torchcodec gives, whatever the part length and how many run ahead."""
+    frames and times the isolated child's torchcodec gives, whatever the part length and how many run ahead;
+    every third frame also at 48 px (coarse_size), in the chunk that holds it, as a 48 px decode gives it."""
     from engine.video.decode import probe_video
     from engine.video.nvdec import NvdecPool
 
     for path in (media / "vfr.mp4", walk):
         expected, expected_times, _ = decode_frames(path, REQUEST, "torchcodec")
+        small, _, _ = decode_frames(path, DecodeRequest(fps=REQUEST.fps, size=(48, 48)), "torchcodec")
         info = probe_video(path)
         for longest_s, ahead in ((2.0, 2), (100.0, 1), (2.0, 6)):
             pool = NvdecPool(torch.device("cpu"), engines=3, longest_part_s=longest_s, parts_ahead=ahead)
-            request = DecodeRequest(**{**REQUEST.__dict__, "chunk_frames": 5})
+            request = DecodeRequest(
+                **{**REQUEST.__dict__, "chunk_frames": 5, "coarse_size": (48, 48), "coarse_every": 3}
+            )
             chunks = list(pool.decode(VideoSource.from_path(path), info, request))
             pool.close()
             np.testing.assert_array_equal(torch.cat([c.frames for c in chunks]).numpy(), expected)
+            np.testing.assert_array_equal(torch.cat([c.coarse for c in chunks]).numpy(), small[::3])
+            for chunk in chunks:
+                assert len(chunk.coarse) == len(range(-(-chunk.first // 3) * 3, chunk.first + len(chunk.times), 3))
             np.testing.assert_allclose(np.concatenate([c.times for c in chunks]), expected_times, atol=1e-6)
             assert [c.first for c in chunks] == list(np.cumsum([0] + [len(c.times) for c in chunks[:-1]]))
             assert max(len(c.times) for c in chunks) <= 5

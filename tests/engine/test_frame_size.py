@@ -83,33 +83,46 @@ def test_a_frame_size_under_32_px_is_refused(media, tmp_path, capsys):
 
 
 def test_a_zoom_whose_coarse_frames_are_smaller_reads_its_windows_at_the_backbones_size(zoom_checkpoint, tmp_path):
-    """The coarse pass at 64 px, the windows decoded again at 112 px (never reused from the coarse pass), each
-    counted at its own size; the windows' features are those a 112 px zoom computes for the same windows."""
+    """The coarse pass at 64 px and the windows at 112 px from one decode (never reused from the coarse pass), each
+    counted at its own size; the coarse features are those a 64 px decode at the coarse rate gives, the windows'
+    those a 112 px zoom computes for the same windows."""
     small = at_frame_size(zoom_checkpoint, tmp_path, 64)
     localizer = Localizer(EngineSettings(checkpoint=small, device="cpu"))
+    computed = {"coarse": [], "windows": []}
+    for name, extractor in (("coarse", localizer.extractor), ("windows", localizer.window_extractor)):
+        kept_by(extractor, computed[name])
     found = localizer.localize(VideoSource.from_path(SAMPLE), LIMITS)
     zoom, flops, duration = found.zoom, found.flops, found.info.duration_s
     backbone = build_backbone("resnet18-2d")[0]
     low, full = flops_per_unit(backbone, 64), flops_per_unit(backbone)
     windows = tuple(tuple(w) for w in zoom["windows"])
-    assert zoom["decode"] == "two passes" and windows
+    assert zoom["decode"] == "one pass" and windows
     assert zoom["frames"]["coarse"] == len(sample_ticks(0.0, duration, 2.0))
     assert zoom["frames"]["zoom"] == len(sample_ticks(0.0, duration, 16.0, windows))  # none taken from 64 px frames
     assert flops["backbone"] == zoom["frames"]["coarse"] * low + zoom["frames"]["zoom"] * full
     assert flops["backbone_dense"] == len(sample_ticks(0.0, duration, 8.0)) * full
     assert localizer.window_extractor.spec.size == 112 and localizer.extractor.spec.size == 64
-    computed, real = [], localizer.window_extractor.frame_features
-
-    def kept(chunks, progress):  # the real extractor; its output kept for the comparison below
-        computed.append(real(chunks, progress))
-        return computed[-1]
-
-    localizer.window_extractor.frame_features = kept
-    localizer.localize(VideoSource.from_path(SAMPLE), LIMITS)
+    with localizer.frames(VideoSource.from_path(SAMPLE), LIMITS, fps=2.0, size=64) as (_, _, chunks):
+        torch.testing.assert_close(computed["coarse"][0].rows, localizer.extractor.frame_features(chunks).rows)
     reference = Localizer(EngineSettings(checkpoint=zoom_checkpoint, device="cpu"))
     with reference.frames(VideoSource.from_path(SAMPLE), LIMITS, fps=16.0, spans=windows) as (_, _, chunks):
-        expected = reference.extractor.frame_features(chunks)
-    torch.testing.assert_close(computed[0].rows, expected.rows)
+        torch.testing.assert_close(computed["windows"][0].rows, reference.extractor.frame_features(chunks).rows)
+    # frames beyond the spool's budget: the windows are decoded again, at 112 px, and the answer is the same
+    again = Localizer(EngineSettings(checkpoint=small, device="cpu", zoom_spool_mb=0))
+    twice = again.localize(VideoSource.from_path(SAMPLE), LIMITS)
+    assert twice.zoom["decode"] == "two passes" and twice.zoom["windows"] == zoom["windows"]
+    assert twice.segments == found.segments
+
+
+def kept_by(extractor, outputs: list) -> None:
+    """`extractor.frame_features` as it is, its outputs kept in `outputs`."""
+    real = extractor.frame_features
+
+    def kept(chunks, progress=lambda share: None):
+        outputs.append(real(chunks, progress))
+        return outputs[-1]
+
+    extractor.frame_features = kept
 
 
 def test_the_detector_refiner_needs_coarse_frames_of_the_backbones_size(zoom_checkpoint, tmp_path_factory):

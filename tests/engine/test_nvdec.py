@@ -126,6 +126,21 @@ def test_nvdec_windows_are_the_cpu_decoders_windows(gpu, parity_media):
     assert np.abs(difference.mean(axis=(0, 1, 2))).max() <= 1.0 and np.abs(difference).mean() <= 2.0
 
 
+def test_nvdec_coarse_frames_are_the_cpu_decoders_at_that_size(gpu, parity_media):
+    """DecodeRequest.coarse_size on NVDEC (a zoom whose coarse pass reads 64 px frames, in one decode): every n-th
+    frame also at 64 px, in its chunk, the pixels a CPU decode at 64 px gives."""
+    path = parity_media["untagged_25fps.mp4"]
+    with gpu.frames(VideoSource.from_path(path), LIMITS, fps=16.0, coarse_size=64, coarse_every=4) as (_, _, chunks):
+        pieces = list(chunks)
+    ours = torch.cat([chunk.coarse.cpu() for chunk in pieces]).numpy()
+    assert [len(c.coarse) for c in pieces] == [
+        len(range(-(-c.first // 4) * 4, c.first + len(c.times), 4)) for c in pieces
+    ]
+    theirs, _, _ = decode_frames(path, DecodeRequest(fps=4.0, size=(64, 64), timeout_s=300), "decord")
+    difference = ours.astype(np.float64) - theirs
+    assert np.abs(difference.mean(axis=(0, 1, 2))).max() <= 1.0 and np.abs(difference).mean() <= 2.0
+
+
 @pytest.mark.parametrize("spool_mb", [1024.0, 0.0])
 def test_a_zoom_checkpoint_runs_on_nvdec_with_one_decode_and_with_two(zoom_checkpoint, parity_media, spool_mb):
     """The zoom on a GPU host, one decode (NVDEC frames spooled from GPU memory) and two, beside the CPU: as many
