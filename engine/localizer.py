@@ -121,8 +121,6 @@ class Localizer:
                 replace(self.spec, size=native), settings.backbone_weights, self.device, settings.backbone_batch,
                 settings.backbone_batch_wait_ms,
             )  # fmt: skip
-        # the coarse pass samples at the rate its detector was trained at
-        self.coarse = replace(self.spec, sample_fps=self.config.features.default_fps or self.spec.sample_fps)
         self.warm_up(warm_up_video)
 
     @property
@@ -297,20 +295,20 @@ class Localizer:
         zoom rate is a multiple of the coarse rate, one decode at the zoom rate serves both passes (FrameSpool)."""
         seen = {}
         same_frames = self.window_extractor is self.extractor  # else the coarse frames are smaller: none reused
-        every = spool_every(self.coarse.sample_fps, self.zoom.settings.zoom_fps)
+        every = spool_every(self.spec.sample_fps, self.zoom.settings.zoom_fps)
         spool = FrameSpool(every, int(self.settings.zoom_spool_mb * 2**20), self.settings.temp_dir) if every else None
 
         frames = self._zoom_frames(source, limits, spool, seen, progress, cancelled)
 
         def detect(features: torch.Tensor, first_s: float, fps: float):
             _stop_if(cancelled, source)
-            seen["coarse"] = ExtractedFeatures(features, self.coarse.clip_times(features.shape[-1], first_s), 0, 0, 0)
+            seen["coarse"] = ExtractedFeatures(features, self.spec.clip_times(features.shape[-1], first_s), 0, 0, 0)
             seen["output"], found, head_ms = self.detect(features, first_s, seen["info"].duration_s, fps, fields)
             return found.segments.cpu().numpy(), found.scores.cpu().numpy(), found.labels.cpu().numpy(), head_ms
 
         clip = (self.spec.frames_per_clip, self.spec.clip_stride)
         try:
-            run = run_zoom(self.zoom, self.coarse.sample_fps, frames, detect, clip, lambda: seen["info"].duration_s,
+            run = run_zoom(self.zoom, self.spec.sample_fps, frames, detect, clip, lambda: seen["info"].duration_s,
                            reuse_coarse=same_frames)  # fmt: skip
         finally:
             if spool is not None:
@@ -333,10 +331,11 @@ class Localizer:
             flops["total"] += extra
             flops["head_uniform"] += uniform_head_flops(fine, 1, run.fine.padded_length, bool(run.fine.boundary)).total
             flops["head_saved_ratio"] = 1.0 - flops["head"] / flops["head_uniform"]
-        dense = len(sample_ticks(float(run.coarse.times[0]), info.duration_s, self.spec.sample_fps))
-        flops["backbone_dense"] = float(dense * self.window_extractor.flops_per_unit)  # at the backbone's own size
+        # at the backbone's own rate and size: the dense default's frames
+        dense = len(sample_ticks(float(run.coarse.times[0]), info.duration_s, SPECS[self.spec.name].sample_fps))
+        flops["backbone_dense"] = float(dense * self.window_extractor.flops_per_unit)
         flops["backbone_saved_ratio"] = 1.0 - flops["backbone"] / max(flops["backbone_dense"], 1.0)
-        summary = zoom_summary(self.zoom, run, self.coarse.sample_fps, decodes=seen["decodes"])
+        summary = zoom_summary(self.zoom, run, self.spec.sample_fps, decodes=seen["decodes"])
         return Localization(
             info=info, decoder=seen["decoder"], segments=segments, timing_ms=timing, flops=flops,
             mean_depth=mean_depth, realtime_factor=info.duration_s / max(timing["total"] / 1000, 1e-9),

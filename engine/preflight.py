@@ -50,8 +50,10 @@ def backbone_for(config: CheckpointConfig, settings: EngineSettings) -> Backbone
     checkpoint that names its backbone also says how its features were cut into clips (`features.num_frames`
     frames every `features.feat_stride`): a per-frame backbone pools its frames so (the temporal zoom's coarse
     detectors read one feature per frame: num_frames = feat_stride = 1); a clip backbone computes its own clips
-    and must match. Without a name the backbone's own clips are used. Frames are resized to the backbone's own
-    size, or to `features.frame_size` where the checkpoint gives one (features computed from smaller frames)."""
+    and must match, and its frames are sampled at `features.default_fps`, the rate its features were computed at
+    (a detector trained on 4 fps features is served at 4 fps, not at the backbone's 8). Without a name the
+    backbone's own clips and rate are used. Frames are resized to the backbone's own size, or to
+    `features.frame_size` where the checkpoint gives one (features computed from smaller frames)."""
     name = settings.backbone or config.features.backbone
     if name is None:
         raise ConfigurationError(
@@ -71,6 +73,8 @@ def backbone_for(config: CheckpointConfig, settings: EngineSettings) -> Backbone
             spec = spec.cut(config.features.num_frames, config.features.feat_stride)
         except ValueError as error:
             raise ConfigurationError(f"the checkpoint's features do not fit its backbone: {error}") from error
+        if config.features.default_fps is not None:
+            spec = replace(spec, sample_fps=config.features.default_fps)
     if config.features.frame_size is not None:  # frames resized to this side instead of the backbone's own
         spec = replace(spec, size=config.features.frame_size)
     return spec

@@ -87,3 +87,29 @@ def test_a_clip_backbone_refuses_a_checkpoint_whose_features_are_cut_into_other_
     (other / "config.json").write_text(json.dumps(config))
     with pytest.raises(ConfigurationError, match="r2plus1d_18 computes clips of 16 frames every 4, not 4 every 2"):
         check(EngineSettings(checkpoint=other, device="cpu"))
+
+
+def test_a_checkpoint_trained_at_another_rate_is_served_at_that_rate(small_checkpoint, media, tmp_path):
+    """features.default_fps is the rate its features' frames were sampled at: a detector trained on 4 fps
+    features samples at 4 fps (it was served at the backbone's 8 fps, where its actions last twice as many steps),
+    its times in seconds at that rate, and its backbone counted for the frames it ran."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    from engine.video.sampling import sample_ticks
+    from model.backbones import build_backbone, flops_per_unit
+
+    slower = shutil.copytree(small_checkpoint, tmp_path / "4fps")
+    config = json.loads((slower / "config.json").read_text())
+    config["features"]["default_fps"] = 4.0
+    (slower / "config.json").write_text(json.dumps(config))
+    localizer = Localizer(EngineSettings(checkpoint=slower, device="cpu"))
+    found = localizer.localize(VideoSource.from_path(media / "clip.mp4"), LIMITS)
+    ticks = sample_ticks(0.0, found.info.duration_s, 4.0)
+    clips = (len(ticks) - 4) // 2 + 1
+    np.testing.assert_allclose(found.trace().times_s, (np.arange(clips) * 2 + 2) / 4.0, atol=1e-6)
+    assert found.flops["backbone"] == len(ticks) * flops_per_unit(build_backbone("resnet18-2d")[0])
+    with localizer.frames(VideoSource.from_path(media / "clip.mp4"), LIMITS) as (_, _, chunks):
+        np.testing.assert_allclose(np.concatenate([chunk.times for chunk in chunks]), ticks, atol=0.05)
