@@ -103,18 +103,23 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         help="an earlier run's JSON: its choice and wall times kept, the test measured again",
     )
+    parser.add_argument("--wall-again", action="store_true", help="with --choice-from: the served path timed again")
+    parser.add_argument("--keep-test", action="store_true", help="with --choice-from: its test results kept too")
     args = parser.parse_args(argv)
+    if (args.wall_again or args.keep_test) and not args.choice_from:
+        parser.error("--wall-again and --keep-test go with --choice-from")
     if args.threads:
         torch.set_num_threads(args.threads)
     bench, log = Bench(args.workdir, None), lambda line: print(line, flush=True)
     earlier = json.loads(args.choice_from.read_text()) if args.choice_from else None
     choice = earlier["choice"] if earlier else choose_points(bench, args.seeds, log, GRID)
     log(f"chosen on validation: {choice['chosen']}")
-    wall = {} if args.no_wall else earlier["wall"] if earlier else None
+    wall = {} if args.no_wall else earlier["wall"] if earlier and not args.wall_again else None
     result = {
         "command": "python -m experiments.zoom_space " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"), "machine": f"{torch.get_num_threads()} CPU threads", "seeds": args.seeds,
-        "choice": choice, "test": test_runs(bench, args.seeds, choice["chosen"], log),
+        "choice": choice,
+        "test": earlier["test"] if args.keep_test else test_runs(bench, args.seeds, choice["chosen"], log),
         "wall": wall if wall is not None else wall_times(bench, choice["chosen"], args.seeds[0], "served-64px"),
     }  # fmt: skip
     args.output.with_suffix(".json").write_text(json.dumps(result, indent=1))
