@@ -17,11 +17,12 @@ A zoom checkpoint is a checkpoint directory whose detector was trained on featur
    coarse rate, the request decodes once, at the zoom rate: the coarse pass takes every n-th frame (the frames a
    decode at the coarse rate gives; with smaller coarse frames, those frames fitted to the smaller size from the
    same decoded picture, DecodeRequest.coarse_size) and a FrameSpool keeps all of them on disk at the backbone's
-   size, so the windows are read back, not decoded again. H.264 streams as encoders write them are chains of reference frames (the
-   zoom benchmark's 720p file: 4 keyframes, 719 P-frames and 177 B-frames in 900, keyframes up to 8 s apart;
-   `ffmpeg -skip_frame noref` decodes it no faster), so a coarse pass cannot skip frames, and a window decoded
-   on its own starts from the keyframe before it. Otherwise (another ratio, or more frames than TZN_ZOOM_SPOOL_MB) the windows are
-   decoded again (DecodeRequest.spans): `decode` in the answer says which ("one pass" or "two passes");
+   size, so the windows are read back, not decoded again. H.264 streams as encoders write them are chains of
+   reference frames (the zoom benchmark's 720p file: 4 keyframes, 719 P-frames and 177 B-frames in 900,
+   keyframes up to 8 s apart; `ffmpeg -skip_frame noref` decodes it no faster), so a coarse pass cannot skip
+   frames, and a window decoded on its own starts from the keyframe before it. Otherwise (another ratio, or more
+   frames than TZN_ZOOM_SPOOL_MB) the windows are decoded again (DecodeRequest.spans): `decode` in the answer
+   says which ("one pass" or "two passes");
 4. refine: each boundary from its window's per-frame features (model/refiner.py): "bdr" reads the fields' zero
    crossing, "regression" the pooled offset, "none" keeps the coarse boundary. "detector" detects again instead:
    a TZN detector trained on one feature per frame at the zoom rate (the checkpoint in `fine/`) reads the whole
@@ -393,8 +394,8 @@ class FrameSpool:
     serves both passes (module docstring, step 3). `thin(chunks)` passes every `every`-th frame on to the coarse
     pass and writes every frame to the file, if they all fit in `budget_bytes` (decided on the first chunk,
     which knows their number; `kept` says whether they did). Chunks that bring their coarse frames at a smaller
-    size (FrameChunk.coarse: the coarse detector reads smaller frames) pass those on instead. `read(ticks)` gives the frames at zoom ticks
-    `ticks` back, on the CPU. Memory holds one chunk, and the frames' times."""
+    size (FrameChunk.coarse: the coarse detector reads smaller frames) pass those on instead. `read(ticks)` gives
+    the frames at zoom ticks `ticks` back, on the CPU. Memory holds one chunk, and the frames' times."""
 
     def __init__(self, every: int, budget_bytes: int, directory: str | Path | None = None):
         self.every, self.budget, self.directory = every, budget_bytes, directory

@@ -28,8 +28,9 @@ Per seed (the data are fixed; the seed is the training's):
 Measured on test: mAP at tIoU 0.3..0.9 and their average; boundary error std (frames at 30 fps) over the ground
 truths matched at tIoU >= 0.5; R on ramped boundaries = Var(errors) / Var(uniform 8 fps errors), same seed, same
 boundaries; backbone GFLOPs and backbone frames per video minute. The CPU wall time per video minute comes from
-`Localizer.localize` on the test videos (real decoding), seed 0, uniform 8 fps against the chosen zoom points,
-with ffmpeg decoding every frame of the same videos in the same run (the decode stage's limit).
+`Localizer.localize` on the test videos (real decoding), seed 0: every uniform detector served at its own rate,
+and the chosen zoom points with each refiner, with ffmpeg decoding every frame of the same videos in the same run
+(the decode stage's limit).
 Resumable: runs live under --workdir/runs and are not retrained.
 """
 
@@ -43,6 +44,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -393,39 +395,50 @@ def keep_seed(runs: dict, seed: int, seed_rows: dict[str, dict], widths: np.ndar
     log(f"seed {seed}: " + "; ".join(f"{k} {v['mAP@0.7']:.1f}/{v['mAP@0.9']:.1f}" for k, v in seed_rows.items()))
 
 
-def wall_times(bench: Bench, chosen: dict[str, dict], seed: int, served_dir: str = "served") -> dict[str, dict]:
+@dataclass
+class Served:
+    """One variant served end to end: its checkpoint, and its cached-frame path's test predictions."""
+
+    checkpoint: Path
+    cached: Callable[[], dict]
+
+
+def wall_times(
+    bench: Bench, chosen: dict[str, dict], seed: int, served_dir: str = "served",
+    uniform: tuple[tuple[float, str, int | None], ...] = ((REFERENCE, "clips", None),), modes: bool = False,
+) -> dict[str, dict]:  # fmt: skip
     """CPU wall time per video minute of `Localizer.localize` (real decoding) on the test videos, and how many
-    of its segments differ from the cached-frame path's (same run; they should not). The chosen points are
-    written as zoom checkpoints to <workdir>/<served_dir>/seed<k>-<name>."""
-    out, limits = {}, WorkLimits(max_duration_s=3600, timeout_s=600)
-    checkpoints = {f"uniform {REFERENCE} fps": bench.run_dir(REFERENCE, seed)}
+    of its segments differ from the cached-frame path's (same run; they should not): the uniform detectors
+    `uniform` ((fps, pooling, frame size)), each served at its own rate, and the chosen points, written as zoom
+    checkpoints to <workdir>/<served_dir>/seed<k>-<name>; with `modes`, each point with the other refiners too
+    ("bdr", "regression", "none"; as the test table names them)."""
+    served = {
+        uniform_name(fps, pooling, size): Served(
+            bench.run_dir(fps, seed, pooling, size),
+            lambda fps=fps, pooling=pooling, size=size: uniform_predictions(bench, fps, seed, "test", pooling, size)[0],
+        )
+        for fps, pooling, size in uniform
+    }  # fmt: skip
     for name, point in chosen.items():
-        bench.detector(point["coarse_fps"], seed, point["coarse_pooling"], point.get("coarse_size"))
-        settings = point_settings(bench, point)
-        refiner = bench.refiner(settings, point["refiner"], seed)
-        detector = bench.run_dir(point["coarse_fps"], seed, point["coarse_pooling"], point.get("coarse_size"))
-        fine = None
-        if settings.redetects:
-            bench.detector(settings.zoom_fps, seed, "frames")
-            fine = bench.run_dir(settings.zoom_fps, seed, "frames")
-        shutil.rmtree(bench.workdir / served_dir / f"seed{seed}-{name}", ignore_errors=True)  # no other point's files
-        checkpoints[name] = write_zoom_checkpoint(
-            detector, bench.workdir / served_dir / f"seed{seed}-{name}", settings, refiner,
-            refiner.config if refiner is not None else None, bench.verifier(settings, seed), fine,
-        )  # fmt: skip
-    videos = bench.videos("test")
+        others = [m for m in ("bdr", "regression", "none") if m != point["refiner"]] if modes else []
+        for mode in (point["refiner"], *others):
+            label = name if mode == point["refiner"] else f"{name}, refiner {mode}"
+            slug = name if mode == point["refiner"] else f"{name}-{mode}"
+            served[label] = Served(
+                zoom_checkpoint(bench, point, mode, seed, bench.workdir / served_dir / f"seed{seed}-{slug}"),
+                lambda point=point, mode=mode: zoom_predictions(bench, point, mode, seed, "test")[0],
+            )  # fmt: skip
+    videos, out, limits = bench.videos("test"), {}, WorkLimits(max_duration_s=3600, timeout_s=600)
     minutes = sum(bench.truth["database"][v]["duration"] for v in videos) / 60
-    for name, checkpoint in checkpoints.items():
-        cached = uniform_predictions(bench, REFERENCE, seed, "test")[0] if name.startswith("uniform") else \
-            zoom_predictions(bench, chosen[name], chosen[name]["refiner"], seed, "test")[0]  # fmt: skip
-        localizer = Localizer(EngineSettings(checkpoint=checkpoint, device="cpu", decoder="decord"))
-        started, served, decode_ms = time.perf_counter(), {}, 0.0
+    for name, variant in served.items():
+        localizer = Localizer(EngineSettings(checkpoint=variant.checkpoint, device="cpu", decoder="decord"))
+        started, answers, decode_ms = time.perf_counter(), {}, 0.0
         for video_id in videos:
             found = localizer.localize(VideoSource.from_path(bench.workdir / "videos" / f"{video_id}.mp4"), limits)
-            served[video_id], decode_ms = found.segments, decode_ms + found.timing_ms["decode"]
+            answers[video_id], decode_ms = found.segments, decode_ms + found.timing_ms["decode"]
         elapsed = time.perf_counter() - started
         out[name] = {"seconds_per_video_minute": elapsed / minutes, "decode_seconds_per_video_minute": decode_ms / 1000 / minutes,
-                     "differing_top5": differing(served, cached)}  # fmt: skip
+                     "differing_top5": differing(answers, variant.cached())}  # fmt: skip
     started = time.perf_counter()
     for video_id in videos:  # the limit of the decode stage: every frame decoded by ffmpeg, nothing else
         path = str(bench.workdir / "videos" / f"{video_id}.mp4")
@@ -434,6 +447,39 @@ def wall_times(bench: Bench, chosen: dict[str, dict], seed: int, served_dir: str
         "decode_seconds_per_video_minute": (time.perf_counter() - started) / minutes
     }
     return out
+
+
+def uniform_name(fps: float, pooling: str = "clips", size: int | None = None) -> str:
+    """The test table's name of a uniform detector."""
+    return f"uniform {fps:g} fps" + ("" if pooling == "clips" else SMALL_FRAMES if size else PER_FRAME)
+
+
+def zoom_checkpoint(bench: Bench, point: dict, mode: str, seed: int, output: Path) -> Path:
+    """Zoom point `point` with refiner `mode`, written as a zoom checkpoint to `output` (its earlier files gone)."""
+    bench.detector(point["coarse_fps"], seed, point["coarse_pooling"], point.get("coarse_size"))
+    settings = point_settings(bench, point, mode)
+    refiner = bench.refiner(settings, mode, seed)
+    detector = bench.run_dir(point["coarse_fps"], seed, point["coarse_pooling"], point.get("coarse_size"))
+    fine = None
+    if settings.redetects:
+        bench.detector(settings.zoom_fps, seed, "frames")
+        fine = bench.run_dir(settings.zoom_fps, seed, "frames")
+    shutil.rmtree(output, ignore_errors=True)  # no other point's files
+    return write_zoom_checkpoint(
+        detector, output, settings, refiner, refiner.config if refiner is not None else None,
+        bench.verifier(settings, seed), fine,
+    )  # fmt: skip
+
+
+def add_rerun_options(parser: argparse.ArgumentParser) -> None:
+    """--wall-again and --keep-test, which go with --choice-from (checked by `rerun_checked`)."""
+    parser.add_argument("--wall-again", action="store_true", help="with --choice-from: the served path timed again")
+    parser.add_argument("--keep-test", action="store_true", help="with --choice-from: its test results kept too")
+
+
+def rerun_checked(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if (args.wall_again or args.keep_test) and not args.choice_from:
+        parser.error("--wall-again and --keep-test go with --choice-from")
 
 
 def differing(served: dict[str, list[dict]], cached: dict[str, list[dict]], tolerance_s: float = 0.05) -> int:
@@ -660,7 +706,9 @@ def main(argv: list[str] | None = None) -> None:
         help="an earlier run's JSON: its points chosen on validation and its wall times are kept, the test split is "
         "measured again (after a change to what is measured)",
     )  # fmt: skip
+    add_rerun_options(parser)
     args = parser.parse_args(argv)
+    rerun_checked(parser, args)
     if args.threads:
         torch.set_num_threads(args.threads)
     bench, log = Bench(args.workdir, args.epochs), lambda line: print(line, flush=True)
@@ -670,11 +718,14 @@ def main(argv: list[str] | None = None) -> None:
     earlier = json.loads(args.choice_from.read_text()) if args.choice_from else None
     choice = earlier["choice"] if earlier else choose_points(bench, args.seeds, log)
     log(f"chosen on validation: {choice['chosen']}")
+    uniform = tuple((r, "clips", None) for r in RATES) + tuple((r, "frames", None) for r in FRAME_RATES)
     result = {
         "command": "python -m experiments.zoom " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"), "machine": f"{torch.get_num_threads()} CPU threads", "seeds": args.seeds,
-        "choice": choice, "test": test_runs(bench, args.seeds, choice["chosen"], log),
-        "wall": earlier["wall"] if earlier else {} if args.no_wall else wall_times(bench, choice["chosen"], args.seeds[0]),
+        "choice": choice,
+        "test": earlier["test"] if args.keep_test else test_runs(bench, args.seeds, choice["chosen"], log),
+        "wall": earlier["wall"] if earlier and not args.wall_again else {} if args.no_wall else
+                wall_times(bench, choice["chosen"], args.seeds[0], uniform=uniform, modes=True),
     }  # fmt: skip
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.with_suffix(".json").write_text(json.dumps(result, indent=1))

@@ -42,11 +42,13 @@ from experiments.zoom import (
     ROOT,
     SMALL_FRAMES,
     Bench,
+    add_rerun_options,
     choose_points,
     curve,
     keep_seed,
     measure,
     page,
+    rerun_checked,
     uniform_predictions,
     wall_times,
     zoom_predictions,
@@ -103,11 +105,9 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         help="an earlier run's JSON: its choice and wall times kept, the test measured again",
     )
-    parser.add_argument("--wall-again", action="store_true", help="with --choice-from: the served path timed again")
-    parser.add_argument("--keep-test", action="store_true", help="with --choice-from: its test results kept too")
+    add_rerun_options(parser)
     args = parser.parse_args(argv)
-    if (args.wall_again or args.keep_test) and not args.choice_from:
-        parser.error("--wall-again and --keep-test go with --choice-from")
+    rerun_checked(parser, args)
     if args.threads:
         torch.set_num_threads(args.threads)
     bench, log = Bench(args.workdir, None), lambda line: print(line, flush=True)
