@@ -77,7 +77,7 @@ class Localization:
 
 @dataclass(frozen=True)
 class Sampling:
-    """Which frames a decode gives (`Localizer.frames`): those at `fps` ticks (None: the backbone's rate), inside
+    """Which frames a decode gives (`Localizer.frames`): those at `fps` ticks (None: the checkpoint's), inside
     `spans` (None: everywhere), `chunk_frames` at a time (None: the setting's), `size` px square (None: the
     checkpoint's features' size); every `coarse_every`-th also at `coarse_size` px square (DecodeRequest)."""
 
@@ -178,8 +178,9 @@ class Localizer:
     ) -> Iterator[tuple[VideoInfo, str, Iterator[FrameChunk]]]:  # fmt: skip
         """(the source's info, the decoder that decodes it, its sampled frames fitted to the backbone's size):
         the container precheck, the stream's info from the isolated child, then NVDEC or a CPU decoder. `fps`:
-        the sampling rate (default: the backbone's); `spans`: only the frames inside them (the zoom's windows);
-        `chunk_frames`: frames per chunk (default: the setting's); `size`: their side (default: the features');
+        the sampling rate (default: the checkpoint's, engine/preflight.backbone_for); `spans`: only the frames
+        inside them (the zoom's windows); `chunk_frames`: frames per chunk (default: the setting's); `size`: their
+        side (default: the features');
         `coarse_size`, `coarse_every`: every n-th also at that side, in FrameChunk.coarse (DecodeRequest)."""
         started = time.monotonic()
         request = DecodeRequest(
