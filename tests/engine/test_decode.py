@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from engine.errors import (
     EmptyVideoError,
@@ -143,6 +144,15 @@ def test_coarse_frames_come_with_their_chunks_as_a_decode_at_that_size_gives_the
     assert sum(len(chunk.coarse) for chunk in chunks) == len(range(0, len(whole), every))
     with pytest.raises(ValueError, match="coarse_every must be >= 1"):
         DecodeRequest(fps=5, coarse_size=(48, 48), coarse_every=0)
+
+
+def test_coarse_frames_of_camera_footage_are_those_a_decode_at_that_size_gives(camera_footage):
+    """The same on a real camera file (opencv-doc's vtest.avi: MPEG-4 part 2 in AVI, decoded in order)."""
+    request = DecodeRequest(fps=8, size=(112, 112), chunk_frames=16, coarse_size=(64, 64), coarse_every=2)
+    with Decoding(VideoSource.from_path(camera_footage), request, "decord") as decoding:
+        chunks = list(decoding.chunks())
+    small, _, _ = decode_frames(camera_footage, DecodeRequest(fps=4, size=(64, 64)), "decord")
+    np.testing.assert_array_equal(torch.cat([chunk.coarse for chunk in chunks]).numpy(), small)
 
 
 # ------------------------------------------------------------------------------------------ broken uploads
