@@ -1,6 +1,6 @@
 """One 30 s 720p request through HTTP: the dense served default against a zoom checkpoint (issue 16, target 5).
 
-    python bench/zoom_request.py --zoom ZOOM_CHECKPOINT [--dense CHECKPOINT] [--repeats 5] [--workdir DIR]
+    python bench/zoom_request.py --zoom ZOOM_CHECKPOINT [--dense CHECKPOINT] [--repeats 5] [--workdir DIR] [--two-decodes]
 
 The video is a zoom-benchmark video (training/zoom_videos.py) rendered at 1280x720, 30 s, 30 fps. Each checkpoint
 is served by a real `tzn serve` on 127.0.0.1 (CPU, decord), one after the other; a client in its own process
@@ -36,6 +36,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dense", type=Path, default=REPO / "service" / "demo" / "checkpoint")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/tzn-zoom-request"))
+    parser.add_argument(
+        "--two-decodes", action="store_true",
+        help="also the zoom with TZN_ZOOM_SPOOL_MB=0: its windows decoded a second time, as before one decode served both",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
     video = args.workdir / "zoom-720p-30s.mp4"
@@ -46,8 +50,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{video.name}: ffmpeg -threads 2 decodes every frame in {(time.perf_counter() - started) * 1000:.0f} ms")
     print(f"{'served':<8} {'client p50':>10} " + " ".join(f"{s:>11}" for s in STAGES) + "  zoom frames")
     rows = {}
-    for name, checkpoint in (("dense", args.dense), ("zoom", args.zoom)):
-        env = {"TZN_CHECKPOINT": str(checkpoint), "TZN_DEVICE": "cpu", "TZN_DECODER": "decord"}
+    served = [("dense", args.dense, {}), ("zoom", args.zoom, {})]
+    if args.two_decodes:
+        served.append(("zoom x2", args.zoom, {"TZN_ZOOM_SPOOL_MB": "0"}))
+    for name, checkpoint, extra in served:
+        env = {"TZN_CHECKPOINT": str(checkpoint), "TZN_DEVICE": "cpu", "TZN_DECODER": "decord", **extra}
         with running_server(env, args.workdir / f"{name}.log") as url:
             load_row(url, video, clients=1, requests=1)  # warm-up
             rows[name] = load_row(url, video, clients=1, requests=args.repeats)
@@ -58,6 +65,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:<8} {row['client_p50_ms']:>10.0f} " + " ".join(f"{row[s]:>11.0f}" for s in STAGES) + f"  {zoom}")
     ratio = rows["zoom"]["client_p50_ms"] / rows["dense"]["client_p50_ms"]
     print(f"zoom / dense, client-side median: {ratio:.3f}")
+    if args.two_decodes:
+        print(
+            f"zoom x2 / dense, client-side median: {rows['zoom x2']['client_p50_ms'] / rows['dense']['client_p50_ms']:.3f}"
+        )
     (args.workdir / "result.json").write_text(json.dumps({"rows": rows, "ratio": ratio}, indent=1))
 
 
