@@ -70,3 +70,21 @@ def test_target_2_needs_three_points_at_mAP_0_9_and_a_smaller_error_spread(map09
     bdr = next(line for line in lines if line.startswith("| 4:"))
     assert bdr.endswith("| no |")  # the BDR refiner is below the regression here
     assert "zoom-fine" in page(result(map09))
+
+
+def test_the_served_variants_are_named_as_the_test_table_names_them():
+    from experiments.zoom import PER_FRAME, SMALL_FRAMES, uniform_name
+
+    assert uniform_name(8) == "uniform 8 fps" and uniform_name(30.0) == "uniform 30 fps"
+    assert uniform_name(4, "frames") == f"uniform 4 fps{PER_FRAME}"
+    assert uniform_name(16, "frames", 64) == f"uniform 16 fps{SMALL_FRAMES}"
+
+
+@pytest.mark.parametrize("flag", ["--wall-again", "--keep-test"])
+def test_rerun_flags_without_an_earlier_run_are_refused(flag, tmp_path, capsys):
+    from experiments import zoom, zoom_space
+
+    for module in (zoom, zoom_space):
+        with pytest.raises(SystemExit) as stopped:
+            module.main(["--workdir", str(tmp_path), flag])
+        assert stopped.value.code == 2 and "go with --choice-from" in capsys.readouterr().err
