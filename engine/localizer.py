@@ -77,7 +77,7 @@ class Localization:
 
 @dataclass(frozen=True)
 class Sampling:
-    """Which frames a decode gives (`Localizer.frames`): those at `fps` ticks (None: the checkpoint's), inside
+    """Which frames a decode gives (`Localizer.frames`): those at `fps` ticks (None: the served rate), inside
     `spans` (None: everywhere), `chunk_frames` at a time (None: the setting's), `size` px square (None: the
     checkpoint's features' size); every `coarse_every`-th also at `coarse_size` px square (DecodeRequest)."""
 
@@ -112,6 +112,14 @@ class Localizer:
         self.head_lock = threading.Lock()  # one head at a time (the backbone batches across requests)
         zoomed = settings.checkpoint if settings.runtime == "torch" else None
         self.zoom = ZoomedPass.load(zoomed, self.spec, self.device)
+        if self.zoom is not None and self.config.features.default_fps:
+            # the coarse pass samples at its detector's rate, also where the checkpoint names no backbone
+            # (TZN_BACKBONE chose it; backbone_for then keeps the backbone's rate for dense checkpoints)
+            self.spec = replace(self.spec, sample_fps=self.config.features.default_fps)
+        native_fps = SPECS[self.spec.name].sample_fps
+        if self.spec.sample_fps != native_fps:
+            log.info("sampling at %g fps, the rate the checkpoint's features were computed at (%s's own: %g fps)",
+                     self.spec.sample_fps, self.spec.name, native_fps)  # fmt: skip
         # the zoom's windows are read at the backbone's own size (its refiners and fine detector were trained so),
         # whatever size the coarse detector's frames have (features.frame_size)
         self.window_extractor = self.extractor
@@ -178,10 +186,10 @@ class Localizer:
     ) -> Iterator[tuple[VideoInfo, str, Iterator[FrameChunk]]]:  # fmt: skip
         """(the source's info, the decoder that decodes it, its sampled frames fitted to the backbone's size):
         the container precheck, the stream's info from the isolated child, then NVDEC or a CPU decoder. `fps`:
-        the sampling rate (default: the checkpoint's, engine/preflight.backbone_for); `spans`: only the frames
-        inside them (the zoom's windows); `chunk_frames`: frames per chunk (default: the setting's); `size`: their
-        side (default: the features');
-        `coarse_size`, `coarse_every`: every n-th also at that side, in FrameChunk.coarse (DecodeRequest)."""
+        the sampling rate (default: the served rate, `self.spec.sample_fps`); `spans`: only the frames inside them
+        (the zoom's windows); `chunk_frames`: frames per chunk (default: the setting's); `size`: their side
+        (default: the features'); `coarse_size`, `coarse_every`: every n-th also at that side, in
+        FrameChunk.coarse (DecodeRequest)."""
         started = time.monotonic()
         request = DecodeRequest(
             fps=fps or self.spec.sample_fps, size=(size or self.spec.size,) * 2,

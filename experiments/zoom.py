@@ -369,8 +369,9 @@ def test_runs(bench: Bench, seeds: list[int], chosen: dict[str, dict], log) -> d
             seed_rows[f"uniform {r} fps{PER_FRAME}"] = measure(bench, *found, "test")
         for name, point in chosen.items():
             for mode in REFINERS:  # the chosen refiner, and the others at the same settings
-                label = name if mode == point["refiner"] else f"{name}, refiner {mode}"
-                seed_rows[label] = measure(bench, *zoom_predictions(bench, point, mode, seed, "test"), "test")
+                seed_rows[refiner_label(name, point, mode)] = measure(
+                    bench, *zoom_predictions(bench, point, mode, seed, "test"), "test"
+                )
             other = next(w for w in GRID["verify_weight"] if w != point["verify_weight"])  # the verifier's ablation
             if valid({**point, "verify_weight": other}):
                 seed_rows[f"{name}, verify weight {other:g}"] = measure(
@@ -412,19 +413,18 @@ def wall_times(
     `uniform` ((fps, pooling, frame size)), each served at its own rate, and the chosen points, written as zoom
     checkpoints to <workdir>/<served_dir>/seed<k>-<name>; with `modes`, each point with the other refiners too
     ("bdr", "regression", "none"; as the test table names them)."""
-    served = {
-        uniform_name(fps, pooling, size): Served(
+    served = {}
+    for fps, pooling, size in uniform:
+        bench.detector(fps, seed, pooling, size)  # trained if it was not
+        served[uniform_name(fps, pooling, size)] = Served(
             bench.run_dir(fps, seed, pooling, size),
             lambda fps=fps, pooling=pooling, size=size: uniform_predictions(bench, fps, seed, "test", pooling, size)[0],
-        )
-        for fps, pooling, size in uniform
-    }  # fmt: skip
+        )  # fmt: skip
     for name, point in chosen.items():
         others = [m for m in ("bdr", "regression", "none") if m != point["refiner"]] if modes else []
         for mode in (point["refiner"], *others):
-            label = name if mode == point["refiner"] else f"{name}, refiner {mode}"
             slug = name if mode == point["refiner"] else f"{name}-{mode}"
-            served[label] = Served(
+            served[refiner_label(name, point, mode)] = Served(
                 zoom_checkpoint(bench, point, mode, seed, bench.workdir / served_dir / f"seed{seed}-{slug}"),
                 lambda point=point, mode=mode: zoom_predictions(bench, point, mode, seed, "test")[0],
             )  # fmt: skip
@@ -574,7 +574,12 @@ def mean_of(runs: dict, name: str, key: str) -> float:
 
 def variant(result: dict, name: str, mode: str) -> str:
     """The test run's label of zoom point `name` with refiner `mode`."""
-    return name if result["choice"]["chosen"][name]["refiner"] == mode else f"{name}, refiner {mode}"
+    return refiner_label(name, result["choice"]["chosen"][name], mode)
+
+
+def refiner_label(name: str, point: dict, mode: str) -> str:
+    """The test table's (and the served timings') name of zoom point `name` (`point`) with refiner `mode`."""
+    return name if mode == point["refiner"] else f"{name}, refiner {mode}"
 
 
 def backbone_ratio(runs: dict, name: str) -> float:
@@ -721,8 +726,8 @@ def main(argv: list[str] | None = None) -> None:
     uniform = tuple((r, "clips", None) for r in RATES) + tuple((r, "frames", None) for r in FRAME_RATES)
     result = {
         "command": "python -m experiments.zoom " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{torch.get_num_threads()} CPU threads", "seeds": args.seeds,
-        "choice": choice,
+        "date": time.strftime("%Y-%m-%d"), "machine": f"{torch.get_num_threads()} CPU threads",
+        "seeds": earlier["seeds"] if args.keep_test else args.seeds, "choice": choice,
         "test": earlier["test"] if args.keep_test else test_runs(bench, args.seeds, choice["chosen"], log),
         "wall": earlier["wall"] if earlier and not args.wall_again else {} if args.no_wall else
                 wall_times(bench, choice["chosen"], args.seeds[0], uniform=uniform, modes=True),

@@ -48,6 +48,7 @@ from experiments.zoom import (
     keep_seed,
     measure,
     page,
+    refiner_label,
     rerun_checked,
     uniform_predictions,
     wall_times,
@@ -83,8 +84,9 @@ def test_runs(bench: Bench, seeds: list[int], chosen: dict[str, dict], log) -> d
         seed_rows |= {f"uniform {r} fps{SMALL_FRAMES}": uniform(r, "frames", SIZE) for r in UNIFORM_64}
         for name, point in chosen.items():
             for mode in ("bdr", "regression", "none"):
-                label = name if mode == point["refiner"] else f"{name}, refiner {mode}"
-                seed_rows[label] = measure(bench, *zoom_predictions(bench, point, mode, seed, "test"), "test")
+                seed_rows[refiner_label(name, point, mode)] = measure(
+                    bench, *zoom_predictions(bench, point, mode, seed, "test"), "test"
+                )
             full = {**point, "coarse_size": None}
             seed_rows[f"{name}, coarse at 112 px"] = measure(
                 bench, *zoom_predictions(bench, full, point["refiner"], seed, "test"), "test"
@@ -117,8 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     wall = {} if args.no_wall else earlier["wall"] if earlier and not args.wall_again else None
     result = {
         "command": "python -m experiments.zoom_space " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{torch.get_num_threads()} CPU threads", "seeds": args.seeds,
-        "choice": choice,
+        "date": time.strftime("%Y-%m-%d"), "machine": f"{torch.get_num_threads()} CPU threads",
+        "seeds": earlier["seeds"] if args.keep_test else args.seeds, "choice": choice,
         "test": earlier["test"] if args.keep_test else test_runs(bench, args.seeds, choice["chosen"], log),
         "wall": wall if wall is not None else wall_times(bench, choice["chosen"], args.seeds[0], "served-64px"),
     }  # fmt: skip

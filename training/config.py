@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from model.config import ModelConfig, PostprocessConfig
 
@@ -57,6 +57,17 @@ class DataConfig(BaseModel):
         None, ge=32, description="side (px) of the frames the features came from (tzn extract-features "
         "--frame-size), recorded in the checkpoint; None: the backbone's own",
     )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _backbone_has_a_rate(self) -> DataConfig:
+        """A checkpoint that names its backbone is served at its features' rate (engine/preflight.backbone_for):
+        the rate must be the one the features were sampled at, not the videos' frame rate from the annotations."""
+        if self.backbone is not None and self.default_fps is None:
+            raise ValueError(
+                f"data.backbone is {self.backbone!r}: set data.default_fps to the rate its features were sampled "
+                "at (tzn extract-features prints it as fps), which the service will sample videos at"
+            )
+        return self
 
 
 class OptimizerConfig(BaseModel):

@@ -142,8 +142,16 @@ def test_coarse_frames_come_with_their_chunks_as_a_decode_at_that_size_gives_the
         numbers = [n for n in range(chunk.first, chunk.first + len(chunk.times)) if n % every == 0]
         np.testing.assert_array_equal(chunk.coarse.numpy(), small[numbers])
     assert sum(len(chunk.coarse) for chunk in chunks) == len(range(0, len(whole), every))
-    with pytest.raises(ValueError, match="coarse_every must be >= 1"):
-        DecodeRequest(fps=5, coarse_size=(48, 48), coarse_every=0)
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [({"coarse_every": 0}, "coarse_every must be >= 1"), ({"coarse_size": (48, 0)}, "coarse_size must be"),
+     ({"coarse_size": (48,)}, "coarse_size must be")],
+)  # fmt: skip
+def test_a_coarse_size_or_step_that_cannot_be_is_refused(fields, words):
+    with pytest.raises(ValueError, match=words):
+        DecodeRequest(fps=5, **{"coarse_size": (48, 48), **fields})
 
 
 def test_coarse_frames_of_camera_footage_are_those_a_decode_at_that_size_gives(camera_footage):

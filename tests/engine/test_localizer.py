@@ -113,3 +113,25 @@ def test_a_checkpoint_trained_at_another_rate_is_served_at_that_rate(small_check
     assert found.flops["backbone"] == len(ticks) * flops_per_unit(build_backbone("resnet18-2d")[0])
     with localizer.frames(VideoSource.from_path(media / "clip.mp4"), LIMITS) as (_, _, chunks):
         np.testing.assert_allclose(np.concatenate([chunk.times for chunk in chunks]), ticks, atol=0.05)
+
+
+def test_a_zoom_checkpoint_that_names_no_backbone_samples_its_coarse_pass_at_its_detectors_rate(
+    zoom_checkpoint, tmp_path
+):  # fmt: skip
+    """TZN_BACKBONE chooses the backbone; the coarse detector still reads frames at its own rate (2 fps here)."""
+    import json
+    import shutil
+
+    from engine.video.sampling import sample_ticks
+
+    unnamed = shutil.copytree(zoom_checkpoint, tmp_path / "unnamed")
+    config = json.loads((unnamed / "config.json").read_text())
+    config["features"]["backbone"] = None
+    (unnamed / "config.json").write_text(json.dumps(config))
+    found = {}
+    for name, checkpoint, backbone in (("named", zoom_checkpoint, None), ("unnamed", unnamed, "resnet18-2d")):
+        localizer = Localizer(EngineSettings(checkpoint=checkpoint, device="cpu", backbone=backbone))
+        found[name] = localizer.localize(VideoSource.from_path("service/demo/sample.mp4"), LIMITS)
+    coarse = found["unnamed"].zoom["frames"]["coarse"]
+    assert coarse == found["named"].zoom["frames"]["coarse"] == len(sample_ticks(0.0, 30.0, 2.0))
+    assert found["unnamed"].segments == found["named"].segments

@@ -15,7 +15,7 @@ from engine.features.extractor import FeatureExtractor
 from engine.localizer import FEATURES_SHARE, Localizer
 from engine.settings import EngineSettings, WorkLimits
 from engine.trace import window_cover
-from engine.video.decode import DecodeRequest, Decoding, decode_frames
+from engine.video.decode import DecodeRequest, Decoding, FrameChunk, decode_frames
 from engine.video.sampling import sample_ticks
 from engine.video.source import VideoSource
 from engine.zoom import (
@@ -104,6 +104,19 @@ def test_one_decode_at_the_zoom_rate_gives_both_passes_the_frames_of_their_own_d
     assert len(times) > 20
     np.testing.assert_array_equal(times, window_times)
     np.testing.assert_array_equal(frames.numpy(), window)
+    spool.close()
+
+
+def test_a_chunk_whose_coarse_frames_do_not_match_its_coarse_ticks_is_an_error():
+    """FrameChunk.coarse must hold one frame per coarse tick of its chunk: a decoder that sent other frames is a
+    bug, said at once rather than served."""
+    spool = FrameSpool(2, budget_bytes=2**20)
+    frames = torch.zeros(4, 8, 8, 3, dtype=torch.uint8)
+    good = FrameChunk(frames, np.arange(4) / 8, 0, 4, torch.zeros(2, 4, 4, 3, dtype=torch.uint8))
+    assert [len(chunk.frames) for chunk in spool.thin([good])] == [2]
+    bad = FrameChunk(frames, np.arange(4) / 8, 0, 4, torch.zeros(3, 4, 4, 3, dtype=torch.uint8))
+    with pytest.raises(RuntimeError, match="3 coarse frames for 2 coarse ticks"):
+        list(spool.thin([bad]))
     spool.close()
 
 

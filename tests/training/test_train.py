@@ -55,6 +55,17 @@ def test_invalid_model_section_is_reported_with_its_reason(tmp_path):
         load_config(path)
 
 
+def test_a_named_backbone_without_the_features_rate_is_refused(tmp_path):
+    """The service samples a checkpoint that names its backbone at its features' rate: the annotations' video
+    frame rate (what ActionFormer falls back on) would be recorded instead, and served."""
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  backbone: resnet18-2d\n")
+    with pytest.raises(TrainConfigError, match="set data.default_fps to the rate its features were sampled at"):
+        load_config(path)
+    path.write_text("data:\n  backbone: resnet18-2d\n  default_fps: 8.0\n")
+    assert load_config(path).data.default_fps == 8.0
+
+
 def test_yaml_syntax_error_is_one_line(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model: [unclosed\n")
