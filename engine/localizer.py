@@ -41,7 +41,7 @@ from engine.video.nvdec import NvdecFallbackError, NvdecPool
 from engine.video.sampling import Spans, sample_ticks
 from engine.video.source import VideoSource
 from engine.zoom import FrameSource, FrameSpool, ZoomedPass, run_zoom, spool_every, spooled_ticks, zoom_summary
-from model.backbones import SPECS
+from model.backbones import SPECS, smaller_frames
 from model.checkpoint import CheckpointConfig, label_id
 from model.flops import output_flops, uniform_head_flops
 from model.postprocess import video_segments
@@ -102,14 +102,6 @@ class Localizer:
         self.config: CheckpointConfig = self.head.checkpoint
         self.checkpoint_sha256 = self.head.checkpoint_sha256
         self.spec = backbone_for(self.config, settings)
-        self.extractor = FeatureExtractor(
-            self.spec, settings.backbone_weights, self.device, settings.backbone_batch, settings.backbone_batch_wait_ms
-        )
-        on_gpu = self.device.type == "cuda"
-        self.nvdec = NvdecPool(self.device, settings.nvdec_engines, settings.nvdec_longest_part_s, settings.nvdec_parts_ahead) \
-            if on_gpu and settings.gpu_decode and settings.decoder != "decord" else None  # fmt: skip
-        self.cpu_decoder = cpu_decoder(settings.decoder, on_gpu)
-        self.head_lock = threading.Lock()  # one head at a time (the backbone batches across requests)
         zoomed = settings.checkpoint if settings.runtime == "torch" else None
         self.zoom = ZoomedPass.load(zoomed, self.spec, self.device)
         if self.zoom is not None and self.config.features.default_fps:
@@ -120,14 +112,21 @@ class Localizer:
         if self.spec.sample_fps != native_fps:
             log.info("sampling at %g fps, the rate the checkpoint's features were computed at (%s's own: %g fps)",
                      self.spec.sample_fps, self.spec.name, native_fps)  # fmt: skip
+        self.extractor = FeatureExtractor(
+            self.spec, settings.backbone_weights, self.device, settings.backbone_batch, settings.backbone_batch_wait_ms
+        )
+        on_gpu = self.device.type == "cuda"
+        self.nvdec = NvdecPool(self.device, settings.nvdec_engines, settings.nvdec_longest_part_s, settings.nvdec_parts_ahead) \
+            if on_gpu and settings.gpu_decode and settings.decoder != "decord" else None  # fmt: skip
+        self.cpu_decoder = cpu_decoder(settings.decoder, on_gpu)
+        self.head_lock = threading.Lock()  # one head at a time (the backbone batches across requests)
         # the zoom's windows are read at the backbone's own size (its refiners and fine detector were trained so),
         # whatever size the coarse detector's frames have (features.frame_size)
         self.window_extractor = self.extractor
-        native = SPECS[self.spec.name].size
-        if self.zoom is not None and self.spec.size != native:
+        if self.zoom is not None and smaller_frames(self.spec.name, self.spec.size):
             self.window_extractor = FeatureExtractor(
-                replace(self.spec, size=native), settings.backbone_weights, self.device, settings.backbone_batch,
-                settings.backbone_batch_wait_ms,
+                replace(self.spec, size=SPECS[self.spec.name].size), settings.backbone_weights, self.device,
+                settings.backbone_batch, settings.backbone_batch_wait_ms, network_of=self.extractor,
             )  # fmt: skip
         self.warm_up(warm_up_video)
 

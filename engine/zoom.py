@@ -157,7 +157,7 @@ def read_zoom(
             raise ConfigurationError(f"{path} names a {settings.refiner!r} refiner but {REFINER_FILE} is missing")
     if settings.redetects:
         check_fine(Path(checkpoint), settings)
-        if spec.size != SPECS[spec.name].size:
+        if smaller_frames(spec.name, spec.size):
             raise ConfigurationError(
                 f"{path}: the 'detector' refiner reads the coarse frames' features beside the windows', so the coarse "
                 f"detector's frames must have the backbone's own size ({SPECS[spec.name].size} px), not {spec.size}"

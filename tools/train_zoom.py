@@ -439,6 +439,9 @@ def train_zoom(
         if settings.redetects:
             raise ValueError("the 'detector' refiner reads both passes on one grid: no data.frame_size with it")
         coarse_cache = FrameCache(coarse_frames, truth)
+    elif coarse_frames is not None:  # else its detector would train on FRAMES, and nothing would say so
+        raise ValueError(f"--coarse-frames {coarse_frames}: set data.frame_size in {config_path} to the size of "
+                         "those frames (the coarse detector reads them only then)")  # fmt: skip
     cut = (base.data.num_frames, base.data.feat_stride)  # as configs/zoom.yaml's data section says (1, 1: per frame)
 
     def trained(fps: float, cut: tuple[int, int], run: Path) -> Path:  # features kept per rate, cut and frame size

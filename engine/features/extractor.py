@@ -72,7 +72,9 @@ class WaitedChunks:
 
 class FeatureExtractor:
     """A backbone on `device` and its shared batches. `batch`: frames (2D) or clips (3D) per batch, 0 for the
-    device's default; `batch_wait_ms`: how long a batch waits for other requests' frames (CUDA)."""
+    device's default; `batch_wait_ms`: how long a batch waits for other requests' frames (CUDA). `network_of`:
+    another extractor of the same backbone whose network (and weights) this one runs, on frames of its own
+    size (`spec.size`), in batches of its own (a batch holds frames of one size)."""
 
     def __init__(
         self,
@@ -81,9 +83,13 @@ class FeatureExtractor:
         device: torch.device,
         batch: int = 0,
         batch_wait_ms: float = 1.0,
+        network_of: FeatureExtractor | None = None,
     ):
         self.spec, self.device = spec, device
-        backbone, self.weights = build_backbone(spec.name, weights)
+        if network_of is not None and network_of.spec.name != spec.name:
+            raise ValueError(f"a {spec.name} extractor cannot run {network_of.spec.name}'s network")
+        backbone, self.weights = (network_of.backbone, network_of.weights) if network_of is not None else \
+            build_backbone(spec.name, weights)  # fmt: skip
         self.flops_per_unit = flops_per_unit(backbone, spec.size)  # at the frames' size (features.frame_size)
         on_gpu = device.type == "cuda"
         layout = torch.channels_last if spec.per_frame else torch.channels_last_3d

@@ -141,3 +141,18 @@ def test_a_frame_size_equal_to_the_backbones_own_is_not_smaller_frames():
 
     assert not smaller_frames("resnet18-2d", None) and not smaller_frames("resnet18-2d", 112)
     assert smaller_frames("resnet18-2d", 64) and smaller_frames("unknown", 64)
+
+
+def test_the_windows_run_the_coarse_passs_network_at_their_own_size(zoom_checkpoint, tmp_path):
+    """One network in memory for both sizes (a second copy of the backbone was built before), each size in its own
+    batches and counted at its own size; a network of another backbone is refused."""
+    from engine.features.extractor import FeatureExtractor
+    from model.backbones import SPECS
+
+    localizer = Localizer(EngineSettings(checkpoint=at_frame_size(zoom_checkpoint, tmp_path, 64), device="cpu"))
+    coarse, windows = localizer.extractor, localizer.window_extractor
+    assert windows.backbone is coarse.backbone and windows.batches is not coarse.batches
+    backbone = build_backbone("resnet18-2d")[0]
+    assert (coarse.flops_per_unit, windows.flops_per_unit) == (flops_per_unit(backbone, 64), flops_per_unit(backbone))
+    with pytest.raises(ValueError, match="cannot run resnet18-2d's network"):
+        FeatureExtractor(SPECS["tiny-2d"], None, torch.device("cpu"), network_of=coarse)

@@ -243,3 +243,8 @@ def test_a_coarse_detector_on_smaller_frames_trains_on_their_features_and_says_s
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(ValueError, match="no data.frame_size with it"):
         train_zoom(path, cache.frames, cache.frames, tmp_path / "detector", log=lambda _: None, coarse_frames=small)
+    del config["data"]["frame_size"]  # frames of another size given, but the config does not say they are
+    config["zoom"]["refiner"] = {**yaml.safe_load(Path("configs/zoom_space.yaml").read_text())["zoom"]["refiner"]}
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match="set data.frame_size"):
+        train_zoom(path, cache.frames, cache.frames, tmp_path / "unsized", log=lambda _: None, coarse_frames=small)
