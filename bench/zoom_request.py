@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/tzn-zoom-request"))
     parser.add_argument(
         "--two-decodes", action="store_true",
-        help="also the zoom with TZN_ZOOM_SPOOL_MB=0 (a video too long for the spool): the coarse pass still at the zoom "
-        "rate, the windows decoded a second time",
+        help="also the zoom with TZN_ZOOM_SPOOL_MB=0 (a video too long for the spool): the coarse pass decoded at its "
+        "own rate and size, the windows decoded a second time",
     )  # fmt: skip
     args = parser.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,7 @@ from engine.settings import EngineSettings, WorkLimits
 from engine.trace import PositionTrace
 from engine.video.child import warm_up_children
 from engine.video.choice import NVDEC, cpu_decoder
-from engine.video.decode import DecodeRequest, Decoding, FrameChunk
+from engine.video.decode import DecodeRequest, Decoding, FrameChunk, one_pass_fits
 from engine.video.info import VideoInfo
 from engine.video.nvdec import NvdecFallbackError, NvdecPool
 from engine.video.sampling import Spans, sample_ticks
@@ -79,7 +79,8 @@ class Localization:
 class Sampling:
     """Which frames a decode gives (`Localizer.frames`): those at `fps` ticks (None: the served rate), inside
     `spans` (None: everywhere), `chunk_frames` at a time (None: the setting's), `size` px square (None: the
-    checkpoint's features' size); every `coarse_every`-th also at `coarse_size` px square (DecodeRequest)."""
+    checkpoint's features' size); every `coarse_every`-th also at `coarse_size` px square, or only those where the
+    frames at `size` would take more than `one_pass_bytes` (DecodeRequest)."""
 
     fps: float | None = None
     spans: Spans | None = None
@@ -87,6 +88,7 @@ class Sampling:
     size: int | None = None
     coarse_size: int | None = None
     coarse_every: int = 1
+    one_pass_bytes: int | None = None
 
 
 class Localizer:
@@ -182,19 +184,21 @@ class Localizer:
         self, source: VideoSource, limits: WorkLimits, cancelled: Callable[[], bool] = lambda: False,
         use_nvdec: bool = True, fps: float | None = None, spans: Spans | None = None, chunk_frames: int | None = None,
         size: int | None = None, coarse_size: int | None = None, coarse_every: int = 1,
+        one_pass_bytes: int | None = None,
     ) -> Iterator[tuple[VideoInfo, str, Iterator[FrameChunk]]]:  # fmt: skip
         """(the source's info, the decoder that decodes it, its sampled frames fitted to the backbone's size):
         the container precheck, the stream's info from the isolated child, then NVDEC or a CPU decoder. `fps`:
         the sampling rate (default: the served rate, `self.spec.sample_fps`); `spans`: only the frames inside them
         (the zoom's windows); `chunk_frames`: frames per chunk (default: the setting's); `size`: their side
         (default: the features'); `coarse_size`, `coarse_every`: every n-th also at that side, in
-        FrameChunk.coarse (DecodeRequest)."""
+        FrameChunk.coarse, `one_pass_bytes`: or only those, for a video whose frames at `size` would not fit in
+        that many bytes (DecodeRequest)."""
         started = time.monotonic()
         request = DecodeRequest(
             fps=fps or self.spec.sample_fps, size=(size or self.spec.size,) * 2,
             chunk_frames=chunk_frames or self.settings.chunk_frames,
             max_duration_s=limits.max_duration_s, timeout_s=limits.timeout_s, spans=spans,
-            coarse_size=coarse_size and (coarse_size,) * 2, coarse_every=coarse_every,
+            coarse_size=coarse_size and (coarse_size,) * 2, coarse_every=coarse_every, one_pass_bytes=one_pass_bytes,
         )  # fmt: skip
         nvdec = self.nvdec if use_nvdec else None
         with Decoding(source, request, self.cpu_decoder, nvdec=nvdec is not None, tmp_dir=self.settings.temp_dir,
@@ -203,6 +207,7 @@ class Localizer:
                 yield decoding.info, decoding.decoder, decoding.chunks()
                 return
             left = DecodeRequest(**{**request.__dict__, "timeout_s": limits.timeout_s - (time.monotonic() - started)})
+            left = left.for_duration(decoding.info.duration_s)
             chunks = nvdec.decode(source, decoding.info, left, cancelled)
             try:
                 yield decoding.info, NVDEC, chunks
@@ -221,12 +226,12 @@ class Localizer:
             progress("features", FEATURES_SHARE * share)
 
         progress("decoding", 0.0)
-        return self._decoded(source, limits, cancelled, lambda chunks: self.extractor.features(chunks, report))
+        return self._decoded(source, limits, cancelled, lambda _, chunks: self.extractor.features(chunks, report))
 
     def _decoded(
         self, source, limits, cancelled, consume, sampling: Sampling = Sampling()
     ) -> tuple[VideoInfo, str, object]:
-        """`consume(chunks)` of the source's frames as `sampling` picks them, NVDEC first where it decodes the
+        """`consume(info, chunks)` of the source's frames as `sampling` picks them, NVDEC first where it decodes the
         stream, then the CPU decoder if NVDEC fell back (within one time limit for both attempts). The result's
         `decode_ms` includes the precheck and the child's start and probe."""
         started = time.monotonic()
@@ -246,7 +251,7 @@ class Localizer:
         opened = time.perf_counter()
         with self.frames(source, limits, cancelled, use_nvdec, **asdict(sampling)) as (info, decoder, chunks):
             setup_ms = (time.perf_counter() - opened) * 1000
-            result = consume(chunks)
+            result = consume(info, chunks)
         result.decode_ms += setup_ms
         return info, decoder, result
 
@@ -370,22 +375,28 @@ class Localizer:
             progress("decoding", FEATURES_SHARE * offset)
             rest = WorkLimits(max_duration_s=limits.max_duration_s, timeout_s=left)
             one_decode = spans is None and spool is not None
-            thin = spool.thin if one_decode else iter
             extractor = self.extractor if spans is None else self.window_extractor
             sampling = Sampling(fps, spans, size=extractor.spec.size)
             if one_decode:
                 # One decode: the coarse pass decodes at the zoom rate, in chunks of as many frames as it keeps from
                 # a full chunk, so that its backbone runs while the rest decodes (CPU, 30 s of 720p with zoom-lite:
                 # 2.55 s with 256-frame chunks, 2.36 s with 64; NVDEC's one decode has not run on a GPU). The
-                # spool keeps the frames at the windows' size; smaller coarse frames come beside them.
+                # spool keeps the frames at the windows' size; smaller coarse frames come beside them. A video whose
+                # frames would not fit in the spool is decoded at the coarse rate and size only (one_pass_bytes).
                 smaller = self.extractor is not self.window_extractor
                 sampling = Sampling(
                     self.zoom.settings.zoom_fps, None, max(1, self.settings.chunk_frames // spool.every),
                     self.window_extractor.spec.size, self.extractor.spec.size if smaller else None, spool.every,
+                    spool.budget,
                 )  # fmt: skip
-            seen["info"], seen["decoder"], found = self._decoded(
-                source, rest, cancelled, lambda chunks: extractor.frame_features(thin(chunks), report), sampling
-            )  # fmt: skip
+
+            def consume(info: VideoInfo, chunks: Iterator[FrameChunk]) -> FrameFeatures:
+                if one_decode:
+                    fits = one_pass_fits(info.duration_s, sampling.fps, (sampling.size,) * 2, spool.budget)
+                    chunks = spool.thin(chunks) if fits else spool.passed(chunks)
+                return extractor.frame_features(chunks, report)
+
+            seen["info"], seen["decoder"], found = self._decoded(source, rest, cancelled, consume, sampling)
             seen["decodes"] += 1
             if one_decode and len(found.times):
                 # every n-th zoom tick is a coarse tick, but the zoom grid may hold one more n-th tick at the very

@@ -56,8 +56,8 @@ class DeviceSettings(BaseModel):
         1024.0,
         ge=0,
         description="a zoom checkpoint decodes once at its zoom rate and keeps the frames on disk for its windows "
-        "when they fit in this many MiB (16 fps: 36 MiB per video minute); beyond it the coarse pass still decodes "
-        "at the zoom rate and the windows are decoded again",
+        "when they fit in this many MiB (16 fps: 36 MiB per video minute); a longer video decodes its coarse pass "
+        "alone, at the coarse rate, and its windows again",
     )
     temp_dir: Path | None = Field(
         None, description="decoders' scratch folders and spooled uploads; default: the system's"

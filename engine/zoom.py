@@ -394,8 +394,10 @@ class FrameSpool:
     serves both passes (module docstring, step 3). `thin(chunks)` passes every `every`-th frame on to the coarse
     pass and writes every frame to the file, if they all fit in `budget_bytes` (decided on the first chunk,
     which knows their number; `kept` says whether they did). Chunks that bring their coarse frames at a smaller
-    size (FrameChunk.coarse: the coarse detector reads smaller frames) pass those on instead. `read(ticks)` gives
-    the frames at zoom ticks `ticks` back, on the CPU. Memory holds one chunk, and the frames' times."""
+    size (FrameChunk.coarse: the coarse detector reads smaller frames) pass those on instead. `passed(chunks)`
+    keeps nothing: the decode gave the coarse pass's frames alone (DecodeRequest.one_pass_bytes, decided from the
+    video's duration before it began). `read(ticks)` gives the frames at zoom ticks `ticks` back, on the CPU.
+    Memory holds one chunk, and the frames' times."""
 
     def __init__(self, every: int, budget_bytes: int, directory: str | Path | None = None):
         self.every, self.budget, self.directory = every, budget_bytes, directory
@@ -421,6 +423,11 @@ class FrameSpool:
                 frames = chunk.coarse if chunk.coarse is not None else \
                     chunk.frames[torch.as_tensor(picked, device=chunk.frames.device)]  # fmt: skip
                 yield FrameChunk(frames, chunk.times[picked], -(-chunk.first // every), -(-chunk.total // every))
+
+    def passed(self, chunks: Iterable[FrameChunk]) -> Iterator[FrameChunk]:
+        self.close()
+        self.shape, self.count, self.kept, self.times = None, 0, False, []
+        yield from chunks
 
     def _keep(self, chunk: FrameChunk) -> None:
         """Appends the chunk's frames to the file. A disk that refuses them (full, unwritable) ends the keeping,

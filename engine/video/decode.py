@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -55,7 +55,12 @@ class DecodeRequest:
 
     `coarse_size` (H, W): every `coarse_every`-th sampled frame (numbered from 0 among all sampled frames) is also
     fitted to that size, from the same decoded frame, and comes in its chunk's `coarse`: one decode serves a
-    temporal zoom whose coarse pass reads smaller frames than its windows (engine/zoom.py)."""
+    temporal zoom whose coarse pass reads smaller frames than its windows (engine/zoom.py).
+
+    `one_pass_bytes`: the most bytes all sampled frames at `size` may take for one decode to serve both of the
+    zoom's passes (its FrameSpool budget). A longer video is sampled every `coarse_every`-th tick only, fitted to
+    `coarse_size` (or `size`): the coarse pass alone, whose windows are decoded again (`for_duration`, which the
+    child and the NVDEC pool both apply once they know the video's duration)."""
 
     fps: float | None = None
     size: tuple[int, int] | None = None
@@ -66,6 +71,7 @@ class DecodeRequest:
     batch_bytes: int = 16 * 2**20
     coarse_size: tuple[int, int] | None = None
     coarse_every: int = 1
+    one_pass_bytes: int | None = None
 
     def __post_init__(self):
         if self.fps is not None and not self.fps > 0:
@@ -80,6 +86,27 @@ class DecodeRequest:
             raise ValueError(f"coarse_size must be (height, width) >= 1, got {self.coarse_size}")
         if self.coarse_every < 1:
             raise ValueError(f"coarse_every must be >= 1, got {self.coarse_every}")
+        if self.one_pass_bytes is not None and (self.one_pass_bytes < 0 or self.fps is None or self.size is None):
+            raise ValueError(f"one_pass_bytes needs fps and size and must be >= 0, got {self.one_pass_bytes}")
+
+    def for_duration(self, duration_s: float) -> DecodeRequest:
+        """The request to decode a video of `duration_s`: this one, or the coarse pass's alone where the frames
+        would not fit in `one_pass_bytes` (see the class)."""
+        if self.one_pass_bytes is None:
+            return self
+        if one_pass_fits(duration_s, self.fps, self.size, self.one_pass_bytes):
+            return replace(self, one_pass_bytes=None)
+        return replace(
+            self, fps=self.fps / self.coarse_every, size=self.coarse_size or self.size, coarse_size=None,
+            coarse_every=1, one_pass_bytes=None,
+        )  # fmt: skip
+
+
+def one_pass_fits(duration_s: float, fps: float, size: tuple[int, int], budget_bytes: int) -> bool:
+    """Whether the frames at `fps` of a video `duration_s` long, fitted to `size` (RGB uint8), take at most
+    `budget_bytes`: counted from the duration before anything is decoded, as ceil(duration x fps) frames, at
+    least as many as sampling gives (engine/video/sampling.py)."""
+    return int(np.ceil(duration_s * fps)) * size[0] * size[1] * 3 <= budget_bytes
 
 
 @dataclass(frozen=True)
@@ -168,6 +195,8 @@ def decode_child(conn, fatal, workdir: str, request: dict[str, Any]) -> None:
         if limit is not None and info["duration_s"] > limit:
             raise VideoTooLongError(info["duration_s"], limit, name)
         conn.send(("info", info))
+        fields = {name: request[name] for name in DecodeRequest.__dataclass_fields__}
+        request = {**request, **DecodeRequest(**fields).for_duration(info["duration_s"]).__dict__}
         decoder = request["decoder"] and decoder_for(request["decoder"], info["stream"], request["nvdec"])
         if decoder != "decord":
             reader = None  # decord's decoder and its frame buffers go before the other decoder opens

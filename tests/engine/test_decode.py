@@ -163,6 +163,41 @@ def test_coarse_frames_of_camera_footage_are_those_a_decode_at_that_size_gives(c
     np.testing.assert_array_equal(torch.cat([chunk.coarse for chunk in chunks]).numpy(), small)
 
 
+@pytest.mark.parametrize("decoder", ["decord", "torchcodec"])
+def test_a_video_whose_frames_pass_one_pass_bytes_is_decoded_for_its_coarse_pass_alone(media, decoder):
+    """DecodeRequest.one_pass_bytes, decided from the duration before the decode: within it, every frame at `size`
+    with the coarse frames beside them; one byte less, only the coarse ticks, at the coarse size, pixel for pixel
+    what a decode at the coarse rate and size gives."""
+    path = media / "vfr.mp4"
+    needed = int(np.ceil(probe_video(path).duration_s * 8)) * 112 * 112 * 3
+    answers = {}
+    for budget in (needed, needed - 1):
+        request = DecodeRequest(fps=8, size=(112, 112), chunk_frames=7, coarse_size=(48, 48), coarse_every=2,
+                                one_pass_bytes=budget)  # fmt: skip
+        with Decoding(VideoSource.from_path(path), request, decoder) as decoding:
+            answers[budget] = list(decoding.chunks())
+    whole, _, _ = decode_frames(path, DecodeRequest(fps=8, size=(112, 112)), decoder)
+    small, times, _ = decode_frames(path, DecodeRequest(fps=4, size=(48, 48)), decoder)
+    both, alone = answers[needed], answers[needed - 1]
+    np.testing.assert_array_equal(torch.cat([chunk.frames for chunk in both]).numpy(), whole)
+    np.testing.assert_array_equal(torch.cat([chunk.coarse for chunk in both]).numpy(), small)
+    assert all(chunk.coarse is None for chunk in alone) and {chunk.total for chunk in alone} == {len(small)}
+    np.testing.assert_array_equal(torch.cat([chunk.frames for chunk in alone]).numpy(), small)
+    np.testing.assert_array_equal(np.concatenate([chunk.times for chunk in alone]), times)
+
+
+def test_for_duration_keeps_the_request_within_one_pass_bytes_and_thins_it_beyond():
+    request = DecodeRequest(fps=16, size=(112, 112), coarse_size=(64, 64), coarse_every=4, one_pass_bytes=2**20)
+    fits = 2**20 // (112 * 112 * 3) / 16  # seconds whose frames fit
+    assert request.for_duration(fits) == DecodeRequest(fps=16, size=(112, 112), coarse_size=(64, 64), coarse_every=4)
+    assert request.for_duration(fits + 1 / 16) == DecodeRequest(fps=4, size=(64, 64))
+    same_size = DecodeRequest(fps=16, size=(112, 112), coarse_every=4, one_pass_bytes=0)
+    assert same_size.for_duration(1.0) == DecodeRequest(fps=4, size=(112, 112))
+    assert DecodeRequest(fps=16, size=(112, 112)).for_duration(1e6) == DecodeRequest(fps=16, size=(112, 112))
+    with pytest.raises(ValueError, match="one_pass_bytes needs fps and size"):
+        DecodeRequest(fps=16, one_pass_bytes=2**20)
+
+
 # ------------------------------------------------------------------------------------------ broken uploads
 
 

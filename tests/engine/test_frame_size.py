@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -107,11 +108,34 @@ def test_a_zoom_whose_coarse_frames_are_smaller_reads_its_windows_at_the_backbon
     reference = Localizer(EngineSettings(checkpoint=zoom_checkpoint, device="cpu"))
     with reference.frames(VideoSource.from_path(SAMPLE), LIMITS, fps=16.0, spans=windows) as (_, _, chunks):
         torch.testing.assert_close(computed["windows"][0].rows, reference.extractor.frame_features(chunks).rows)
-    # frames beyond the spool's budget: the windows are decoded again, at 112 px, and the answer is the same
+    # frames beyond the spool's budget: the coarse pass decodes its own frames alone (2 fps, 64 px), the windows
+    # are decoded again, at 112 px, and the answer is the same
     again = Localizer(EngineSettings(checkpoint=small, device="cpu", zoom_spool_mb=0))
+    decoded = decoded_by(again)
     twice = again.localize(VideoSource.from_path(SAMPLE), LIMITS)
     assert twice.zoom["decode"] == "two passes" and twice.zoom["windows"] == zoom["windows"]
     assert twice.segments == found.segments
+    assert decoded == [(zoom["frames"]["coarse"], 64), (zoom["frames"]["zoom"], 112)]
+
+
+def decoded_by(localizer: Localizer) -> list[tuple[int, int]]:
+    """(frames, side) of each decode `localizer.frames` gives from now on, as its chunks are read."""
+    decoded, real = [], localizer.frames
+
+    @contextmanager
+    def frames(*args, **kwargs):
+        with real(*args, **kwargs) as (info, decoder, chunks):
+            decoded.append((0, 0))
+
+            def counted():
+                for chunk in chunks:
+                    decoded[-1] = (decoded[-1][0] + len(chunk.times), chunk.frames.shape[1])
+                    yield chunk
+
+            yield info, decoder, counted()
+
+    localizer.frames = frames
+    return decoded
 
 
 def kept_by(extractor, outputs: list) -> None:
