@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 
@@ -60,11 +59,11 @@ def run_extract_features(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     spec, device = SPECS[args.backbone], resolve_device(args.device)
-    if args.frame_size is not None:
-        if args.frame_size < 32:
-            print(f"tzn extract-features: --frame-size {args.frame_size}: at least 32 px", file=sys.stderr)
-            return 2
-        spec = replace(spec, size=args.frame_size)
+    try:
+        spec = spec.resized(args.frame_size)
+    except ValueError as error:
+        print(f"tzn extract-features: --frame-size: {error}", file=sys.stderr)
+        return 2
     if args.clip:
         try:
             spec = spec.cut(*args.clip)

@@ -127,7 +127,7 @@ class Localizer:
         self.window_extractor = self.extractor
         if self.zoom is not None and smaller_frames(self.spec.name, self.spec.size):
             self.window_extractor = FeatureExtractor(
-                replace(self.spec, size=SPECS[self.spec.name].size), settings.backbone_weights, self.device,
+                self.spec.resized(None), settings.backbone_weights, self.device,
                 settings.backbone_batch, settings.backbone_batch_wait_ms, network_of=self.extractor,
             )  # fmt: skip
         self.warm_up(warm_up_video)

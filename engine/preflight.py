@@ -75,9 +75,7 @@ def backbone_for(config: CheckpointConfig, settings: EngineSettings) -> Backbone
             raise ConfigurationError(f"the checkpoint's features do not fit its backbone: {error}") from error
         if config.features.default_fps is not None:
             spec = replace(spec, sample_fps=config.features.default_fps)
-    if config.features.frame_size is not None:  # frames resized to this side instead of the backbone's own
-        spec = replace(spec, size=config.features.frame_size)
-    return spec
+    return spec.resized(config.features.frame_size)  # frames resized to this side instead of the backbone's own
 
 
 def check(settings: EngineSettings) -> None:

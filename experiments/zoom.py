@@ -471,8 +471,19 @@ def zoom_checkpoint(bench: Bench, point: dict, mode: str, seed: int, output: Pat
     )  # fmt: skip
 
 
-def add_rerun_options(parser: argparse.ArgumentParser) -> None:
-    """--wall-again and --keep-test, which go with --choice-from (checked by `rerun_checked`)."""
+def add_run_options(parser: argparse.ArgumentParser, output: Path) -> None:
+    """The options both experiments take: where, which seeds, the page, the served-path timing, torch's threads,
+    and a rerun of an earlier run (--choice-from, with --wall-again and --keep-test: `rerun_checked`)."""
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--output", type=Path, default=output)
+    parser.add_argument("--no-wall", action="store_true", help="skip the served-path timing")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    parser.add_argument(
+        "--choice-from", type=Path,
+        help="an earlier run's JSON: its points chosen on validation and its wall times are kept, the test split is "
+        "measured again (after a change to what is measured)",
+    )  # fmt: skip
     parser.add_argument("--wall-again", action="store_true", help="with --choice-from: the served path timed again")
     parser.add_argument("--keep-test", action="store_true", help="with --choice-from: its test results kept too")
 
@@ -480,6 +491,26 @@ def add_rerun_options(parser: argparse.ArgumentParser) -> None:
 def rerun_checked(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if (args.wall_again or args.keep_test) and not args.choice_from:
         parser.error("--wall-again and --keep-test go with --choice-from")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+
+def measured(
+    bench: Bench, args: argparse.Namespace, command: str, choose: Callable[[], dict], tests: Callable, wall: Callable,
+    log: Callable[[str], None],
+) -> dict:  # fmt: skip
+    """One run's result (the JSON beside the page): the points `choose()` picks on validation (or --choice-from's),
+    `tests(bench, seeds, chosen, log)`, the test split's rows per seed (or --keep-test's), and `wall(chosen)`, the
+    served path's times (or the earlier run's, unless --wall-again; else none with --no-wall)."""
+    earlier = json.loads(args.choice_from.read_text()) if args.choice_from else None
+    choice = earlier["choice"] if earlier else choose()
+    log(f"chosen on validation: {choice['chosen']}")
+    return {
+        "command": command, "date": time.strftime("%Y-%m-%d"), "machine": f"{torch.get_num_threads()} CPU threads",
+        "seeds": earlier["seeds"] if args.keep_test else args.seeds, "choice": choice,
+        "test": earlier["test"] if args.keep_test else tests(bench, args.seeds, choice["chosen"], log),
+        "wall": earlier["wall"] if earlier and not args.wall_again else {} if args.no_wall else wall(choice["chosen"]),
+    }  # fmt: skip
 
 
 def differing(served: dict[str, list[dict]], cached: dict[str, list[dict]], tolerance_s: float = 0.05) -> int:
@@ -687,17 +718,13 @@ def curve(result: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", type=Path, required=True)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    add_run_options(parser, ROOT / "docs" / "zoom.md")
     parser.add_argument("--epochs", type=int, help="detector epochs (default: configs/zoom.yaml's)")
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "zoom.md")
-    parser.add_argument("--no-wall", action="store_true", help="skip the served-path timing")
     parser.add_argument(
         "--train-only",
         action="store_true",
         help="train the seeds' runs, evaluate nothing (to train seeds in parallel processes)",
     )
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument(
         "--rates", type=float, nargs="*", default=RATES, help="with --train-only: these rates' detectors"
     )
@@ -706,32 +733,18 @@ def main(argv: list[str] | None = None) -> None:
         help="with --train-only: these refiners, and 'presence' for the verifiers",
     )  # fmt: skip
     parser.add_argument("--poolings", nargs="*", default=list(POOLINGS), help="with --train-only: these detectors")
-    parser.add_argument(
-        "--choice-from", type=Path,
-        help="an earlier run's JSON: its points chosen on validation and its wall times are kept, the test split is "
-        "measured again (after a change to what is measured)",
-    )  # fmt: skip
-    add_rerun_options(parser)
     args = parser.parse_args(argv)
     rerun_checked(parser, args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     bench, log = Bench(args.workdir, args.epochs), lambda line: print(line, flush=True)
     if args.train_only:
         rates = [int(r) if r == int(r) else r for r in args.rates]
         return train_all(bench, args.seeds, log, rates, args.modes, args.poolings)
-    earlier = json.loads(args.choice_from.read_text()) if args.choice_from else None
-    choice = earlier["choice"] if earlier else choose_points(bench, args.seeds, log)
-    log(f"chosen on validation: {choice['chosen']}")
     uniform = tuple((r, "clips", None) for r in RATES) + tuple((r, "frames", None) for r in FRAME_RATES)
-    result = {
-        "command": "python -m experiments.zoom " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{torch.get_num_threads()} CPU threads",
-        "seeds": earlier["seeds"] if args.keep_test else args.seeds, "choice": choice,
-        "test": earlier["test"] if args.keep_test else test_runs(bench, args.seeds, choice["chosen"], log),
-        "wall": earlier["wall"] if earlier and not args.wall_again else {} if args.no_wall else
-                wall_times(bench, choice["chosen"], args.seeds[0], uniform=uniform, modes=True),
-    }  # fmt: skip
+    result = measured(
+        bench, args, "python -m experiments.zoom " + " ".join(argv if argv is not None else sys.argv[1:]),
+        lambda: choose_points(bench, args.seeds, log), test_runs,
+        lambda chosen: wall_times(bench, chosen, args.seeds[0], uniform=uniform, modes=True), log,
+    )  # fmt: skip
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.with_suffix(".json").write_text(json.dumps(result, indent=1))
     curve(result, args.output.with_name(args.output.stem + "_curve.png"))

@@ -30,10 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from pathlib import Path
-
-import torch
 
 from experiments.results import ground_truth_widths
 from experiments.zoom import (
@@ -42,11 +38,12 @@ from experiments.zoom import (
     ROOT,
     SMALL_FRAMES,
     Bench,
-    add_rerun_options,
+    add_run_options,
     choose_points,
     curve,
     keep_seed,
     measure,
+    measured,
     page,
     refiner_label,
     rerun_checked,
@@ -97,33 +94,15 @@ def test_runs(bench: Bench, seeds: list[int], chosen: dict[str, dict], log) -> d
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", type=Path, required=True)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "zoom_space.md")
-    parser.add_argument("--no-wall", action="store_true", help="skip the served-path timing")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    parser.add_argument(
-        "--choice-from",
-        type=Path,
-        help="an earlier run's JSON: its choice and wall times kept, the test measured again",
-    )
-    add_rerun_options(parser)
+    add_run_options(parser, ROOT / "docs" / "zoom_space.md")
     args = parser.parse_args(argv)
     rerun_checked(parser, args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     bench, log = Bench(args.workdir, None), lambda line: print(line, flush=True)
-    earlier = json.loads(args.choice_from.read_text()) if args.choice_from else None
-    choice = earlier["choice"] if earlier else choose_points(bench, args.seeds, log, GRID)
-    log(f"chosen on validation: {choice['chosen']}")
-    wall = {} if args.no_wall else earlier["wall"] if earlier and not args.wall_again else None
-    result = {
-        "command": "python -m experiments.zoom_space " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{torch.get_num_threads()} CPU threads",
-        "seeds": earlier["seeds"] if args.keep_test else args.seeds, "choice": choice,
-        "test": earlier["test"] if args.keep_test else test_runs(bench, args.seeds, choice["chosen"], log),
-        "wall": wall if wall is not None else wall_times(bench, choice["chosen"], args.seeds[0], "served-64px"),
-    }  # fmt: skip
+    result = measured(
+        bench, args, "python -m experiments.zoom_space " + " ".join(argv if argv is not None else sys.argv[1:]),
+        lambda: choose_points(bench, args.seeds, log, GRID), test_runs,
+        lambda chosen: wall_times(bench, chosen, args.seeds[0], "served-64px"), log,
+    )  # fmt: skip
     args.output.with_suffix(".json").write_text(json.dumps(result, indent=1))
     picture = args.output.with_name(args.output.stem + "_curve.png")
     curve(result, picture)

@@ -22,6 +22,8 @@ from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from model.config import MIN_FRAME_SIZE
+
 RANDOM_INIT = "random-init"
 RANDOM_INIT_SEED = 20261126
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -75,6 +77,14 @@ class BackboneSpec:
                 f"{frames_per_clip} every {clip_stride}; only a per-frame backbone pools other clips"
             )
         return replace(self, frames_per_clip=frames_per_clip, clip_stride=clip_stride)
+
+    def resized(self, size: int | None) -> BackboneSpec:
+        """This backbone reading frames resized to `size` x `size` px instead (None: its own size, SPECS').
+        ValueError below MIN_FRAME_SIZE."""
+        size = SPECS[self.name].size if size is None else size
+        if size < MIN_FRAME_SIZE:
+            raise ValueError(f"frames of {size} px: at least {MIN_FRAME_SIZE} px")
+        return replace(self, size=size)
 
     def clip_times(self, num_clips: int, start_s: float = 0.0) -> np.ndarray:
         """(K,) seconds: the centre of each clip, `start_s` being the time of the first sampled frame."""

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serial
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from model.config import ModelConfig, PostprocessConfig
+from model.config import MIN_FRAME_SIZE, ModelConfig, PostprocessConfig
 from model.tzn import TZN
 
 CONFIG_NAME = "config.json"
@@ -38,7 +38,7 @@ class FeatureSpec(BaseModel):
     default_fps: float | None = Field(30.0, gt=0)
     backbone: str | None = Field(None, description="feature extractor the model was trained on, e.g. 'i3d'")
     frame_size: int | None = Field(
-        None, ge=32, description="side (px) of the frames its backbone saw; None: the backbone's own (112)"
+        None, ge=MIN_FRAME_SIZE, description="side (px) of the frames its backbone saw; None: the backbone's own (112)"
     )
 
     @model_serializer(mode="wrap")

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Runtime = Literal["torch", "onnxruntime", "tensorrt"]  # the head's runtimes (model/head.py, engine/heads.py)
 RUNTIMES: tuple[Runtime, ...] = ("torch", "onnxruntime", "tensorrt")
+MIN_FRAME_SIZE = 32  # px: the smallest side frames may be resized to for a backbone (BackboneSpec.resized)
 
 
 class ModelConfig(BaseModel):

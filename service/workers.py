@@ -245,8 +245,7 @@ class SharedSlots:
     def _change(self, index: int, delta: int | None) -> bool:
         """Adds `delta` to `index`'s count if the total stays within the limit (None: sets it to 0)."""
         with open(self.path, "r+b") as file:
-            fcntl.flock(file, fcntl.LOCK_EX)  # released when the file closes
-            counts = list(struct.unpack(f"<{os.fstat(file.fileno()).st_size // 8}q", file.read()))
+            counts = _locked_counts(file, fcntl.LOCK_EX)
             if delta is not None and delta > 0 and sum(counts) + delta > self.limit:
                 return False
             counts[index] = 0 if delta is None else counts[index] + delta
@@ -267,9 +266,14 @@ class SharedSlots:
         """The uploads the other processes are receiving now (the engine process's `tzn_inflight_requests` adds
         them: its own count begins at the handoff)."""
         with open(self.path, "rb") as file:
-            fcntl.flock(file, fcntl.LOCK_SH)
-            counts = struct.unpack(f"<{os.fstat(file.fileno()).st_size // 8}q", file.read())
+            counts = _locked_counts(file, fcntl.LOCK_SH)
         return sum(counts) - counts[self.index]
+
+
+def _locked_counts(file, lock: int) -> list[int]:
+    """SharedSlots' counts, read under `lock` (fcntl.LOCK_EX or LOCK_SH), held until the file closes."""
+    fcntl.flock(file, lock)
+    return list(struct.unpack(f"<{os.fstat(file.fileno()).st_size // 8}q", file.read()))
 
 
 def _refusal(error: Exception) -> dict[str, str]:

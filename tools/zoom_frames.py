@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +23,13 @@ from engine.features.extractor import FeatureExtractor
 from engine.video.decode import DecodeRequest, Decoding
 from engine.video.source import VideoSource
 from model.backbones import SPECS
+from model.config import MIN_FRAME_SIZE
 
 
 def extract_frames(
     videos: Path, output: Path, fps: float = 30.0, backbone: str = "resnet18-2d", frame_size: int | None = None
 ) -> None:
-    spec = replace(SPECS[backbone], size=frame_size or SPECS[backbone].size)
+    spec = SPECS[backbone].resized(frame_size)
     extractor = FeatureExtractor(spec, None, torch.device("cpu"))
     output.mkdir(parents=True, exist_ok=True)
     paths = sorted(videos.glob("*.mp4"))
@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--frame-size", type=int, help="frames resized to this side (default: the backbone's, 112)")
     args = parser.parse_args(argv)
+    if args.frame_size is not None and args.frame_size < MIN_FRAME_SIZE:
+        parser.error(f"--frame-size {args.frame_size}: at least {MIN_FRAME_SIZE} px")
     extract_frames(args.videos, args.output, args.fps, frame_size=args.frame_size)
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from model.config import ModelConfig, PostprocessConfig
+from model.config import MIN_FRAME_SIZE, ModelConfig, PostprocessConfig
 
 
 class TrainConfigError(ValueError):
@@ -54,7 +54,7 @@ class DataConfig(BaseModel):
     crop_ratio: tuple[float, float] | None = None
     backbone: str | None = Field(None, description="feature extractor, recorded in the checkpoint")
     frame_size: int | None = Field(
-        None, ge=32, description="side (px) of the frames the features came from (tzn extract-features "
+        None, ge=MIN_FRAME_SIZE, description="side (px) of the frames the features came from (tzn extract-features "
         "--frame-size), recorded in the checkpoint; None: the backbone's own",
     )  # fmt: skip
 

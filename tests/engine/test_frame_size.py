@@ -80,7 +80,7 @@ def test_a_frame_size_under_32_px_is_refused(media, tmp_path, capsys):
     shutil.copy(media / "clip.mp4", tmp_path / "videos" / "clip.mp4")
     command = ["extract-features", "--videos", str(tmp_path / "videos"), "--output", str(tmp_path / "features")]
     assert main([*command, "--frame-size", "8"]) == 2
-    assert "--frame-size 8: at least 32 px" in capsys.readouterr().err
+    assert "--frame-size: frames of 8 px: at least 32 px" in capsys.readouterr().err
 
 
 def test_a_zoom_whose_coarse_frames_are_smaller_reads_its_windows_at_the_backbones_size(zoom_checkpoint, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 
 import pytest
@@ -88,3 +90,35 @@ def test_rerun_flags_without_an_earlier_run_are_refused(flag, tmp_path, capsys):
         with pytest.raises(SystemExit) as stopped:
             module.main(["--workdir", str(tmp_path), flag])
         assert stopped.value.code == 2 and "go with --choice-from" in capsys.readouterr().err
+
+
+def test_a_rerun_keeps_what_its_flags_keep_and_measures_the_rest(tmp_path):
+    """`measured`: --choice-from keeps the validation choice; --keep-test its test rows and seeds; --wall-again
+    times the served path again, which is otherwise kept (and skipped with --no-wall on a fresh run)."""
+    from experiments.zoom import measured
+
+    earlier = {"choice": {"chosen": {"zoom-lite": {}}}, "seeds": [0, 1], "test": {"old": []}, "wall": {"old": 1}}
+    (tmp_path / "earlier.json").write_text(json.dumps(earlier))
+    calls = []
+
+    def run(choice_from=None, keep_test=False, wall_again=False, no_wall=False) -> dict:
+        args = argparse.Namespace(choice_from=choice_from and tmp_path / "earlier.json", keep_test=keep_test,
+                                  wall_again=wall_again, no_wall=no_wall, seeds=[3])  # fmt: skip
+        return measured(
+            None, args, "command", lambda: calls.append("choose") or {"chosen": {"new": {}}},
+            lambda bench, seeds, chosen, log: calls.append(("test", seeds, list(chosen))) or {"new": []},
+            lambda chosen: calls.append(("wall", list(chosen))) or {"new": 2}, lambda line: None,
+        )  # fmt: skip
+
+    fresh = run()
+    assert (fresh["seeds"], fresh["test"], fresh["wall"]) == ([3], {"new": []}, {"new": 2})
+    assert calls == ["choose", ("test", [3], ["new"]), ("wall", ["new"])]
+    calls.clear()
+    assert run(no_wall=True)["wall"] == {} and ("wall", ["new"]) not in calls
+    calls.clear()
+    again = run(choice_from=True, keep_test=True, wall_again=True)
+    assert (again["choice"], again["seeds"], again["test"]) == (earlier["choice"], [0, 1], {"old": []})
+    assert again["wall"] == {"new": 2} and calls == [("wall", ["zoom-lite"])]
+    calls.clear()
+    kept = run(choice_from=True)
+    assert kept["wall"] == {"old": 1} and kept["test"] == {"new": []} and calls == [("test", [3], ["zoom-lite"])]
