@@ -167,6 +167,16 @@ def test_a_frame_size_equal_to_the_backbones_own_is_not_smaller_frames():
     assert smaller_frames("resnet18-2d", 64) and smaller_frames("unknown", 64)
 
 
+def test_a_backbone_resized_keeps_everything_but_its_frames_side():
+    from model.backbones import SPECS
+
+    spec = SPECS["resnet18-2d"].cut(1, 1)
+    small = spec.resized(64)
+    assert small.size == 64 and small.resized(None) == spec and spec.resized(None) == spec
+    with pytest.raises(ValueError, match="frames of 31 px: at least 32 px"):
+        spec.resized(31)
+
+
 def test_the_windows_run_the_coarse_passs_network_at_their_own_size(zoom_checkpoint, tmp_path):
     """One network in memory for both sizes (a second copy of the backbone was built before), each size in its own
     batches and counted at its own size; a network of another backbone is refused."""
