@@ -35,7 +35,7 @@ from engine.settings import EngineSettings, WorkLimits
 from engine.trace import PositionTrace
 from engine.video.child import warm_up_children
 from engine.video.choice import NVDEC, cpu_decoder
-from engine.video.decode import DecodeRequest, Decoding, FrameChunk, one_pass_fits
+from engine.video.decode import DecodeRequest, Decoding, FrameChunk
 from engine.video.info import VideoInfo
 from engine.video.nvdec import NvdecFallbackError, NvdecPool
 from engine.video.sampling import Spans, sample_ticks
@@ -194,12 +194,9 @@ class Localizer:
         FrameChunk.coarse, `one_pass_bytes`: or only those, for a video whose frames at `size` would not fit in
         that many bytes (DecodeRequest)."""
         started = time.monotonic()
-        request = DecodeRequest(
-            fps=fps or self.spec.sample_fps, size=(size or self.spec.size,) * 2,
-            chunk_frames=chunk_frames or self.settings.chunk_frames,
-            max_duration_s=limits.max_duration_s, timeout_s=limits.timeout_s, spans=spans,
-            coarse_size=coarse_size and (coarse_size,) * 2, coarse_every=coarse_every, one_pass_bytes=one_pass_bytes,
-        )  # fmt: skip
+        request = self._request(
+            limits, Sampling(fps, spans, chunk_frames, size, coarse_size, coarse_every, one_pass_bytes)
+        )
         nvdec = self.nvdec if use_nvdec else None
         with Decoding(source, request, self.cpu_decoder, nvdec=nvdec is not None, tmp_dir=self.settings.temp_dir,
                       cancelled=cancelled) as decoding:  # fmt: skip
@@ -207,12 +204,21 @@ class Localizer:
                 yield decoding.info, decoding.decoder, decoding.chunks()
                 return
             left = DecodeRequest(**{**request.__dict__, "timeout_s": limits.timeout_s - (time.monotonic() - started)})
-            left = left.for_duration(decoding.info.duration_s)
             chunks = nvdec.decode(source, decoding.info, left, cancelled)
             try:
                 yield decoding.info, NVDEC, chunks
             finally:  # the parts stop decoding now, not when the generator is collected
                 chunks.close()
+
+    def _request(self, limits: WorkLimits, sampling: Sampling) -> DecodeRequest:
+        """What `sampling` asks of a decoder within `limits` (its defaults filled in: `frames`)."""
+        return DecodeRequest(
+            fps=sampling.fps or self.spec.sample_fps, size=(sampling.size or self.spec.size,) * 2,
+            chunk_frames=sampling.chunk_frames or self.settings.chunk_frames,
+            max_duration_s=limits.max_duration_s, timeout_s=limits.timeout_s, spans=sampling.spans,
+            coarse_size=sampling.coarse_size and (sampling.coarse_size,) * 2, coarse_every=sampling.coarse_every,
+            one_pass_bytes=sampling.one_pass_bytes,
+        )  # fmt: skip
 
     def extract(
         self, source: VideoSource, limits: WorkLimits, progress: Progress = lambda stage, share: None,
@@ -385,15 +391,15 @@ class Localizer:
                 # frames would not fit in the spool is decoded at the coarse rate and size only (one_pass_bytes).
                 smaller = self.extractor is not self.window_extractor
                 sampling = Sampling(
-                    self.zoom.settings.zoom_fps, None, max(1, self.settings.chunk_frames // spool.every),
-                    self.window_extractor.spec.size, self.extractor.spec.size if smaller else None, spool.every,
-                    spool.budget,
+                    fps=self.zoom.settings.zoom_fps, chunk_frames=max(1, self.settings.chunk_frames // spool.every),
+                    size=self.window_extractor.spec.size, coarse_size=self.extractor.spec.size if smaller else None,
+                    coarse_every=spool.every, one_pass_bytes=spool.budget,
                 )  # fmt: skip
 
             def consume(info: VideoInfo, chunks: Iterator[FrameChunk]) -> FrameFeatures:
-                if one_decode:
-                    fits = one_pass_fits(info.duration_s, sampling.fps, (sampling.size,) * 2, spool.budget)
-                    chunks = spool.thin(chunks) if fits else spool.passed(chunks)
+                if one_decode:  # the decoder chose as this request does, from the same duration
+                    both = self._request(rest, sampling).for_duration(info.duration_s).coarse_every > 1
+                    chunks = spool.thin(chunks) if both else spool.passed(chunks)
                 return extractor.frame_features(chunks, report)
 
             seen["info"], seen["decoder"], found = self._decoded(source, rest, cancelled, consume, sampling)

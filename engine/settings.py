@@ -56,7 +56,7 @@ class DeviceSettings(BaseModel):
         1024.0,
         ge=0,
         description="a zoom checkpoint decodes once at its zoom rate and keeps the frames on disk for its windows "
-        "when they fit in this many MiB (16 fps: 36 MiB per video minute); a longer video decodes its coarse pass "
+        "when they fit in this many MiB (16 fps: 34.5 MiB per video minute); a longer video decodes its coarse pass "
         "alone, at the coarse rate, and its windows again",
     )
     temp_dir: Path | None = Field(

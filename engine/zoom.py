@@ -392,8 +392,9 @@ def spool_every(coarse_fps: float, zoom_fps: float) -> int | None:
 class FrameSpool:
     """The zoom-rate frames of one request, kept in a file for its zoom pass, so that one decode at the zoom rate
     serves both passes (module docstring, step 3). `thin(chunks)` passes every `every`-th frame on to the coarse
-    pass and writes every frame to the file, if they all fit in `budget_bytes` (decided on the first chunk,
-    which knows their number; `kept` says whether they did). Chunks that bring their coarse frames at a smaller
+    pass and writes every frame to the file, if they all fit in `budget_bytes` (the decoder decided so from the
+    video's duration, DecodeRequest.one_pass_bytes; the first chunk, which knows their number, checks it again;
+    `kept` says whether they were kept). Chunks that bring their coarse frames at a smaller
     size (FrameChunk.coarse: the coarse detector reads smaller frames) pass those on instead. `passed(chunks)`
     keeps nothing: the decode gave the coarse pass's frames alone (DecodeRequest.one_pass_bytes, decided from the
     video's duration before it began). `read(ticks)` gives the frames at zoom ticks `ticks` back, on the CPU.
@@ -425,6 +426,7 @@ class FrameSpool:
                 yield FrameChunk(frames, chunk.times[picked], -(-chunk.first // every), -(-chunk.total // every))
 
     def passed(self, chunks: Iterable[FrameChunk]) -> Iterator[FrameChunk]:
+        """`chunks` as they are, nothing kept: the coarse pass's own frames (see the class)."""
         self.close()
         self.shape, self.count, self.kept, self.times = None, 0, False, []
         yield from chunks

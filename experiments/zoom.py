@@ -473,7 +473,7 @@ def zoom_checkpoint(bench: Bench, point: dict, mode: str, seed: int, output: Pat
 
 def add_run_options(parser: argparse.ArgumentParser, output: Path) -> None:
     """The options both experiments take: where, which seeds, the page, the served-path timing, torch's threads,
-    and a rerun of an earlier run (--choice-from, with --wall-again and --keep-test: `rerun_checked`)."""
+    and a rerun of an earlier run (--choice-from, with --wall-again and --keep-test: `apply_run_options`)."""
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--output", type=Path, default=output)
@@ -488,7 +488,8 @@ def add_run_options(parser: argparse.ArgumentParser, output: Path) -> None:
     parser.add_argument("--keep-test", action="store_true", help="with --choice-from: its test results kept too")
 
 
-def rerun_checked(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+def apply_run_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuses --wall-again and --keep-test without --choice-from; sets torch's threads (--threads)."""
     if (args.wall_again or args.keep_test) and not args.choice_from:
         parser.error("--wall-again and --keep-test go with --choice-from")
     if args.threads:
@@ -501,7 +502,8 @@ def measured(
 ) -> dict:  # fmt: skip
     """One run's result (the JSON beside the page): the points `choose()` picks on validation (or --choice-from's),
     `tests(bench, seeds, chosen, log)`, the test split's rows per seed (or --keep-test's), and `wall(chosen)`, the
-    served path's times (or the earlier run's, unless --wall-again; else none with --no-wall)."""
+    served path's times (or the earlier run's, unless --wall-again; none at all with --no-wall, which also leaves
+    out an earlier run's: they timed another state of the code)."""
     earlier = json.loads(args.choice_from.read_text()) if args.choice_from else None
     choice = earlier["choice"] if earlier else choose()
     log(f"chosen on validation: {choice['chosen']}")
@@ -509,7 +511,7 @@ def measured(
         "command": command, "date": time.strftime("%Y-%m-%d"), "machine": f"{torch.get_num_threads()} CPU threads",
         "seeds": earlier["seeds"] if args.keep_test else args.seeds, "choice": choice,
         "test": earlier["test"] if args.keep_test else tests(bench, args.seeds, choice["chosen"], log),
-        "wall": earlier["wall"] if earlier and not args.wall_again else {} if args.no_wall else wall(choice["chosen"]),
+        "wall": {} if args.no_wall else earlier["wall"] if earlier and not args.wall_again else wall(choice["chosen"]),
     }  # fmt: skip
 
 
@@ -734,7 +736,7 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     parser.add_argument("--poolings", nargs="*", default=list(POOLINGS), help="with --train-only: these detectors")
     args = parser.parse_args(argv)
-    rerun_checked(parser, args)
+    apply_run_options(parser, args)
     bench, log = Bench(args.workdir, args.epochs), lambda line: print(line, flush=True)
     if args.train_only:
         rates = [int(r) if r == int(r) else r for r in args.rates]

@@ -39,6 +39,7 @@ from experiments.zoom import (
     SMALL_FRAMES,
     Bench,
     add_run_options,
+    apply_run_options,
     choose_points,
     curve,
     keep_seed,
@@ -46,7 +47,6 @@ from experiments.zoom import (
     measured,
     page,
     refiner_label,
-    rerun_checked,
     uniform_predictions,
     wall_times,
     zoom_predictions,
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_options(parser, ROOT / "docs" / "zoom_space.md")
     args = parser.parse_args(argv)
-    rerun_checked(parser, args)
+    apply_run_options(parser, args)
     bench, log = Bench(args.workdir, None), lambda line: print(line, flush=True)
     result = measured(
         bench, args, "python -m experiments.zoom_space " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -23,7 +23,6 @@ from engine.features.extractor import FeatureExtractor
 from engine.video.decode import DecodeRequest, Decoding
 from engine.video.source import VideoSource
 from model.backbones import SPECS
-from model.config import MIN_FRAME_SIZE
 
 
 def extract_frames(
@@ -57,8 +56,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--frame-size", type=int, help="frames resized to this side (default: the backbone's, 112)")
     args = parser.parse_args(argv)
-    if args.frame_size is not None and args.frame_size < MIN_FRAME_SIZE:
-        parser.error(f"--frame-size {args.frame_size}: at least {MIN_FRAME_SIZE} px")
+    try:
+        SPECS["resnet18-2d"].resized(args.frame_size)  # the backbone extract_frames runs
+    except ValueError as error:
+        parser.error(f"--frame-size: {error}")
     extract_frames(args.videos, args.output, args.fps, frame_size=args.frame_size)
 
 

@@ -60,7 +60,7 @@ class DecodeRequest:
     `one_pass_bytes`: the most bytes all sampled frames at `size` may take for one decode to serve both of the
     zoom's passes (its FrameSpool budget). A longer video is sampled every `coarse_every`-th tick only, fitted to
     `coarse_size` (or `size`): the coarse pass alone, whose windows are decoded again (`for_duration`, which the
-    child and the NVDEC pool both apply once they know the video's duration)."""
+    CPU decoders' child and NvdecPool.decode both apply once they know the video's duration)."""
 
     fps: float | None = None
     size: tuple[int, int] | None = None
@@ -195,7 +195,7 @@ def decode_child(conn, fatal, workdir: str, request: dict[str, Any]) -> None:
         if limit is not None and info["duration_s"] > limit:
             raise VideoTooLongError(info["duration_s"], limit, name)
         conn.send(("info", info))
-        fields = {name: request[name] for name in DecodeRequest.__dataclass_fields__}
+        fields = {field: request[field] for field in DecodeRequest.__dataclass_fields__}
         request = {**request, **DecodeRequest(**fields).for_duration(info["duration_s"]).__dict__}
         decoder = request["decoder"] and decoder_for(request["decoder"], info["stream"], request["nvdec"])
         if decoder != "decord":

@@ -121,7 +121,9 @@ class NvdecPool:
         """The sampled frames of `source` (whose info the isolated child read), fitted to `request.size`, in
         time order. Raises VideoTimeoutError past
         `request.timeout_s`, JobCancelledError when `cancelled()`, NvdecFallbackError (see above). Chunks hold at
-        most DECODE_BATCH frames."""
+        most DECODE_BATCH frames. A request with `one_pass_bytes` is first fitted to the video's duration
+        (DecodeRequest.for_duration), as the CPU decoders' child fits it."""
+        request = request.for_duration(info.duration_s)
         deadline = time.monotonic() + request.timeout_s
         begin_s = info.frame_times[0] if info.frame_times else 0.0
         ticks = sample_ticks(begin_s, info.duration_s, request.fps, request.spans)

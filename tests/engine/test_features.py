@@ -171,3 +171,25 @@ def test_the_nvdec_pool_gives_the_frames_of_one_decoder_in_time_order(media, wal
             assert [c.first for c in chunks] == list(np.cumsum([0] + [len(c.times) for c in chunks[:-1]]))
             assert max(len(c.times) for c in chunks) <= 5
             assert {c.total for c in chunks} == {len(expected)}
+
+
+def test_the_nvdec_pool_decodes_the_coarse_pass_alone_beyond_one_pass_bytes(media):
+    """NvdecPool.decode fits the request to the video's duration as the CPU child does (DecodeRequest.for_duration):
+    one byte short of one pass, only every 2nd tick, at the coarse size, as a decode at half the rate gives."""
+    from engine.video.decode import probe_video
+    from engine.video.nvdec import NvdecPool
+
+    path, info = media / "vfr.mp4", probe_video(media / "vfr.mp4")
+    needed = int(np.ceil(info.duration_s * REQUEST.fps)) * SPEC.size * SPEC.size * 3
+    request = DecodeRequest(
+        **{**REQUEST.__dict__, "coarse_size": (48, 48), "coarse_every": 2, "one_pass_bytes": needed - 1}
+    )
+    pool = NvdecPool(torch.device("cpu"), engines=2, longest_part_s=2.0)
+    try:
+        chunks = list(pool.decode(VideoSource.from_path(path), info, request))
+    finally:
+        pool.close()
+    small, times, _ = decode_frames(path, DecodeRequest(fps=REQUEST.fps / 2, size=(48, 48)), "torchcodec")
+    assert all(c.coarse is None for c in chunks) and {c.total for c in chunks} == {len(small)}
+    np.testing.assert_array_equal(torch.cat([c.frames for c in chunks]).numpy(), small)
+    np.testing.assert_allclose(np.concatenate([c.times for c in chunks]), times, atol=1e-6)

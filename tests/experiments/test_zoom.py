@@ -94,7 +94,7 @@ def test_rerun_flags_without_an_earlier_run_are_refused(flag, tmp_path, capsys):
 
 def test_a_rerun_keeps_what_its_flags_keep_and_measures_the_rest(tmp_path):
     """`measured`: --choice-from keeps the validation choice; --keep-test its test rows and seeds; --wall-again
-    times the served path again, which is otherwise kept (and skipped with --no-wall on a fresh run)."""
+    times the served path again, which is otherwise kept; --no-wall leaves wall times out, even an earlier run's."""
     from experiments.zoom import measured
 
     earlier = {"choice": {"chosen": {"zoom-lite": {}}}, "seeds": [0, 1], "test": {"old": []}, "wall": {"old": 1}}
@@ -122,3 +122,4 @@ def test_a_rerun_keeps_what_its_flags_keep_and_measures_the_rest(tmp_path):
     calls.clear()
     kept = run(choice_from=True)
     assert kept["wall"] == {"old": 1} and kept["test"] == {"new": []} and calls == [("test", [3], ["zoom-lite"])]
+    assert run(choice_from=True, no_wall=True)["wall"] == {}
