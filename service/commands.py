@@ -13,8 +13,11 @@ def register(subcommands: argparse._SubParsersAction, draw_timeline: Callable[..
     """`draw_timeline(answer, labels, path, video, annotations, video_id, show_boundary)` draws `tzn localize
     --plot` (viz.timeline, wired in by tzn.py, so that the service does not import the pictures)."""
     serve = subcommands.add_parser("serve", help="run the HTTP service (settings from TZN_* variables)")
-    serve.add_argument("--host", default="0.0.0.0")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0, every interface; 127.0.0.1: this "
+        "machine only)",
+    )  # fmt: skip
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     serve.set_defaults(handler=run_serve)
 
     localize = subcommands.add_parser("localize", help="localize actions in one video; JSON to stdout")
@@ -77,6 +80,10 @@ def run_serve(args: argparse.Namespace) -> int:
         )
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    logging.getLogger("tzn.serve").info(
+        "listening on %s:%d; the model loads now, and GET /health/ready answers 200 once it serves",
+        args.host, args.port,
+    )  # fmt: skip
     failures: list[str] = []
     servers: list[uvicorn.Server] = []
 

@@ -96,6 +96,13 @@ def test_one_log_line_says_when_the_model_is_loaded_and_warm(server, server_log)
     assert len(lines) == 1 and "small" in lines[0] and "ready for /localize" in lines[0]
 
 
+def test_the_log_says_where_the_server_listens_before_the_model_is_loaded(server, server_log):
+    lines = server_log.read_text().splitlines()
+    listening = [n for n, line in enumerate(lines) if f"listening on {server.removeprefix('http://')};" in line]
+    loaded = [n for n, line in enumerate(lines) if "model loaded and warm" in line]
+    assert len(listening) == 1 and listening[0] < loaded[0]
+
+
 def test_a_model_that_fails_to_load_ends_the_process_with_one_line(small_checkpoint, tmp_path):
     broken = tmp_path / "run"
     shutil.copytree(small_checkpoint, broken)
