@@ -21,8 +21,9 @@ A zoom checkpoint is a checkpoint directory whose detector was trained on featur
    reference frames (the zoom benchmark's 720p file: 4 keyframes, 719 P-frames and 177 B-frames in 900,
    keyframes up to 8 s apart; `ffmpeg -skip_frame noref` decodes it no faster), so a coarse pass cannot skip
    frames, and a window decoded on its own starts from the keyframe before it. Otherwise (another ratio, or more
-   frames than TZN_ZOOM_SPOOL_MB) the windows are decoded again (DecodeRequest.spans): `decode` in the answer
-   says which ("one pass" or "two passes");
+   frames than TZN_ZOOM_SPOOL_MB, when the coarse pass decodes its own frames alone: DecodeRequest.one_pass_bytes)
+   the windows are decoded again (DecodeRequest.spans): `decode` in the answer says which ("one pass" or "two
+   passes");
 4. refine: each boundary from its window's per-frame features (model/refiner.py): "bdr" reads the fields' zero
    crossing, "regression" the pooled offset, "none" keeps the coarse boundary. "detector" detects again instead:
    a TZN detector trained on one feature per frame at the zoom rate (the checkpoint in `fine/`) reads the whole
@@ -402,13 +403,18 @@ class FrameSpool:
 
     def __init__(self, every: int, budget_bytes: int, directory: str | Path | None = None):
         self.every, self.budget, self.directory = every, budget_bytes, directory
-        self.file, self.shape, self.count, self.kept = None, None, 0, False
+        self.file = None
+        self._restart()
+
+    def _restart(self) -> None:
+        """Nothing kept: a new decode (the CPU decoder's after NVDEC fell back) starts again."""
+        self.close()
+        self.shape, self.count, self.kept = None, 0, False
         self.times: list[np.ndarray] = []
 
     def thin(self, chunks: Iterable[FrameChunk]) -> Iterator[FrameChunk]:
         every = self.every
-        self.close()  # a second attempt (the CPU decoder after NVDEC fell back) starts again
-        self.shape, self.count, self.kept, self.times = None, 0, False, []
+        self._restart()
         for chunk in chunks:
             if self.shape is None:
                 self.shape = tuple(chunk.frames.shape[1:])
@@ -427,8 +433,7 @@ class FrameSpool:
 
     def passed(self, chunks: Iterable[FrameChunk]) -> Iterator[FrameChunk]:
         """`chunks` as they are, nothing kept: the coarse pass's own frames (see the class)."""
-        self.close()
-        self.shape, self.count, self.kept, self.times = None, 0, False, []
+        self._restart()
         yield from chunks
 
     def _keep(self, chunk: FrameChunk) -> None:

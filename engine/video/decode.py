@@ -94,19 +94,14 @@ class DecodeRequest:
         would not fit in `one_pass_bytes` (see the class)."""
         if self.one_pass_bytes is None:
             return self
-        if one_pass_fits(duration_s, self.fps, self.size, self.one_pass_bytes):
+        # counted before anything is decoded, as ceil(duration x fps) frames: at least as many as sampling gives
+        frames = int(np.ceil(duration_s * self.fps))
+        if frames * self.size[0] * self.size[1] * 3 <= self.one_pass_bytes:
             return replace(self, one_pass_bytes=None)
         return replace(
             self, fps=self.fps / self.coarse_every, size=self.coarse_size or self.size, coarse_size=None,
             coarse_every=1, one_pass_bytes=None,
         )  # fmt: skip
-
-
-def one_pass_fits(duration_s: float, fps: float, size: tuple[int, int], budget_bytes: int) -> bool:
-    """Whether the frames at `fps` of a video `duration_s` long, fitted to `size` (RGB uint8), take at most
-    `budget_bytes`: counted from the duration before anything is decoded, as ceil(duration x fps) frames, at
-    least as many as sampling gives (engine/video/sampling.py)."""
-    return int(np.ceil(duration_s * fps)) * size[0] * size[1] * 3 <= budget_bytes
 
 
 @dataclass(frozen=True)
